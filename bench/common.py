@@ -1,0 +1,61 @@
+"""Helpers shared by the benchmarks: timing commands, interleaved rounds, medians."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PYTHON = sys.executable
+BIN = os.path.dirname(PYTHON)
+
+
+def timed(argv: Sequence[str], env: dict[str, str] | None = None, cwd: str | None = None) -> float:
+    """Wall seconds of one run of argv; a failed run stops the benchmark with its output."""
+    start = time.perf_counter()
+    done = subprocess.run(list(argv), capture_output=True, text=True, env=env, cwd=cwd)
+    took = time.perf_counter() - start
+    if done.returncode != 0:
+        sys.exit(f"benchmark command failed ({done.returncode}): {' '.join(argv)}\n{done.stdout}{done.stderr}")
+    return took
+
+
+def interleave(cases: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
+    """Run each case once per round, in turn, so drift on the machine hits all alike."""
+    out: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(rounds):
+        for name, case in cases.items():
+            out[name].append(case())
+    return out
+
+
+def describe(name: str, samples: list[float], unit: str = "s") -> str:
+    med = statistics.median(samples)
+    lo, hi = min(samples), max(samples)
+    return f"{name:<44} median {med:8.4f} {unit}  (min {lo:.4f}, max {hi:.4f}, n={len(samples)})"
+
+
+def ratio_line(what: str, num: list[float], den: list[float], goal: str) -> str:
+    r = statistics.median(num) / statistics.median(den)
+    return f"{what:<44} ratio {r:6.3f}   goal {goal}"
+
+
+def mpi_flavour() -> str:
+    out = subprocess.run([os.path.join(BIN, "mpiexec"), "--version"], capture_output=True, text=True)
+    return "openmpi" if "open mpi" in (out.stdout + out.stderr).lower() else "mpich"
+
+
+def mpiexec(n: int) -> list[str]:
+    """The bare launcher line for this venv's MPI, with the options t2mpi itself would use."""
+    argv = [os.path.join(BIN, "mpiexec"), "-n", str(n)]
+    if mpi_flavour() == "openmpi":
+        if os.geteuid() == 0:
+            argv.append("--allow-run-as-root")
+        argv += ["--bind-to", "none", "--mca", "btl", "^ofi"]
+        if n > len(os.sched_getaffinity(0)):
+            argv += ["--map-by", ":OVERSUBSCRIBE"]
+    return argv

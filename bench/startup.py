@@ -1,0 +1,48 @@
+"""Start-up cost of t2mpi against a bare mpi4py launch, under this venv's MPI.
+
+(a) mpiexec -n 3 python -m t2mpi.launch jobs/hello.yaml -n 2  vs  a bare mpi4py Barrier: goal <= 1.3
+(b) t2mpi run jobs/hello.yaml -n 2  vs  (a): goal <= 100 ms added by the client
+
+Usage: python bench/startup.py [--rounds N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import BIN, PYTHON, ROOT, describe, interleave, mpi_flavour, mpiexec, ratio_line, timed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=21)
+    args = parser.parse_args()
+    hello = os.path.join(ROOT, "jobs", "hello.yaml")
+    work = tempfile.mkdtemp(prefix="t2mpi-bench-")
+    cases = {
+        "bare mpi4py Barrier, 3 ranks": lambda: timed(
+            mpiexec(3) + [PYTHON, "-c", "from mpi4py import MPI; MPI.COMM_WORLD.Barrier()"]),
+        "(a) mpiexec -n 3 python -m t2mpi.launch": lambda: timed(
+            mpiexec(3) + [PYTHON, "-m", "t2mpi.launch", hello, "-n", "2", "--quiet"], cwd=work),
+        "(b) t2mpi run hello -n 2": lambda: timed(
+            [os.path.join(BIN, "t2mpi"), "run", hello, "-n", "2", "--quiet"], cwd=work),
+    }
+    for case in cases.values():   # warm the page cache and the MPI's first start
+        case()
+    res = interleave(cases, args.rounds)
+    print(f"start-up under {mpi_flavour()}; {args.rounds} interleaved rounds; python {sys.version.split()[0]}")
+    for name, samples in res.items():
+        print(describe(name, samples))
+    bare, a, b = res.values()
+    print(ratio_line("(a) launch entry / bare", a, bare, "<= 1.3"))
+    added = (statistics.median(b) - statistics.median(a)) * 1000
+    print(f"{'(b) client adds':<44} {added:8.1f} ms  goal <= 100 ms")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,15 @@
+/* Declarations shared by the C files of t2mpi._native: one C file per topic,
+ * module.c holds only the method table and the module init. */
+#ifndef T2MPI_NATIVE_H
+#define T2MPI_NATIVE_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+/* affinity.c: thread identity and CPU affinity */
+PyObject *t2n_gettid(PyObject *self, PyObject *noargs);
+PyObject *t2n_getcpu(PyObject *self, PyObject *noargs);
+PyObject *t2n_getaffinity(PyObject *self, PyObject *args);
+PyObject *t2n_setaffinity(PyObject *self, PyObject *args);
+
+#endif

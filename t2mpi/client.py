@@ -1,0 +1,201 @@
+"""The job client: check a job, start its MPI launch, follow it through the job folder."""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import launcher as mpilauncher
+from .jobdir import TERMINAL_STATES, JobDir
+from .spec import JobSpec, load
+from .worker import load_worker_class
+
+_POLL = 0.1           # seconds between looks at the job folder while output is quiet
+_TERM_GRACE = 5.0     # seconds between SIGTERM and SIGKILL when ending a launch
+
+
+@dataclass(frozen=True)
+class Launch:
+    """A checked job and the exact command that would run it."""
+
+    spec: JobSpec
+    mpi: mpilauncher.MpiLauncher
+    host: mpilauncher.Host
+    python: str
+
+    def argv(self, job_dir: str) -> list[str]:
+        return mpilauncher.command(self.mpi, self.spec, job_dir, self.python, self.host)
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """How a job ended: state, each worker's return value or error, timings, where its files are."""
+
+    job_id: str
+    job_dir: str
+    state: str
+    reason: str
+    results: dict[int, Any] = field(default_factory=dict)
+    errors: dict[int, str] = field(default_factory=dict)
+    wall_time: float = 0.0
+    worker_times: dict[int, float] = field(default_factory=dict)
+    exit_code: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "COMPLETED"
+
+
+@dataclass
+class Follower:
+    """Callbacks for a run: output lines as they come, and the state as it changes."""
+
+    on_stdout: Callable[[str], None] = lambda line: (sys.stdout.write(line), sys.stdout.flush())
+    on_stderr: Callable[[str], None] = lambda line: (sys.stderr.write(line), sys.stderr.flush())
+    on_events: Callable[[list[dict[str, Any]], dict[str, Any] | None], None] = lambda ev, st: None
+    on_start: Callable[[JobDir, list[str]], None] = lambda jd, argv: None
+
+
+def prepare(job: str | os.PathLike[str], *, workers: int | None = None,
+            overrides: Sequence[str] = (), python: str | None = None) -> Launch:
+    """Resolve and check everything that can be checked before anything is launched."""
+    spec = load(job, workers=workers, overrides=overrides)
+    load_worker_class(spec)
+    python = python or sys.executable
+    mpi = mpilauncher.detect(mpilauncher.find(spec, python))
+    launch = Launch(spec, mpi, mpilauncher.Host.here(), python)
+    launch.argv("<job-dir>")  # an unsupported launcher fails here, before a folder is made
+    return launch
+
+
+def run(job: str | os.PathLike[str], *, workers: int | None = None, overrides: Sequence[str] = (),
+        follower: Follower | None = None) -> JobResult:
+    """Run a job to its end and return its JobResult. Ctrl-C ends every rank (state KILLED)."""
+    launch = prepare(job, workers=workers, overrides=overrides)
+    return execute(launch, follower or Follower())
+
+
+def execute(launch: Launch, follower: Follower) -> JobResult:
+    jd = JobDir.create(launch.spec.jobs_dir, launch.spec.name, launch.spec.to_dict())
+    argv = launch.argv(str(jd.path))
+    follower.on_start(jd, argv)
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    stderr_tail: list[str] = []
+    try:
+        _follow(proc, jd, follower, stderr_tail)
+    except BaseException as exc:
+        _end_launch(proc)
+        why = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else f"client error: {exc!r}"
+        _settle_state(jd, "KILLED", why)
+        raise
+    return _result(jd, proc.returncode, stderr_tail)
+
+
+def _follow(proc: subprocess.Popen[bytes], jd: JobDir, follower: Follower, stderr_tail: list[str]) -> None:
+    sel = selectors.DefaultSelector()
+    assert proc.stdout is not None and proc.stderr is not None
+    sinks = {proc.stdout: follower.on_stdout, proc.stderr: follower.on_stderr}
+    partial = {proc.stdout: b"", proc.stderr: b""}
+    for stream in sinks:
+        os.set_blocking(stream.fileno(), False)
+        sel.register(stream, selectors.EVENT_READ)
+    offset = 0
+    last_look = 0.0
+    while sel.get_map():
+        for key, _ in sel.select(timeout=_POLL):
+            stream = key.fileobj
+            chunk = os.read(stream.fileno(), 65536)  # type: ignore[union-attr]
+            if not chunk:
+                sel.unregister(stream)
+                if partial[stream]:
+                    _emit(sinks[stream], partial[stream] + b"\n", stream is proc.stderr, stderr_tail)
+                continue
+            data = partial[stream] + chunk
+            end = data.rfind(b"\n") + 1
+            partial[stream] = data[end:]
+            if end:
+                _emit(sinks[stream], data[:end], stream is proc.stderr, stderr_tail)
+        if time.monotonic() - last_look >= _POLL:
+            last_look = time.monotonic()
+            offset = _look(jd, offset, follower)
+    proc.wait()
+    _look(jd, offset, follower)
+
+
+def _emit(sink: Callable[[str], None], data: bytes, is_stderr: bool, tail: list[str]) -> None:
+    text = data.decode("utf-8", errors="replace")
+    if is_stderr:
+        tail.extend(text.splitlines()[-20:])
+        del tail[:-20]
+    sink(text)
+
+
+def _look(jd: JobDir, offset: int, follower: Follower) -> int:
+    """New events, with the state when they changed it (None: unchanged since the last look)."""
+    events, offset = jd.read_events(offset)
+    follower.on_events(events, jd.read_state() if events else None)
+    return offset
+
+
+def _end_launch(proc: subprocess.Popen[bytes]) -> None:
+    """End the launcher and every process it started (they share its new session)."""
+    for sig, grace in ((signal.SIGTERM, _TERM_GRACE), (signal.SIGKILL, _TERM_GRACE)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            continue
+        # the launcher is gone; make sure nothing it started outlives it
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        break
+    if proc.returncode is None:
+        proc.wait()
+
+
+def _settle_state(jd: JobDir, state: str, reason: str) -> None:
+    """Write a terminal state for a launch that ended without the master writing one."""
+    current = jd.read_state()
+    if current is not None and current.get("state") in TERMINAL_STATES:
+        return
+    now = time.time()
+    settled = dict(current or {"job_id": jd.job_id, "num_workers": None, "started": now, "workers": []})
+    settled.update(state=state, reason=reason, ended=now)
+    for w in settled.get("workers", []):
+        if w.get("state") not in TERMINAL_STATES:
+            w["state"] = "KILLED"
+    jd.write_state(settled)
+    jd.append_events([{"t": now, "event": "ended", "state": state, "reason": reason, "by": "client"}])
+
+
+def _result(jd: JobDir, returncode: int, stderr_tail: list[str]) -> JobResult:
+    state = jd.read_state()
+    if state is None or state.get("state") not in TERMINAL_STATES:
+        last = next((line for line in reversed(stderr_tail) if line.strip()), "")
+        _settle_state(jd, "FAILED", f"the MPI launch exited with status {returncode} "
+                                    f"before the job ended" + (f": {last.strip()}" if last else ""))
+        state = jd.read_state()
+    assert state is not None
+    workers = state.get("workers", [])
+    return JobResult(
+        job_id=jd.job_id, job_dir=str(jd.path), state=state["state"], reason=state.get("reason", ""),
+        results=jd.read_results() if state["state"] == "COMPLETED" else {},
+        errors={w["id"]: w["error"] for w in workers if w.get("error")},
+        wall_time=(state.get("ended") or time.time()) - (state.get("started") or time.time()),
+        worker_times={w["id"]: w["ended"] - w["started"] for w in workers
+                      if w.get("ended") and w.get("started")},
+        exit_code=0 if state["state"] == "COMPLETED" else 1,
+    )

@@ -1,0 +1,169 @@
+"""What people see: worker output prefixed with its id, status lines, the summary."""
+
+from __future__ import annotations
+
+import io
+import sys
+import time
+
+TYPE_CHECKING = False   # typing costs every rank start-up time; annotations are strings
+if TYPE_CHECKING:
+    from typing import Any, TextIO
+
+
+class PrefixedOutput(io.TextIOBase):
+    """A text stream that writes whole lines, each with a prefix, and copies them to a log file."""
+
+    def __init__(self, target: TextIO, prefix: str, log: TextIO):
+        self._target = target
+        self._prefix = prefix
+        self._log = log
+        self._partial = ""
+
+    @classmethod
+    def install(cls, prefix: str, log_path: str) -> None:
+        """Replace sys.stdout and sys.stderr of this process with prefixing copies."""
+        log = open(log_path, "a", buffering=1, encoding="utf-8", errors="replace")
+        sys.stdout = cls(sys.__stdout__, prefix, log)  # type: ignore[assignment]
+        sys.stderr = cls(sys.__stderr__, prefix, log)  # type: ignore[assignment]
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        data = self._partial + text
+        end = data.rfind("\n") + 1
+        self._partial = data[end:]
+        if end:
+            lines = data[:end]
+            self._target.write("".join(self._prefix + line + "\n" for line in lines.splitlines()))
+            self._target.flush()
+            self._log.write(lines)
+        return len(text)
+
+    def flush(self) -> None:
+        if self._partial:
+            self.write("\n")
+
+    def fileno(self) -> int:
+        return self._target.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self._target, "encoding", "utf-8")
+
+
+def _counts(state: dict[str, Any]) -> str:
+    n = state.get("num_workers", 0)
+    return f"joined {state.get('joined', 0)}/{n} · finished {state.get('finished', 0)}/{n}"
+
+
+def _elapsed(state: dict[str, Any], now: float | None = None) -> float:
+    start = state.get("started") or 0.0
+    end = state.get("ended") or (now if now is not None else time.time())
+    return max(0.0, end - start)
+
+
+def status_line(state: dict[str, Any] | None, job_id: str, now: float | None = None) -> str:
+    """One line for a terminal, rewritten in place: 'hello-…: RUNNING · joined 4/4 · …'."""
+    if state is None:
+        return f"{job_id}: STARTING · waiting for the MPI launch"
+    line = f"{job_id}: {state['state']} · {_counts(state)} · {_elapsed(state, now):.1f} s"
+    busy = [w for w in state.get("workers", []) if w.get("message") and w["state"] == "RUNNING"]
+    if busy:
+        w = busy[0]
+        frac = f" {w['progress'] * 100:.0f}%" if w.get("progress") is not None else ""
+        line += f" · w{w['id']}{frac} {w['message']}"
+    return line
+
+
+def event_line(event: dict[str, Any]) -> str | None:
+    """A line for a log (not a terminal) for the events worth a line; None for the rest."""
+    kind = event.get("event")
+    if kind == "joined":
+        return f"all {event['workers']} workers joined on {', '.join(event.get('hosts', []))}"
+    if kind == "worker_completed":
+        return f"worker {event['worker']} completed in {event['elapsed']:.2f} s"
+    if kind == "worker_failed":
+        last = (event.get("error") or "").strip().splitlines()[-1:] or ["error"]
+        return f"worker {event['worker']} FAILED: {last[0]}"
+    if kind == "ended":
+        return f"job {event['state']}: {event.get('reason', '')}"
+    return None
+
+
+def summary(state: dict[str, Any]) -> str:
+    """The one-screen summary: state, wall time, each worker's result or error."""
+    n = state.get("num_workers", 0)
+    lines = [f"job {state['job_id']}: {state['state']} in {_elapsed(state):.2f} s "
+             f"({n} worker{'s' if n != 1 else ''}) — {state.get('reason', '')}"]
+    workers = state.get("workers", [])
+    shown = workers if len(workers) <= 20 else workers[:10] + workers[-5:]
+    lines.append(f"  {'worker':>6}  {'host':<16} {'state':<10} {'time':>8}  result / error")
+    for i, w in enumerate(shown):
+        took = (w["ended"] - w["started"]) if w.get("ended") and w.get("started") else None
+        what = w.get("result") if w["state"] == "COMPLETED" else _last_line(w.get("error"))
+        lines.append(f"  {w['id']:>6}  {str(w.get('host') or '-'):<16} {w['state']:<10} "
+                     f"{(f'{took:.2f} s' if took is not None else '-'):>8}  {what or ''}")
+        if i == 9 and len(workers) > 20:
+            lines.append(f"  {'…':>6}  ({len(workers) - 15} more)")
+    return "\n".join(lines)
+
+
+def failure_report(state: dict[str, Any]) -> str:
+    """What the master prints when the job fails: the reason and each failed worker's traceback."""
+    parts = [f"t2mpi: job {state['job_id']} FAILED: {state.get('reason', '')}"]
+    for w in state.get("workers", []):
+        if w.get("error"):
+            parts.append(w["error"].rstrip())
+    return "\n".join(parts)
+
+
+def _last_line(text: str | None) -> str:
+    if not text:
+        return ""
+    lines = text.strip().splitlines()
+    return lines[-1] if lines else ""
+
+
+class LiveStatus:
+    """Live status for `t2mpi run`: a line rewritten in place on a terminal, event lines elsewhere."""
+
+    def __init__(self, job_id: str, stream: TextIO | None = None):
+        self.job_id = job_id
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.state: dict[str, Any] | None = None
+        self._shown = False
+
+    def output(self, write: Any, text: str) -> None:
+        self._clear()
+        write(text)
+        self._draw()
+
+    def events(self, events: list[dict[str, Any]], state: dict[str, Any] | None) -> None:
+        if state is not None:
+            self.state = state
+        if self.tty:
+            self._draw()
+            return
+        for event in events:
+            line = event_line(event)
+            if line:
+                self.stream.write(f"[t2mpi] {line}\n")
+                self.stream.flush()
+
+    def close(self) -> None:
+        self._clear()
+
+    def _clear(self) -> None:
+        if self.tty and self._shown:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            self._shown = False
+
+    def _draw(self) -> None:
+        if self.tty:
+            self.stream.write("\r\x1b[K" + status_line(self.state, self.job_id))
+            self.stream.flush()
+            self._shown = True

@@ -1,0 +1,175 @@
+"""The job folder: the only module that knows its file names and how they are written.
+
+<jobs_dir>/<job_id>/          mode 0700, appears complete (made under a hidden name, then renamed)
+    spec.json                 the resolved job spec
+    state.json                the master's state, replaced atomically
+    events.jsonl              one JSON object per line, appended
+    results.pkl               the workers' return values {worker_id: value}, written atomically
+    logs/worker-<id>.log      each worker's output and log
+    workers/<id>/             each worker's persistent folder (made on first use)
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import time
+
+from .errors import JobError
+
+TYPE_CHECKING = False   # typing costs every rank start-up time; annotations are strings
+if TYPE_CHECKING:
+    from typing import Any
+
+TERMINAL_STATES = ("COMPLETED", "FAILED", "KILLED")
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    """Write `data` to `path` so that readers see the old or the new file, never a part."""
+    head, name = os.path.split(path)
+    tmp = os.path.join(head, f".{name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class JobDir:
+    """A job's folder on the shared filesystem."""
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = os.path.abspath(path)
+        self.job_id = os.path.basename(self.path)
+        self.spec_file = os.path.join(self.path, "spec.json")
+        self.state_file = os.path.join(self.path, "state.json")
+        self.events_file = os.path.join(self.path, "events.jsonl")
+        self.results_file = os.path.join(self.path, "results.pkl")
+        self.logs_dir = os.path.join(self.path, "logs")
+
+    def worker_log(self, worker_id: int) -> str:
+        return os.path.join(self.logs_dir, f"worker-{worker_id}.log")
+
+    def worker_dir(self, worker_id: int) -> str:
+        return os.path.join(self.path, "workers", str(worker_id))
+
+    # -------------------------------------------------------------- creating
+
+    @classmethod
+    def create(cls, jobs_dir: str | os.PathLike[str], name: str, spec: dict[str, Any]) -> JobDir:
+        """Make a new private job folder holding spec.json; it appears whole or not at all."""
+        return cls.make(cls.new_path(jobs_dir, name), spec)
+
+    @staticmethod
+    def new_path(jobs_dir: str | os.PathLike[str], name: str) -> str:
+        """A fresh job folder path: <jobs_dir>/<name>-<date>-<time>-<4 hex digits>."""
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        while True:
+            final = os.path.join(os.fspath(jobs_dir), f"{name}-{stamp}-{os.urandom(2).hex()}")
+            if not os.path.exists(final):
+                return final
+
+    @classmethod
+    def make(cls, final: str, spec: dict[str, Any]) -> JobDir:
+        """Make the job folder `final` (from new_path) holding spec.json, whole or not at all."""
+        import json
+
+        parent, job_id = os.path.split(final)
+        try:
+            os.makedirs(parent, exist_ok=True)
+        except OSError as exc:
+            raise JobError(f"jobs_dir {parent}: cannot create it: {exc.strerror or exc}") from None
+        staging = os.path.join(parent, f".{job_id}.creating")
+        try:
+            os.mkdir(staging, 0o700)
+            os.chmod(staging, 0o700)  # whatever the umask
+            os.mkdir(os.path.join(staging, "logs"), 0o700)
+            spec = dict(spec, job_id=job_id)
+            write_atomic(os.path.join(staging, "spec.json"), json.dumps(spec, indent=2).encode())
+            os.rename(staging, final)
+        except OSError as exc:
+            _remove_tree(staging)
+            raise JobError(f"jobs_dir {parent}: cannot create job folder: {exc.strerror or exc}") from None
+        return cls(final)
+
+    # -------------------------------------------------------------- reading and writing
+
+    def read_spec(self) -> dict[str, Any]:
+        return self._read_json(self.spec_file, "spec.json")
+
+    def write_state(self, state: dict[str, Any]) -> None:
+        import json
+
+        write_atomic(self.state_file, json.dumps(state, indent=1, default=str).encode())
+
+    def read_state(self) -> dict[str, Any] | None:
+        import json
+
+        try:
+            return json.loads(_read(self.state_file))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise JobError(f"{self.state_file}: cannot read: {exc}") from None
+
+    def append_events(self, events: list[dict[str, Any]]) -> None:
+        if not events:
+            return
+        import json
+
+        data = "".join(json.dumps(e, default=str) + "\n" for e in events).encode()
+        fd = os.open(self.events_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+
+    def read_events(self, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+        """Events from byte `offset` on (whole lines only) and the offset to read from next."""
+        try:
+            with open(self.events_file, "rb") as fh:
+                fh.seek(offset)
+                data = fh.read()
+        except FileNotFoundError:
+            return [], offset
+        import json
+
+        end = data.rfind(b"\n") + 1
+        events = [json.loads(line) for line in data[:end].splitlines() if line.strip()]
+        return events, offset + end
+
+    def write_results(self, results: dict[int, Any]) -> None:
+        write_atomic(self.results_file, pickle.dumps(results, protocol=pickle.HIGHEST_PROTOCOL))
+
+    def read_results(self) -> dict[int, Any]:
+        try:
+            return pickle.loads(_read(self.results_file))
+        except FileNotFoundError:
+            return {}
+
+    def _read_json(self, path: str, what: str) -> dict[str, Any]:
+        import json
+
+        try:
+            return json.loads(_read(path))
+        except FileNotFoundError:
+            raise JobError(f"{self.path}: not a t2mpi job folder (no {what})") from None
+        except (OSError, ValueError) as exc:
+            raise JobError(f"{path}: cannot read: {exc}") from None
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+def _remove_tree(path: str) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,247 @@
+"""The launch entry: `mpiexec -n W+1 python -m t2mpi.launch (JOBFILE | --job-dir DIR) [...]`.
+
+Rank roles are decided here and nowhere else: rank 0 is the job master, ranks 1..W run one
+IWorker each. Any uncaught error on any rank ends the whole launch with MPI_Abort: nothing hangs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from .errors import T2mpiError
+
+TYPE_CHECKING = False   # typing costs every rank start-up time; annotations are strings
+if TYPE_CHECKING:
+    from typing import Any
+
+    from mpi4py import MPI
+
+    from .jobdir import JobDir
+    from .master import Master
+    from .spec import JobSpec
+
+_STATE_EVERY = 0.2   # seconds between state.json rewrites while only progress changes
+
+
+def main(argv: list[str] | None = None) -> int:
+    from mpi4py import MPI
+
+    world = MPI.COMM_WORLD
+    rank, size = world.Get_rank(), world.Get_size()
+    setup: Any = None
+    if rank == 0:
+        try:
+            setup = _prepare(sys.argv[1:] if argv is None else argv)
+        except T2mpiError as exc:
+            setup = str(exc)
+        except BaseException:
+            _abort(world, f"t2mpi.launch: the job master failed to start:\n{_traceback()}")
+    _wait_for_everyone(world)
+    setup = world.bcast(setup, root=0)
+    if isinstance(setup, str):  # rank 0 could not prepare the job: every rank ends, rank 0 says why
+        if rank == 0:
+            print(f"t2mpi.launch: {setup}", file=sys.stderr, flush=True)
+        return 2
+    spec, job_dir, quiet, make_dir = setup
+    if size != spec.world_size:
+        print(f"t2mpi.launch: rank {rank}: job '{spec.name}' needs {spec.world_size} MPI processes "
+              f"({spec.workers} workers + 1 master) but was started with {size}; run "
+              f"mpiexec -n {spec.world_size}, or give -n {size - 1} to run {size - 1} workers",
+              file=sys.stderr, flush=True)
+        return 2
+    try:
+        if make_dir and rank == 0:  # after the broadcast: workers import meanwhile
+            from .jobdir import JobDir
+
+            JobDir.make(job_dir, spec.to_dict())
+        return _run(world, rank, spec, job_dir, quiet)
+    except BaseException:
+        role = "the job master" if rank == 0 else f"worker {rank - 1}"
+        _abort(world, f"t2mpi.launch: {role} on {_host()} failed:\n{_traceback()}")
+    return 1
+
+
+def _wait_for_everyone(world: MPI.Intracomm) -> None:
+    """A barrier that sleeps while it waits: workers idle here while rank 0 reads the job file,
+    and a blocking collective would spin on the cores that rank 0 needs."""
+    from .transport import Backoff
+
+    request = world.Ibarrier()
+    backoff = Backoff()
+    while not request.Test():
+        backoff.idle()
+
+
+def _prepare(argv: list[str]) -> tuple[JobSpec, str, bool, bool] | str:
+    """Rank 0: resolve the spec (job file, or a job folder the client made) and the job folder
+    (its path, and whether it is still to be made)."""
+    import argparse
+
+    from . import spec as specmod
+    from .jobdir import JobDir
+
+    parser = argparse.ArgumentParser(prog="python -m t2mpi.launch",
+                                     description="Run a t2mpi job as ranks of this MPI launch.")
+    parser.add_argument("job", nargs="?", help="job file (YAML)")
+    parser.add_argument("--job-dir", help="a job folder prepared by the t2mpi client")
+    parser.add_argument("-n", "--workers", type=int, help="number of workers (overrides the job file)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a job file key, e.g. --set resources.cpus=2")
+    parser.add_argument("--quiet", action="store_true", help="the master prints errors only")
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return "see the usage above" if exc.code else "help printed"
+    if (args.job is None) == (args.job_dir is None):
+        return "give a job file or --job-dir, not both or neither"
+    if args.job_dir:
+        if args.workers is not None or args.set:
+            return "-n and --set go with a job file; a job folder's spec is already resolved"
+        jd = JobDir(args.job_dir)
+        data = jd.read_spec()
+        data.pop("job_id", None)
+        return specmod.JobSpec.from_dict(data), jd.path, args.quiet, False
+    spec = specmod.load(args.job, workers=args.workers, overrides=args.set)
+    return spec, JobDir.new_path(spec.jobs_dir, spec.name), args.quiet, True
+
+
+def _run(world: MPI.Intracomm, rank: int, spec: JobSpec, job_dir: str, quiet: bool) -> int:
+    from mpi4py import MPI
+
+    ctrl = world.Dup()                    # control traffic never meets the user's messages
+    comm = world.Split(0 if rank else MPI.UNDEFINED, rank)
+    master = _new_master(spec, job_dir) if rank == 0 else None
+    registrations = ctrl.allgather((_host(), os.getpid()))
+    if rank == 0:
+        assert master is not None
+        return _serve(world, ctrl, master, spec, job_dir, registrations, quiet)
+    return _work(world, ctrl, comm, rank - 1, spec, job_dir, registrations)
+
+
+def _host() -> str:
+    return os.uname().nodename
+
+
+# ------------------------------------------------------------------ the master
+
+def _new_master(spec: JobSpec, job_dir: str) -> Master:
+    from .master import Master
+
+    return Master(os.path.basename(job_dir), spec.name, spec.workers, time.time())
+
+
+def _serve(world: MPI.Intracomm, ctrl: MPI.Intracomm, master: Master, spec: JobSpec, job_dir: str,
+           registrations: list[tuple[str, int]], quiet: bool) -> int:
+    from . import console
+    from .jobdir import JobDir
+    from .master import FAILED, worker_list
+    from .transport import MasterPort
+
+    jd = JobDir(job_dir)
+    master.joined(worker_list(registrations[1:]), registrations[0], time.time())
+    port = MasterPort(ctrl)
+    say = (lambda text: None) if quiet else (lambda text: print(f"[master] {text}", flush=True))
+    say(f"job {master.job_id}: {spec.workers} workers on "
+        f"{', '.join(sorted({h for h, _ in registrations[1:]}))}; folder {job_dir}")
+    last_state = _persist(jd, master, None)
+    while not master.done:
+        replies = []
+        for _source, message in port.receive(wait=0.5):
+            replies += _dispatch(master, message, time.time())
+        replies += master.tick(time.time())
+        for reply in replies:
+            port.send(reply.worker_id, reply.message)
+        last_state = _persist(jd, master, last_state)
+    if master.results:
+        jd.write_results(master.results)
+    _persist(jd, master, None)
+    snapshot = master.snapshot()
+    if master.state == FAILED:
+        print(console.failure_report(snapshot), file=sys.stderr, flush=True)
+        world.Abort(1)
+    say(console.summary(snapshot))
+    return 0
+
+
+def _dispatch(master: Master, message: tuple[Any, ...], now: float) -> list[Any]:
+    kind, wid = message[0], message[1]
+    if kind == "barrier":
+        return master.barrier(wid, message[2], message[3], now)
+    if kind == "progress":
+        master.progress(wid, message[2], message[3], now)
+        return []
+    if kind == "completed":
+        return master.finished_ok(wid, message[2], message[3], now)
+    if kind == "failed":
+        master.failed(wid, message[2], message[3], now)
+        return []
+    raise RuntimeError(f"unknown control message {kind!r} from worker {wid}")
+
+
+def _persist(jd: JobDir, master: Master, last: tuple[float, str, int] | None) -> tuple[float, str, int]:
+    """Append new events; rewrite state.json on a change of state or count, else at most every 0.2 s."""
+    events = master.drain_events()
+    jd.append_events(events)
+    now = time.monotonic()
+    key = (master.state, master.finished)
+    if last is None or key != last[1:] or (events and now - last[0] >= _STATE_EVERY):
+        jd.write_state(master.snapshot())
+        return (now, *key)
+    return last
+
+
+# ------------------------------------------------------------------ a worker
+
+def _work(world: MPI.Intracomm, ctrl: MPI.Intracomm, comm: MPI.Intracomm, wid: int, spec: JobSpec,
+          job_dir: str, registrations: list[tuple[str, int]]) -> int:
+    from .console import PrefixedOutput
+    from .jobdir import JobDir
+    from .master import worker_list
+    from .transport import WorkerPort
+    from .worker import WorkerContext, WorkerController, load_worker_class
+
+    host = _host()
+    port = WorkerPort(ctrl, wid, spec.timeouts.abort)
+    PrefixedOutput.install(f"[w{wid}] ", JobDir(job_dir).worker_log(wid))
+    started = time.monotonic()
+    try:
+        cls = load_worker_class(spec)
+        workers = worker_list(registrations[1:])
+        controller = WorkerController(workers, port, spec.timeouts.barrier)
+        ctx = WorkerContext(spec=spec, worker_id=wid, host=host, comm=comm,
+                            controller=controller, channel=port, job_dir=job_dir)
+        result = cls().execute(ctx)
+        port.completed(result, time.monotonic() - started)
+    except BaseException as exc:
+        header = f"worker {wid} of {spec.workers} on {host} (pid {os.getpid()})"
+        if isinstance(exc, T2mpiError):
+            detail = str(exc)
+        else:
+            detail = _traceback().rstrip()
+        sys.stderr.write(f"{header} failed:\n{detail}\n")
+        sys.stderr.flush()
+        port.failed(f"{header}:\n{detail}", time.monotonic() - started)
+        port.await_abort(spec.timeouts.abort)
+        world.Abort(1)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    return 0
+
+
+def _traceback() -> str:
+    import traceback
+
+    return traceback.format_exc()
+
+
+def _abort(world: MPI.Intracomm, message: str) -> None:
+    try:
+        print(message, file=sys.stderr, flush=True)
+    finally:
+        world.Abort(1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

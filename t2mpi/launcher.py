@@ -1,0 +1,122 @@
+"""The MPI launcher: find it, recognise its flavour, and render its argument list (pure)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import LaunchError
+from .procs import CommandError
+from .procs import run as run_command
+from .spec import JobSpec
+
+OPENMPI, MPICH, INTELMPI, UNKNOWN = "openmpi", "mpich", "intelmpi", "unknown"
+
+# Thread pools a worker's libraries start; each gets the worker's thread count so that
+# workers x library threads never oversubscribe a node.
+THREAD_LIMIT_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                     "BLIS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+@dataclass(frozen=True, slots=True)
+class MpiLauncher:
+    path: str
+    flavour: str
+    version: str
+
+
+@dataclass(frozen=True, slots=True)
+class Host:
+    """Facts about the launching node that change the command line."""
+
+    cpus: int              # CPUs this process may use
+    root: bool             # running as root (Open MPI refuses unless told)
+    ofi_fabric: bool       # an OFI-capable fabric (InfiniBand, Omni-Path) is present
+
+    @classmethod
+    def here(cls, sysfs: str = "/sys") -> Host:
+        fabric = any((Path(sysfs) / "class" / name).is_dir() and any((Path(sysfs) / "class" / name).iterdir())
+                     for name in ("infiniband", "hfi1"))
+        return cls(len(os.sched_getaffinity(0)), os.geteuid() == 0, fabric)
+
+
+def find(spec: JobSpec, python: str) -> str:
+    """The launcher's path: mpi.launcher (job file, site config or $T2MPI_MPIEXEC), else the
+    mpiexec beside this Python (a venv's MPI wheel), else mpiexec or mpirun on PATH."""
+    wanted = spec.mpi.launcher
+    if wanted:
+        found = shutil.which(wanted)
+        if found is None:
+            raise LaunchError(f"mpi.launcher: '{wanted}' is not an executable "
+                              f"{'file' if os.sep in wanted else 'on PATH'}; "
+                              "set mpi.launcher or $T2MPI_MPIEXEC to your MPI's mpiexec")
+        return found
+    beside = Path(python).parent / "mpiexec"
+    if os.access(beside, os.X_OK):
+        return str(beside)
+    for name in ("mpiexec", "mpirun"):
+        found = shutil.which(name)
+        if found:
+            return found
+    raise LaunchError("no MPI launcher: mpiexec is neither beside this Python nor on PATH; "
+                      "install one (pip install mpich) or set mpi.launcher / $T2MPI_MPIEXEC")
+
+
+def recognise(version_text: str) -> tuple[str, str]:
+    """(flavour, version) from the output of `mpiexec --version`."""
+    first = next((line.strip() for line in version_text.splitlines() if line.strip()), "")
+    text = version_text.lower()
+    if "open mpi" in text or "open-mpi" in text or "openrte" in text:
+        return OPENMPI, first.split()[-1] if first else ""
+    if "intel(r) mpi" in text:
+        return INTELMPI, first
+    if "hydra" in text or "mpich" in text:
+        for line in version_text.splitlines():
+            if line.strip().lower().startswith("version:"):
+                return MPICH, line.split(":", 1)[1].strip()
+        return MPICH, ""
+    return UNKNOWN, first
+
+
+def detect(path: str) -> MpiLauncher:
+    try:
+        done = run_command([path, "--version"], timeout=30)
+    except CommandError as exc:
+        raise LaunchError(f"MPI launcher {path} does not answer --version: {exc}") from None
+    flavour, version = recognise(done.stdout + done.stderr)
+    return MpiLauncher(path, flavour, version)
+
+
+def command(mpi: MpiLauncher, spec: JobSpec, job_dir: str, python: str, host: Host,
+            quiet: bool = True) -> list[str]:
+    """The argument list that runs `spec` as W+1 ranks of one MPI launch (no shell involved)."""
+    n = spec.world_size
+    env = dict(spec.mpi.env)
+    for var in THREAD_LIMIT_VARS:
+        env.setdefault(var, str(spec.resources.threads))
+    argv = [mpi.path, "-n", str(n)]
+    if mpi.flavour == OPENMPI:
+        if host.root:
+            argv.append("--allow-run-as-root")
+        # t2mpi places and binds its ranks itself; Open MPI's own binding would fight it.
+        argv += ["--bind-to", "none"]
+        if n > host.cpus:
+            argv += ["--map-by", ":OVERSUBSCRIBE"]
+        if not host.ofi_fabric:
+            # No OFI fabric: the ofi BTL only costs a one-second shutdown sleep per launch.
+            argv += ["--mca", "btl", "^ofi"]
+        for key, value in sorted(env.items()):
+            argv += ["-x", f"{key}={value}"]
+    elif mpi.flavour in (MPICH, INTELMPI):
+        for key, value in sorted(env.items()):
+            argv += ["-genv", key, value]
+    else:
+        raise LaunchError(f"MPI launcher {mpi.path}: not recognised as Open MPI, MPICH or Intel MPI "
+                          f"(--version said: {mpi.version!r}); set mpi.launcher to one of those")
+    argv += list(spec.mpi.args)
+    argv += [python, "-m", "t2mpi.launch", "--job-dir", job_dir]
+    if quiet:
+        argv.append("--quiet")
+    return argv

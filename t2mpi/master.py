@@ -1,0 +1,210 @@
+"""The job master's decisions, in plain Python: no MPI, no files, no clock of its own.
+
+A transport (MPI today) feeds it what workers say and the time; it answers with the
+replies to send, keeps the job state machine STARTING -> RUNNING -> COMPLETED | FAILED | KILLED,
+and queues events for the job folder.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+
+TYPE_CHECKING = False   # typing and dataclasses cost every rank start-up time
+if TYPE_CHECKING:
+    from typing import Any
+
+STARTING, RUNNING, COMPLETED, FAILED, KILLED = "STARTING", "RUNNING", "COMPLETED", "FAILED", "KILLED"
+TERMINAL = (COMPLETED, FAILED, KILLED)
+
+
+WorkerInfo = namedtuple("WorkerInfo", "id host pid node local")
+WorkerInfo.__doc__ = """One worker as every worker sees it in ctx.controller.workers(): its id, host, pid,
+node (index of its host among the job's hosts, in order of first worker) and local (its index
+among the workers on its host)."""
+
+
+def worker_list(registrations: list[tuple[str, int]]) -> list[WorkerInfo]:
+    """Number hosts and local indices from each worker's (host, pid), in worker-id order."""
+    nodes: dict[str, int] = {}
+    counts: dict[str, int] = {}
+    out = []
+    for wid, (host, pid) in enumerate(registrations):
+        node = nodes.setdefault(host, len(nodes))
+        local = counts.get(host, 0)
+        counts[host] = local + 1
+        out.append(WorkerInfo(wid, host, pid, node, local))
+    return out
+
+
+Reply = namedtuple("Reply", "worker_id message")
+Reply.__doc__ = "A message for one worker: ('released', seq) or ('barrier_failed', seq, why)."
+
+
+class _WorkerStatus:
+    __slots__ = ("state", "progress", "message", "started", "ended", "result", "error")
+
+    def __init__(self) -> None:
+        self.state = STARTING
+        self.progress: float | None = None
+        self.message = ""
+        self.started: float | None = None
+        self.ended: float | None = None
+        self.result: str | None = None    # a short repr for people; the value goes to results
+        self.error: str | None = None
+
+
+class _Barrier:
+    __slots__ = ("seq", "deadline", "arrived")
+
+    def __init__(self, seq: int, deadline: float, arrived: set[int]):
+        self.seq, self.deadline, self.arrived = seq, deadline, arrived
+
+
+class Master:
+    """The state of one job, driven by a transport."""
+
+    def __init__(self, job_id: str, name: str, num_workers: int, now: float, master: str = "rank0"):
+        self.job_id = job_id
+        self.name = name
+        self.num_workers = num_workers
+        self.master = master
+        self.state = STARTING
+        self.started = now
+        self.ended: float | None = None
+        self.reason = ""
+        self.workers: list[WorkerInfo] = []
+        self.master_info: tuple[str, int] | None = None
+        self.status = [_WorkerStatus() for _ in range(num_workers)]
+        self.results: dict[int, Any] = {}
+        self.barriers: dict[int, _Barrier] = {}
+        self.events: list[dict[str, Any]] = [{"t": now, "event": "started", "workers": num_workers}]
+        self.finished = 0
+
+    # -------------------------------------------------------------- inputs
+
+    def joined(self, workers: list[WorkerInfo], master_info: tuple[str, int], now: float) -> None:
+        """Every worker registered (the transport gathers them in one collective)."""
+        self.workers = workers
+        self.master_info = master_info
+        for st in self.status:
+            st.state, st.started = RUNNING, now
+        self.state = RUNNING
+        hosts = sorted({w.host for w in workers})
+        self.events.append({"t": now, "event": "joined", "workers": len(workers), "hosts": hosts})
+
+    def progress(self, wid: int, fraction: float | None, message: str, now: float) -> None:
+        st = self.status[wid]
+        st.progress, st.message = fraction, message
+        self.events.append({"t": now, "event": "progress", "worker": wid,
+                            "fraction": fraction, "message": message})
+
+    def barrier(self, wid: int, seq: int, timeout: float, now: float) -> list[Reply]:
+        """Worker `wid` reached its barrier number `seq`; release all when the last arrives."""
+        b = self.barriers.get(seq)
+        if b is None:
+            b = self.barriers[seq] = _Barrier(seq, now + timeout, set())
+        b.arrived.add(wid)
+        if len(b.arrived) == self.num_workers:
+            del self.barriers[seq]
+            return [Reply(w, ("released", seq)) for w in sorted(b.arrived)]
+        gone = self._gone_workers()
+        if gone:
+            return self._fail_barrier(b, f"worker {gone[0]} ended without reaching barrier {seq}")
+        return []
+
+    def finished_ok(self, wid: int, value: Any, elapsed: float, now: float) -> list[Reply]:
+        st = self.status[wid]
+        st.state, st.ended = COMPLETED, now
+        st.result = _short_repr(value)
+        self.results[wid] = value
+        self.finished += 1
+        self.events.append({"t": now, "event": "worker_completed", "worker": wid,
+                            "elapsed": elapsed, "result": st.result})
+        replies = []
+        for b in list(self.barriers.values()):
+            replies += self._fail_barrier(b, f"worker {wid} ended without reaching barrier {b.seq}")
+        if self.finished == self.num_workers:
+            self._end(COMPLETED, "all workers completed", now)
+        return replies
+
+    def failed(self, wid: int, error: str, elapsed: float, now: float) -> None:
+        """A worker raised: the job fails (the transport then aborts the launch)."""
+        st = self.status[wid]
+        st.state, st.ended, st.error = FAILED, now, error
+        self.events.append({"t": now, "event": "worker_failed", "worker": wid,
+                            "elapsed": elapsed, "error": error})
+        host = self.workers[wid].host if self.workers else "?"
+        last = error.strip().splitlines()[-1] if error.strip() else "error"
+        self._end(FAILED, f"worker {wid} on {host} failed: {last}", now)
+
+    def kill(self, reason: str, now: float) -> None:
+        self._end(KILLED, reason, now)
+
+    def abort(self, reason: str, now: float) -> None:
+        """The job cannot go on (a master error, a start timeout)."""
+        self._end(FAILED, reason, now)
+
+    def tick(self, now: float) -> list[Reply]:
+        """Time passes: fail barriers past their deadline."""
+        replies: list[Reply] = []
+        for b in list(self.barriers.values()):
+            if now >= b.deadline:
+                missing = [w for w in range(self.num_workers) if w not in b.arrived]
+                shown = ", ".join(map(str, missing[:10])) + (" …" if len(missing) > 10 else "")
+                replies += self._fail_barrier(b, f"barrier {b.seq} timed out; "
+                                                 f"workers not there: {shown}")
+        return replies
+
+    # -------------------------------------------------------------- outputs
+
+    @property
+    def done(self) -> bool:
+        return self.state in TERMINAL
+
+    def drain_events(self) -> list[dict[str, Any]]:
+        events, self.events = self.events, []
+        return events
+
+    def snapshot(self) -> dict[str, Any]:
+        """The state file's content."""
+        host, pid = self.master_info or (None, None)
+        return {
+            "job_id": self.job_id, "name": self.name, "state": self.state, "reason": self.reason,
+            "master": {"mode": self.master, "host": host, "pid": pid},
+            "num_workers": self.num_workers, "started": self.started, "ended": self.ended,
+            "joined": len(self.workers), "finished": self.finished,
+            "workers": [
+                {"id": wid, "host": w.host if w else None, "pid": w.pid if w else None,
+                 "node": w.node if w else None, "local": w.local if w else None,
+                 "state": st.state, "progress": st.progress, "message": st.message,
+                 "started": st.started, "ended": st.ended, "result": st.result, "error": st.error}
+                for wid, st in enumerate(self.status)
+                for w in [self.workers[wid] if wid < len(self.workers) else None]
+            ],
+        }
+
+    # -------------------------------------------------------------- helpers
+
+    def _gone_workers(self) -> list[int]:
+        return [wid for wid, st in enumerate(self.status) if st.state in TERMINAL]
+
+    def _fail_barrier(self, b: _Barrier, why: str) -> list[Reply]:
+        del self.barriers[b.seq]
+        return [Reply(w, ("barrier_failed", b.seq, why)) for w in sorted(b.arrived)]
+
+    def _end(self, state: str, reason: str, now: float) -> None:
+        if self.done:
+            return
+        self.state, self.reason, self.ended = state, reason, now
+        for st in self.status:
+            if st.state not in TERMINAL:
+                st.state = KILLED if state != COMPLETED else st.state
+        self.events.append({"t": now, "event": "ended", "state": state, "reason": reason})
+
+
+def _short_repr(value: Any, limit: int = 200) -> str:
+    try:
+        text = repr(value)
+    except Exception as exc:  # a user's __repr__ may raise
+        text = f"<unprintable {type(value).__name__}: {exc}>"
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,39 @@
+"""The one place t2mpi runs a subprocess to completion (never through a shell)."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Mapping, Sequence
+
+from .errors import T2mpiError
+
+
+class CommandError(T2mpiError):
+    """A command failed; the message carries what was run and what came back."""
+
+    def __init__(self, argv: Sequence[str], returncode: int | None, stdout: str, stderr: str, why: str = ""):
+        self.argv = list(argv)
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+        shown = " ".join(self.argv)
+        tail = (stderr.strip() or stdout.strip()).splitlines()[-1:] or [""]
+        what = why or f"exit status {returncode}"
+        super().__init__(f"command failed ({what}): {shown}" + (f": {tail[0]}" if tail[0] else ""))
+
+
+def run(argv: Sequence[str], *, timeout: float = 60.0, env: Mapping[str, str] | None = None,
+        check: bool = True, cwd: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `argv` to completion with a timeout; raise CommandError on failure when `check`."""
+    try:
+        done = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout,
+                              env=None if env is None else dict(env), cwd=cwd, stdin=subprocess.DEVNULL)
+    except FileNotFoundError as exc:
+        raise CommandError(argv, None, "", str(exc), why="not found") from None
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        err = exc.stderr.decode() if isinstance(exc.stderr, bytes) else (exc.stderr or "")
+        raise CommandError(argv, None, out, err, why=f"timed out after {timeout:g} s") from None
+    if check and done.returncode != 0:
+        raise CommandError(argv, done.returncode, done.stdout, done.stderr)
+    return done

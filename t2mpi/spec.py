@@ -1,0 +1,377 @@
+"""The job spec: YAML layers resolved once into a frozen, validated JobSpec.
+
+Layers, lowest first: packaged defaults < site config ($T2MPI_CONFIG or
+~/.config/t2mpi/config.yaml) < job file < command line (-n, --set key=value).
+Every error names the file and line (or the command-line option) and the key path.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import namedtuple
+
+from .errors import SpecError
+
+TYPE_CHECKING = False   # typing costs every rank start-up time; annotations are strings
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+    from typing import Any
+
+ENV_CONFIG = "T2MPI_CONFIG"
+ENV_MPIEXEC = "T2MPI_MPIEXEC"
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_WORKER_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*):([A-Za-z_][A-Za-z0-9_]*)$")
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGTP])(?:I?B)?\s*$", re.IGNORECASE)
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50}
+
+# The spec's parts are named tuples: frozen, picklable to every rank, and cheap to import there
+# (dataclasses would cost a worker 20 ms of start-up).
+
+Resources = namedtuple("Resources", "cpus threads memory")
+Resources.__doc__ = "What one worker is given: cores, the threads that run its code, memory in bytes."
+MpiOptions = namedtuple("MpiOptions", "launcher args env")
+MpiOptions.__doc__ = "launcher: path or name or None; args: extra launcher arguments; env: ((key, value), ...)."
+Timeouts = namedtuple("Timeouts", "start barrier abort")
+Timeouts.__doc__ = "Seconds: all ranks joined, a barrier's default, a failed worker's wait for the abort."
+
+# The packaged defaults: the lowest layer, under the site config, the job file and the command line.
+DEFAULTS: dict[str, Any] = {
+    "workers": 1,
+    "resources": {"cpus": 1, "threads": 1, "memory": "1G"},
+    "config": {},
+    "jobs_dir": "./t2mpi-jobs",
+    "scratch_dir": None,     # None: the node's temporary folder ($TMPDIR or /tmp) on each node
+    "mpi": {
+        "launcher": None,    # None: $T2MPI_MPIEXEC, then mpiexec beside Python, then on PATH
+        "args": [],          # extra launcher arguments, before the program
+        "env": {},           # extra environment for every rank
+    },
+    "timeouts": {
+        "start": 120.0,      # seconds for all ranks to join
+        "barrier": 300.0,    # default timeout of ctx.controller.barrier()
+        "abort": 10.0,       # seconds a failed worker waits for the master's abort
+    },
+}
+
+_FIELDS = "name worker worker_dir workers resources config jobs_dir scratch_dir mpi timeouts source"
+
+
+class JobSpec(namedtuple("JobSpec", _FIELDS)):
+    """A resolved job. worker is "module:Class", imported from worker_dir (the job file's folder);
+    jobs_dir and scratch_dir are absolute (scratch_dir None: the node's temporary folder);
+    config is the user's free-form mapping: treat it as read-only."""
+
+    __slots__ = ()
+
+    @property
+    def world_size(self) -> int:
+        return self.workers + 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (v._asdict() if hasattr(v, "_asdict") else v) for k, v in self._asdict().items()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> JobSpec:
+        """Rebuild a spec written by to_dict (a resolved spec.json), without re-validating."""
+        d = {k: data[k] for k in cls._fields}
+        d["resources"] = Resources(**d["resources"])
+        mpi = d["mpi"]
+        d["mpi"] = MpiOptions(mpi["launcher"], tuple(mpi["args"]), tuple(tuple(p) for p in mpi["env"]))
+        d["timeouts"] = Timeouts(**d["timeouts"])
+        return cls(**d)
+
+
+def parse_size(text: Any) -> int:
+    """'512M' -> bytes. Units are binary as in Slurm (K, M, G, T, P; KB/KiB alike)."""
+    if isinstance(text, bool) or not isinstance(text, (str, int)):
+        raise ValueError(f"expected a size such as 512M or 4G, got {text!r}")
+    if isinstance(text, int) or text.strip().isdigit():
+        raise ValueError(f"size {text!r} has no unit; write e.g. {text}M or {text}G")
+    m = _SIZE_RE.match(text)
+    if not m:
+        raise ValueError(f"cannot read size {text!r}; write e.g. 512M, 4G or 1.5T")
+    value = int(float(m.group(1)) * _UNITS[m.group(2).upper()])
+    if value <= 0:
+        raise ValueError(f"size {text!r} must be more than zero")
+    return value
+
+
+def format_size(nbytes: int) -> str:
+    for unit in "PTGMK":
+        if nbytes % _UNITS[unit] == 0:
+            return f"{nbytes // _UNITS[unit]}{unit}"
+    return f"{nbytes}B"
+
+
+# ---------------------------------------------------------------- YAML with locations
+
+Where = dict[tuple[str, ...], str]   # key path -> "file:line" or "--set a.b"
+
+
+def _read_yaml(path: str, where: Where) -> dict[str, Any]:
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
+        try:
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else {}
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecError(f"{path}{line}: not valid YAML: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}:1: the top level must be a mapping of keys, got {_kind(data)}")
+    _record_lines(node, (), str(path), where)
+    return data
+
+
+def _record_lines(node: Any, path: tuple[str, ...], fname: str, where: Where) -> None:
+    import yaml
+
+    if not isinstance(node, yaml.MappingNode):
+        return
+    seen: set[str] = set()
+    for key_node, value_node in node.value:
+        key = str(key_node.value)
+        if key in seen:
+            raise SpecError(f"{fname}:{key_node.start_mark.line + 1}: key "
+                            f"'{'.'.join(path + (key,))}' appears twice")
+        seen.add(key)
+        where[path + (key,)] = f"{fname}:{key_node.start_mark.line + 1}"
+        _record_lines(value_node, path + (key,), fname, where)
+
+
+def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _deep_copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _deep_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_deep_copy(v) for v in value]
+    return value
+
+
+def _kind(value: Any) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+            list: "a list", dict: "a mapping", type(None): "nothing"}.get(type(value), type(value).__name__)
+
+
+# ---------------------------------------------------------------- validation
+
+class _Check:
+    """Validates the merged layers, naming where each bad value came from."""
+
+    def __init__(self, data: dict[str, Any], where: Where):
+        self.data = data
+        self.where = where
+
+    def at(self, path: tuple[str, ...]) -> str:
+        for n in range(len(path), 0, -1):
+            if path[:n] in self.where:
+                return self.where[path[:n]]
+        return "defaults"
+
+    def fail(self, path: tuple[str, ...], message: str) -> SpecError:
+        return SpecError(f"{self.at(path)}: {'.'.join(path)}: {message}")
+
+    def get(self, path: tuple[str, ...]) -> Any:
+        value: Any = self.data
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        return value
+
+    def mapping(self, path: tuple[str, ...], allowed: Sequence[str] | None) -> dict[str, Any]:
+        value = self.get(path)
+        if not isinstance(value, dict):
+            raise self.fail(path, f"must be a mapping, got {_kind(value)}")
+        if allowed is not None:
+            for key in value:
+                if key not in allowed:
+                    raise self.unknown(path + (str(key),), allowed)
+        return value
+
+    def unknown(self, path: tuple[str, ...], allowed: Sequence[str]) -> SpecError:
+        import difflib
+
+        close = difflib.get_close_matches(path[-1], allowed, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        where = self.at(path)
+        return SpecError(f"{where}: unknown key '{'.'.join(path)}'{hint} "
+                         f"(valid keys here: {', '.join(sorted(allowed))})")
+
+    def integer(self, path: tuple[str, ...], minimum: int) -> int:
+        value = self.get(path)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(path, f"must be a whole number, got {_kind(value)} {value!r}")
+        if value < minimum:
+            raise self.fail(path, f"must be at least {minimum}, got {value}")
+        return value
+
+    def seconds(self, path: tuple[str, ...]) -> float:
+        value = self.get(path)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise self.fail(path, f"must be a number of seconds above 0, got {value!r}")
+        return float(value)
+
+    def string(self, path: tuple[str, ...], pattern: re.Pattern[str] | None = None,
+               hint: str = "", optional: bool = False) -> str | None:
+        value = self.get(path)
+        if value is None and optional:
+            return None
+        if not isinstance(value, str) or not value:
+            raise self.fail(path, f"must be a string, got {_kind(value)}")
+        if pattern is not None and not pattern.match(value):
+            raise self.fail(path, f"{value!r} is not valid: {hint}")
+        return value
+
+    def converted(self, path: tuple[str, ...], convert: Callable[[Any], Any]) -> Any:
+        try:
+            return convert(self.get(path))
+        except ValueError as exc:
+            raise self.fail(path, str(exc)) from None
+
+
+_TOP = ("name", "worker", "workers", "resources", "config", "jobs_dir", "scratch_dir", "mpi", "timeouts")
+_RESOURCES = ("cpus", "threads", "memory")
+_MPI = ("launcher", "args", "env")
+_TIMEOUTS = ("start", "barrier", "abort")
+
+
+def _absolute(path: str | None) -> str | None:
+    return None if path is None else os.path.realpath(os.path.expanduser(path))
+
+
+def _validate(data: dict[str, Any], where: Where, job_file: str) -> JobSpec:
+    c = _Check(data, where)
+    c.mapping((), _TOP)
+    for key in ("name", "worker"):
+        if data.get(key) is None:
+            raise SpecError(f"{job_file}: required key '{key}' is missing")
+    name = c.string(("name",), _NAME_RE, "use letters, digits, '_', '.', '-' (at most 64, "
+                    "starting with a letter or digit)")
+    worker = c.string(("worker",), _WORKER_RE, "write module:Class, e.g. hello:Hello")
+    workers = c.integer(("workers",), 1)
+    c.mapping(("resources",), _RESOURCES)
+    cpus = c.integer(("resources", "cpus"), 1)
+    threads = c.integer(("resources", "threads"), 1)
+    if threads > cpus:
+        raise c.fail(("resources", "threads"), f"{threads} threads need at least {threads} cpus, "
+                     f"but resources.cpus is {cpus} (a worker's T threads can use at most T cores)")
+    memory = c.converted(("resources", "memory"), parse_size)
+    if not isinstance(c.get(("config",)), dict):
+        raise c.fail(("config",), f"must be a mapping, got {_kind(c.get(('config',)))}")
+    c.mapping(("mpi",), _MPI)
+    launcher = c.string(("mpi", "launcher"), optional=True)
+    args = c.get(("mpi", "args"))
+    if not isinstance(args, list) or not all(isinstance(a, (str, int, float)) for a in args):
+        raise c.fail(("mpi", "args"), "must be a list of strings, e.g. [--mca, btl, self,tcp]")
+    env = c.mapping(("mpi", "env"), None)
+    for key, value in env.items():
+        if not _ENV_NAME_RE.match(str(key)):
+            raise c.fail(("mpi", "env", str(key)), "is not a valid environment variable name")
+        if isinstance(value, (dict, list)) or value is None:
+            raise c.fail(("mpi", "env", str(key)), f"must be a string, got {_kind(value)}")
+    c.mapping(("timeouts",), _TIMEOUTS)
+    timeouts = Timeouts(*(c.seconds(("timeouts", k)) for k in _TIMEOUTS))
+    jobs_dir = c.string(("jobs_dir",))
+    scratch_dir = c.string(("scratch_dir",), optional=True)
+    return JobSpec(
+        name=name, worker=worker, worker_dir=os.path.dirname(os.path.realpath(job_file)),
+        workers=workers, resources=Resources(cpus, threads, memory), config=data["config"],
+        jobs_dir=_absolute(jobs_dir), scratch_dir=_absolute(scratch_dir),
+        mpi=MpiOptions(launcher, tuple(str(a) for a in args),
+                       tuple((str(k), _env_value(v)) for k, v in env.items())),
+        timeouts=timeouts, source=str(job_file),
+    )
+
+
+def _env_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value)
+
+
+# ---------------------------------------------------------------- overrides and loading
+
+def parse_override(text: str) -> tuple[tuple[str, ...], Any]:
+    """'resources.cpus=2' -> (('resources', 'cpus'), 2); the value is read as a YAML scalar."""
+    import yaml
+
+    key, sep, raw = text.partition("=")
+    path = tuple(key.strip().split("."))
+    if not sep or not all(path):
+        raise SpecError(f"--set {text!r}: write key=value, e.g. --set resources.cpus=2")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return path, value
+
+
+def _apply_override(data: dict[str, Any], path: tuple[str, ...], value: Any) -> dict[str, Any]:
+    nested: Any = value
+    for key in reversed(path):
+        nested = {key: nested}
+    return _merge(data, nested)
+
+
+def site_config_path(environ: Mapping[str, str]) -> str | None:
+    explicit = environ.get(ENV_CONFIG)
+    if explicit:
+        if not os.path.isfile(explicit):
+            raise SpecError(f"${ENV_CONFIG}={explicit}: no such file")
+        return explicit
+    default = os.path.join(os.path.expanduser(environ.get("HOME", "~")), ".config", "t2mpi", "config.yaml")
+    return default if os.path.isfile(default) else None
+
+
+def load(job_file: str | os.PathLike[str], *, workers: int | None = None,
+         overrides: Sequence[str] = (), environ: Mapping[str, str] | None = None) -> JobSpec:
+    """Resolve a job file with its layers into a JobSpec; raise SpecError naming file:line and key."""
+    environ = os.environ if environ is None else environ
+    job_path = os.fspath(job_file)
+    if not os.path.isfile(job_path):
+        raise SpecError(f"{job_path}: no such job file")
+    where: Where = {}
+    data = _deep_copy(DEFAULTS)
+    site = site_config_path(environ)
+    if site is not None:
+        site_data = _read_yaml(site, where)
+        for key in ("name", "worker", "workers"):
+            if key in site_data:
+                raise SpecError(f"{where[(key,)]}: '{key}' belongs in a job file, not the site config")
+        data = _merge(data, site_data)
+    if environ.get(ENV_MPIEXEC):
+        data = _apply_override(data, ("mpi", "launcher"), environ[ENV_MPIEXEC])
+        where[("mpi", "launcher")] = f"${ENV_MPIEXEC}"
+    data = _merge(data, _read_yaml(job_path, where))
+    if workers is not None:
+        data["workers"] = workers
+        where[("workers",)] = "-n/--workers"
+    for text in overrides:
+        path, value = parse_override(text)
+        data = _apply_override(data, path, value)
+        where[path] = f"--set {'.'.join(path)}"
+    return _validate(data, where, job_path)

@@ -1,0 +1,120 @@
+"""Control traffic over MPI: workers talk to the master (rank 0) on their own communicator.
+
+Nothing here blocks inside MPI: waits poll with a backoff (improbe, then sleep), because a
+blocking receive spins a core at 100 % in Open MPI, and on a full node that core is a worker's.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from .worker import BarrierError
+
+if TYPE_CHECKING:
+    from mpi4py import MPI
+
+TAG_CONTROL = 11   # worker -> master
+TAG_REPLY = 12     # master -> worker
+
+_MIN_NAP = 0.0002
+_MAX_NAP = 0.01    # the longest a waiting master or worker sleeps between looks
+
+
+class Backoff:
+    """Sleep a little longer each idle round, up to _MAX_NAP; start over after activity."""
+
+    def __init__(self) -> None:
+        self.nap = _MIN_NAP
+
+    def idle(self, until: float | None = None) -> None:
+        nap = self.nap if until is None else max(0.0, min(self.nap, until - time.monotonic()))
+        time.sleep(nap)
+        self.nap = min(self.nap * 2, _MAX_NAP)
+
+    def busy(self) -> None:
+        self.nap = _MIN_NAP
+
+
+class MasterPort:
+    """The master's end: receive what workers say, send them replies."""
+
+    def __init__(self, ctrl: MPI.Intracomm):
+        from mpi4py import MPI
+
+        self.ctrl = ctrl
+        self._any = MPI.ANY_SOURCE
+        self._status = MPI.Status()
+        self._backoff = Backoff()
+
+    def receive(self, wait: float) -> list[tuple[int, Any]]:
+        """Messages that arrive within `wait` seconds: as soon as one is there, all that are."""
+        deadline = time.monotonic() + wait
+        while True:
+            got = []
+            while (msg := self.ctrl.improbe(self._any, TAG_CONTROL, self._status)) is not None:
+                got.append((self._status.Get_source(), msg.recv()))
+            if got:
+                self._backoff.busy()
+                return got
+            if time.monotonic() >= deadline:
+                return got
+            self._backoff.idle(deadline)
+
+    def send(self, worker_id: int, message: tuple[Any, ...]) -> None:
+        self.ctrl.send(message, dest=worker_id + 1, tag=TAG_REPLY)
+
+
+class WorkerPort:
+    """A worker's end of the control channel (the ControlChannel of its controller)."""
+
+    _PROGRESS_EVERY = 0.05  # seconds; repeated progress within this is dropped unless it changes
+
+    def __init__(self, ctrl: MPI.Intracomm, worker_id: int, grace: float):
+        self.ctrl = ctrl
+        self.worker_id = worker_id
+        self.grace = grace
+        self._last_progress = (0.0, None, "")
+
+    def _tell(self, *message: Any) -> None:
+        self.ctrl.send(message, dest=0, tag=TAG_CONTROL)
+
+    def _reply(self, timeout: float) -> tuple[Any, ...] | None:
+        deadline = time.monotonic() + timeout
+        backoff = Backoff()
+        while True:
+            msg = self.ctrl.improbe(0, TAG_REPLY)
+            if msg is not None:
+                return msg.recv()
+            if time.monotonic() >= deadline:
+                return None
+            backoff.idle(deadline)
+
+    def barrier(self, seq: int, timeout: float) -> None:
+        self._tell("barrier", self.worker_id, seq, timeout)
+        reply = self._reply(timeout + self.grace)
+        if reply is None:
+            raise BarrierError(f"barrier {seq}: no answer from the job master within "
+                               f"{timeout + self.grace:g} s")
+        if reply[0] == "barrier_failed":
+            raise BarrierError(reply[2])
+        if reply[:2] != ("released", seq):
+            raise BarrierError(f"barrier {seq}: unexpected answer from the job master: {reply!r}")
+
+    def progress(self, fraction: float | None, message: str) -> None:
+        now = time.monotonic()
+        last_t, last_f, last_m = self._last_progress
+        if now - last_t < self._PROGRESS_EVERY and message == last_m and fraction != 1.0:
+            return
+        self._last_progress = (now, fraction, message)
+        self._tell("progress", self.worker_id, fraction, message)
+
+    def completed(self, value: Any, elapsed: float) -> None:
+        self._tell("completed", self.worker_id, value, elapsed)
+
+    def failed(self, error: str, elapsed: float) -> None:
+        self._tell("failed", self.worker_id, error, elapsed)
+
+    def await_abort(self, seconds: float) -> None:
+        """After a failure the master aborts the launch; wait for that, boundedly."""
+        self._reply(seconds)

@@ -1,0 +1,186 @@
+"""The user's API: IWorker, and the WorkerContext its execute() receives."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from functools import cached_property
+
+from .errors import SpecError
+
+TYPE_CHECKING = False   # typing costs every rank start-up time; annotations are strings
+if TYPE_CHECKING:
+    import logging
+    from typing import Any
+
+    from mpi4py import MPI
+
+    from .master import WorkerInfo
+    from .spec import JobSpec, Resources
+
+
+class IWorker:
+    """Subclass this and implement execute(ctx); its return value is the worker's result."""
+
+    def execute(self, ctx: WorkerContext) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} must implement execute(self, ctx)")
+
+
+# A control channel is what the controller needs from a transport (MPI or another):
+#   barrier(seq: int, timeout: float) -> None      (raises BarrierError)
+#   progress(fraction: float | None, message: str) -> None
+
+
+class BarrierError(RuntimeError):
+    """A barrier failed: it timed out, or a worker ended without reaching it."""
+
+
+class WorkerController:
+    """Twister2's IWorkerController: the job's worker list and barriers."""
+
+    def __init__(self, workers: list[WorkerInfo], channel: Any, default_timeout: float):
+        self._workers = workers
+        self._channel = channel
+        self._default_timeout = default_timeout
+        self._seq = 0
+
+    def workers(self) -> list[WorkerInfo]:
+        return list(self._workers)
+
+    def barrier(self, timeout: float | None = None) -> None:
+        """Wait until every worker reaches this barrier; raise BarrierError on timeout."""
+        self._seq += 1
+        self._channel.barrier(self._seq, self._default_timeout if timeout is None else float(timeout))
+
+
+class WorkerContext:
+    """What a worker knows: who it is, the job's config and resources, its communicators."""
+
+    def __init__(self, *, spec: JobSpec, worker_id: int, host: str, comm: MPI.Intracomm,
+                 controller: WorkerController, channel: Any, job_dir: str):
+        self.worker_id = worker_id
+        self.num_workers = spec.workers
+        self.host = host
+        self.config: dict[str, Any] = spec.config
+        self.resources: Resources = spec.resources
+        self.comm = comm
+        self.controller = controller
+        self.job_id = os.path.basename(job_dir)
+        self.job_dir = job_dir
+        self._spec = spec
+        self._channel = channel
+
+    @cached_property
+    def persistent_dir(self) -> str:
+        """This worker's folder inside the job folder (on the shared filesystem)."""
+        return _private_dir(self.job_dir, "workers", str(self.worker_id))
+
+    @cached_property
+    def scratch_dir(self) -> str:
+        """This worker's node-local folder (scratch_dir, or the node's temporary folder)."""
+        import tempfile
+
+        base = self._spec.scratch_dir or tempfile.gettempdir()
+        return _private_dir(base, f"t2mpi-{self.job_id}", f"worker-{self.worker_id}")
+
+    @cached_property
+    def log(self) -> WorkerLog:
+        """This worker's log: debug/info/warning/error/exception(msg, *args), like a Logger;
+        its lines go to the worker's (prefixed) output and log file. .logger gives a real one."""
+        return WorkerLog(self.worker_id)
+
+    def progress(self, fraction: float | None = None, message: str = "") -> None:
+        """Tell the master how far this worker is (0.0-1.0) and what it does."""
+        if fraction is not None and not 0.0 <= float(fraction) <= 1.0:
+            raise ValueError(f"progress fraction must be within 0.0-1.0, got {fraction}")
+        self._channel.progress(None if fraction is None else float(fraction), str(message))
+
+
+def _private_dir(*parts: str) -> str:
+    path = os.path.join(*parts)
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    return path
+
+
+class WorkerLog:
+    """The few Logger methods workers use, without the cost of importing logging on every rank."""
+
+    LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
+
+    def __init__(self, worker_id: int, level: str = "INFO"):
+        self.worker_id = worker_id
+        self.level = self.LEVELS[level]
+
+    def setLevel(self, level: str | int) -> None:  # noqa: N802 (the logging name)
+        self.level = level if isinstance(level, int) else self.LEVELS[level.upper()]
+
+    def log(self, level: int, msg: object, *args: object) -> None:
+        if level >= self.level:
+            name = next((n for n, v in self.LEVELS.items() if v == level), f"LEVEL{level}")
+            text = str(msg) % args if args else str(msg)
+            sys.stderr.write(f"{name} {text}\n")
+
+    def debug(self, msg: object, *args: object) -> None:
+        self.log(10, msg, *args)
+
+    def info(self, msg: object, *args: object) -> None:
+        self.log(20, msg, *args)
+
+    def warning(self, msg: object, *args: object) -> None:
+        self.log(30, msg, *args)
+
+    def error(self, msg: object, *args: object) -> None:
+        self.log(40, msg, *args)
+
+    def critical(self, msg: object, *args: object) -> None:
+        self.log(50, msg, *args)
+
+    def exception(self, msg: object, *args: object) -> None:
+        import traceback
+
+        self.log(40, msg, *args)
+        sys.stderr.write(traceback.format_exc())
+
+    @cached_property
+    def logger(self) -> logging.Logger:
+        """A real logging.Logger writing to the same output, for libraries that want one."""
+        import logging
+
+        logger = logging.getLogger(f"t2mpi.worker.{self.worker_id}")
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(self.level)
+        logger.propagate = False
+        return logger
+
+
+def load_worker_class(spec: JobSpec) -> type[IWorker]:
+    """Import spec.worker ('module:Class') from the job file's folder; check it is an IWorker."""
+    module_name, _, class_name = spec.worker.partition(":")
+    where = f"{spec.source}: worker: {spec.worker}"
+    if spec.worker_dir not in sys.path:
+        sys.path.insert(0, spec.worker_dir)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            raise SpecError(f"{where}: no module '{module_name}' in {spec.worker_dir} "
+                            "(the worker module is looked up beside the job file)") from None
+        raise SpecError(f"{where}: importing '{module_name}' failed: {exc}") from None
+    except Exception as exc:
+        raise SpecError(f"{where}: importing '{module_name}' failed: "
+                        f"{type(exc).__name__}: {exc}") from None
+    cls = getattr(module, class_name, None)
+    if cls is None:
+        raise SpecError(f"{where}: module '{module_name}' ({_module_file(module)}) has no "
+                        f"class '{class_name}'")
+    if not (isinstance(cls, type) and issubclass(cls, IWorker)):
+        raise SpecError(f"{where}: '{class_name}' is not a subclass of t2mpi.IWorker")
+    return cls
+
+
+def _module_file(module: Any) -> str:
+    path = getattr(module, "__file__", None)
+    return os.path.relpath(path) if path else module.__name__
