@@ -44,13 +44,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from . import client, console
-    from .launcher import THREAD_LIMIT_VARS
+    from .launcher import rank_environment
 
     launch = client.prepare(args.job, workers=args.workers, overrides=args.set)
     if args.dry_run:
-        env = dict(launch.spec.mpi.env)
-        for var in THREAD_LIMIT_VARS:
-            env.setdefault(var, str(launch.spec.resources.threads))
+        env = rank_environment(launch.spec)
         print(f"# {launch.mpi.flavour} {launch.mpi.version} ({launch.mpi.path}); "
               f"{launch.spec.workers} workers + 1 master; the job folder is made at launch")
         print("# environment for every rank (passed by the launcher):")

@@ -187,7 +187,9 @@ def _persist(jd: JobDir, master: Master, last: tuple[float, str, int] | None) ->
     now = time.monotonic()
     key = (master.state, master.finished)
     if last is None or key != last[1:] or (events and now - last[0] >= _STATE_EVERY):
-        jd.write_state(master.snapshot())
+        snapshot = master.snapshot()
+        snapshot["master"]["cpu_seconds"] = time.process_time()   # the master's own cost
+        jd.write_state(snapshot)
         return (now, *key)
     return last
 

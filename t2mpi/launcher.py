@@ -89,20 +89,23 @@ def detect(path: str) -> MpiLauncher:
     return MpiLauncher(path, flavour, version)
 
 
-def command(mpi: MpiLauncher, spec: JobSpec, job_dir: str, python: str, host: Host,
-            quiet: bool = True) -> list[str]:
-    """The argument list that runs `spec` as W+1 ranks of one MPI launch (no shell involved)."""
-    n = spec.world_size
+def rank_environment(spec: JobSpec) -> dict[str, str]:
+    """What every rank's environment gets: the job's mpi.env and the thread-pool limits."""
     env = dict(spec.mpi.env)
     for var in THREAD_LIMIT_VARS:
         env.setdefault(var, str(spec.resources.threads))
-    argv = [mpi.path, "-n", str(n)]
+    return env
+
+
+def mpiexec_args(mpi: MpiLauncher, nprocs: int, host: Host, env: dict[str, str]) -> list[str]:
+    """The launcher and its options for `nprocs` ranks, each with `env`; the program follows."""
+    argv = [mpi.path, "-n", str(nprocs)]
     if mpi.flavour == OPENMPI:
         if host.root:
             argv.append("--allow-run-as-root")
         # t2mpi places and binds its ranks itself; Open MPI's own binding would fight it.
         argv += ["--bind-to", "none"]
-        if n > host.cpus:
+        if nprocs > host.cpus:
             argv += ["--map-by", ":OVERSUBSCRIBE"]
         if not host.ofi_fabric:
             # No OFI fabric: the ofi BTL only costs a one-second shutdown sleep per launch.
@@ -115,6 +118,13 @@ def command(mpi: MpiLauncher, spec: JobSpec, job_dir: str, python: str, host: Ho
     else:
         raise LaunchError(f"MPI launcher {mpi.path}: not recognised as Open MPI, MPICH or Intel MPI "
                           f"(--version said: {mpi.version!r}); set mpi.launcher to one of those")
+    return argv
+
+
+def command(mpi: MpiLauncher, spec: JobSpec, job_dir: str, python: str, host: Host,
+            quiet: bool = True) -> list[str]:
+    """The argument list that runs `spec` as W+1 ranks of one MPI launch (no shell involved)."""
+    argv = mpiexec_args(mpi, spec.world_size, host, rank_environment(spec))
     argv += list(spec.mpi.args)
     argv += [python, "-m", "t2mpi.launch", "--job-dir", job_dir]
     if quiet:

@@ -1,0 +1,72 @@
+"""The job master's idle cost: CPU seconds of rank 0 over wall seconds while its workers sleep.
+
+Runs `mpiexec -n 3 python -m t2mpi.launch` of a job whose 2 workers sleep for --seconds (10),
+and reads the master's CPU time from state.json when all have joined and when the job ends.
+Goal: under 2 % of wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import PYTHON, mpi_flavour, mpiexec
+
+WORKER = """
+import time
+from t2mpi import IWorker
+
+class Sleeper(IWorker):
+    def execute(self, ctx):
+        time.sleep(ctx.config["seconds"])
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    work = tempfile.mkdtemp(prefix="t2mpi-bench-")
+    with open(os.path.join(work, "sleeper.py"), "w") as fh:
+        fh.write(textwrap.dedent(WORKER))
+    with open(os.path.join(work, "sleeper.yaml"), "w") as fh:
+        json.dump({"name": "sleeper", "worker": "sleeper:Sleeper", "workers": 2,
+                   "config": {"seconds": args.seconds}}, fh)
+    shares = []
+    for _ in range(args.runs):
+        before = set(os.listdir(os.path.join(work, "t2mpi-jobs"))) if os.path.isdir(
+            os.path.join(work, "t2mpi-jobs")) else set()
+        proc = subprocess.Popen(mpiexec(3) + [PYTHON, "-m", "t2mpi.launch", "sleeper.yaml", "--quiet"],
+                                cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        state_file, joined = None, None
+        while proc.poll() is None and joined is None:   # the first state.json is written on join
+            new = set(os.listdir(os.path.join(work, "t2mpi-jobs"))) - before if os.path.isdir(
+                os.path.join(work, "t2mpi-jobs")) else set()
+            if new:
+                state_file = os.path.join(work, "t2mpi-jobs", new.pop(), "state.json")
+                if os.path.exists(state_file):
+                    joined = json.load(open(state_file))
+            time.sleep(0.01)
+        _, err = proc.communicate(timeout=args.seconds + 60)
+        if proc.returncode != 0 or joined is None:
+            sys.exit(f"the sleeper job failed: {err}")
+        end = json.load(open(state_file))
+        cpu = end["master"]["cpu_seconds"] - joined["master"]["cpu_seconds"]
+        wall = end["ended"] - joined["joined_at"] if "joined_at" in joined else end["ended"] - joined["started"]
+        shares.append(cpu / wall)
+        print(f"run: master CPU {cpu * 1000:.1f} ms over {wall:.2f} s wall = {cpu / wall * 100:.3f} %")
+    shares.sort()
+    print(f"master idle cost under {mpi_flavour()}: median {shares[len(shares) // 2] * 100:.3f} % "
+          f"of wall time (goal < 2 %)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""Shared fixtures: a private working folder per test, running the CLI, finding leftovers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+import t2mpi
+
+ROOT = Path(__file__).resolve().parents[1]
+if Path(t2mpi.__file__).resolve().parent == ROOT / "t2mpi":
+    raise pytest.UsageError("the tests run against the installed t2mpi, not the source tree: "
+                            "run `pytest` (not `python -m pytest`) after `./dev install`, or `./dev test`")
+JOBS = ROOT / "jobs"
+PYTHON = sys.executable
+
+
+@pytest.fixture
+def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A working folder that is also HOME, so no user's site config leaks into a test."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("T2MPI_CONFIG", raising=False)
+    monkeypatch.delenv("T2MPI_MPIEXEC", raising=False)
+    return tmp_path
+
+
+def write_job(folder: Path, name: str, code: str, **keys: object) -> Path:
+    """A job file `name`.yaml and its worker module `name`.py (class Job) in `folder`."""
+    (folder / f"{name}.py").write_text(textwrap.dedent(code))
+    spec = {"name": name, "worker": f"{name}:Job", "workers": 2, **keys}
+    path = folder / f"{name}.yaml"
+    path.write_text(json.dumps(spec))   # JSON is YAML
+    return path
+
+
+def t2mpi(*args: str, cwd: Path, timeout: float = 120, **kw: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([PYTHON, "-m", "t2mpi", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, **kw)
+
+
+def job_dirs(work: Path) -> list[Path]:
+    root = work / "t2mpi-jobs"
+    return sorted(p for p in root.iterdir() if not p.name.startswith(".")) if root.exists() else []
+
+
+def only_job(work: Path) -> Path:
+    dirs = job_dirs(work)
+    assert len(dirs) == 1, dirs
+    return dirs[0]
+
+
+def state_of(job_dir: Path) -> dict:
+    return json.loads((job_dir / "state.json").read_text())
+
+
+def events_of(job_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (job_dir / "events.jsonl").read_text().splitlines()]
+
+
+def processes_mentioning(text: str) -> list[psutil.Process]:
+    """Live processes whose command line mentions `text` (a test's private folder)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        try:
+            if proc.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+            if any(text in part for part in proc.info["cmdline"] or ()):
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+def wait_for(predicate, timeout: float, what: str):
+    """Poll `predicate` until it returns something true; fail the test after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    pytest.fail(f"timed out after {timeout} s waiting for {what}")
+
+
+def gone(procs: list[psutil.Process], timeout: float = 10) -> list[psutil.Process]:
+    """The processes in `procs` still alive after `timeout` s (zombies count as gone)."""
+    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    return [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+
+def mpiexec(nprocs: int) -> list[str]:
+    """This venv's MPI launcher with the options t2mpi would use, for direct launches."""
+    from t2mpi import launcher
+
+    found = launcher.detect(str(Path(PYTHON).parent / "mpiexec"))
+    return launcher.mpiexec_args(found, nprocs, launcher.Host.here(), {})
+
+
+@pytest.fixture(autouse=True)
+def _no_leftovers(tmp_path: Path):
+    """Every test: no process that mentions the test's folder outlives it."""
+    yield
+    left = processes_mentioning(str(tmp_path))
+    if left:
+        for p in left:
+            p.kill()
+        pytest.fail(f"processes left behind: {[p.cmdline() for p in left]}")

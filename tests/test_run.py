@@ -1,0 +1,205 @@
+"""End to end: real mpiexec launches through `t2mpi run`, t2mpi.run() and mpiexec directly."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import stat
+import subprocess
+import sys
+import time
+
+import numpy as np
+import psutil
+import pytest
+
+from conftest import (JOBS, PYTHON, events_of, gone, job_dirs, mpiexec, only_job, state_of, t2mpi,
+                      wait_for, write_job)
+
+pytestmark = pytest.mark.mpi
+HOST = os.uname().nodename
+
+
+def test_hello_runs_to_completion(work):
+    done = t2mpi("run", str(JOBS / "hello.yaml"), "-n", "2", cwd=work)
+    assert done.returncode == 0, done.stderr
+    for wid in (0, 1):
+        assert f"[w{wid}] INFO hi from worker {wid} of 2 on {HOST}" in done.stderr
+    assert "COMPLETED" in done.stderr
+    job = only_job(work)
+    assert stat.S_IMODE(job.stat().st_mode) == 0o700
+    state = state_of(job)
+    assert state["state"] == "COMPLETED"
+    assert [(w["id"], w["host"], w["node"], w["local"], w["result"]) for w in state["workers"]] == [
+        (0, HOST, 0, 0, "0"), (1, HOST, 0, 1, "2")]
+    assert pickle.loads((job / "results.pkl").read_bytes()) == {0: 0, 1: 2}
+    kinds = [e["event"] for e in events_of(job)]
+    assert kinds[:2] == ["started", "joined"] and kinds[-1] == "ended"
+    assert sorted(kinds[2:-1]) == ["worker_completed", "worker_completed"]
+    assert "INFO hi from worker 1 of 2" in (job / "logs" / "worker-1.log").read_text()
+
+
+def test_python_api_returns_results(work):
+    import t2mpi
+
+    result = t2mpi.run(JOBS / "hello.yaml", workers=3, overrides=["config.greeting=hey"])
+    assert result.state == "COMPLETED" and result.ok and result.exit_code == 0
+    assert result.results == {0: 0, 1: 2, 2: 4}
+    assert set(result.worker_times) == {0, 1, 2}
+    assert result.wall_time > 0
+    assert "hey from worker 2" in (only_job(work) / "logs" / "worker-2.log").read_text()
+
+
+def test_direct_mpiexec_launch(work):
+    done = subprocess.run(mpiexec(3) + [PYTHON, "-m", "t2mpi.launch", str(JOBS / "hello.yaml"), "-n", "2"],
+                          cwd=work, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "COMPLETED" in done.stdout and "[master]" in done.stdout
+    assert state_of(only_job(work))["state"] == "COMPLETED"
+
+
+def test_world_size_mismatch_is_one_error_from_every_rank(work):
+    done = subprocess.run(mpiexec(3) + [PYTHON, "-m", "t2mpi.launch", str(JOBS / "hello.yaml")],
+                          cwd=work, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if "needs 5 MPI processes" in line]
+    assert sorted(line.split(":")[1].strip() for line in lines) == ["rank 0", "rank 1", "rank 2"]
+    assert "(4 workers + 1 master) but was started with 3" in lines[0]
+    assert job_dirs(work) == []
+
+
+FAILING = """
+    from t2mpi import IWorker
+
+    class Job(IWorker):
+        def execute(self, ctx):
+            if ctx.worker_id == 1:
+                raise ValueError("bad things in worker one")
+            ctx.comm.Barrier()   # the others wait for worker 1 forever: the abort must end them
+"""
+
+
+def test_worker_exception_fails_the_job_and_ends_every_rank(work):
+    job = write_job(work, "failing", FAILING, workers=3)
+    done = t2mpi("run", str(job), cwd=work, timeout=120)
+    assert done.returncode == 1
+    assert f"worker 1 of 3 on {HOST}" in done.stderr
+    assert "Traceback" in done.stderr and "ValueError: bad things in worker one" in done.stderr
+    state = state_of(only_job(work))
+    assert state["state"] == "FAILED"
+    assert state["reason"] == f"worker 1 on {HOST} failed: ValueError: bad things in worker one"
+    assert "raise ValueError" in state["workers"][1]["error"]
+    assert {w["state"] for w in state["workers"][::2]} == {"KILLED"}
+
+
+def test_bad_result_is_reported_not_hung(work):
+    job = write_job(work, "badresult", """
+        import threading
+        from t2mpi import IWorker
+
+        class Job(IWorker):
+            def execute(self, ctx):
+                return threading.Lock()   # cannot be pickled to the master
+    """)
+    done = t2mpi("run", str(job), cwd=work)
+    assert done.returncode == 1
+    assert "cannot pickle '_thread.lock' object" in state_of(only_job(work))["reason"]
+
+
+def test_controller_workers_barrier_and_progress(work):
+    job = write_job(work, "ctl", """
+        from t2mpi import IWorker
+
+        class Job(IWorker):
+            def execute(self, ctx):
+                for step in range(3):
+                    ctx.progress((step + 1) / 3, f"step {step}")
+                    ctx.controller.barrier(timeout=60)
+                total = ctx.comm.allreduce(ctx.worker_id)
+                return [tuple(w) for w in ctx.controller.workers()], total, ctx.persistent_dir
+    """, workers=3)
+    import t2mpi
+
+    result = t2mpi.run(job)
+    assert result.ok, result.reason
+    lists = {wid: r[0] for wid, r in result.results.items()}
+    assert len({tuple(v) for v in lists.values()}) == 1
+    assert [(w[0], w[1], w[3], w[4]) for w in lists[0]] == [(i, HOST, 0, i) for i in range(3)]
+    assert {r[1] for r in result.results.values()} == {0 + 1 + 2}
+    assert os.path.isdir(result.results[2][2]) and result.results[2][2].startswith(result.job_dir)
+    progress = [e for e in events_of(only_job(work)) if e["event"] == "progress"]
+    assert {(e["worker"], e["message"]) for e in progress} >= {(w, "step 2") for w in range(3)}
+
+
+def test_barrier_timeout_names_the_missing_worker(work):
+    job = write_job(work, "late", """
+        import threading
+        from t2mpi import IWorker
+
+        class Job(IWorker):
+            def execute(self, ctx):
+                if ctx.worker_id == 0:
+                    threading.Event().wait(600)   # never arrives: ended by the abort
+                ctx.controller.barrier(timeout=1)
+    """, workers=3)
+    done = t2mpi("run", str(job), cwd=work)
+    assert done.returncode == 1
+    assert "BarrierError: barrier 1 timed out; workers not there: 0" in done.stderr
+
+
+def test_sigint_to_the_client_ends_every_rank(work):
+    job = write_job(work, "sleepy", """
+        import threading
+        from t2mpi import IWorker
+
+        class Job(IWorker):
+            def execute(self, ctx):
+                ctx.progress(0.0, "waiting")
+                threading.Event().wait(600)
+    """)
+    client = subprocess.Popen([PYTHON, "-m", "t2mpi", "run", str(job)], cwd=work,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        jobdir = wait_for(lambda: (job_dirs(work) or [None])[0], 60, "the job folder")
+        wait_for(lambda: any(e["event"] == "progress" for e in events_of(jobdir))
+                 if (jobdir / "events.jsonl").exists() else False, 60, "the workers to run")
+        family = psutil.Process(client.pid).children(recursive=True)
+        assert len([p for p in family if p.cmdline()[1:3] == ["-m", "t2mpi.launch"]]) == 3
+        client.send_signal(signal.SIGINT)
+        out, err = client.communicate(timeout=60)
+    finally:
+        if client.poll() is None:
+            client.kill()
+    assert client.returncode == 130, err
+    assert gone(family) == []
+    state = state_of(jobdir)
+    assert state["state"] == "KILLED" and "interrupted" in state["reason"]
+
+
+def test_kmeans_matches_sequential_reference(work):
+    import t2mpi
+
+    sys.path.insert(0, str(JOBS))
+    try:
+        import kmeans
+    finally:
+        sys.path.remove(str(JOBS))
+    overrides = ["config.points=30000", "config.iterations=20"]
+    result = t2mpi.run(JOBS / "kmeans.yaml", workers=3, overrides=overrides)
+    assert result.ok, result.reason
+    cfg = dict(seed=42, points=30000, dims=8, clusters=16, iterations=20)
+    expected = kmeans.kmeans_sequential(cfg, parts=3)
+    for wid in range(3):
+        np.testing.assert_allclose(result.results[wid], expected, rtol=1e-10, atol=1e-10)
+    assert not np.allclose(expected, kmeans.initial_centroids(42, 8, 16))
+
+
+def test_dry_run_prints_the_command_and_launches_nothing(work):
+    done = t2mpi("run", str(JOBS / "hello.yaml"), "--dry-run", "-n", "3", cwd=work)
+    assert done.returncode == 0, done.stderr
+    command = done.stdout.strip().splitlines()[-1]
+    assert f" -n 4 " in command and "-m t2mpi.launch --job-dir" in command
+    assert "OMP_NUM_THREADS=1" in done.stdout
+    assert job_dirs(work) == []
+    assert time.time()  # nothing else ran: no folder, no process (checked by the fixture)
