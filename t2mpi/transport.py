@@ -18,19 +18,21 @@ TAG_CONTROL = 11   # worker -> master
 TAG_REPLY = 12     # master -> worker
 
 _MIN_NAP = 0.0002
-_MAX_NAP = 0.01    # the longest a waiting master or worker sleeps between looks
+_WORKER_NAP = 0.01   # the longest a waiting worker sleeps between looks (barrier latency)
+_MASTER_NAP = 0.025  # the longest the idle master sleeps: each look costs ~0.1 ms of CPU
 
 
 class Backoff:
-    """Sleep a little longer each idle round, up to _MAX_NAP; start over after activity."""
+    """Sleep a little longer each idle round, up to `longest`; start over after activity."""
 
-    def __init__(self) -> None:
+    def __init__(self, longest: float = _WORKER_NAP) -> None:
         self.nap = _MIN_NAP
+        self.longest = longest
 
     def idle(self, until: float | None = None) -> None:
         nap = self.nap if until is None else max(0.0, min(self.nap, until - time.monotonic()))
         time.sleep(nap)
-        self.nap = min(self.nap * 2, _MAX_NAP)
+        self.nap = min(self.nap * 2, self.longest)
 
     def busy(self) -> None:
         self.nap = _MIN_NAP
@@ -45,7 +47,7 @@ class MasterPort:
         self.ctrl = ctrl
         self._any = MPI.ANY_SOURCE
         self._status = MPI.Status()
-        self._backoff = Backoff()
+        self._backoff = Backoff(_MASTER_NAP)
 
     def receive(self, wait: float) -> list[tuple[int, Any]]:
         """Messages that arrive within `wait` seconds: as soon as one is there, all that are."""
