@@ -38,7 +38,9 @@ def main(argv: list[str] | None = None) -> int:
             setup = str(exc)
         except BaseException:
             _abort(world, f"t2mpi.launch: the job master failed to start:\n{_traceback()}")
-    _wait_for_everyone(world)
+    if not _wait_for_everyone(world, setup[0].timeouts.start if isinstance(setup, tuple) else None):
+        _abort(world, f"t2mpi.launch: not all {size} ranks started within "
+                      f"timeouts.start = {setup[0].timeouts.start:g} s; the launch is ended")
     setup = world.bcast(setup, root=0)
     if isinstance(setup, str):  # rank 0 could not prepare the job: every rank ends, rank 0 says why
         if rank == 0:
@@ -63,15 +65,20 @@ def main(argv: list[str] | None = None) -> int:
     return 1
 
 
-def _wait_for_everyone(world: MPI.Intracomm) -> None:
+def _wait_for_everyone(world: MPI.Intracomm, timeout: float | None) -> bool:
     """A barrier that sleeps while it waits: workers idle here while rank 0 reads the job file,
-    and a blocking collective would spin on the cores that rank 0 needs."""
+    and a blocking collective would spin on the cores that rank 0 needs. Rank 0 gives up after
+    the job's start timeout (False); workers wait for rank 0, which either comes or aborts."""
     from .transport import Backoff
 
     request = world.Ibarrier()
     backoff = Backoff()
+    deadline = None if timeout is None else time.monotonic() + timeout
     while not request.Test():
+        if deadline is not None and time.monotonic() > deadline:
+            return False
         backoff.idle()
+    return True
 
 
 def _prepare(argv: list[str]) -> tuple[JobSpec, str, bool, bool] | str:
