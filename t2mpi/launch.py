@@ -187,18 +187,19 @@ def _dispatch(master: Master, message: tuple[Any, ...], now: float) -> list[Any]
     raise RuntimeError(f"unknown control message {kind!r} from worker {wid}")
 
 
-def _persist(jd: JobDir, master: Master, last: tuple[float, str, int] | None) -> tuple[float, str, int]:
-    """Append new events; rewrite state.json on a change of state or count, else at most every 0.2 s."""
+def _persist(jd: JobDir, master: Master, last: tuple[float, str, bool] | None) -> tuple[float, str, bool]:
+    """Append new events; rewrite state.json at once when the job's state changes, else at
+    most every 0.2 s while something happened (at 10,000 workers a rewrite costs 0.1 s)."""
     events = master.drain_events()
     jd.append_events(events)
     now = time.monotonic()
-    key = (master.state, master.finished)
-    if last is None or key != last[1:] or (events and now - last[0] >= _STATE_EVERY):
+    pending = bool(events) or (last is not None and last[2])
+    if last is None or master.state != last[1] or (pending and now - last[0] >= _STATE_EVERY):
         snapshot = master.snapshot()
         snapshot["master"]["cpu_seconds"] = time.process_time()   # the master's own cost
         jd.write_state(snapshot)
-        return (now, *key)
-    return last
+        return (now, master.state, False)
+    return (last[0], last[1], pending)
 
 
 # ------------------------------------------------------------------ a worker

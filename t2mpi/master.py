@@ -79,6 +79,7 @@ class Master:
         self.barriers: dict[int, _Barrier] = {}
         self.events: list[dict[str, Any]] = [{"t": now, "event": "started", "workers": num_workers}]
         self.finished = 0
+        self.first_ended: int | None = None   # a worker that ended: no barrier can complete now
 
     # -------------------------------------------------------------- inputs
 
@@ -107,16 +108,19 @@ class Master:
         if len(b.arrived) == self.num_workers:
             del self.barriers[seq]
             return [Reply(w, ("released", seq)) for w in sorted(b.arrived)]
-        gone = self._gone_workers()
-        if gone:
-            return self._fail_barrier(b, f"worker {gone[0]} ended without reaching barrier {seq}")
+        if self.first_ended is not None:
+            return self._fail_barrier(b, f"worker {self.first_ended} ended without reaching barrier {seq}")
         return []
 
     def finished_ok(self, wid: int, value: Any, elapsed: float, now: float) -> list[Reply]:
         st = self.status[wid]
+        if st.state in TERMINAL:
+            raise ValueError(f"worker {wid} reported its end twice")
         st.state, st.ended = COMPLETED, now
         st.result = _short_repr(value)
         self.results[wid] = value
+        if self.first_ended is None:
+            self.first_ended = wid
         self.finished += 1
         self.events.append({"t": now, "event": "worker_completed", "worker": wid,
                             "elapsed": elapsed, "result": st.result})
@@ -184,9 +188,6 @@ class Master:
         }
 
     # -------------------------------------------------------------- helpers
-
-    def _gone_workers(self) -> list[int]:
-        return [wid for wid, st in enumerate(self.status) if st.state in TERMINAL]
 
     def _fail_barrier(self, b: _Barrier, why: str) -> list[Reply]:
         del self.barriers[b.seq]

@@ -21,10 +21,10 @@ if TYPE_CHECKING:
 ENV_CONFIG = "T2MPI_CONFIG"
 ENV_MPIEXEC = "T2MPI_MPIEXEC"
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_WORKER_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*):([A-Za-z_][A-Za-z0-9_]*)$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+_WORKER_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*):([A-Za-z_][A-Za-z0-9_]*)\Z")
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGTP])(?:I?B)?\s*$", re.IGNORECASE)
-_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 _UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50}
 
 # The spec's parts are named tuples: frozen, picklable to every rank, and cheap to import there
@@ -99,13 +99,6 @@ def parse_size(text: Any) -> int:
     return value
 
 
-def format_size(nbytes: int) -> str:
-    for unit in "PTGMK":
-        if nbytes % _UNITS[unit] == 0:
-            return f"{nbytes // _UNITS[unit]}{unit}"
-    return f"{nbytes}B"
-
-
 # ---------------------------------------------------------------- YAML with locations
 
 Where = dict[tuple[str, ...], str]   # key path -> "file:line" or "--set a.b"
@@ -165,6 +158,11 @@ def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _dotted(path: tuple[str, ...]) -> str:
+    """A key path for a one-line message (a key with a newline or such is shown quoted)."""
+    return ".".join(p if p.isprintable() else repr(p) for p in path)
+
+
 def _deep_copy(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _deep_copy(v) for k, v in value.items()}
@@ -188,13 +186,16 @@ class _Check:
         self.where = where
 
     def at(self, path: tuple[str, ...]) -> str:
+        """Where the value at `path` was set: the deepest layer entry at or above it, else one
+        below it (a --set of a misspelt nested key), else the packaged defaults."""
         for n in range(len(path), 0, -1):
             if path[:n] in self.where:
                 return self.where[path[:n]]
-        return "defaults"
+        below = [where for key, where in self.where.items() if key[: len(path)] == path]
+        return below[0] if below else "defaults"
 
     def fail(self, path: tuple[str, ...], message: str) -> SpecError:
-        return SpecError(f"{self.at(path)}: {'.'.join(path)}: {message}")
+        return SpecError(f"{self.at(path)}: {_dotted(path)}: {message}")
 
     def get(self, path: tuple[str, ...]) -> Any:
         value: Any = self.data
@@ -240,8 +241,10 @@ class _Check:
         value = self.get(path)
         if value is None and optional:
             return None
-        if not isinstance(value, str) or not value:
+        if not isinstance(value, str):
             raise self.fail(path, f"must be a string, got {_kind(value)}")
+        if not value:
+            raise self.fail(path, "must not be empty")
         if pattern is not None and not pattern.match(value):
             raise self.fail(path, f"{value!r} is not valid: {hint}")
         return value
@@ -259,11 +262,15 @@ _MPI = ("launcher", "args", "env")
 _TIMEOUTS = ("start", "barrier", "abort")
 
 
-def _absolute(path: str | None) -> str | None:
-    return None if path is None else os.path.realpath(os.path.expanduser(path))
+def _absolute(path: str | None, home: str) -> str | None:
+    if path is None:
+        return None
+    if path == "~" or path.startswith("~/"):
+        path = home + path[1:]
+    return os.path.realpath(path)
 
 
-def _validate(data: dict[str, Any], where: Where, job_file: str) -> JobSpec:
+def _validate(data: dict[str, Any], where: Where, job_file: str, home: str) -> JobSpec:
     c = _Check(data, where)
     c.mapping((), _TOP)
     for key in ("name", "worker"):
@@ -300,7 +307,7 @@ def _validate(data: dict[str, Any], where: Where, job_file: str) -> JobSpec:
     return JobSpec(
         name=name, worker=worker, worker_dir=os.path.dirname(os.path.realpath(job_file)),
         workers=workers, resources=Resources(cpus, threads, memory), config=data["config"],
-        jobs_dir=_absolute(jobs_dir), scratch_dir=_absolute(scratch_dir),
+        jobs_dir=_absolute(jobs_dir, home), scratch_dir=_absolute(scratch_dir, home),
         mpi=MpiOptions(launcher, tuple(str(a) for a in args),
                        tuple((str(k), _env_value(v)) for k, v in env.items())),
         timeouts=timeouts, source=str(job_file),
@@ -374,4 +381,4 @@ def load(job_file: str | os.PathLike[str], *, workers: int | None = None,
         path, value = parse_override(text)
         data = _apply_override(data, path, value)
         where[path] = f"--set {'.'.join(path)}"
-    return _validate(data, where, job_path)
+    return _validate(data, where, job_path, environ.get("HOME") or os.path.expanduser("~"))

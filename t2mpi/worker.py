@@ -165,7 +165,7 @@ def load_worker_class(spec: JobSpec) -> type[IWorker]:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        if exc.name and module_name.startswith(exc.name):
+        if exc.name == module_name or (exc.name and module_name.startswith(exc.name + ".")):
             raise SpecError(f"{where}: no module '{module_name}' in {spec.worker_dir} "
                             "(the worker module is looked up beside the job file)") from None
         raise SpecError(f"{where}: importing '{module_name}' failed: {exc}") from None
