@@ -6,9 +6,12 @@ import argparse
 import shlex
 import signal
 import sys
-from typing import Any
 
 from .errors import T2mpiError
+
+TYPE_CHECKING = False   # typing costs ~10 ms of start-up
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _parser() -> argparse.ArgumentParser:

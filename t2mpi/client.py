@@ -8,59 +8,63 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections import namedtuple
 
 from . import launcher as mpilauncher
 from .jobdir import TERMINAL_STATES, JobDir
 from .spec import JobSpec, load
 from .worker import load_worker_class
 
+TYPE_CHECKING = False   # typing and dataclasses would cost the client ~30 ms of start-up
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Any
+
 _POLL = 0.1           # seconds between looks at the job folder while output is quiet
 _TERM_GRACE = 5.0     # seconds between SIGTERM and SIGKILL when ending a launch
 
 
-@dataclass(frozen=True)
-class Launch:
-    """A checked job and the exact command that would run it."""
+class Launch(namedtuple("Launch", "spec mpi host python")):
+    """A checked job (JobSpec), its MPI launcher and host facts, and the Python the ranks run."""
 
-    spec: JobSpec
-    mpi: mpilauncher.MpiLauncher
-    host: mpilauncher.Host
-    python: str
+    __slots__ = ()
 
     def argv(self, job_dir: str) -> list[str]:
+        """The exact command that runs the job in `job_dir`."""
         return mpilauncher.command(self.mpi, self.spec, job_dir, self.python, self.host)
 
 
-@dataclass(frozen=True)
-class JobResult:
-    """How a job ended: state, each worker's return value or error, timings, where its files are."""
+class JobResult(namedtuple("JobResult", "job_id job_dir state reason results errors wall_time "
+                                        "worker_times exit_code")):
+    """How a job ended: its state and reason, each worker's return value (results) or error text
+    (errors) by worker id, wall and per-worker times in seconds, its folder, the CLI exit code."""
 
-    job_id: str
-    job_dir: str
-    state: str
-    reason: str
-    results: dict[int, Any] = field(default_factory=dict)
-    errors: dict[int, str] = field(default_factory=dict)
-    wall_time: float = 0.0
-    worker_times: dict[int, float] = field(default_factory=dict)
-    exit_code: int = 0
+    __slots__ = ()
 
     @property
     def ok(self) -> bool:
         return self.state == "COMPLETED"
 
 
-@dataclass
-class Follower:
-    """Callbacks for a run: output lines as they come, and the state as it changes."""
+def _write(stream: Any) -> Callable[[str], None]:
+    def write(text: str) -> None:
+        stream.write(text)
+        stream.flush()
+    return write
 
-    on_stdout: Callable[[str], None] = lambda line: (sys.stdout.write(line), sys.stdout.flush())
-    on_stderr: Callable[[str], None] = lambda line: (sys.stderr.write(line), sys.stderr.flush())
-    on_events: Callable[[list[dict[str, Any]], dict[str, Any] | None], None] = lambda ev, st: None
-    on_start: Callable[[JobDir, list[str]], None] = lambda jd, argv: None
+
+class Follower:
+    """Callbacks for a run: output lines as they come (by default to this process's stdout and
+    stderr), new events with the state they left, and the start (job folder and command)."""
+
+    def __init__(self, on_stdout: Callable[[str], None] | None = None,
+                 on_stderr: Callable[[str], None] | None = None,
+                 on_events: Callable[[list[dict[str, Any]], dict[str, Any] | None], None] | None = None,
+                 on_start: Callable[[JobDir, list[str]], None] | None = None):
+        self.on_stdout = on_stdout or _write(sys.stdout)
+        self.on_stderr = on_stderr or _write(sys.stderr)
+        self.on_events = on_events or (lambda events, state: None)
+        self.on_start = on_start or (lambda job_dir, argv: None)
 
 
 def prepare(job: str | os.PathLike[str], *, workers: int | None = None,

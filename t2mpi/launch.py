@@ -43,9 +43,9 @@ def main(argv: list[str] | None = None) -> int:
                       f"timeouts.start = {setup[0].timeouts.start:g} s; the launch is ended")
     setup = world.bcast(setup, root=0)
     if isinstance(setup, str):  # rank 0 could not prepare the job: every rank ends, rank 0 says why
-        if rank == 0:
+        if rank == 0 and setup:
             print(f"t2mpi.launch: {setup}", file=sys.stderr, flush=True)
-        return 2
+        return 2 if setup else 0   # "": help was asked for
     spec, job_dir, quiet, make_dir = setup
     if size != spec.world_size:
         print(f"t2mpi.launch: rank {rank}: job '{spec.name}' needs {spec.world_size} MPI processes "
@@ -72,7 +72,7 @@ def _wait_for_everyone(world: MPI.Intracomm, timeout: float | None) -> bool:
     from .transport import Backoff
 
     request = world.Ibarrier()
-    backoff = Backoff()
+    backoff = Backoff(longest=0.001)  # the barrier's rounds advance only while ranks look
     deadline = None if timeout is None else time.monotonic() + timeout
     while not request.Test():
         if deadline is not None and time.monotonic() > deadline:
@@ -84,23 +84,12 @@ def _wait_for_everyone(world: MPI.Intracomm, timeout: float | None) -> bool:
 def _prepare(argv: list[str]) -> tuple[JobSpec, str, bool, bool] | str:
     """Rank 0: resolve the spec (job file, or a job folder the client made) and the job folder
     (its path, and whether it is still to be made)."""
-    import argparse
-
     from . import spec as specmod
     from .jobdir import JobDir
 
-    parser = argparse.ArgumentParser(prog="python -m t2mpi.launch",
-                                     description="Run a t2mpi job as ranks of this MPI launch.")
-    parser.add_argument("job", nargs="?", help="job file (YAML)")
-    parser.add_argument("--job-dir", help="a job folder prepared by the t2mpi client")
-    parser.add_argument("-n", "--workers", type=int, help="number of workers (overrides the job file)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a job file key, e.g. --set resources.cpus=2")
-    parser.add_argument("--quiet", action="store_true", help="the master prints errors only")
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:
-        return "see the usage above" if exc.code else "help printed"
+    args = _parse_args(argv)
+    if isinstance(args, str):
+        return args
     if (args.job is None) == (args.job_dir is None):
         return "give a job file or --job-dir, not both or neither"
     if args.job_dir:
@@ -112,6 +101,58 @@ def _prepare(argv: list[str]) -> tuple[JobSpec, str, bool, bool] | str:
         return specmod.JobSpec.from_dict(data), jd.path, args.quiet, False
     spec = specmod.load(args.job, workers=args.workers, overrides=args.set)
     return spec, JobDir.new_path(spec.jobs_dir, spec.name), args.quiet, True
+
+
+_USAGE = """usage: python -m t2mpi.launch (JOBFILE [-n N] [--set KEY=VALUE ...] | --job-dir DIR) [--quiet]
+
+Run a t2mpi job as the ranks of this MPI launch: rank 0 is the job master, ranks 1..N the workers.
+  JOBFILE            the job file (YAML); a job folder is made under its jobs_dir
+  --job-dir DIR      a job folder prepared by the t2mpi client (holds the resolved spec.json)
+  -n, --workers N    number of workers (overrides the job file)
+  --set KEY=VALUE    override a job file key, e.g. --set resources.cpus=2 (repeatable)
+  --quiet            the master prints errors only"""
+
+
+class _Args:
+    job: str | None = None
+    job_dir: str | None = None
+    workers: int | None = None
+    quiet = False
+
+    def __init__(self) -> None:
+        self.set: list[str] = []
+
+
+def _parse_args(argv: list[str]) -> _Args | str:
+    """The launch entry's options (argparse would cost rank 0, and so every rank, 5 ms)."""
+    args, rest = _Args(), list(argv)
+    while rest:
+        arg = rest.pop(0)
+        if arg in ("-h", "--help"):
+            print(_USAGE)
+            return ""
+        if arg == "--quiet":
+            args.quiet = True
+        elif arg in ("--job-dir", "-n", "--workers", "--set") or arg.startswith(("--job-dir=", "--workers=", "--set=")):
+            name, eq, value = arg.partition("=")
+            if not eq:
+                if not rest:
+                    return f"{name} needs a value\n{_USAGE}"
+                value = rest.pop(0)
+            if name == "--job-dir":
+                args.job_dir = value
+            elif name == "--set":
+                args.set.append(value)
+            else:
+                try:
+                    args.workers = int(value)
+                except ValueError:
+                    return f"{name}: {value!r} is not a whole number"
+        elif arg.startswith("-") or args.job is not None:
+            return f"unexpected argument {arg!r}\n{_USAGE}"
+        else:
+            args.job = arg
+    return args
 
 
 def _run(world: MPI.Intracomm, rank: int, spec: JobSpec, job_dir: str, quiet: bool) -> int:

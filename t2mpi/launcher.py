@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass
-from pathlib import Path
+from collections import namedtuple
 
 from .errors import LaunchError
 from .procs import CommandError
@@ -20,25 +19,22 @@ THREAD_LIMIT_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS
                      "BLIS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
-@dataclass(frozen=True, slots=True)
-class MpiLauncher:
-    path: str
-    flavour: str
-    version: str
+MpiLauncher = namedtuple("MpiLauncher", "path flavour version")
 
 
-@dataclass(frozen=True, slots=True)
-class Host:
-    """Facts about the launching node that change the command line."""
+class Host(namedtuple("Host", "cpus root ofi_fabric")):
+    """Facts about the launching node that change the command line: the CPUs this process may
+    use, whether it runs as root (Open MPI refuses unless told), whether an OFI-capable fabric
+    (InfiniBand, Omni-Path) is present."""
 
-    cpus: int              # CPUs this process may use
-    root: bool             # running as root (Open MPI refuses unless told)
-    ofi_fabric: bool       # an OFI-capable fabric (InfiniBand, Omni-Path) is present
+    __slots__ = ()
 
     @classmethod
     def here(cls, sysfs: str = "/sys") -> Host:
-        fabric = any((Path(sysfs) / "class" / name).is_dir() and any((Path(sysfs) / "class" / name).iterdir())
-                     for name in ("infiniband", "hfi1"))
+        def has_entries(folder: str) -> bool:
+            return os.path.isdir(folder) and bool(os.listdir(folder))
+
+        fabric = any(has_entries(os.path.join(sysfs, "class", name)) for name in ("infiniband", "hfi1"))
         return cls(len(os.sched_getaffinity(0)), os.geteuid() == 0, fabric)
 
 
@@ -53,9 +49,9 @@ def find(spec: JobSpec, python: str) -> str:
                               f"{'file' if os.sep in wanted else 'on PATH'}; "
                               "set mpi.launcher or $T2MPI_MPIEXEC to your MPI's mpiexec")
         return found
-    beside = Path(python).parent / "mpiexec"
+    beside = os.path.join(os.path.dirname(python), "mpiexec")
     if os.access(beside, os.X_OK):
-        return str(beside)
+        return beside
     for name in ("mpiexec", "mpirun"):
         found = shutil.which(name)
         if found:

@@ -21,10 +21,12 @@ if TYPE_CHECKING:
 ENV_CONFIG = "T2MPI_CONFIG"
 ENV_MPIEXEC = "T2MPI_MPIEXEC"
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
-_WORKER_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*):([A-Za-z_][A-Za-z0-9_]*)\Z")
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGTP])(?:I?B)?\s*$", re.IGNORECASE)
-_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+# Patterns are compiled on first use (re caches them): workers import this module for JobSpec
+# alone, and compiling them there would cost every rank start-up time.
+_NAME_RE = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
+_WORKER_RE = r"([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*):([A-Za-z_][A-Za-z0-9_]*)"
+_SIZE_RE = r"\s*(\d+(?:\.\d+)?)\s*([KMGTP])(?:I?B)?\s*"
+_ENV_NAME_RE = r"[A-Za-z_][A-Za-z0-9_]*"
 _UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50}
 
 # The spec's parts are named tuples: frozen, picklable to every rank, and cheap to import there
@@ -90,7 +92,7 @@ def parse_size(text: Any) -> int:
         raise ValueError(f"expected a size such as 512M or 4G, got {text!r}")
     if isinstance(text, int) or text.strip().isdigit():
         raise ValueError(f"size {text!r} has no unit; write e.g. {text}M or {text}G")
-    m = _SIZE_RE.match(text)
+    m = re.fullmatch(_SIZE_RE, text, re.IGNORECASE)
     if not m:
         raise ValueError(f"cannot read size {text!r}; write e.g. 512M, 4G or 1.5T")
     value = int(float(m.group(1)) * _UNITS[m.group(2).upper()])
@@ -236,7 +238,7 @@ class _Check:
             raise self.fail(path, f"must be a number of seconds above 0, got {value!r}")
         return float(value)
 
-    def string(self, path: tuple[str, ...], pattern: re.Pattern[str] | None = None,
+    def string(self, path: tuple[str, ...], pattern: str | None = None,
                hint: str = "", optional: bool = False) -> str | None:
         value = self.get(path)
         if value is None and optional:
@@ -245,7 +247,7 @@ class _Check:
             raise self.fail(path, f"must be a string, got {_kind(value)}")
         if not value:
             raise self.fail(path, "must not be empty")
-        if pattern is not None and not pattern.match(value):
+        if pattern is not None and not re.fullmatch(pattern, value):
             raise self.fail(path, f"{value!r} is not valid: {hint}")
         return value
 
@@ -296,7 +298,7 @@ def _validate(data: dict[str, Any], where: Where, job_file: str, home: str) -> J
         raise c.fail(("mpi", "args"), "must be a list of strings, e.g. [--mca, btl, self,tcp]")
     env = c.mapping(("mpi", "env"), None)
     for key, value in env.items():
-        if not _ENV_NAME_RE.match(str(key)):
+        if not re.fullmatch(_ENV_NAME_RE, str(key)):
             raise c.fail(("mpi", "env", str(key)), "is not a valid environment variable name")
         if isinstance(value, (dict, list)) or value is None:
             raise c.fail(("mpi", "env", str(key)), f"must be a string, got {_kind(value)}")

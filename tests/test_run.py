@@ -206,3 +206,14 @@ def test_dry_run_prints_the_command_and_launches_nothing(work):
     assert "OMP_NUM_THREADS=1" in done.stdout
     assert job_dirs(work) == []
     assert time.time()  # nothing else ran: no folder, no process (checked by the fixture)
+
+
+def test_launch_entry_help_and_bad_arguments(work):
+    done = subprocess.run(mpiexec(2) + [PYTHON, "-m", "t2mpi.launch", "--help"], cwd=work,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "usage: python -m t2mpi.launch" in done.stdout
+    done = subprocess.run(mpiexec(2) + [PYTHON, "-m", "t2mpi.launch", str(JOBS / "hello.yaml"), "-n", "x"],
+                          cwd=work, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "t2mpi.launch: -n: 'x' is not a whole number" in done.stderr
+    assert job_dirs(work) == []
