@@ -22,9 +22,6 @@ if TYPE_CHECKING:
     from .master import Master
     from .spec import JobSpec
 
-_STATE_EVERY = 0.2   # seconds between state.json rewrites while only progress changes
-
-
 def main(argv: list[str] | None = None) -> int:
     from mpi4py import MPI
 
@@ -185,62 +182,19 @@ def _serve(world: MPI.Intracomm, ctrl: MPI.Intracomm, master: Master, spec: JobS
     from . import console
     from .jobdir import JobDir
     from .master import FAILED, worker_list
+    from .serve import serve
     from .transport import MasterPort
 
-    jd = JobDir(job_dir)
     master.joined(worker_list(registrations[1:]), registrations[0], time.time())
-    port = MasterPort(ctrl)
     say = (lambda text: None) if quiet else (lambda text: print(f"[master] {text}", flush=True))
     say(f"job {master.job_id}: {spec.workers} workers on "
         f"{', '.join(sorted({h for h, _ in registrations[1:]}))}; folder {job_dir}")
-    last_state = _persist(jd, master, None)
-    while not master.done:
-        replies = []
-        for _source, message in port.receive(wait=0.5):
-            replies += _dispatch(master, message, time.time())
-        replies += master.tick(time.time())
-        for reply in replies:
-            port.send(reply.worker_id, reply.message)
-        last_state = _persist(jd, master, last_state)
-    if master.results:
-        jd.write_results(master.results)
-    _persist(jd, master, None)
-    snapshot = master.snapshot()
+    snapshot = serve(MasterPort(ctrl, first_worker_rank=1), master, JobDir(job_dir))
     if master.state == FAILED:
         print(console.failure_report(snapshot), file=sys.stderr, flush=True)
         world.Abort(1)
     say(console.summary(snapshot))
     return 0
-
-
-def _dispatch(master: Master, message: tuple[Any, ...], now: float) -> list[Any]:
-    kind, wid = message[0], message[1]
-    if kind == "barrier":
-        return master.barrier(wid, message[2], message[3], now)
-    if kind == "progress":
-        master.progress(wid, message[2], message[3], now)
-        return []
-    if kind == "completed":
-        return master.finished_ok(wid, message[2], message[3], now)
-    if kind == "failed":
-        master.failed(wid, message[2], message[3], now)
-        return []
-    raise RuntimeError(f"unknown control message {kind!r} from worker {wid}")
-
-
-def _persist(jd: JobDir, master: Master, last: tuple[float, str, bool] | None) -> tuple[float, str, bool]:
-    """Append new events; rewrite state.json at once when the job's state changes, else at
-    most every 0.2 s while something happened (at 10,000 workers a rewrite costs 0.1 s)."""
-    events = master.drain_events()
-    jd.append_events(events)
-    now = time.monotonic()
-    pending = bool(events) or (last is not None and last[2])
-    if last is None or master.state != last[1] or (pending and now - last[0] >= _STATE_EVERY):
-        snapshot = master.snapshot()
-        snapshot["master"]["cpu_seconds"] = time.process_time()   # the master's own cost
-        jd.write_state(snapshot)
-        return (now, master.state, False)
-    return (last[0], last[1], pending)
 
 
 # ------------------------------------------------------------------ a worker

@@ -43,10 +43,13 @@ class Backoff:
 class MasterPort:
     """The master's end: receive what workers say, send them replies."""
 
-    def __init__(self, ctrl: MPI.Intracomm):
+    def __init__(self, ctrl: MPI.Comm, first_worker_rank: int):
+        """`ctrl`: an intracommunicator whose rank 0 is the master and rank 1+w worker w
+        (first_worker_rank=1), or an intercommunicator to the workers (first_worker_rank=0)."""
         from mpi4py import MPI
 
         self.ctrl = ctrl
+        self.first = first_worker_rank
         self._any = MPI.ANY_SOURCE
         self._status = MPI.Status()
         self._backoff = Backoff(_MASTER_NAP)
@@ -57,7 +60,7 @@ class MasterPort:
         while True:
             got = []
             while (msg := self.ctrl.improbe(self._any, TAG_CONTROL, self._status)) is not None:
-                got.append((self._status.Get_source(), msg.recv()))
+                got.append((self._status.Get_source() - self.first, msg.recv()))
             if got:
                 self._backoff.busy()
                 return got
@@ -66,7 +69,7 @@ class MasterPort:
             self._backoff.idle(deadline)
 
     def send(self, worker_id: int, message: tuple[Any, ...]) -> None:
-        self.ctrl.send(message, dest=worker_id + 1, tag=TAG_REPLY)
+        self.ctrl.send(message, dest=worker_id + self.first, tag=TAG_REPLY)
 
 
 class WorkerPort:
@@ -74,7 +77,7 @@ class WorkerPort:
 
     _PROGRESS_EVERY = 0.05  # seconds; repeated progress within this is dropped unless it changes
 
-    def __init__(self, ctrl: MPI.Intracomm, worker_id: int, grace: float):
+    def __init__(self, ctrl: MPI.Comm, worker_id: int, grace: float):
         self.ctrl = ctrl
         self.worker_id = worker_id
         self.grace = grace
