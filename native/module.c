@@ -12,6 +12,19 @@ static PyMethodDef native_methods[] = {
     {"setaffinity", t2n_setaffinity, METH_VARARGS,
      "setaffinity(tid, cpus) -> None\n\n"
      "Restrict thread `tid` (0: the calling thread) to the CPUs in the iterable `cpus`."},
+    {"set_mempolicy", t2n_set_mempolicy, METH_VARARGS,
+     "set_mempolicy(mode, nodes=()) -> None\n\n"
+     "Set the calling thread's NUMA memory policy: mode is default, bind, preferred,\n"
+     "interleave, local, preferred_many or weighted_interleave; nodes an iterable of\n"
+     "node ids 0-1023 (needed by all but default and local)."},
+    {"get_mempolicy", t2n_get_mempolicy, METH_NOARGS,
+     "get_mempolicy() -> tuple[str, tuple[int, ...]]\n\n"
+     "The calling thread's NUMA memory policy: its mode and its sorted node ids."},
+    {"page_nodes", t2n_page_nodes, METH_O,
+     "page_nodes(buffer) -> tuple[int, ...]\n\n"
+     "The NUMA node of each page the buffer spans (move_pages). A negative value is\n"
+     "-errno for that page: -2 (ENOENT) not yet touched, -14 (EFAULT) the shared zero\n"
+     "page (read but never written)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -12,4 +12,9 @@ PyObject *t2n_getcpu(PyObject *self, PyObject *noargs);
 PyObject *t2n_getaffinity(PyObject *self, PyObject *args);
 PyObject *t2n_setaffinity(PyObject *self, PyObject *args);
 
+/* memory.c: NUMA memory policy and page placement */
+PyObject *t2n_set_mempolicy(PyObject *self, PyObject *args);
+PyObject *t2n_get_mempolicy(PyObject *self, PyObject *noargs);
+PyObject *t2n_page_nodes(PyObject *self, PyObject *obj);
+
 #endif
