@@ -27,6 +27,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("-n", "--workers", type=int, help="number of workers (overrides the job file)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a job file key, e.g. --set resources.cpus=2 (repeatable)")
+    run.add_argument("--master", choices=("rank0", "client"),
+                     help="where the job master runs: MPI rank 0 (default) or this client process, "
+                          "which then spawns the workers")
     run.add_argument("--dry-run", action="store_true",
                      help="print the exact command and environment instead of running")
     run.add_argument("-q", "--quiet", action="store_true", help="no live status, only output and summary")
@@ -49,7 +52,7 @@ def _run(args: argparse.Namespace) -> int:
     from . import client, console
     from .launcher import rank_environment
 
-    launch = client.prepare(args.job, workers=args.workers, overrides=args.set)
+    launch = client.prepare(args.job, workers=args.workers, master=args.master, overrides=args.set)
     if args.dry_run:
         env = rank_environment(launch.spec)
         print(f"# {launch.mpi.flavour} {launch.mpi.version} ({launch.mpi.path}); "

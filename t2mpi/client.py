@@ -67,9 +67,11 @@ class Follower:
         self.on_start = on_start or (lambda job_dir, argv: None)
 
 
-def prepare(job: str | os.PathLike[str], *, workers: int | None = None,
+def prepare(job: str | os.PathLike[str], *, workers: int | None = None, master: str | None = None,
             overrides: Sequence[str] = (), python: str | None = None) -> Launch:
     """Resolve and check everything that can be checked before anything is launched."""
+    if master is not None:
+        overrides = [*overrides, f"master={master}"]
     spec = load(job, workers=workers, overrides=overrides)
     load_worker_class(spec)
     python = python or sys.executable
@@ -79,11 +81,30 @@ def prepare(job: str | os.PathLike[str], *, workers: int | None = None,
     return launch
 
 
-def run(job: str | os.PathLike[str], *, workers: int | None = None, overrides: Sequence[str] = (),
-        follower: Follower | None = None) -> JobResult:
-    """Run a job to its end and return its JobResult. Ctrl-C ends every rank (state KILLED)."""
-    launch = prepare(job, workers=workers, overrides=overrides)
-    return execute(launch, follower or Follower())
+def run(job: str | os.PathLike[str], *, workers: int | None = None, master: str | None = None,
+        overrides: Sequence[str] = (), follower: Follower | None = None,
+        progress: Callable[[dict[str, Any]], None] | None = None) -> JobResult:
+    """Run a job to its end and return its JobResult. Ctrl-C ends every rank (state KILLED).
+
+    master="client" runs the job master beside this process, as a one-rank launch that spawns
+    the workers (see spawn.py for why not inside it); `progress` is called with each worker's
+    progress event as it comes."""
+    launch = prepare(job, workers=workers, master=master, overrides=overrides)
+    follower = follower or Follower()
+    if progress is not None:
+        follower = _with_progress(follower, progress)
+    return execute(launch, follower)
+
+
+def _with_progress(follower: Follower, progress: Callable[[dict[str, Any]], None]) -> Follower:
+    inner = follower.on_events
+
+    def on_events(events: list[dict[str, Any]], state: dict[str, Any] | None) -> None:
+        for event in events:
+            if event.get("event") == "progress":
+                progress(event)
+        inner(events, state)
+    return Follower(follower.on_stdout, follower.on_stderr, on_events, follower.on_start)
 
 
 def execute(launch: Launch, follower: Follower) -> JobResult:

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from .spec import JobSpec
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--spawned"]:
+        return _spawned_worker(argv[1:])
     from mpi4py import MPI
 
     world = MPI.COMM_WORLD
@@ -30,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     setup: Any = None
     if rank == 0:
         try:
-            setup = _prepare(sys.argv[1:] if argv is None else argv)
+            setup = _prepare(argv)
         except T2mpiError as exc:
             setup = str(exc)
         except BaseException:
@@ -44,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"t2mpi.launch: {setup}", file=sys.stderr, flush=True)
         return 2 if setup else 0   # "": help was asked for
     spec, job_dir, quiet, make_dir = setup
+    if spec.master == "client" and size == 1:   # the client's master part, under mpiexec -n 1
+        return _spawning_master(spec, job_dir, make_dir)
     if size != spec.world_size:
         print(f"t2mpi.launch: rank {rank}: job '{spec.name}' needs {spec.world_size} MPI processes "
               f"({spec.workers} workers + 1 master) but was started with {size}; run "
@@ -163,6 +168,44 @@ def _run(world: MPI.Intracomm, rank: int, spec: JobSpec, job_dir: str, quiet: bo
         assert master is not None
         return _serve(world, ctrl, master, spec, job_dir, registrations, quiet)
     return _work(world, ctrl, comm, rank - 1, spec, job_dir, registrations)
+
+
+def _spawned_worker(argv: list[str]) -> int:
+    """A worker started by a master with MPI_Comm_spawn: --spawned --job-dir DIR."""
+    from mpi4py import MPI
+
+    from .jobdir import JobDir
+    from .spec import JobSpec
+
+    world, parent = MPI.COMM_WORLD, MPI.Comm.Get_parent()
+    try:
+        if argv[:1] != ["--job-dir"] or len(argv) != 2 or parent == MPI.COMM_NULL:
+            raise RuntimeError(f"--spawned is for workers that a t2mpi master spawns, got {argv}")
+        data = JobDir(argv[1]).read_spec()
+        data.pop("job_id", None)
+        spec = JobSpec.from_dict(data)
+        me = (_host(), os.getpid())
+        master = parent.allgather(me)            # the master learns the workers, they the master
+        registrations = master + world.allgather(me)
+        rc = _work(world, parent, world, world.Get_rank(), spec, argv[1], registrations)
+    except BaseException:
+        _abort(world, f"t2mpi.launch: spawned worker {world.Get_rank()} on {_host()} failed:\n{_traceback()}")
+    parent.Disconnect()
+    return rc
+
+
+def _spawning_master(spec: JobSpec, job_dir: str, make_dir: bool) -> int:
+    """`master: client`: this one-rank launch is the master and spawns the workers."""
+    from . import console
+    from .jobdir import JobDir
+    from .spawn import run_master
+
+    jd = JobDir.make(job_dir, spec.to_dict()) if make_dir else JobDir(job_dir)
+    snapshot = run_master(spec, jd, sys.executable)
+    if snapshot["state"] != "COMPLETED":
+        print(console.failure_report(snapshot), file=sys.stderr, flush=True)
+        return 1
+    return 0
 
 
 def _host() -> str:

@@ -93,15 +93,17 @@ def rank_environment(spec: JobSpec) -> dict[str, str]:
     return env
 
 
-def mpiexec_args(mpi: MpiLauncher, nprocs: int, host: Host, env: dict[str, str]) -> list[str]:
-    """The launcher and its options for `nprocs` ranks, each with `env`; the program follows."""
+def mpiexec_args(mpi: MpiLauncher, nprocs: int, host: Host, env: dict[str, str],
+                 slots: int | None = None) -> list[str]:
+    """The launcher and its options for `nprocs` ranks, each with `env`, where `slots` processes
+    will run in all (spawned ones included); the program follows."""
     argv = [mpi.path, "-n", str(nprocs)]
     if mpi.flavour == OPENMPI:
         if host.root:
             argv.append("--allow-run-as-root")
         # t2mpi places and binds its ranks itself; Open MPI's own binding would fight it.
         argv += ["--bind-to", "none"]
-        if nprocs > host.cpus:
+        if (slots or nprocs) > host.cpus:
             argv += ["--map-by", ":OVERSUBSCRIBE"]
         if not host.ofi_fabric:
             # No OFI fabric: the ofi BTL only costs a one-second shutdown sleep per launch.
@@ -120,7 +122,11 @@ def mpiexec_args(mpi: MpiLauncher, nprocs: int, host: Host, env: dict[str, str])
 def command(mpi: MpiLauncher, spec: JobSpec, job_dir: str, python: str, host: Host,
             quiet: bool = True) -> list[str]:
     """The argument list that runs `spec` as W+1 ranks of one MPI launch (no shell involved)."""
-    argv = mpiexec_args(mpi, spec.world_size, host, rank_environment(spec))
+    if spec.master == "client":
+        # The master's part alone, as a one-rank launch; it spawns the workers.
+        argv = mpiexec_args(mpi, 1, host, rank_environment(spec), slots=spec.world_size)
+    else:
+        argv = mpiexec_args(mpi, spec.world_size, host, rank_environment(spec))
     argv += list(spec.mpi.args)
     argv += [python, "-m", "t2mpi.launch", "--job-dir", job_dir]
     if quiet:

@@ -42,6 +42,7 @@ Timeouts.__doc__ = "Seconds: all ranks joined, a barrier's default, a failed wor
 # The packaged defaults: the lowest layer, under the site config, the job file and the command line.
 DEFAULTS: dict[str, Any] = {
     "workers": 1,
+    "master": "rank0",       # rank0: MPI rank 0 of the launch; client: the client process itself
     "resources": {"cpus": 1, "threads": 1, "memory": "1G"},
     "config": {},
     "jobs_dir": "./t2mpi-jobs",
@@ -58,7 +59,8 @@ DEFAULTS: dict[str, Any] = {
     },
 }
 
-_FIELDS = "name worker worker_dir workers resources config jobs_dir scratch_dir mpi timeouts source"
+_FIELDS = "name worker worker_dir workers resources config jobs_dir scratch_dir mpi timeouts master source"
+MASTER_MODES = ("rank0", "client")
 
 
 class JobSpec(namedtuple("JobSpec", _FIELDS)):
@@ -258,7 +260,8 @@ class _Check:
             raise self.fail(path, str(exc)) from None
 
 
-_TOP = ("name", "worker", "workers", "resources", "config", "jobs_dir", "scratch_dir", "mpi", "timeouts")
+_TOP = ("name", "worker", "workers", "master", "resources", "config", "jobs_dir", "scratch_dir", "mpi",
+        "timeouts")
 _RESOURCES = ("cpus", "threads", "memory")
 _MPI = ("launcher", "args", "env")
 _TIMEOUTS = ("start", "barrier", "abort")
@@ -304,6 +307,9 @@ def _validate(data: dict[str, Any], where: Where, job_file: str, home: str) -> J
             raise c.fail(("mpi", "env", str(key)), f"must be a string, got {_kind(value)}")
     c.mapping(("timeouts",), _TIMEOUTS)
     timeouts = Timeouts(*(c.seconds(("timeouts", k)) for k in _TIMEOUTS))
+    master = c.string(("master",))
+    if master not in MASTER_MODES:
+        raise c.fail(("master",), f"{master!r} is not a master mode; use one of {', '.join(MASTER_MODES)}")
     jobs_dir = c.string(("jobs_dir",))
     scratch_dir = c.string(("scratch_dir",), optional=True)
     return JobSpec(
@@ -312,7 +318,7 @@ def _validate(data: dict[str, Any], where: Where, job_file: str, home: str) -> J
         jobs_dir=_absolute(jobs_dir, home), scratch_dir=_absolute(scratch_dir, home),
         mpi=MpiOptions(launcher, tuple(str(a) for a in args),
                        tuple((str(k), _env_value(v)) for k, v in env.items())),
-        timeouts=timeouts, source=str(job_file),
+        timeouts=timeouts, master=master, source=str(job_file),
     )
 
 

@@ -1,0 +1,95 @@
+"""A job master that spawns its workers (`master: client`).
+
+A one-rank launch (`mpiexec -n 1 python -m t2mpi.launch`, started by the client beside itself)
+starts the workers with MPI_Comm_spawn and runs the same Master and loop as rank 0 does, over
+the intercommunicator to the workers.
+
+Why not inside the client's own process: with the MPICH wheel, a spawned worker that ends
+abnormally (an abort, a kill) makes Hydra end the spawning process too (SIGKILL, or SIGUSR1
+with -disable-auto-cleanup, even with SIGUSR1 ignored), which would take the user's Python
+session with it. The Open MPI wheel cannot spawn from a singleton at all.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from .launcher import rank_environment
+from .master import FAILED, Master, worker_list
+from .serve import serve
+from .transport import MasterPort
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    from .jobdir import JobDir
+    from .spec import JobSpec
+
+_END_GRACE = 5.0   # seconds for ended workers to go before they are killed
+
+
+def run_master(spec: JobSpec, jd: JobDir, python: str,
+               on_events: Callable[[list[dict[str, Any]], dict[str, Any]], None] | None = None,
+               ) -> dict[str, Any]:
+    """Spawn the job's workers, serve them to the end, and make sure none is left; return the
+    final state. KeyboardInterrupt ends every worker (state KILLED) and is raised again."""
+    from mpi4py import MPI
+
+    info = MPI.Info.Create()
+    info.Set("env", "\n".join(f"{k}={v}" for k, v in sorted(rank_environment(spec).items())))
+    try:
+        inter = MPI.COMM_SELF.Spawn(python, ["-m", "t2mpi.launch", "--spawned", "--job-dir", jd.path],
+                                    maxprocs=spec.workers, info=info)
+    finally:
+        info.Free()
+    master = Master(jd.job_id, spec.name, spec.workers, time.time(), master="client")
+    registrations = inter.allgather((os.uname().nodename, os.getpid()))
+    master.joined(worker_list(registrations), (os.uname().nodename, os.getpid()), time.time())
+    pids = [pid for host, pid in registrations if host == os.uname().nodename]
+    try:
+        snapshot = serve(MasterPort(inter, first_worker_rank=0), master, jd, on_events)
+    except BaseException as exc:
+        _end_workers(pids)
+        why = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else f"master error: {exc!r}"
+        master.kill(why, time.time())
+        jd.append_events(master.drain_events())
+        jd.write_state(master.snapshot())
+        raise
+    if snapshot["state"] == FAILED:
+        _end_workers(pids)          # the failed worker aborts the workers' launch; wait for it
+    else:
+        inter.Disconnect()
+    return snapshot
+
+
+def _end_workers(pids: list[int]) -> None:
+    """Wait for the workers on this node to go; TERM, then KILL the ones that stay."""
+    for sig in (None, signal.SIGTERM, signal.SIGKILL):
+        if sig is not None:
+            for pid in pids:
+                _signal(pid, sig)
+        deadline = time.monotonic() + _END_GRACE
+        while (pids := [p for p in pids if _alive(p)]) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if not pids:
+            return
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            state = fh.read().rsplit(b")", 1)[1].split()[0]
+        return state not in (b"Z", b"X")
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
