@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import signal
 import sys
+import time
 
-from .errors import T2mpiError
+from .errors import JobError, T2mpiError
 
 TYPE_CHECKING = False   # typing costs ~10 ms of start-up
 if TYPE_CHECKING:
@@ -33,6 +35,36 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true",
                      help="print the exact command and environment instead of running")
     run.add_argument("-q", "--quiet", action="store_true", help="no live status, only output and summary")
+
+    for name, helptext in (("script", "print the batch script of a job (nothing is written or submitted)"),
+                           ("submit", "submit a job to the batch scheduler (sbatch / qsub)")):
+        cmd = sub.add_parser(name, help=helptext, description=helptext + ".")
+        cmd.add_argument("job", help="job file (YAML)")
+        cmd.add_argument("--scheduler", choices=("slurm", "pbs", "torque"),
+                         help="the scheduler (default: scheduler.kind of the job file, else slurm)")
+        cmd.add_argument("-n", "--workers", type=int, help="number of workers (overrides the job file)")
+        cmd.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                         help="override a job file key, e.g. --set scheduler.time=01:00:00")
+        if name == "submit":
+            cmd.add_argument("--wait", action="store_true",
+                             help="follow the job to its end and exit with its status")
+    for name, helptext in (("status", "show a job's state (the scheduler's view merged with the master's)"),
+                           ("logs", "print a job's output (the batch output, or a worker's log)"),
+                           ("cancel", "cancel a submitted job (scancel / qdel); its state ends KILLED")):
+        cmd = sub.add_parser(name, help=helptext, description=helptext + ". A job is named by its "
+                             "t2mpi job id or its folder.")
+        cmd.add_argument("job", help="job id (see t2mpi list) or job folder")
+        cmd.add_argument("--jobs-dir", help="where job folders are (default: the site config's "
+                                            "jobs_dir, else ./t2mpi-jobs)")
+        if name == "status":
+            cmd.add_argument("--json", action="store_true", help="print the state as JSON")
+        if name == "logs":
+            cmd.add_argument("--worker", type=int, metavar="N", help="worker N's own log")
+            cmd.add_argument("-f", "--follow", action="store_true", help="keep printing until the job ends")
+    lst = sub.add_parser("list", help="list the jobs in the jobs folder",
+                         description="List the jobs in the jobs folder, one line each.")
+    lst.add_argument("--jobs-dir", help="where job folders are (default: the site config's jobs_dir, "
+                                        "else ./t2mpi-jobs)")
     return parser
 
 
@@ -102,4 +134,116 @@ def _terminate(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-_COMMANDS = {"run": _run}
+def _prepared(args: argparse.Namespace) -> Any:
+    from . import client
+
+    overrides = list(args.set)
+    if args.scheduler:
+        overrides.append(f"scheduler.kind={args.scheduler}")
+    return client.prepare(args.job, workers=args.workers, overrides=overrides)
+
+
+def _script(args: argparse.Namespace) -> int:
+    from . import jobctl
+
+    launch = _prepared(args)
+    print(jobctl.script(launch, f"{launch.spec.jobs_dir}/{launch.spec.name}-JOBID"), end="")
+    return 0
+
+
+def _submit(args: argparse.Namespace) -> int:
+    from . import console, jobctl
+
+    jd, sched_id = jobctl.submit(_prepared(args))
+    print(f"t2mpi: submitted job {jd.job_id} ({jd.read_scheduler()['kind']} job {sched_id}); "
+          f"folder {jd.path}", file=sys.stderr, flush=True)
+    print(jd.job_id)
+    if not args.wait:
+        return 0
+    signal.signal(signal.SIGTERM, _terminate)
+    status = console.LiveStatus(jd.job_id)
+    try:
+        final = jobctl.follow(jd, lambda text: status.output(_out, text),
+                              lambda state: status.events([], state), [jd.batch_out])
+    except KeyboardInterrupt:
+        status.close()
+        print(f"t2mpi: stopped following; the job goes on (t2mpi cancel {jd.job_id} ends it)",
+              file=sys.stderr)
+        return 130
+    status.close()
+    print(console.summary(final) if final.get("workers") else
+          f"job {jd.job_id}: {final['state']} — {final.get('reason', '')}", file=sys.stderr)
+    return 0 if final["state"] == "COMPLETED" else 1
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def _job(args: argparse.Namespace) -> Any:
+    from . import jobctl
+    from .spec import default_jobs_dir
+
+    return jobctl.find(args.job, args.jobs_dir or default_jobs_dir())
+
+
+def _status(args: argparse.Namespace) -> int:
+    from . import console, jobctl
+
+    state = jobctl.status(_job(args))
+    if args.json:
+        import json
+
+        print(json.dumps(state, indent=1, default=str))
+    elif state.get("workers"):
+        print(console.summary(state))
+        sched = state.get("scheduler")
+        if sched:
+            print(f"  {sched['kind']} job {sched['id']}: {sched['state']} ({sched['reason']})")
+    else:
+        print(f"job {state.get('job_id')}: {state['state']} — {state.get('reason', '')}")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from . import jobctl
+    from .spec import default_jobs_dir
+
+    rows = jobctl.list_jobs(args.jobs_dir or default_jobs_dir())
+    print(f"{'job':<40} {'state':<10} {'workers':>7}  {'scheduler':<16} started")
+    for r in rows:
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["started"])) if r.get("started") else "-"
+        print(f"{r['job_id']:<40} {r['state']:<10} {str(r.get('workers', '-')):>7}  "
+              f"{r.get('scheduler', '-') + ' ' + str(r.get('scheduler_id', '')):<16} {started}")
+    return 0
+
+
+def _logs(args: argparse.Namespace) -> int:
+    from . import jobctl
+
+    jd = _job(args)
+    files = jobctl.log_files(jd, args.worker)
+    if args.follow:
+        jobctl.follow(jd, _out, lambda state: None, files)
+        return 0
+    missing = [f for f in files if not os.path.exists(f)]
+    if len(missing) == len(files):
+        raise JobError(f"job {jd.job_id} has no output yet ({', '.join(files) or 'no logs'})")
+    for path in files:
+        if os.path.exists(path):
+            with open(path, encoding="utf-8", errors="replace") as fh:
+                sys.stdout.write(fh.read())
+    return 0
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    from . import jobctl
+
+    state = jobctl.cancel(_job(args))
+    print(f"job {state['job_id']}: {state['state']} — {state.get('reason', '')}")
+    return 0
+
+
+_COMMANDS = {"run": _run, "script": _script, "submit": _submit, "status": _status, "list": _list,
+             "logs": _logs, "cancel": _cancel}

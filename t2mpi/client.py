@@ -119,7 +119,7 @@ def execute(launch: Launch, follower: Follower) -> JobResult:
     except BaseException as exc:
         _end_launch(proc)
         why = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else f"client error: {exc!r}"
-        _settle_state(jd, "KILLED", why)
+        jd.settle("KILLED", why)
         raise
     return _result(jd, proc.returncode, stderr_tail)
 
@@ -191,26 +191,11 @@ def _end_launch(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def _settle_state(jd: JobDir, state: str, reason: str) -> None:
-    """Write a terminal state for a launch that ended without the master writing one."""
-    current = jd.read_state()
-    if current is not None and current.get("state") in TERMINAL_STATES:
-        return
-    now = time.time()
-    settled = dict(current or {"job_id": jd.job_id, "num_workers": None, "started": now, "workers": []})
-    settled.update(state=state, reason=reason, ended=now)
-    for w in settled.get("workers", []):
-        if w.get("state") not in TERMINAL_STATES:
-            w["state"] = "KILLED"
-    jd.write_state(settled)
-    jd.append_events([{"t": now, "event": "ended", "state": state, "reason": reason, "by": "client"}])
-
-
 def _result(jd: JobDir, returncode: int, stderr_tail: list[str]) -> JobResult:
     state = jd.read_state()
     if state is None or state.get("state") not in TERMINAL_STATES:
         last = next((line for line in reversed(stderr_tail) if line.strip()), "")
-        _settle_state(jd, "FAILED", f"the MPI launch exited with status {returncode} "
+        jd.settle("FAILED", f"the MPI launch exited with status {returncode} "
                                     f"before the job ended" + (f": {last.strip()}" if last else ""))
         state = jd.read_state()
     assert state is not None

@@ -5,6 +5,8 @@
     state.json                the master's state, replaced atomically
     events.jsonl              one JSON object per line, appended
     results.pkl               the workers' return values {worker_id: value}, written atomically
+    job.sh, scheduler.json    a submitted job's batch script, and the scheduler's name for it
+    batch.out                 the batch job's output
     logs/worker-<id>.log      each worker's output and log
     workers/<id>/             each worker's persistent folder (made on first use)
 """
@@ -52,6 +54,9 @@ class JobDir:
         self.events_file = os.path.join(self.path, "events.jsonl")
         self.results_file = os.path.join(self.path, "results.pkl")
         self.logs_dir = os.path.join(self.path, "logs")
+        self.script_file = os.path.join(self.path, "job.sh")
+        self.scheduler_file = os.path.join(self.path, "scheduler.json")
+        self.batch_out = os.path.join(self.path, "batch.out")
 
     def worker_log(self, worker_id: int) -> str:
         return os.path.join(self.logs_dir, f"worker-{worker_id}.log")
@@ -76,8 +81,9 @@ class JobDir:
                 return final
 
     @classmethod
-    def make(cls, final: str, spec: dict[str, Any]) -> JobDir:
-        """Make the job folder `final` (from new_path) holding spec.json, whole or not at all."""
+    def make(cls, final: str, spec: dict[str, Any], script: str | None = None) -> JobDir:
+        """Make the job folder `final` (from new_path) holding spec.json (and the batch script
+        job.sh), whole or not at all."""
         import json
 
         parent, job_id = os.path.split(final)
@@ -92,6 +98,8 @@ class JobDir:
             os.mkdir(os.path.join(staging, "logs"), 0o700)
             spec = dict(spec, job_id=job_id)
             write_atomic(os.path.join(staging, "spec.json"), json.dumps(spec, indent=2).encode())
+            if script is not None:
+                write_atomic(os.path.join(staging, "job.sh"), script.encode())
             os.rename(staging, final)
         except OSError as exc:
             _remove_tree(staging)
@@ -143,6 +151,46 @@ class JobDir:
         end = data.rfind(b"\n") + 1
         events = [json.loads(line) for line in data[:end].splitlines() if line.strip()]
         return events, offset + end
+
+    def write_scheduler(self, kind: str, job_id: str) -> None:
+        import json
+
+        write_atomic(self.scheduler_file, json.dumps({"kind": kind, "id": job_id,
+                                                      "submitted": time.time()}).encode())
+
+    def read_scheduler(self) -> dict[str, Any] | None:
+        import json
+
+        try:
+            return json.loads(_read(self.scheduler_file))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise JobError(f"{self.scheduler_file}: cannot read: {exc}") from None
+
+    def remove(self) -> None:
+        """Take away a folder whose job never started (a refused submission): hidden first,
+        so that no listing sees it half gone."""
+        hidden = os.path.join(os.path.dirname(self.path), f".{self.job_id}.removing")
+        os.rename(self.path, hidden)
+        _remove_tree(hidden)
+
+    def settle(self, state: str, reason: str, by: str = "client") -> dict[str, Any]:
+        """Write a terminal state for a job that ended without its master writing one (a launch
+        that died, a cancel); a state that is already terminal stays. Returns the state."""
+        current = self.read_state()
+        if current is not None and current.get("state") in TERMINAL_STATES:
+            return current
+        now = time.time()
+        settled = dict(current or {"job_id": self.job_id, "num_workers": None, "started": now,
+                                   "workers": []})
+        settled.update(state=state, reason=reason, ended=now)
+        for w in settled.get("workers", []):
+            if w.get("state") not in TERMINAL_STATES:
+                w["state"] = "KILLED"
+        self.write_state(settled)
+        self.append_events([{"t": now, "event": "ended", "state": state, "reason": reason, "by": by}])
+        return settled
 
     def write_results(self, results: dict[int, Any]) -> None:
         write_atomic(self.results_file, pickle.dumps(results, protocol=pickle.HIGHEST_PROTOCOL))

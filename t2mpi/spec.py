@@ -52,6 +52,20 @@ DEFAULTS: dict[str, Any] = {
         "args": [],          # extra launcher arguments, before the program
         "env": {},           # extra environment for every rank
     },
+    "scheduler": {
+        "kind": "slurm",     # slurm, pbs or torque (t2mpi script/submit --scheduler)
+        "time": None,        # walltime: [D-]HH:MM:SS, MM:SS or minutes; None: the queue's default
+        "partition": None,   # Slurm partition, PBS queue
+        "account": None,
+        "qos": None,         # Slurm only
+        "nodes": None,       # None: as many as the scheduler gives
+        "launcher": "mpiexec",  # mpiexec (the MPI's own) or srun
+        "directives": [],    # extra directive lines, e.g. ["--exclusive"] or ["-l place=scatter"]
+        "skip": [],          # generated directives to leave out (site quirks), e.g. [mem]
+        "prologue": [],      # commands run first, e.g. ["module load python/3.12"]
+        "python": None,      # Python on the compute nodes; None: the client's
+        # slurm: {...}, pbs: {...}, torque: {...}: site defaults for that scheduler only
+    },
     "timeouts": {
         "start": 120.0,      # seconds for all ranks to join
         "barrier": 300.0,    # default timeout of ctx.controller.barrier()
@@ -59,7 +73,17 @@ DEFAULTS: dict[str, Any] = {
     },
 }
 
-_FIELDS = "name worker worker_dir workers resources config jobs_dir scratch_dir mpi timeouts master source"
+Batch = namedtuple("Batch", "kind time partition account qos nodes launcher directives skip prologue python")
+Batch.__doc__ = """The batch-scheduler part of a job (t2mpi script / submit): kind (slurm, pbs, torque),
+time (walltime in seconds or None), partition (PBS: queue), account, qos, nodes (or None),
+launcher (mpiexec or srun), directives (extra directive lines), skip (generated directives to
+leave out), prologue (commands, each a tuple of words), python (on the compute nodes, or None)."""
+
+SCHEDULERS = ("slurm", "pbs", "torque")
+BATCH_LAUNCHERS = ("mpiexec", "srun")
+SKIPPABLE = ("job-name", "ntasks", "cpus-per-task", "mem", "time", "partition", "account", "qos", "nodes")
+
+_FIELDS = "name worker worker_dir workers resources config jobs_dir scratch_dir mpi timeouts master batch source"
 MASTER_MODES = ("rank0", "client")
 
 
@@ -85,6 +109,11 @@ class JobSpec(namedtuple("JobSpec", _FIELDS)):
         mpi = d["mpi"]
         d["mpi"] = MpiOptions(mpi["launcher"], tuple(mpi["args"]), tuple(tuple(p) for p in mpi["env"]))
         d["timeouts"] = Timeouts(**d["timeouts"])
+        b = dict(d["batch"])
+        for key in ("directives", "skip"):
+            b[key] = tuple(b[key])
+        b["prologue"] = tuple(tuple(words) for words in b["prologue"])
+        d["batch"] = Batch(**b)
         return cls(**d)
 
 
@@ -185,9 +214,14 @@ def _kind(value: Any) -> str:
 class _Check:
     """Validates the merged layers, naming where each bad value came from."""
 
-    def __init__(self, data: dict[str, Any], where: Where):
+    def __init__(self, data: dict[str, Any], where: Where, layers: dict[tuple[str, ...], int]):
         self.data = data
         self.where = where
+        self.layers = layers
+
+    def layer(self, path: tuple[str, ...]) -> int:
+        """Which layer set the value at `path`: 0 defaults, 1 site config, 2 job file, 3 command line."""
+        return self.layers.get(path, 0)
 
     def at(self, path: tuple[str, ...]) -> str:
         """Where the value at `path` was set: the deepest layer entry at or above it, else one
@@ -261,7 +295,11 @@ class _Check:
 
 
 _TOP = ("name", "worker", "workers", "master", "resources", "config", "jobs_dir", "scratch_dir", "mpi",
-        "timeouts")
+        "scheduler", "timeouts")
+_SCHEDULER = ("kind", "time", "partition", "account", "qos", "nodes", "launcher", "directives", "skip",
+              "prologue", "python")
+_SITE_NAME_RE = r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}"
+_TIME_RE = r"(?:(\d+)-)?(\d+):(\d\d):(\d\d)|(\d+):(\d\d)|(\d+)"
 _RESOURCES = ("cpus", "threads", "memory")
 _MPI = ("launcher", "args", "env")
 _TIMEOUTS = ("start", "barrier", "abort")
@@ -275,8 +313,9 @@ def _absolute(path: str | None, home: str) -> str | None:
     return os.path.realpath(path)
 
 
-def _validate(data: dict[str, Any], where: Where, job_file: str, home: str) -> JobSpec:
-    c = _Check(data, where)
+def _validate(data: dict[str, Any], where: Where, layers: dict[tuple[str, ...], int], job_file: str,
+              home: str) -> JobSpec:
+    c = _Check(data, where, layers)
     c.mapping((), _TOP)
     for key in ("name", "worker"):
         if data.get(key) is None:
@@ -312,14 +351,94 @@ def _validate(data: dict[str, Any], where: Where, job_file: str, home: str) -> J
         raise c.fail(("master",), f"{master!r} is not a master mode; use one of {', '.join(MASTER_MODES)}")
     jobs_dir = c.string(("jobs_dir",))
     scratch_dir = c.string(("scratch_dir",), optional=True)
+    batch = _batch(c)
     return JobSpec(
         name=name, worker=worker, worker_dir=os.path.dirname(os.path.realpath(job_file)),
         workers=workers, resources=Resources(cpus, threads, memory), config=data["config"],
         jobs_dir=_absolute(jobs_dir, home), scratch_dir=_absolute(scratch_dir, home),
         mpi=MpiOptions(launcher, tuple(str(a) for a in args),
                        tuple((str(k), _env_value(v)) for k, v in env.items())),
-        timeouts=timeouts, master=master, source=str(job_file),
+        timeouts=timeouts, master=master, batch=batch, source=str(job_file),
     )
+
+
+def _batch(c: _Check) -> Batch:
+    """The scheduler section, with the chosen kind's own subsection (site defaults) merged in."""
+    section = c.mapping(("scheduler",), (*_SCHEDULER, *SCHEDULERS))
+    kind = c.string(("scheduler", "kind"))
+    if kind not in SCHEDULERS:
+        raise c.fail(("scheduler", "kind"), f"{kind!r} is not a scheduler t2mpi knows; "
+                     f"use one of {', '.join(SCHEDULERS)}")
+    for other in SCHEDULERS:
+        if other in section:
+            c.mapping(("scheduler", other), _SCHEDULER[1:])
+    if kind in section:   # site defaults for this scheduler, unless a later layer set the key itself
+        merged = dict(section)
+        for key, value in section[kind].items():
+            if c.layer(("scheduler", kind, key)) >= c.layer(("scheduler", key)):
+                merged[key] = value
+                c.where[("scheduler", key)] = c.at(("scheduler", kind, key))
+        c.data["scheduler"] = merged
+    path = ("scheduler",)
+    time_text = c.get(path + ("time",))
+    seconds = None if time_text is None else c.converted(path + ("time",), parse_walltime)
+    names = {}
+    for key in ("partition", "account", "qos"):
+        names[key] = c.string(path + (key,), _SITE_NAME_RE, "use letters, digits, '_', '.', '+', '-'",
+                              optional=True)
+    nodes = None if c.get(path + ("nodes",)) is None else c.integer(path + ("nodes",), 1)
+    launcher = c.string(path + ("launcher",))
+    if launcher not in BATCH_LAUNCHERS:
+        raise c.fail(path + ("launcher",), f"{launcher!r}: use one of {', '.join(BATCH_LAUNCHERS)}")
+    directives = _lines(c, path + ("directives",))
+    skip = _lines(c, path + ("skip",))
+    for name in skip:
+        if name not in SKIPPABLE:
+            raise c.fail(path + ("skip",), f"{name!r} is not a generated directive; "
+                         f"one of {', '.join(SKIPPABLE)}")
+    prologue = []
+    for line in _lines(c, path + ("prologue",)):
+        import shlex
+
+        try:
+            words = tuple(shlex.split(line))
+        except ValueError as exc:
+            raise c.fail(path + ("prologue",), f"{line!r}: {exc}") from None
+        if words:
+            prologue.append(words)
+    python = c.string(path + ("python",), optional=True)
+    if python is not None and (not os.path.isabs(python) or not python.isprintable()):
+        raise c.fail(path + ("python",), f"{python!r} must be an absolute path")
+    return Batch(kind, seconds, names["partition"], names["account"], names["qos"], nodes, launcher,
+                 tuple(directives), tuple(skip), tuple(prologue), python)
+
+
+def _lines(c: _Check, path: tuple[str, ...]) -> list[str]:
+    value = c.get(path)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise c.fail(path, f"must be a list of strings, got {_kind(value)}")
+    for v in value:
+        if not v.isprintable():
+            raise c.fail(path, f"{v!r} has a newline or another control character")
+    return value
+
+
+def parse_walltime(value: Any) -> int:
+    """'1-02:03:04', '02:03:04', '03:04' (MM:SS) or minutes (int or digits) -> seconds."""
+    text = str(value).strip() if isinstance(value, (int, str)) and not isinstance(value, bool) else None
+    m = re.fullmatch(_TIME_RE, text) if text is not None else None
+    if m is None:
+        raise ValueError(f"cannot read walltime {value!r}; write HH:MM:SS, D-HH:MM:SS or minutes")
+    d, h, mi, sec, mm, ss, minutes = m.groups()
+    if minutes is not None:
+        total = int(minutes) * 60
+    elif mm is not None:
+        total = int(mm) * 60 + int(ss)
+    else:
+        total = int(d or 0) * 86400 + int(h) * 3600 + int(mi) * 60 + int(sec)
+    if total <= 0:
+        raise ValueError(f"walltime {value!r} must be more than zero")
+    return total
 
 
 def _env_value(value: Any) -> str:
@@ -362,6 +481,16 @@ def site_config_path(environ: Mapping[str, str]) -> str | None:
     return default if os.path.isfile(default) else None
 
 
+def default_jobs_dir(environ: Mapping[str, str] | None = None) -> str:
+    """Where job folders are when no job file says: the site config's jobs_dir, else the default."""
+    environ = os.environ if environ is None else environ
+    site = site_config_path(environ)
+    jobs_dir = _read_yaml(site, {}).get("jobs_dir") if site else None
+    if not isinstance(jobs_dir, str) or not jobs_dir:
+        jobs_dir = DEFAULTS["jobs_dir"]
+    return _absolute(jobs_dir, environ.get("HOME") or os.path.expanduser("~")) or jobs_dir
+
+
 def load(job_file: str | os.PathLike[str], *, workers: int | None = None,
          overrides: Sequence[str] = (), environ: Mapping[str, str] | None = None) -> JobSpec:
     """Resolve a job file with its layers into a JobSpec; raise SpecError naming file:line and key."""
@@ -370,6 +499,7 @@ def load(job_file: str | os.PathLike[str], *, workers: int | None = None,
     if not os.path.isfile(job_path):
         raise SpecError(f"{job_path}: no such job file")
     where: Where = {}
+    layers: dict[tuple[str, ...], int] = {}
     data = _deep_copy(DEFAULTS)
     site = site_config_path(environ)
     if site is not None:
@@ -378,15 +508,22 @@ def load(job_file: str | os.PathLike[str], *, workers: int | None = None,
             if key in site_data:
                 raise SpecError(f"{where[(key,)]}: '{key}' belongs in a job file, not the site config")
         data = _merge(data, site_data)
+        layers.update(dict.fromkeys(where, 1))
     if environ.get(ENV_MPIEXEC):
         data = _apply_override(data, ("mpi", "launcher"), environ[ENV_MPIEXEC])
         where[("mpi", "launcher")] = f"${ENV_MPIEXEC}"
-    data = _merge(data, _read_yaml(job_path, where))
+        layers[("mpi", "launcher")] = 1
+    job_where: Where = {}
+    data = _merge(data, _read_yaml(job_path, job_where))
+    where.update(job_where)
+    layers.update(dict.fromkeys(job_where, 2))
     if workers is not None:
         data["workers"] = workers
         where[("workers",)] = "-n/--workers"
+        layers[("workers",)] = 3
     for text in overrides:
         path, value = parse_override(text)
         data = _apply_override(data, path, value)
         where[path] = f"--set {'.'.join(path)}"
-    return _validate(data, where, job_path, environ.get("HOME") or os.path.expanduser("~"))
+        layers[path] = 3
+    return _validate(data, where, layers, job_path, environ.get("HOME") or os.path.expanduser("~"))

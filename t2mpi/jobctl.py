@@ -1,0 +1,223 @@
+"""Batch jobs from a login node: submit, status, list, logs, cancel. The job folder is the record;
+the scheduler is asked only while the master's state file is not final."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from . import launcher as mpilauncher
+from . import schedulers
+from .errors import JobError, T2mpiError
+from .jobdir import TERMINAL_STATES, JobDir
+from .procs import CommandError
+from .procs import run as run_command
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Any
+
+    from .client import Launch
+
+# Scheduler states (Slurm's words; PBS is mapped onto them) that end a job, and the t2mpi state
+# the job gets when the master did not write one.
+_ENDED = {"COMPLETED": "FAILED", "FAILED": "FAILED", "TIMEOUT": "FAILED", "OUT_OF_MEMORY": "FAILED",
+          "NODE_FAIL": "FAILED", "BOOT_FAIL": "FAILED", "DEADLINE": "FAILED", "PREEMPTED": "KILLED",
+          "CANCELLED": "KILLED", "REVOKED": "KILLED"}
+_CANCEL_WAIT = 30.0
+
+
+class SchedulerError(T2mpiError):
+    exit_code = 1
+
+
+def script(launch: Launch, job_dir: str) -> str:
+    """The batch script for a checked job (t2mpi script prints it; submit writes it)."""
+    return schedulers.get(launch.spec.batch.kind).script(launch.spec, job_dir, launch.mpi, launch.python,
+                                                         launch.host)
+
+
+def submit(launch: Launch) -> tuple[JobDir, str]:
+    """Make the job folder with spec and script, submit the script, record the scheduler's id.
+    A refused submission leaves no folder behind; its error shows the command and the answer."""
+    sched = schedulers.get(launch.spec.batch.kind)
+    final = JobDir.new_path(launch.spec.jobs_dir, launch.spec.name)
+    text = script(launch, final)
+    argv = sched.submit_argv(os.path.join(final, "job.sh"))
+    jd = JobDir.make(final, launch.spec.to_dict(), script=text)
+    try:
+        done = run_command(argv, timeout=120, cwd=jd.path)
+        sched_id = sched.parse_submit(done.stdout)
+    except (CommandError, ValueError) as exc:
+        jd.remove()
+        if isinstance(exc, CommandError) and exc.returncode is None and "not found" in str(exc):
+            raise SchedulerError(f"{argv[0]} is not on PATH: is this a {sched.kind} login node? "
+                                 f"(scheduler.kind or --scheduler chooses another)") from None
+        raise SchedulerError(f"{launch.spec.batch.kind} refused the job: {exc}") from None
+    jd.write_scheduler(sched.kind, sched_id)
+    jd.append_events([{"t": time.time(), "event": "submitted", "scheduler": sched.kind, "id": sched_id}])
+    return jd, sched_id
+
+
+def find(name: str, jobs_dir: str) -> JobDir:
+    """A job named by its folder or its t2mpi job id (looked up in jobs_dir)."""
+    for path in (name, os.path.join(jobs_dir, name)):
+        if os.path.isfile(os.path.join(path, "spec.json")):
+            return JobDir(path)
+    if os.path.isdir(name):
+        raise JobError(f"{name}: not a t2mpi job folder (no spec.json)")
+    raise JobError(f"no job '{name}' in {jobs_dir} (give a job id from `t2mpi list` or a job folder)")
+
+
+def scheduler_view(jd: JobDir) -> tuple[str, str] | None:
+    """What the scheduler says of the job now: (state, reason), or None when it does not know it."""
+    record = jd.read_scheduler()
+    if record is None:
+        return None
+    sched = schedulers.get(record["kind"])
+    try:
+        done = run_command(sched.status_argv(record["id"]), timeout=60, check=False)
+    except CommandError as exc:
+        raise SchedulerError(f"cannot ask {record['kind']} about job {record['id']}: {exc}") from None
+    return sched.parse_status(done.stdout) if done.returncode == 0 else None
+
+
+def status(jd: JobDir) -> dict[str, Any]:
+    """The job's state, the master's state file merged with the scheduler's view. The state file is
+    the truth once it is final; a job the scheduler ended without one is settled here."""
+    state = jd.read_state()
+    if state is not None and state.get("state") in TERMINAL_STATES:
+        return state
+    record = jd.read_scheduler()
+    if record is None:
+        return state or {"job_id": jd.job_id, "state": "STARTING", "reason": "", "workers": []}
+    view = scheduler_view(jd)
+    if view is None:
+        state = jd.read_state()   # the job may have ended between the two looks
+        if state is not None and state.get("state") in TERMINAL_STATES:
+            return state
+        return jd.settle("FAILED", f"{record['kind']} no longer knows job {record['id']} and its "
+                                   "master wrote no end", by=record["kind"])
+    sched_state, reason = view
+    if sched_state in _ENDED:
+        return jd.settle(_ENDED[sched_state], f"{record['kind']} job {record['id']}: {sched_state}"
+                         + (f" ({reason})" if reason not in ("None", "") else ""), by=record["kind"])
+    merged = dict(state or {"job_id": jd.job_id, "workers": [], "state": "STARTING", "reason": ""})
+    if state is None:
+        merged["state"] = "PENDING" if sched_state in ("PENDING", "CONFIGURING") else "STARTING"
+        merged["reason"] = f"{record['kind']} job {record['id']}: {sched_state}" + (
+            f" ({reason})" if reason not in ("None", "") else "")
+    merged["scheduler"] = {**record, "state": sched_state, "reason": reason}
+    return merged
+
+
+def cancel(jd: JobDir) -> dict[str, Any]:
+    """Cancel a submitted job; its state ends KILLED."""
+    current = status(jd)
+    if current.get("state") in TERMINAL_STATES:
+        raise JobError(f"job {jd.job_id} already ended ({current['state']}): nothing to cancel")
+    record = jd.read_scheduler()
+    if record is None:
+        master = (current.get("master") or {})
+        raise JobError(f"job {jd.job_id} was started by t2mpi run (master pid {master.get('pid')} on "
+                       f"{master.get('host')}), not submitted: end it with Ctrl-C where it runs")
+    sched = schedulers.get(record["kind"])
+    run_command(sched.cancel_argv(record["id"]), timeout=60)
+    deadline = time.monotonic() + _CANCEL_WAIT
+    while time.monotonic() < deadline:
+        view = scheduler_view(jd)
+        if view is None or view[0] in _ENDED:
+            break
+        time.sleep(0.2)
+    return jd.settle("KILLED", f"cancelled ({shlex_join(sched.cancel_argv(record['id']))})",
+                     by=record["kind"])
+
+
+def list_jobs(jobs_dir: str) -> list[dict[str, Any]]:
+    """One row per job folder, newest last; folders being made or removed are hidden."""
+    rows = []
+    try:
+        names = sorted(os.listdir(jobs_dir))
+    except FileNotFoundError:
+        return rows
+    for name in names:
+        jd = JobDir(os.path.join(jobs_dir, name))
+        if name.startswith(".") or not os.path.isfile(jd.spec_file):
+            continue
+        try:
+            state = jd.read_state() or {}
+            record = jd.read_scheduler() or {}
+            spec = jd.read_spec()
+        except JobError as exc:
+            rows.append({"job_id": name, "state": "UNREADABLE", "reason": str(exc)})
+            continue
+        rows.append({"job_id": name, "state": state.get("state") or ("SUBMITTED" if record else "STARTING"),
+                     "workers": spec.get("workers"), "scheduler": record.get("kind", "-"),
+                     "scheduler_id": record.get("id", "-"), "started": state.get("started"),
+                     "ended": state.get("ended")})
+    return rows
+
+
+def follow(jd: JobDir, out: Callable[[str], None], on_state: Callable[[dict[str, Any]], None],
+           files: Sequence[str], poll: float = 0.5) -> dict[str, Any]:
+    """Print what `files` gain until the job ends; return its final state."""
+    offsets = dict.fromkeys(files, 0)
+    last_asked = 0.0
+    current: dict[str, Any] = {}
+    while True:
+        for path in files:
+            offsets[path] = _tail(path, offsets[path], out)
+        state = jd.read_state()
+        if state is not None and state.get("state") in TERMINAL_STATES:
+            current = state
+        elif time.monotonic() - last_asked >= max(poll, 2.0) or state is None:
+            last_asked = time.monotonic()
+            current = status(jd)
+        else:
+            current = state
+        on_state(current)
+        if current.get("state") in TERMINAL_STATES:
+            for path in files:
+                offsets[path] = _tail(path, offsets[path], out)
+            return current
+        time.sleep(poll)
+
+
+def _tail(path: str, offset: int, out: Callable[[str], None]) -> int:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            data = fh.read()
+    except FileNotFoundError:
+        return offset
+    end = data.rfind(b"\n") + 1
+    if end:
+        out(data[:end].decode("utf-8", errors="replace"))
+    return offset + end
+
+
+def log_files(jd: JobDir, worker: int | None) -> list[str]:
+    if worker is not None:
+        return [jd.worker_log(worker)]
+    if os.path.exists(jd.batch_out) or jd.read_scheduler() is not None:
+        return [jd.batch_out]
+    names = sorted(os.listdir(jd.logs_dir), key=lambda n: int(n.split("-")[1].split(".")[0])) \
+        if os.path.isdir(jd.logs_dir) else []
+    return [os.path.join(jd.logs_dir, n) for n in names]
+
+
+def host_for_scripts() -> mpilauncher.Host:
+    return mpilauncher.Host.here()
+
+
+def shlex_join(argv: Sequence[str]) -> str:
+    import shlex
+
+    return shlex.join(argv)
+
+
+def write(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
