@@ -344,6 +344,8 @@ def _validate(data: dict[str, Any], where: Where, layers: dict[tuple[str, ...], 
             raise c.fail(("mpi", "env", str(key)), "is not a valid environment variable name")
         if isinstance(value, (dict, list)) or value is None:
             raise c.fail(("mpi", "env", str(key)), f"must be a string, got {_kind(value)}")
+        if not _env_value(value).isprintable():
+            raise c.fail(("mpi", "env", str(key)), f"{value!r} has a newline or another control character")
     c.mapping(("timeouts",), _TIMEOUTS)
     timeouts = Timeouts(*(c.seconds(("timeouts", k)) for k in _TIMEOUTS))
     master = c.string(("master",))

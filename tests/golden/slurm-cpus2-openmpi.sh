@@ -1,0 +1,15 @@
+#!/bin/bash
+#SBATCH --job-name=hello
+#SBATCH --ntasks=4
+#SBATCH --cpus-per-task=2
+#SBATCH --output=/jobs/hello-1/batch.out
+
+# t2mpi 0.1.0: job hello-1, 4 workers x 2 cpus + 1 master (openmpi, mpiexec)
+set -e
+cd /jobs/hello-1
+export BLIS_NUM_THREADS=2
+export MKL_NUM_THREADS=2
+export NUMEXPR_NUM_THREADS=2
+export OMP_NUM_THREADS=2
+export OPENBLAS_NUM_THREADS=2
+exec /opt/ompi/bin/mpirun -n 5 --bind-to none --map-by :OVERSUBSCRIBE --mca btl '^ofi' -x BLIS_NUM_THREADS=2 -x MKL_NUM_THREADS=2 -x NUMEXPR_NUM_THREADS=2 -x OMP_NUM_THREADS=2 -x OPENBLAS_NUM_THREADS=2 /opt/venv/bin/python -m t2mpi.launch --job-dir /jobs/hello-1

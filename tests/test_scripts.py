@@ -1,0 +1,158 @@
+"""Batch scripts rendered from job specs: golden files per scheduler variant, quoting, bad input.
+
+Directive references: Slurm sbatch(1) (22.05); PBS Professional 2022.1 Reference Guide, qsub
+(-N, -l select=N:ncpus=C:mpiprocs=M:mem=…mb, -l walltime=hh:mm:ss, -q, -A, -j oe, -o);
+Torque 6 qsub (-l nodes=N:ppn=P, -l mem=…mb)."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from t2mpi import schedulers
+from t2mpi.errors import SpecError
+from t2mpi.launcher import Host, MpiLauncher
+from t2mpi.spec import load
+
+from conftest import JOBS, t2mpi
+
+GOLDEN = Path(__file__).parent / "golden"
+MPICH = MpiLauncher("/opt/mpi/bin/mpiexec", "mpich", "5.0")
+OPENMPI = MpiLauncher("/opt/ompi/bin/mpirun", "openmpi", "5.0.11")
+HOST = Host(cpus=2, root=False, ofi_fabric=False)
+
+VARIANTS = {
+    "slurm-default": ([], MPICH),
+    "slurm-full": (["workers=3", "scheduler.time=1-02:03:04", "scheduler.partition=debug",
+                    "scheduler.account=proj1", "scheduler.qos=high", "scheduler.nodes=2",
+                    "scheduler.directives=[--exclusive, --constraint=ib]",
+                    'scheduler.prologue=["module load python/3.12", "source /opt/venv/bin/activate"]',
+                    "mpi.env={UCX_TLS: rc}"], MPICH),
+    "slurm-cpus2-openmpi": (["resources.cpus=2", "resources.threads=2", "scheduler.skip=[mem]"], OPENMPI),
+    "slurm-srun-mpich": (["scheduler.launcher=srun"], MPICH),
+    "slurm-srun-openmpi": (["scheduler.launcher=srun", "resources.cpus=2"], OPENMPI),
+    "pbs-default": (["scheduler.kind=pbs"], MPICH),
+    "pbs-full": (["scheduler.kind=pbs", "workers=8", "resources.cpus=4", "scheduler.nodes=2",
+                  "scheduler.time=48:00", "scheduler.partition=workq", "scheduler.account=proj1",
+                  "scheduler.directives=['-l place=scatter']"], OPENMPI),
+    "torque-default": (["scheduler.kind=torque", "scheduler.time=90"], MPICH),
+    "torque-nodes": (["scheduler.kind=torque", "workers=6", "scheduler.nodes=3"], OPENMPI),
+}
+
+
+def render(overrides, mpi, job_dir="/jobs/hello-1", environ=None):
+    spec = load(JOBS / "hello.yaml", overrides=overrides, environ=environ or {"HOME": "/nonexistent"})
+    return schedulers.get(spec.batch.kind).script(spec, job_dir, mpi, "/opt/venv/bin/python", HOST)
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_golden_scripts(variant):
+    overrides, mpi = VARIANTS[variant]
+    text = render(overrides, mpi)
+    golden = GOLDEN / f"{variant}.sh"
+    if os.environ.get("T2MPI_REGOLD"):   # regenerate after a deliberate change, then review the diff
+        golden.write_text(text)
+    assert text == golden.read_text()
+
+
+def test_master_costs_at_most_one_core():
+    one = render(["workers=4"], MPICH)
+    assert "--ntasks=5\n" in one and "--cpus-per-task=1\n" in one      # 4 + 1 cores
+    four = render(["workers=4", "resources.cpus=4"], MPICH)
+    assert "--ntasks=4\n" in four and "--cpus-per-task=4\n" in four     # 16 cores, master beside
+    pbs = render(["scheduler.kind=pbs", "workers=4", "resources.cpus=4"], MPICH)
+    assert "select=1:ncpus=17:mpiprocs=5:" in pbs
+
+
+def test_site_defaults_per_scheduler(tmp_path):
+    site = tmp_path / "site.yaml"
+    site.write_text(textwrap.dedent("""\
+        scheduler:
+          account: general
+          slurm: {partition: batch, prologue: ["module load mpi"]}
+          pbs: {partition: workq}
+    """))
+    env = {"HOME": str(tmp_path), "T2MPI_CONFIG": str(site)}
+    slurm = render([], MPICH, environ=env)
+    assert "#SBATCH --partition=batch\n" in slurm and "#SBATCH --account=general\n" in slurm
+    assert "\nmodule load mpi\n" in slurm
+    assert "#PBS -q workq\n" in render(["scheduler.kind=pbs"], MPICH, environ=env)
+    mine = render(["scheduler.partition=mine"], MPICH, environ=env)   # the job's own key wins
+    assert "#SBATCH --partition=mine\n" in mine
+
+
+def _fake_launcher(folder: Path) -> MpiLauncher:
+    fake = folder / "mpiexec"
+    fake.write_text('#!/bin/bash\nprintf "%s\\n" "$@" > "$(dirname "$0")/argv.txt"\n')
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    return MpiLauncher(str(fake), "mpich", "fake")
+
+
+NASTY = st.sampled_from(["$(touch MARK)", "`touch MARK`", "; touch MARK", "&& touch MARK", "| touch MARK",
+                         "> MARK", "'", '"', "\\", "$HOME", "${X:-y}", "\n touch MARK", "#", "*", "~"])
+TEXT = st.lists(st.one_of(NASTY, st.text(min_size=1, max_size=8)), min_size=1, max_size=5).map("".join)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(prologue=st.lists(TEXT, max_size=3), env_value=TEXT, config_value=TEXT)
+def test_user_strings_never_run_as_shell_code(tmp_path_factory, prologue, env_value, config_value):
+    folder = tmp_path_factory.mktemp("inject")
+    job_dir = folder / "job"
+    job_dir.mkdir()
+    mpi = _fake_launcher(folder)
+    dump = lambda value: json.dumps(value, ensure_ascii=False)  # noqa: E731
+    overrides = ["scheduler.prologue=" + dump(["true " + line for line in prologue]),
+                 "mpi.env=" + dump({"T2X": env_value}), "config.v=" + dump(config_value)]
+    try:
+        spec = load(JOBS / "hello.yaml", overrides=overrides, environ={"HOME": str(folder)})
+    except SpecError as exc:        # refused (e.g. a newline, an unbalanced quote): a clear message
+        assert "\n" not in str(exc)
+        return
+    script = folder / "job.sh"
+    script.write_text(schedulers.get("slurm").script(spec, str(job_dir), mpi, "/opt/venv/bin/python", HOST))
+    done = subprocess.run(["bash", str(script)], cwd=folder, capture_output=True, text=True, timeout=30,
+                          env={"PATH": os.environ["PATH"], "HOME": str(folder)})
+    assert done.returncode == 0, done.stderr
+    assert not list(folder.rglob("MARK")), script.read_text()
+    argv = (folder / "argv.txt").read_text().splitlines()
+    assert argv[argv.index("T2X") + 1] == env_value       # passed through exactly, as one word
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["scheduler.kind=lsf"], "scheduler.kind: 'lsf' is not a scheduler t2mpi knows; use one of slurm, pbs, torque"),
+    (["scheduler.time=forever"], "scheduler.time: cannot read walltime 'forever'"),
+    (["scheduler.partition=a b"], "scheduler.partition: 'a b' is not valid"),
+    (["scheduler.skip=[output]"], "scheduler.skip: 'output' is not a generated directive"),
+    (['scheduler.directives=["--x\\n#SBATCH --y"]'], "has a newline or another control character"),
+    (['mpi.env={X: "a\\nb"}'], "mpi.env.X: 'a\\nb' has a newline or another control character"),
+    (["scheduler.prologue=['echo \"unbalanced']"], "scheduler.prologue: 'echo \"unbalanced': No closing quotation"),
+    (["scheduler.launcher=aprun"], "scheduler.launcher: 'aprun': use one of mpiexec, srun"),
+])
+def test_bad_scheduler_settings(overrides, message):
+    with pytest.raises(SpecError) as info:
+        load(JOBS / "hello.yaml", overrides=overrides, environ={"HOME": "/nonexistent"})
+    assert message in str(info.value)
+
+
+def test_srun_needs_slurm_and_odd_job_folders_are_refused():
+    with pytest.raises(SpecError, match="srun needs Slurm; with pbs use mpiexec"):
+        render(["scheduler.kind=pbs", "scheduler.launcher=srun"], MPICH)
+    with pytest.raises(SpecError, match="has characters a batch directive cannot carry"):
+        render([], MPICH, job_dir="/jobs/my job")
+
+
+def test_script_command_prints_and_writes_nothing(work):
+    done = t2mpi("script", str(JOBS / "hello.yaml"), "--scheduler", "torque", cwd=work)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("#!/bin/bash\n#PBS -N hello\n#PBS -l nodes=1:ppn=5\n")
+    assert not (work / "t2mpi-jobs").exists()
+    bad = t2mpi("script", str(JOBS / "hello.yaml"), "--scheduler", "lsf", cwd=work)
+    assert bad.returncode == 2 and "invalid choice: 'lsf'" in bad.stderr

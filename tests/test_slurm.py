@@ -1,0 +1,163 @@
+"""Real Slurm (slurm/cluster.sh, started by ./dev test): submit, wait, status, logs, list, cancel,
+and sbatch --test-only of every script variant. Also PBS and Torque scripts run by bash under the
+environment a PBS MOM gives a job."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import (JOBS, PYTHON, job_dirs, only_job, processes_mentioning, state_of, t2mpi, wait_for,
+                      write_job)
+from t2mpi import schedulers
+from t2mpi.launcher import Host, detect
+from t2mpi.spec import load
+
+pytestmark = pytest.mark.mpi
+HOST = os.uname().nodename
+MPI = detect(str(Path(PYTHON).parent / "mpiexec"))
+
+
+@pytest.fixture(scope="session")
+def slurm():
+    """The test cluster must be up: a missing Slurm fails these tests, it never skips them."""
+    if "SLURM_CONF" not in os.environ or shutil.which("sbatch") is None:
+        pytest.fail("no test Slurm cluster: run `slurm/cluster.sh install && slurm/cluster.sh start` "
+                    "and export SLURM_CONF (./dev test does both)")
+    done = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=30)
+    if done.returncode != 0 or "idle" not in done.stdout and "mix" not in done.stdout:
+        pytest.fail(f"the test Slurm cluster is not usable: {done.stdout}{done.stderr}")
+    return os.environ["SLURM_CONF"]
+
+
+SLEEPER = """
+    import threading
+    from t2mpi import IWorker
+
+    class Job(IWorker):
+        def execute(self, ctx):
+            ctx.progress(0.0, "sleeping")
+            threading.Event().wait(600)
+"""
+
+
+@pytest.mark.parametrize("launcher", ["mpiexec", "srun"])
+def test_submit_wait_status_logs_list(work, slurm, launcher):
+    done = t2mpi("submit", str(JOBS / "hello.yaml"), "-n", "1", "--set", f"scheduler.launcher={launcher}",
+                 "--wait", cwd=work)
+    assert done.returncode == 0, done.stderr
+    job = only_job(work)
+    assert done.stdout.strip().splitlines()[0] == job.name
+    assert f"[w0] INFO hi from worker 0 of 1 on {HOST}" in done.stdout
+    assert state_of(job)["state"] == "COMPLETED"
+    assert pickle.loads((job / "results.pkl").read_bytes()) == {0: 0}
+    record = json.loads((job / "scheduler.json").read_text())
+    assert record["kind"] == "slurm" and record["id"].isdigit()
+    assert "--job-dir" in (job / "job.sh").read_text()
+    status = t2mpi("status", job.name, cwd=work)
+    assert status.returncode == 0 and "COMPLETED" in status.stdout
+    logs = t2mpi("logs", job.name, cwd=work)
+    assert "[w0] INFO hi from worker 0 of 1" in logs.stdout
+    listing = t2mpi("list", cwd=work)
+    assert f"{job.name}" in listing.stdout and f"slurm {record['id']}" in listing.stdout
+
+
+def test_kmeans_through_slurm_matches_the_reference(work, slurm):
+    import t2mpi as api
+
+    sys.path.insert(0, str(JOBS))
+    try:
+        import kmeans
+    finally:
+        sys.path.remove(str(JOBS))
+    done = t2mpi("submit", str(JOBS / "kmeans.yaml"), "-n", "2", "--set", "config.points=20000",
+                 "--set", "config.iterations=10", "--set", "scheduler.directives=[--overcommit]",
+                 "--wait", cwd=work)
+    assert done.returncode == 0, done.stderr
+    results = pickle.loads((only_job(work) / "results.pkl").read_bytes())
+    expected = kmeans.kmeans_sequential(dict(seed=42, points=20000, dims=8, clusters=16, iterations=10), 2)
+    for wid in (0, 1):
+        np.testing.assert_allclose(results[wid], expected, rtol=1e-10, atol=1e-10)
+    del api
+
+
+def test_cancel_ends_the_job_killed_with_no_process_left(work, slurm):
+    job = write_job(work, "sleepy", SLEEPER, workers=1)
+    done = t2mpi("submit", str(job), cwd=work)
+    assert done.returncode == 0, done.stderr
+    folder = only_job(work)
+    wait_for(lambda: (folder / "state.json").exists() and state_of(folder)["state"] == "RUNNING", 60,
+             "the job to run")
+    assert processes_mentioning(str(folder))       # its ranks are there now
+    cancel = t2mpi("cancel", folder.name, cwd=work)
+    assert cancel.returncode == 0, cancel.stderr
+    state = state_of(folder)
+    assert state["state"] == "KILLED" and "cancelled (scancel " in state["reason"]
+    wait_for(lambda: not processes_mentioning(str(folder)), 30, "the job's processes to go")
+    again = t2mpi("cancel", folder.name, cwd=work)
+    assert again.returncode == 1 and "already ended (KILLED): nothing to cancel" in again.stderr
+
+
+def test_refused_submission_leaves_no_folder(work, slurm):
+    done = t2mpi("submit", str(JOBS / "hello.yaml"), "-n", "1", "--set", "scheduler.partition=nosuch",
+                 cwd=work)
+    assert done.returncode == 1
+    assert "slurm refused the job: command failed (exit status 1): sbatch --parsable" in done.stderr
+    assert "invalid partition" in done.stderr.lower()
+    assert job_dirs(work) == [] and not [p for p in (work / "t2mpi-jobs").iterdir()]
+
+
+def test_missing_sbatch_and_unknown_jobs(work, slurm):
+    env = dict(os.environ, PATH=str(Path(PYTHON).parent))
+    done = t2mpi("submit", str(JOBS / "hello.yaml"), "-n", "1", cwd=work, env=env)
+    assert done.returncode == 1 and "sbatch is not on PATH: is this a slurm login node?" in done.stderr
+    assert job_dirs(work) == []
+    for command in ("status", "logs", "cancel"):
+        unknown = t2mpi(command, "nosuch-job", cwd=work)
+        assert unknown.returncode == 1
+        assert "no job 'nosuch-job' in" in unknown.stderr
+
+
+@pytest.mark.parametrize("overrides", [
+    [], ["scheduler.launcher=srun"], ["resources.cpus=2", "resources.threads=2"],
+    ["resources.cpus=2", "scheduler.launcher=srun"], ["scheduler.time=10", "scheduler.partition=debug"],
+    ["scheduler.nodes=1", "scheduler.skip=[mem]", "scheduler.directives=[--exclusive]"],
+])
+def test_every_script_variant_passes_sbatch_test_only(tmp_path, slurm, overrides):
+    spec = load(JOBS / "hello.yaml", overrides=["workers=1", *overrides], environ={"HOME": str(tmp_path)})
+    job_dir = tmp_path / "job"
+    job_dir.mkdir()
+    script = tmp_path / "job.sh"
+    script.write_text(schedulers.get("slurm").script(spec, str(job_dir), MPI, PYTHON, Host.here()))
+    done = subprocess.run(["sbatch", "--test-only", str(script)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "to start at" in done.stderr
+
+
+@pytest.mark.parametrize("kind", ["pbs", "torque"])
+def test_pbs_scripts_run_under_a_pbs_like_environment(work, kind):
+    """No PBS server can be installed here: run the script as a PBS MOM would (bash, PBS_* set)."""
+    spec = load(JOBS / "hello.yaml", overrides=["workers=2", f"scheduler.kind={kind}"],
+                environ={"HOME": str(work)})
+    from t2mpi.jobdir import JobDir
+
+    jd = JobDir.make(JobDir.new_path(work / "t2mpi-jobs", "hello"), spec.to_dict())
+    text = schedulers.get(kind).script(spec, jd.path, MPI, PYTHON, Host.here())
+    (Path(jd.path) / "job.sh").write_text(text)
+    nodefile = work / "nodefile"
+    nodefile.write_text(f"{HOST}\n" * 3)
+    env = dict(os.environ, PBS_NODEFILE=str(nodefile), PBS_O_WORKDIR=str(work), PBS_JOBID="1.server",
+               PBS_JOBNAME="hello", PBS_ENVIRONMENT="PBS_BATCH")
+    done = subprocess.run(["bash", str(Path(jd.path) / "job.sh")], cwd=work, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert state_of(Path(jd.path))["state"] == "COMPLETED"
+    assert pickle.loads(Path(jd.results_file).read_bytes()) == {0: 0, 1: 2}
