@@ -4,10 +4,9 @@ the scheduler is asked only while the master's state file is not final."""
 from __future__ import annotations
 
 import os
-import sys
+import shlex
 import time
 
-from . import launcher as mpilauncher
 from . import schedulers
 from .errors import JobError, T2mpiError
 from .jobdir import TERMINAL_STATES, JobDir
@@ -131,7 +130,7 @@ def cancel(jd: JobDir) -> dict[str, Any]:
         if view is None or view[0] in _ENDED:
             break
         time.sleep(0.2)
-    return jd.settle("KILLED", f"cancelled ({shlex_join(sched.cancel_argv(record['id']))})",
+    return jd.settle("KILLED", f"cancelled ({shlex.join(sched.cancel_argv(record['id']))})",
                      by=record["kind"])
 
 
@@ -206,18 +205,3 @@ def log_files(jd: JobDir, worker: int | None) -> list[str]:
     names = sorted(os.listdir(jd.logs_dir), key=lambda n: int(n.split("-")[1].split(".")[0])) \
         if os.path.isdir(jd.logs_dir) else []
     return [os.path.join(jd.logs_dir, n) for n in names]
-
-
-def host_for_scripts() -> mpilauncher.Host:
-    return mpilauncher.Host.here()
-
-
-def shlex_join(argv: Sequence[str]) -> str:
-    import shlex
-
-    return shlex.join(argv)
-
-
-def write(text: str) -> None:
-    sys.stdout.write(text)
-    sys.stdout.flush()

@@ -12,6 +12,8 @@ import re
 from collections import namedtuple
 
 from .errors import SpecError
+from .layers import Where, apply_override, deep_copy, merge, parse_override, read_yaml
+from .layers import kind_of as _kind
 
 TYPE_CHECKING = False   # typing costs every rank start-up time; annotations are strings
 if TYPE_CHECKING:
@@ -132,81 +134,9 @@ def parse_size(text: Any) -> int:
     return value
 
 
-# ---------------------------------------------------------------- YAML with locations
-
-Where = dict[tuple[str, ...], str]   # key path -> "file:line" or "--set a.b"
-
-
-def _read_yaml(path: str, where: Where) -> dict[str, Any]:
-    import yaml
-
-    try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    try:
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
-        try:
-            node = loader.get_single_node()
-            data = loader.construct_document(node) if node is not None else {}
-        finally:
-            loader.dispose()
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SpecError(f"{path}{line}: not valid YAML: {problem}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise SpecError(f"{path}:1: the top level must be a mapping of keys, got {_kind(data)}")
-    _record_lines(node, (), str(path), where)
-    return data
-
-
-def _record_lines(node: Any, path: tuple[str, ...], fname: str, where: Where) -> None:
-    import yaml
-
-    if not isinstance(node, yaml.MappingNode):
-        return
-    seen: set[str] = set()
-    for key_node, value_node in node.value:
-        key = str(key_node.value)
-        if key in seen:
-            raise SpecError(f"{fname}:{key_node.start_mark.line + 1}: key "
-                            f"'{'.'.join(path + (key,))}' appears twice")
-        seen.add(key)
-        where[path + (key,)] = f"{fname}:{key_node.start_mark.line + 1}"
-        _record_lines(value_node, path + (key,), fname, where)
-
-
-def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in top.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 def _dotted(path: tuple[str, ...]) -> str:
     """A key path for a one-line message (a key with a newline or such is shown quoted)."""
     return ".".join(p if p.isprintable() else repr(p) for p in path)
-
-
-def _deep_copy(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _deep_copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_deep_copy(v) for v in value]
-    return value
-
-
-def _kind(value: Any) -> str:
-    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
-            list: "a list", dict: "a mapping", type(None): "nothing"}.get(type(value), type(value).__name__)
 
 
 # ---------------------------------------------------------------- validation
@@ -451,28 +381,6 @@ def _env_value(value: Any) -> str:
 
 # ---------------------------------------------------------------- overrides and loading
 
-def parse_override(text: str) -> tuple[tuple[str, ...], Any]:
-    """'resources.cpus=2' -> (('resources', 'cpus'), 2); the value is read as a YAML scalar."""
-    import yaml
-
-    key, sep, raw = text.partition("=")
-    path = tuple(key.strip().split("."))
-    if not sep or not all(path):
-        raise SpecError(f"--set {text!r}: write key=value, e.g. --set resources.cpus=2")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
-    return path, value
-
-
-def _apply_override(data: dict[str, Any], path: tuple[str, ...], value: Any) -> dict[str, Any]:
-    nested: Any = value
-    for key in reversed(path):
-        nested = {key: nested}
-    return _merge(data, nested)
-
-
 def site_config_path(environ: Mapping[str, str]) -> str | None:
     explicit = environ.get(ENV_CONFIG)
     if explicit:
@@ -487,7 +395,7 @@ def default_jobs_dir(environ: Mapping[str, str] | None = None) -> str:
     """Where job folders are when no job file says: the site config's jobs_dir, else the default."""
     environ = os.environ if environ is None else environ
     site = site_config_path(environ)
-    jobs_dir = _read_yaml(site, {}).get("jobs_dir") if site else None
+    jobs_dir = read_yaml(site, {}).get("jobs_dir") if site else None
     if not isinstance(jobs_dir, str) or not jobs_dir:
         jobs_dir = DEFAULTS["jobs_dir"]
     return _absolute(jobs_dir, environ.get("HOME") or os.path.expanduser("~")) or jobs_dir
@@ -502,21 +410,21 @@ def load(job_file: str | os.PathLike[str], *, workers: int | None = None,
         raise SpecError(f"{job_path}: no such job file")
     where: Where = {}
     layers: dict[tuple[str, ...], int] = {}
-    data = _deep_copy(DEFAULTS)
+    data = deep_copy(DEFAULTS)
     site = site_config_path(environ)
     if site is not None:
-        site_data = _read_yaml(site, where)
+        site_data = read_yaml(site, where)
         for key in ("name", "worker", "workers"):
             if key in site_data:
                 raise SpecError(f"{where[(key,)]}: '{key}' belongs in a job file, not the site config")
-        data = _merge(data, site_data)
+        data = merge(data, site_data)
         layers.update(dict.fromkeys(where, 1))
     if environ.get(ENV_MPIEXEC):
-        data = _apply_override(data, ("mpi", "launcher"), environ[ENV_MPIEXEC])
+        data = apply_override(data, ("mpi", "launcher"), environ[ENV_MPIEXEC])
         where[("mpi", "launcher")] = f"${ENV_MPIEXEC}"
         layers[("mpi", "launcher")] = 1
     job_where: Where = {}
-    data = _merge(data, _read_yaml(job_path, job_where))
+    data = merge(data, read_yaml(job_path, job_where))
     where.update(job_where)
     layers.update(dict.fromkeys(job_where, 2))
     if workers is not None:
@@ -525,7 +433,7 @@ def load(job_file: str | os.PathLike[str], *, workers: int | None = None,
         layers[("workers",)] = 3
     for text in overrides:
         path, value = parse_override(text)
-        data = _apply_override(data, path, value)
+        data = apply_override(data, path, value)
         where[path] = f"--set {'.'.join(path)}"
         layers[path] = 3
     return _validate(data, where, layers, job_path, environ.get("HOME") or os.path.expanduser("~"))
