@@ -1,0 +1,71 @@
+"""Job status from the scheduler's view and the master's state file, with a stand-in scontrol."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import pytest
+
+from conftest import JOBS, t2mpi
+from t2mpi.jobdir import JobDir
+from t2mpi.spec import load
+
+
+def _job_with_fake_scontrol(work, answer: str):
+    spec = load(JOBS / "hello.yaml", environ={"HOME": str(work)})
+    jd = JobDir.create(work / "t2mpi-jobs", "hello", spec.to_dict())
+    jd.write_scheduler("slurm", "7")
+    bin_dir = work / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "scontrol"
+    fake.write_text(f"#!/bin/sh\necho '{answer}'\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
+    return jd, env
+
+
+@pytest.mark.parametrize("answer, state, reason", [
+    ("JobId=7 JobState=TIMEOUT Reason=TimeLimit", "FAILED", "slurm job 7: TIMEOUT (TimeLimit)"),
+    ("JobId=7 JobState=OUT_OF_MEMORY Reason=OutOfMemory", "FAILED", "slurm job 7: OUT_OF_MEMORY (OutOfMemory)"),
+    ("JobId=7 JobState=NODE_FAIL Reason=NodeDown", "FAILED", "slurm job 7: NODE_FAIL (NodeDown)"),
+    ("JobId=7 JobState=PREEMPTED Reason=None", "KILLED", "slurm job 7: PREEMPTED"),
+    ("JobId=7 JobState=CANCELLED Reason=None", "KILLED", "slurm job 7: CANCELLED"),
+])
+def test_a_job_the_scheduler_ended_is_settled_with_its_reason(work, answer, state, reason):
+    jd, env = _job_with_fake_scontrol(work, answer)
+    done = t2mpi("status", jd.job_id, "--json", cwd=work, env=env)
+    assert done.returncode == 0, done.stderr
+    shown = json.loads(done.stdout)
+    assert (shown["state"], shown["reason"]) == (state, reason)
+    assert json.loads(open(jd.state_file).read())["state"] == state    # written, and final now
+
+
+def test_a_pending_job_says_why(work):
+    jd, env = _job_with_fake_scontrol(work, "JobId=7 JobState=PENDING Reason=Resources")
+    done = t2mpi("status", jd.job_id, cwd=work, env=env)
+    assert done.returncode == 0
+    assert f"job {jd.job_id}: PENDING — slurm job 7: PENDING (Resources)" in done.stdout
+    assert not os.path.exists(jd.state_file)
+
+
+def test_the_master_state_wins_once_final(work):
+    jd, env = _job_with_fake_scontrol(work, "JobId=7 JobState=FAILED Reason=NonZeroExitCode")
+    jd.write_state({"job_id": jd.job_id, "state": "COMPLETED", "reason": "all workers completed",
+                    "num_workers": 1, "started": 1.0, "ended": 2.0, "workers": []})
+    shown = json.loads(t2mpi("status", jd.job_id, "--json", cwd=work, env=env).stdout)
+    assert shown["state"] == "COMPLETED"
+
+
+def test_list_skips_folders_being_made_and_tolerates_broken_ones(work):
+    spec = load(JOBS / "hello.yaml", environ={"HOME": str(work)})
+    good = JobDir.create(work / "t2mpi-jobs", "hello", spec.to_dict())
+    (work / "t2mpi-jobs" / ".hello-x.creating").mkdir()
+    broken = JobDir.create(work / "t2mpi-jobs", "other", spec.to_dict())
+    open(broken.state_file, "w").write("{not json")
+    done = t2mpi("list", cwd=work)
+    assert done.returncode == 0, done.stderr
+    assert good.job_id in done.stdout and "STARTING" in done.stdout
+    assert broken.job_id in done.stdout and "UNREADABLE" in done.stdout
+    assert ".creating" not in done.stdout
