@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 _ENDED = {"COMPLETED": "FAILED", "FAILED": "FAILED", "TIMEOUT": "FAILED", "OUT_OF_MEMORY": "FAILED",
           "NODE_FAIL": "FAILED", "BOOT_FAIL": "FAILED", "DEADLINE": "FAILED", "PREEMPTED": "KILLED",
           "CANCELLED": "KILLED", "REVOKED": "KILLED"}
-_CANCEL_WAIT = 30.0
+_CANCEL_WAIT = 30.0   # seconds for a cancelled job to end
+_DRAIN = 30.0         # seconds to read a finished job's last output
 
 
 class SchedulerError(T2mpiError):
@@ -178,10 +179,26 @@ def follow(jd: JobDir, out: Callable[[str], None], on_state: Callable[[dict[str,
             current = state
         on_state(current)
         if current.get("state") in TERMINAL_STATES:
-            for path in files:
-                offsets[path] = _tail(path, offsets[path], out)
+            _drain(jd, files, offsets, out)
             return current
         time.sleep(poll)
+
+
+def _drain(jd: JobDir, files: Sequence[str], offsets: dict[str, int], out: Callable[[str], None]) -> None:
+    """The master wrote the end; the batch job may still be writing its output. Keep reading
+    until the scheduler says the job has ended (at most _DRAIN seconds)."""
+    deadline = time.monotonic() + _DRAIN
+    while True:
+        for path in files:
+            offsets[path] = _tail(path, offsets[path], out)
+        if jd.read_scheduler() is None or time.monotonic() > deadline:
+            return
+        view = scheduler_view(jd)
+        if view is None or view[0] in _ENDED:
+            for path in files:
+                offsets[path] = _tail(path, offsets[path], out)
+            return
+        time.sleep(0.2)
 
 
 def _tail(path: str, offset: int, out: Callable[[str], None]) -> int:

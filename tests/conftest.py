@@ -109,8 +109,13 @@ def mpiexec(nprocs: int) -> list[str]:
 def _no_leftovers(tmp_path: Path):
     """Every test: no process that mentions the test's folder outlives it."""
     yield
-    left = processes_mentioning(str(tmp_path))
+    left = gone(processes_mentioning(str(tmp_path)), timeout=5)   # ending ones get a moment
     if left:
+        shown = []
         for p in left:
-            p.kill()
-        pytest.fail(f"processes left behind: {[p.cmdline() for p in left]}")
+            try:
+                shown.append(" ".join(p.cmdline()))
+                p.kill()
+            except psutil.Error:
+                continue
+        pytest.fail(f"processes left behind: {shown}")
