@@ -13,16 +13,7 @@
 static PyObject *raise_errno_for(const char *call, long tid)
 {
     int err = errno;
-    PyObject *msg = PyUnicode_FromFormat("%s(tid=%ld)", call, tid);
-    if (msg == NULL)
-        return NULL;
-    PyObject *exc = PyObject_CallFunction(PyExc_OSError, "iO", err, msg);
-    Py_DECREF(msg);
-    if (exc != NULL) {
-        PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
-        Py_DECREF(exc);
-    }
-    return NULL;
+    return t2n_raise_errno(err, PyUnicode_FromFormat("%s(tid=%ld)", call, tid));
 }
 
 PyObject *t2n_gettid(PyObject *self, PyObject *noargs)

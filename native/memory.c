@@ -51,20 +51,6 @@ static const struct {
 };
 #define T2N_NMODES ((int)(sizeof(modes) / sizeof(modes[0])))
 
-/* OSError(errno, msg); steals the reference to msg. */
-static PyObject *raise_errno_with(int err, PyObject *msg)
-{
-    if (msg == NULL)
-        return NULL;
-    PyObject *exc = PyObject_CallFunction(PyExc_OSError, "iO", err, msg);
-    Py_DECREF(msg);
-    if (exc != NULL) {
-        PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
-        Py_DECREF(exc);
-    }
-    return NULL;
-}
-
 PyObject *t2n_set_mempolicy(PyObject *self, PyObject *args)
 {
     (void)self;
@@ -115,7 +101,7 @@ PyObject *t2n_set_mempolicy(PyObject *self, PyObject *args)
         int err = errno;
         PyObject *msg = PyUnicode_FromFormat("set_mempolicy(mode=%s, nodes=%R)", name, nodes);
         Py_DECREF(nodes);
-        return raise_errno_with(err, msg);
+        return t2n_raise_errno(err, msg);
     }
     Py_DECREF(nodes);
     Py_RETURN_NONE;
@@ -133,7 +119,7 @@ PyObject *t2n_get_mempolicy(PyObject *self, PyObject *noargs)
     rc = syscall(SYS_get_mempolicy, &mode, mask, (unsigned long)T2N_MAXNODE, NULL, 0UL);
     Py_END_ALLOW_THREADS
     if (rc != 0)
-        return raise_errno_with(errno, PyUnicode_FromString("get_mempolicy()"));
+        return t2n_raise_errno(errno, PyUnicode_FromString("get_mempolicy()"));
     mode &= ~MPOL_MODE_FLAGS;
     PyObject *name = NULL;
     for (int m = 0; m < T2N_NMODES && name == NULL; m++)
@@ -196,7 +182,7 @@ PyObject *t2n_page_nodes(PyObject *self, PyObject *obj)
     PyBuffer_Release(&view);
     if (rc != 0) {
         PyMem_Free(status);
-        return raise_errno_with(err, PyUnicode_FromFormat("move_pages(address=%p, pages=%zu)",
+        return t2n_raise_errno(err, PyUnicode_FromFormat("move_pages(address=%p, pages=%zu)",
                                                           (void *)first, count));
     }
     PyObject *result = PyTuple_New((Py_ssize_t)count);

@@ -6,6 +6,9 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+/* errors.c: raise OSError(err, msg) and return NULL; steals the reference to msg (may be NULL) */
+PyObject *t2n_raise_errno(int err, PyObject *msg);
+
 /* affinity.c: thread identity and CPU affinity */
 PyObject *t2n_gettid(PyObject *self, PyObject *noargs);
 PyObject *t2n_getcpu(PyObject *self, PyObject *noargs);
