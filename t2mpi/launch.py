@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
               f"({spec.workers} workers + 1 master) but was started with {size}; run "
               f"mpiexec -n {spec.world_size}, or give -n {size - 1} to run {size - 1} workers",
               file=sys.stderr, flush=True)
+        _wait_for_everyone(world, None)   # every rank has said it before any exits
         return 2
     try:
         if make_dir and rank == 0:  # after the broadcast: workers import meanwhile
