@@ -352,3 +352,22 @@ def _kernel_version() -> tuple[int, ...]:
             digits += c
         version.append(int(digits or 0))
     return tuple(version)
+
+
+def bind_on_this_node(local: int, count: int, resources, policy: str):
+    """Plan this node's `count` workers from its own topology (sysfs: no hwloc in an MPI rank),
+    bind worker number `local` among them, and read the binding back from the kernel.
+    Returns (placement, report); PlacementError says why a request does not fit the node."""
+    from .placement import plan
+    from .topology import from_sysfs
+
+    part = plan([from_sysfs()], count, resources.cpus, resources.threads, resources.memory,
+                policy).worker(local)
+    bound = bind_worker(part)
+    limit = limit_memory(resources.memory)
+    report = read_binding()
+    return part, {"cores": list(part.cores), "thread_cores": list(part.thread_cores), "numa": part.numa,
+                  "affinity": list(bound.affinity), "mempolicy": list(bound.mempolicy),
+                  "mem_note": bound.mem_note, "pools": bound.pools, "ms": round(bound.ms, 2),
+                  "memory_limit": limit.soft, "memory_limit_note": limit.note,
+                  "mismatches": check(part, report)}

@@ -35,6 +35,27 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true",
                      help="print the exact command and environment instead of running")
     run.add_argument("-q", "--quiet", action="store_true", help="no live status, only output and summary")
+    run.add_argument("--report-bindings", action="store_true",
+                     help="after the summary, each worker's planned cores and what its kernel reports "
+                          "(with binding: cores)")
+
+    for name, helptext in (("topology", "describe a node: packages, cores, NUMA domains, allowed cpuset"),
+                           ("plan", "show where a job's workers would run (cores, NUMA) on a node")):
+        cmd = sub.add_parser(name, help=helptext, description=helptext + ". The node is this machine "
+                             "(hwloc) unless --xml, --synthetic or --sysfs names another.")
+        if name == "plan":
+            cmd.add_argument("job", help="job file (YAML)")
+            cmd.add_argument("-n", "--workers", type=int, help="number of workers (overrides the job file)")
+            cmd.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                             help="override a job file key")
+            cmd.add_argument("--nodes", type=int, default=1, help="that many nodes like it (default 1)")
+        source = cmd.add_mutually_exclusive_group()
+        source.add_argument("--xml", metavar="FILE", help="an `lstopo --of xml` export of a compute node")
+        source.add_argument("--synthetic", metavar="DESC", help="an hwloc synthetic description, e.g. "
+                                                                "'package:2 numa:2 core:8 pu:2'")
+        source.add_argument("--sysfs", action="store_true", help="this machine from /sys, without hwloc")
+        if name == "topology":
+            cmd.add_argument("--json", action="store_true", help="print JSON")
 
     for name, helptext in (("script", "print the batch script of a job (nothing is written or submitted)"),
                            ("submit", "submit a job to the batch scheduler (sbatch / qsub)")):
@@ -127,7 +148,45 @@ def _run(args: argparse.Namespace) -> int:
 
     state = JobDir(result.job_dir).read_state()
     print(console.summary(state) if state else f"job {result.job_id}: {result.state}", file=sys.stderr)
+    if args.report_bindings and state:
+        print(console.bindings(state), file=sys.stderr)
     return result.exit_code
+
+
+def _node(args: argparse.Namespace) -> Any:
+    from . import topology
+
+    if args.xml:
+        return topology.from_xml(args.xml)
+    if args.synthetic:
+        return topology.from_synthetic(args.synthetic)
+    return topology.from_sysfs() if args.sysfs else topology.from_machine()
+
+
+def _topology(args: argparse.Namespace) -> int:
+    from . import topology
+
+    node = _node(args)
+    if args.json:
+        import json
+
+        print(json.dumps(topology.to_dict(node), indent=1))
+    else:
+        print(topology.summary(node))
+    return 0
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from .placement import format_plan, plan
+    from .spec import load
+
+    spec = load(args.job, workers=args.workers, overrides=args.set)
+    if args.nodes < 1:
+        raise JobError(f"--nodes {args.nodes}: at least 1")
+    nodes = [_node(args)] * args.nodes
+    r = spec.resources
+    print(format_plan(plan(nodes, spec.workers, r.cpus, r.threads, r.memory, spec.binding.policy), nodes))
+    return 0
 
 
 def _terminate(signum: int, frame: Any) -> None:
@@ -245,5 +304,5 @@ def _cancel(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"run": _run, "script": _script, "submit": _submit, "status": _status, "list": _list,
+_COMMANDS = {"run": _run, "topology": _topology, "plan": _plan, "script": _script, "submit": _submit, "status": _status, "list": _list,
              "logs": _logs, "cancel": _cancel}

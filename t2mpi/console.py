@@ -110,6 +110,27 @@ def summary(state: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def bindings(state: dict[str, Any]) -> str:
+    """Each worker's planned cores and NUMA domain against what its kernel reported."""
+    lines = [f"  {'worker':>6}  {'host':<16} {'planned cores':<14} {'kernel affinity':<16} "
+             f"{'numa':>4}  memory policy"]
+    for w in state.get("workers", []):
+        b = w.get("binding")
+        if not b:
+            lines.append(f"  {w['id']:>6}  {str(w.get('host') or '-'):<16} not bound (binding: none)")
+            continue
+        policy = f"{b['mempolicy'][0]} {','.join(map(str, b['mempolicy'][1]))}".strip()
+        lines.append(f"  {w['id']:>6}  {str(w.get('host')):<16} {_ranges(b['cores']):<14} "
+                     f"{_ranges(b['affinity']):<16} {b['numa']:>4}  {policy}"
+                     + (f"  threads on {_ranges(b['thread_cores'])}" if len(b["thread_cores"]) > 1 else ""))
+        lines += [f"          MISMATCH: {m}" for m in b.get("mismatches", [])]
+    return "\n".join(lines)
+
+
+def _ranges(ids: list[int]) -> str:
+    return ",".join(map(str, ids)) if ids else "-"
+
+
 def failure_report(state: dict[str, Any]) -> str:
     """What the master prints when the job fails: the reason and each failed worker's traceback."""
     parts = [f"t2mpi: job {state['job_id']} FAILED: {state.get('reason', '')}"]

@@ -256,12 +256,24 @@ def _work(world: MPI.Intracomm, ctrl: MPI.Intracomm, comm: MPI.Intracomm, wid: i
     PrefixedOutput.install(f"[w{wid}] ", JobDir(job_dir).worker_log(wid))
     started = time.monotonic()
     try:
-        cls = load_worker_class(spec)
         workers = worker_list(registrations[1:])
+        thread_cores = None
+        if spec.binding.mode == "cores":   # before the user's module starts any thread pool
+            from .binding import bind_on_this_node
+
+            me = workers[wid]
+            local_count = sum(1 for w in workers if w.host == me.host)
+            part, report = bind_on_this_node(me.local, local_count, spec.resources, spec.binding.policy)
+            thread_cores = part.thread_cores
+            port.bound(report)
+        cls = load_worker_class(spec)
         controller = WorkerController(workers, port, spec.timeouts.barrier)
-        ctx = WorkerContext(spec=spec, worker_id=wid, host=host, comm=comm,
-                            controller=controller, channel=port, job_dir=job_dir)
-        result = cls().execute(ctx)
+        ctx = WorkerContext(spec=spec, worker_id=wid, host=host, comm=comm, controller=controller,
+                            channel=port, job_dir=job_dir, thread_cores=thread_cores)
+        try:
+            result = cls().execute(ctx)
+        finally:
+            ctx.close()
         port.completed(result, time.monotonic() - started)
     except BaseException as exc:
         header = f"worker {wid} of {spec.workers} on {host} (pid {os.getpid()})"

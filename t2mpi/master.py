@@ -41,7 +41,7 @@ Reply.__doc__ = "A message for one worker: ('released', seq) or ('barrier_failed
 
 
 class _WorkerStatus:
-    __slots__ = ("state", "progress", "message", "started", "ended", "result", "error")
+    __slots__ = ("state", "progress", "message", "started", "ended", "result", "error", "binding")
 
     def __init__(self) -> None:
         self.state = STARTING
@@ -51,6 +51,7 @@ class _WorkerStatus:
         self.ended: float | None = None
         self.result: str | None = None    # a short repr for people; the value goes to results
         self.error: str | None = None
+        self.binding: dict[str, Any] | None = None   # what the worker's kernel says of its binding
 
 
 class _Barrier:
@@ -98,6 +99,12 @@ class Master:
         st.progress, st.message = fraction, message
         self.events.append({"t": now, "event": "progress", "worker": wid,
                             "fraction": fraction, "message": message})
+
+    def bound(self, wid: int, report: dict[str, Any], now: float) -> None:
+        """Worker `wid` is bound; `report` has its planned and its actual cores and memory."""
+        self.status[wid].binding = report
+        self.events.append({"t": now, "event": "bound", "worker": wid, "cores": report.get("cores"),
+                            "affinity": report.get("affinity"), "mismatches": report.get("mismatches")})
 
     def barrier(self, wid: int, seq: int, timeout: float, now: float) -> list[Reply]:
         """Worker `wid` reached its barrier number `seq`; release all when the last arrives."""
@@ -181,7 +188,8 @@ class Master:
                 {"id": wid, "host": w.host if w else None, "pid": w.pid if w else None,
                  "node": w.node if w else None, "local": w.local if w else None,
                  "state": st.state, "progress": st.progress, "message": st.message,
-                 "started": st.started, "ended": st.ended, "result": st.result, "error": st.error}
+                 "started": st.started, "ended": st.ended, "result": st.result, "error": st.error,
+                 "binding": st.binding}
                 for wid, st in enumerate(self.status)
                 for w in [self.workers[wid] if wid < len(self.workers) else None]
             ],

@@ -52,6 +52,9 @@ def dispatch(master: Master, message: tuple[Any, ...], now: float) -> list[Reply
     if kind == "progress":
         master.progress(wid, message[2], message[3], now)
         return []
+    if kind == "bound":
+        master.bound(wid, message[2], now)
+        return []
     if kind == "completed":
         return master.finished_ok(wid, message[2], message[3], now)
     if kind == "failed":

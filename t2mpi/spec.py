@@ -44,7 +44,8 @@ Timeouts.__doc__ = "Seconds: all ranks joined, a barrier's default, a failed wor
 # The packaged defaults: the lowest layer, under the site config, the job file and the command line.
 DEFAULTS: dict[str, Any] = {
     "workers": 1,
-    "master": "rank0",       # rank0: MPI rank 0 of the launch; client: the client process itself
+    "master": "rank0",       # rank0: MPI rank 0 of the launch; client: a one-rank launch that spawns
+    "binding": {"mode": "none", "policy": "compact"},   # cores: pin workers, threads and memory
     "resources": {"cpus": 1, "threads": 1, "memory": "1G"},
     "config": {},
     "jobs_dir": "./t2mpi-jobs",
@@ -85,7 +86,13 @@ SCHEDULERS = ("slurm", "pbs", "torque")
 BATCH_LAUNCHERS = ("mpiexec", "srun")
 SKIPPABLE = ("job-name", "ntasks", "cpus-per-task", "mem", "time", "partition", "account", "qos", "nodes")
 
-_FIELDS = "name worker worker_dir workers resources config jobs_dir scratch_dir mpi timeouts master batch source"
+Binding = namedtuple("Binding", "mode policy")
+Binding.__doc__ = """mode: none (the OS places threads) or cores (each worker pinned to its planned cores, its
+threads each to one, its memory to their NUMA domain); policy: compact or spread on each node."""
+BINDING_MODES = ("none", "cores")
+
+_FIELDS = ("name worker worker_dir workers resources config jobs_dir scratch_dir mpi timeouts master batch "
+           "binding source")
 MASTER_MODES = ("rank0", "client")
 
 
@@ -116,6 +123,7 @@ class JobSpec(namedtuple("JobSpec", _FIELDS)):
             b[key] = tuple(b[key])
         b["prologue"] = tuple(tuple(words) for words in b["prologue"])
         d["batch"] = Batch(**b)
+        d["binding"] = Binding(**d["binding"])
         return cls(**d)
 
 
@@ -224,8 +232,8 @@ class _Check:
             raise self.fail(path, str(exc)) from None
 
 
-_TOP = ("name", "worker", "workers", "master", "resources", "config", "jobs_dir", "scratch_dir", "mpi",
-        "scheduler", "timeouts")
+_TOP = ("name", "worker", "workers", "master", "binding", "resources", "config", "jobs_dir", "scratch_dir",
+        "mpi", "scheduler", "timeouts")
 _SCHEDULER = ("kind", "time", "partition", "account", "qos", "nodes", "launcher", "directives", "skip",
               "prologue", "python")
 _SITE_NAME_RE = r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}"
@@ -284,13 +292,21 @@ def _validate(data: dict[str, Any], where: Where, layers: dict[tuple[str, ...], 
     jobs_dir = c.string(("jobs_dir",))
     scratch_dir = c.string(("scratch_dir",), optional=True)
     batch = _batch(c)
+    c.mapping(("binding",), ("mode", "policy"))
+    bind_mode = c.string(("binding", "mode"))
+    if bind_mode not in BINDING_MODES:
+        raise c.fail(("binding", "mode"), f"{bind_mode!r}: use one of {', '.join(BINDING_MODES)}")
+    policy = c.string(("binding", "policy"))
+    if policy not in ("compact", "spread"):
+        raise c.fail(("binding", "policy"), f"{policy!r}: use compact or spread")
     return JobSpec(
         name=name, worker=worker, worker_dir=os.path.dirname(os.path.realpath(job_file)),
         workers=workers, resources=Resources(cpus, threads, memory), config=data["config"],
         jobs_dir=_absolute(jobs_dir, home), scratch_dir=_absolute(scratch_dir, home),
         mpi=MpiOptions(launcher, tuple(str(a) for a in args),
                        tuple((str(k), _env_value(v)) for k, v in env.items())),
-        timeouts=timeouts, master=master, batch=batch, source=str(job_file),
+        timeouts=timeouts, master=master, batch=batch, binding=Binding(bind_mode, policy),
+        source=str(job_file),
     )
 
 

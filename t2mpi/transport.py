@@ -116,6 +116,9 @@ class WorkerPort:
         self._last_progress = (now, fraction, message)
         self._tell("progress", self.worker_id, fraction, message)
 
+    def bound(self, report: dict[str, Any]) -> None:
+        self._tell("bound", self.worker_id, report)
+
     def completed(self, value: Any, elapsed: float) -> None:
         self._tell("completed", self.worker_id, value, elapsed)
 

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from .master import WorkerInfo
     from .spec import JobSpec, Resources
+    from .threads import WorkerThreads
 
 
 class IWorker:
@@ -58,7 +59,8 @@ class WorkerContext:
     """What a worker knows: who it is, the job's config and resources, its communicators."""
 
     def __init__(self, *, spec: JobSpec, worker_id: int, host: str, comm: MPI.Intracomm,
-                 controller: WorkerController, channel: Any, job_dir: str):
+                 controller: WorkerController, channel: Any, job_dir: str,
+                 thread_cores: tuple[int, ...] | None = None):
         self.worker_id = worker_id
         self.num_workers = spec.workers
         self.host = host
@@ -70,6 +72,22 @@ class WorkerContext:
         self.job_dir = job_dir
         self._spec = spec
         self._channel = channel
+        self._thread_cores = thread_cores
+
+    @cached_property
+    def threads(self) -> WorkerThreads:
+        """This worker's resources.threads threads (pinned one per core with binding: cores):
+        ctx.threads.map(fn, items), .submit(fn, *args), .run_on_each(fn). Started on first use."""
+        from .threads import WorkerThreads
+
+        return WorkerThreads(self._thread_cores, threads=self.resources.threads,
+                             name=f"t2mpi-w{self.worker_id}")
+
+    def close(self) -> None:
+        """End what the context started (its threads); the launch calls this after execute."""
+        pool = self.__dict__.get("threads")
+        if pool is not None:
+            pool.close()
 
     @cached_property
     def persistent_dir(self) -> str:

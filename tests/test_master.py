@@ -292,10 +292,10 @@ def test_snapshot_content():
     }
     assert workers[0] == {"id": 0, "host": "node-a", "pid": 1000, "node": 0, "local": 0, "state": RUNNING,
                           "progress": 0.25, "message": "loading", "started": T0 + 1, "ended": None,
-                          "result": None, "error": None}
+                          "result": None, "error": None, "binding": None}
     assert workers[1] == {"id": 1, "host": "node-b", "pid": 1001, "node": 1, "local": 0, "state": COMPLETED,
                           "progress": None, "message": "", "started": T0 + 1, "ended": T0 + 4,
-                          "result": "{'answer': 42}", "error": None}
+                          "result": "{'answer': 42}", "error": None, "binding": None}
     assert (workers[2]["node"], workers[2]["local"], workers[2]["state"]) == (0, 1, RUNNING)
 
 

@@ -19,7 +19,7 @@ from t2mpi.spec import JobSpec, MpiOptions, Resources, Timeouts, load, parse_siz
 from t2mpi.worker import IWorker, load_worker_class
 
 MIN_JOB = "name: hello\nworker: hello:Hello\n"
-VALID_KEYS = "config, jobs_dir, master, mpi, name, resources, scheduler, scratch_dir, timeouts, worker, workers"
+VALID_KEYS = "binding, config, jobs_dir, master, mpi, name, resources, scheduler, scratch_dir, timeouts, worker, workers"
 
 
 def write(path, text: str) -> str:
