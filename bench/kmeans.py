@@ -22,19 +22,22 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=1_000_000)
     parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--binding", choices=("none", "cores"), default="none",
+                        help="the t2mpi job's binding.mode (the bare script is never bound)")
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="t2mpi-bench-")
     job = os.path.join(ROOT, "jobs", "kmeans.yaml")
     w = args.workers
-    from t2mpi.launcher import THREAD_LIMIT_VARS
+    from t2mpi.spec import THREAD_LIMIT_VARS
 
     # the same environment for both: t2mpi gives every rank one BLAS thread per worker thread
     same_env = dict(os.environ, **{var: "1" for var in THREAD_LIMIT_VARS})
     cases = {
-        f"t2mpi kmeans job, {w} workers + master": lambda: timed(
+        f"t2mpi kmeans job, {w} workers + master, binding {args.binding}": lambda: timed(
             mpiexec(w + 1) + [PYTHON, "-m", "t2mpi.launch", job, "-n", str(w), "--quiet",
                               "--set", f"config.points={args.points}",
-                              "--set", f"config.iterations={args.iterations}"], cwd=work),
+                              "--set", f"config.iterations={args.iterations}",
+                              "--set", f"binding.mode={args.binding}"], cwd=work),
         f"bare mpi4py kmeans, {w} ranks": lambda: timed(
             mpiexec(w) + [PYTHON, os.path.join(ROOT, "bench", "kmeans_mpi.py"),
                           f"points={args.points}", f"iterations={args.iterations}"],

@@ -2,6 +2,7 @@
 
 (a) mpiexec -n 3 python -m t2mpi.launch jobs/hello.yaml -n 2  vs  a bare mpi4py Barrier: goal <= 1.3
 (b) t2mpi run jobs/hello.yaml -n 2  vs  (a): goal <= 100 ms added by the client
+(c) t2mpi run jobs/hello.yaml -n 2 --master client  vs  (b): the spawning master's cost
 
 Usage: python bench/startup.py [--rounds N]
 """
@@ -31,6 +32,8 @@ def main() -> None:
             mpiexec(3) + [PYTHON, "-m", "t2mpi.launch", hello, "-n", "2", "--quiet"], cwd=work),
         "(b) t2mpi run hello -n 2": lambda: timed(
             [os.path.join(BIN, "t2mpi"), "run", hello, "-n", "2", "--quiet"], cwd=work),
+        "(c) t2mpi run hello -n 2 --master client": lambda: timed(
+            [os.path.join(BIN, "t2mpi"), "run", hello, "-n", "2", "--quiet", "--master", "client"], cwd=work),
     }
     for case in cases.values():   # warm the page cache and the MPI's first start
         case()
@@ -38,10 +41,11 @@ def main() -> None:
     print(f"start-up under {mpi_flavour()}; {args.rounds} interleaved rounds; python {sys.version.split()[0]}")
     for name, samples in res.items():
         print(describe(name, samples))
-    bare, a, b = res.values()
+    bare, a, b, c = res.values()
     print(ratio_line("(a) launch entry / bare", a, bare, "<= 1.3"))
     added = (statistics.median(b) - statistics.median(a)) * 1000
     print(f"{'(b) client adds':<44} {added:8.1f} ms  goal <= 100 ms")
+    print(ratio_line("(c) master: client / master: rank0", c, b, "(a figure, no goal)"))
 
 
 if __name__ == "__main__":

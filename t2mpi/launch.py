@@ -255,6 +255,10 @@ def _work(world: MPI.Intracomm, ctrl: MPI.Intracomm, comm: MPI.Intracomm, wid: i
     port = WorkerPort(ctrl, wid, spec.timeouts.abort)
     PrefixedOutput.install(f"[w{wid}] ", JobDir(job_dir).worker_log(wid))
     started = time.monotonic()
+    from .spec import THREAD_LIMIT_VARS
+
+    for var in THREAD_LIMIT_VARS:   # before the user's module loads a BLAS or OpenMP runtime,
+        os.environ.setdefault(var, str(spec.resources.threads))   # however the ranks were started
     try:
         workers = worker_list(registrations[1:])
         thread_cores = None

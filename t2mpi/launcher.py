@@ -9,14 +9,10 @@ from collections import namedtuple
 from .errors import LaunchError
 from .procs import CommandError
 from .procs import run as run_command
-from .spec import JobSpec
+from .spec import THREAD_LIMIT_VARS, JobSpec
 
 OPENMPI, MPICH, INTELMPI, UNKNOWN = "openmpi", "mpich", "intelmpi", "unknown"
 
-# Thread pools a worker's libraries start; each gets the worker's thread count so that
-# workers x library threads never oversubscribe a node.
-THREAD_LIMIT_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                     "BLIS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
 MpiLauncher = namedtuple("MpiLauncher", "path flavour version")
@@ -76,13 +72,53 @@ def recognise(version_text: str) -> tuple[str, str]:
     return UNKNOWN, first
 
 
-def detect(path: str) -> MpiLauncher:
+def detect(path: str, cache: str | None = "~/.cache/t2mpi/launchers.json") -> MpiLauncher:
+    """The launcher's flavour and version from its --version, remembered (in `cache`) for as
+    long as the file at `path` is the same file (inode, size, modification time)."""
+    real = os.path.realpath(path)
+    try:
+        st = os.stat(real)
+    except OSError as exc:
+        raise LaunchError(f"MPI launcher {path}: {exc.strerror or exc}") from None
+    key = [st.st_ino, st.st_size, st.st_mtime_ns]
+    cache_file = os.path.expanduser(cache) if cache else None
+    known = _read_cache(cache_file)
+    hit = known.get(real)
+    if hit and hit.get("key") == key:
+        return MpiLauncher(path, hit["flavour"], hit["version"])
     try:
         done = run_command([path, "--version"], timeout=30)
     except CommandError as exc:
         raise LaunchError(f"MPI launcher {path} does not answer --version: {exc}") from None
     flavour, version = recognise(done.stdout + done.stderr)
+    if cache_file and flavour != UNKNOWN:
+        known[real] = {"key": key, "flavour": flavour, "version": version}
+        _write_cache(cache_file, known)
     return MpiLauncher(path, flavour, version)
+
+
+def _read_cache(cache_file: str | None) -> dict:
+    import json
+
+    try:
+        with open(cache_file or "", encoding="utf-8") as fh:
+            data = json.load(fh)
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_cache(cache_file: str, known: dict) -> None:
+    """Best effort: a cache that cannot be written only costs the next run a --version."""
+    import json
+
+    from .jobdir import write_atomic
+
+    try:
+        os.makedirs(os.path.dirname(cache_file), mode=0o700, exist_ok=True)
+        write_atomic(cache_file, json.dumps(known).encode())
+    except OSError:
+        pass
 
 
 def rank_environment(spec: JobSpec) -> dict[str, str]:

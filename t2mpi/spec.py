@@ -91,6 +91,11 @@ Binding.__doc__ = """mode: none (the OS places threads) or cores (each worker pi
 threads each to one, its memory to their NUMA domain); policy: compact or spread on each node."""
 BINDING_MODES = ("none", "cores")
 
+# Thread pools a worker's libraries start; each gets the worker's thread count so that
+# workers x library threads never oversubscribe a node.
+THREAD_LIMIT_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                     "BLIS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+
 _FIELDS = ("name worker worker_dir workers resources config jobs_dir scratch_dir mpi timeouts master batch "
            "binding source")
 MASTER_MODES = ("rank0", "client")

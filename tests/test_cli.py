@@ -72,3 +72,16 @@ def test_site_config_layer(work):
 
     done = t2mpi("run", str(JOBS / "hello.yaml"), cwd=work, env=dict(os.environ, T2MPI_CONFIG=str(site)))
     assert "'/site/mpiexec' is not an executable file" in one_line_error(done)
+
+
+def test_launcher_detection_is_remembered_while_the_file_is_the_same(tmp_path):
+    from t2mpi.launcher import detect
+
+    fake = tmp_path / "mpiexec"
+    fake.write_text("#!/bin/sh\necho 'HYDRA build details:'\necho '    Version: 4.9'\n")
+    fake.chmod(0o755)
+    cache = str(tmp_path / "cache.json")
+    assert detect(str(fake), cache=cache)[1:] == ("mpich", "4.9")
+    assert str(fake) in open(cache).read()
+    fake.write_text("#!/bin/sh\necho 'mpirun (Open MPI) 5.0.11'\n")   # another file now
+    assert detect(str(fake), cache=cache)[1:] == ("openmpi", "5.0.11")
