@@ -218,7 +218,8 @@ def _host() -> str:
 def _new_master(spec: JobSpec, job_dir: str) -> Master:
     from .master import Master
 
-    return Master(os.path.basename(job_dir), spec.name, spec.workers, time.time())
+    return Master(os.path.basename(job_dir), spec.name, spec.workers, time.time(),
+                  heartbeat_timeout=spec.timeouts.heartbeat, progress_timeout=spec.timeouts.progress)
 
 
 def _serve(world: MPI.Intracomm, ctrl: MPI.Intracomm, master: Master, spec: JobSpec, job_dir: str,
@@ -253,6 +254,7 @@ def _work(world: MPI.Intracomm, ctrl: MPI.Intracomm, comm: MPI.Intracomm, wid: i
 
     host = _host()
     port = WorkerPort(ctrl, wid, spec.timeouts.abort)
+    port.start_heartbeat(spec.timeouts.heartbeat / 3)
     PrefixedOutput.install(f"[w{wid}] ", JobDir(job_dir).worker_log(wid))
     started = time.monotonic()
     from .spec import THREAD_LIMIT_VARS

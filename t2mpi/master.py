@@ -64,7 +64,8 @@ class _Barrier:
 class Master:
     """The state of one job, driven by a transport."""
 
-    def __init__(self, job_id: str, name: str, num_workers: int, now: float, master: str = "rank0"):
+    def __init__(self, job_id: str, name: str, num_workers: int, now: float, master: str = "rank0",
+                 heartbeat_timeout: float | None = None, progress_timeout: float | None = None):
         self.job_id = job_id
         self.name = name
         self.num_workers = num_workers
@@ -81,6 +82,11 @@ class Master:
         self.events: list[dict[str, Any]] = [{"t": now, "event": "started", "workers": num_workers}]
         self.finished = 0
         self.first_ended: int | None = None   # a worker that ended: no barrier can complete now
+        self.heartbeat_timeout = heartbeat_timeout
+        self.progress_timeout = progress_timeout
+        self.last_seen = [now] * num_workers       # when each worker last said anything
+        self.last_progress = [now] * num_workers   # when each worker last called ctx.progress()
+        self._next_check = now
 
     # -------------------------------------------------------------- inputs
 
@@ -90,11 +96,18 @@ class Master:
         self.master_info = master_info
         for st in self.status:
             st.state, st.started = RUNNING, now
+        self.last_seen = [now] * self.num_workers
+        self.last_progress = [now] * self.num_workers
         self.state = RUNNING
         hosts = sorted({w.host for w in workers})
         self.events.append({"t": now, "event": "joined", "workers": len(workers), "hosts": hosts})
 
+    def heard(self, wid: int, now: float) -> None:
+        """Worker `wid` said something (a heartbeat or any other message): it is alive."""
+        self.last_seen[wid] = now
+
     def progress(self, wid: int, fraction: float | None, message: str, now: float) -> None:
+        self.last_progress[wid] = now
         st = self.status[wid]
         st.progress, st.message = fraction, message
         self.events.append({"t": now, "event": "progress", "worker": wid,
@@ -156,7 +169,11 @@ class Master:
         self._end(FAILED, reason, now)
 
     def tick(self, now: float) -> list[Reply]:
-        """Time passes: fail barriers past their deadline."""
+        """Time passes: fail barriers past their deadline; once a second, look for workers that
+        fell silent (heartbeat_timeout) or stopped making progress (progress_timeout)."""
+        if now >= self._next_check and self.state == RUNNING:
+            self._next_check = now + 1.0
+            self._check_liveness(now)
         replies: list[Reply] = []
         for b in list(self.barriers.values()):
             if now >= b.deadline:
@@ -165,6 +182,29 @@ class Master:
                 replies += self._fail_barrier(b, f"barrier {b.seq} timed out; "
                                                  f"workers not there: {shown}")
         return replies
+
+    def _check_liveness(self, now: float) -> None:
+        for wid, st in enumerate(self.status):
+            if st.state != RUNNING:
+                continue
+            if self.heartbeat_timeout is not None and now - self.last_seen[wid] > self.heartbeat_timeout:
+                self._lost(wid, now, f"stopped heartbeating: nothing for {now - self.last_seen[wid]:.1f} s "
+                                     f"(timeouts.heartbeat {self.heartbeat_timeout:g} s); stopped, killed, "
+                                     "or stuck in a call that holds the GIL")
+                return
+            if self.progress_timeout is not None and now - self.last_progress[wid] > self.progress_timeout:
+                self._lost(wid, now, f"is hung: no ctx.progress() for {now - self.last_progress[wid]:.1f} s "
+                                     f"(timeouts.progress {self.progress_timeout:g} s)")
+                return
+
+    def _lost(self, wid: int, now: float, what: str) -> None:
+        w = self.workers[wid] if wid < len(self.workers) else None
+        st = self.status[wid]
+        last = f"; last progress: {st.message!r}" if st.message else ""
+        who = f"worker {wid} on {w.host if w else '?'} (pid {w.pid if w else '?'})"
+        st.state, st.ended, st.error = FAILED, now, f"{who} {what}{last}"
+        self.events.append({"t": now, "event": "worker_lost", "worker": wid, "error": st.error})
+        self._end(FAILED, f"{who} {what}{last}", now)
 
     # -------------------------------------------------------------- outputs
 

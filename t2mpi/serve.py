@@ -47,6 +47,9 @@ def serve(port: MasterPort, master: Master, jd: JobDir,
 
 def dispatch(master: Master, message: tuple[Any, ...], now: float) -> list[Reply]:
     kind, wid = message[0], message[1]
+    master.heard(wid, now)
+    if kind == "heartbeat":
+        return []
     if kind == "barrier":
         return master.barrier(wid, message[2], message[3], now)
     if kind == "progress":

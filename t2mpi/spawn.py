@@ -46,7 +46,8 @@ def run_master(spec: JobSpec, jd: JobDir, python: str,
                                     maxprocs=spec.workers, info=info)
     finally:
         info.Free()
-    master = Master(jd.job_id, spec.name, spec.workers, time.time(), master="client")
+    master = Master(jd.job_id, spec.name, spec.workers, time.time(), master="client",
+                    heartbeat_timeout=spec.timeouts.heartbeat, progress_timeout=spec.timeouts.progress)
     registrations = inter.allgather((os.uname().nodename, os.getpid()))
     master.joined(worker_list(registrations), (os.uname().nodename, os.getpid()), time.time())
     pids = [pid for host, pid in registrations if host == os.uname().nodename]

@@ -38,14 +38,17 @@ Resources = namedtuple("Resources", "cpus threads memory")
 Resources.__doc__ = "What one worker is given: cores, the threads that run its code, memory in bytes."
 MpiOptions = namedtuple("MpiOptions", "launcher args env")
 MpiOptions.__doc__ = "launcher: path or name or None; args: extra launcher arguments; env: ((key, value), ...)."
-Timeouts = namedtuple("Timeouts", "start barrier abort")
-Timeouts.__doc__ = "Seconds: all ranks joined, a barrier's default, a failed worker's wait for the abort."
+Timeouts = namedtuple("Timeouts", "start barrier abort heartbeat progress")
+Timeouts.__doc__ = """Seconds: all ranks joined, a barrier's default, a failed worker's wait for the abort,
+silence after which a worker counts as dead (it heartbeats every third of it), and (or None)
+time without ctx.progress() after which a worker counts as hung."""
 
 # The packaged defaults: the lowest layer, under the site config, the job file and the command line.
 DEFAULTS: dict[str, Any] = {
     "workers": 1,
     "master": "rank0",       # rank0: MPI rank 0 of the launch; client: a one-rank launch that spawns
     "binding": {"mode": "none", "policy": "compact"},   # cores: pin workers, threads and memory
+    "network": {"transport": "auto", "interface": None, "ucx_tls": None, "provider": None},
     "resources": {"cpus": 1, "threads": 1, "memory": "1G"},
     "config": {},
     "jobs_dir": "./t2mpi-jobs",
@@ -73,6 +76,8 @@ DEFAULTS: dict[str, Any] = {
         "start": 120.0,      # seconds for all ranks to join
         "barrier": 300.0,    # default timeout of ctx.controller.barrier()
         "abort": 10.0,       # seconds a failed worker waits for the master's abort
+        "heartbeat": 60.0,   # seconds without a heartbeat before a worker counts as dead
+        "progress": None,    # seconds without ctx.progress() before a worker counts as hung
     },
 }
 
@@ -91,13 +96,19 @@ Binding.__doc__ = """mode: none (the OS places threads) or cores (each worker pi
 threads each to one, its memory to their NUMA domain); policy: compact or spread on each node."""
 BINDING_MODES = ("none", "cores")
 
+Network = namedtuple("Network", "transport interface ucx_tls provider")
+Network.__doc__ = """transport: auto (what the node's fabric does best), ucx, ofi or tcp; interface: the TCP
+interface (None: the first one up, not lo); ucx_tls: UCX_TLS if asked; provider: the libfabric
+provider (None: the best usable one)."""
+TRANSPORTS = ("auto", "ucx", "ofi", "tcp")
+
 # Thread pools a worker's libraries start; each gets the worker's thread count so that
 # workers x library threads never oversubscribe a node.
 THREAD_LIMIT_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                      "BLIS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 _FIELDS = ("name worker worker_dir workers resources config jobs_dir scratch_dir mpi timeouts master batch "
-           "binding source")
+           "binding network source")
 MASTER_MODES = ("rank0", "client")
 
 
@@ -129,6 +140,7 @@ class JobSpec(namedtuple("JobSpec", _FIELDS)):
         b["prologue"] = tuple(tuple(words) for words in b["prologue"])
         d["batch"] = Batch(**b)
         d["binding"] = Binding(**d["binding"])
+        d["network"] = Network(**d["network"])
         return cls(**d)
 
 
@@ -237,15 +249,15 @@ class _Check:
             raise self.fail(path, str(exc)) from None
 
 
-_TOP = ("name", "worker", "workers", "master", "binding", "resources", "config", "jobs_dir", "scratch_dir",
-        "mpi", "scheduler", "timeouts")
+_TOP = ("name", "worker", "workers", "master", "binding", "network", "resources", "config", "jobs_dir",
+        "scratch_dir", "mpi", "scheduler", "timeouts")
 _SCHEDULER = ("kind", "time", "partition", "account", "qos", "nodes", "launcher", "directives", "skip",
               "prologue", "python")
 _SITE_NAME_RE = r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}"
 _TIME_RE = r"(?:(\d+)-)?(\d+):(\d\d):(\d\d)|(\d+):(\d\d)|(\d+)"
 _RESOURCES = ("cpus", "threads", "memory")
 _MPI = ("launcher", "args", "env")
-_TIMEOUTS = ("start", "barrier", "abort")
+_TIMEOUTS = ("start", "barrier", "abort", "heartbeat", "progress")
 
 
 def _absolute(path: str | None, home: str) -> str | None:
@@ -290,7 +302,8 @@ def _validate(data: dict[str, Any], where: Where, layers: dict[tuple[str, ...], 
         if not _env_value(value).isprintable():
             raise c.fail(("mpi", "env", str(key)), f"{value!r} has a newline or another control character")
     c.mapping(("timeouts",), _TIMEOUTS)
-    timeouts = Timeouts(*(c.seconds(("timeouts", k)) for k in _TIMEOUTS))
+    timeouts = Timeouts(*(None if k == "progress" and c.get(("timeouts", k)) is None
+                          else c.seconds(("timeouts", k)) for k in _TIMEOUTS))
     master = c.string(("master",))
     if master not in MASTER_MODES:
         raise c.fail(("master",), f"{master!r} is not a master mode; use one of {', '.join(MASTER_MODES)}")
@@ -304,6 +317,13 @@ def _validate(data: dict[str, Any], where: Where, layers: dict[tuple[str, ...], 
     policy = c.string(("binding", "policy"))
     if policy not in ("compact", "spread"):
         raise c.fail(("binding", "policy"), f"{policy!r}: use compact or spread")
+    c.mapping(("network",), Network._fields)
+    transport = c.string(("network", "transport"))
+    if transport not in TRANSPORTS:
+        raise c.fail(("network", "transport"), f"{transport!r}: use one of {', '.join(TRANSPORTS)}")
+    net = {key: c.string(("network", key), _SITE_NAME_RE.replace("+", "+,;:"),
+                         "use letters, digits and _ . + - , ; :", optional=True)
+           for key in ("interface", "ucx_tls", "provider")}
     return JobSpec(
         name=name, worker=worker, worker_dir=os.path.dirname(os.path.realpath(job_file)),
         workers=workers, resources=Resources(cpus, threads, memory), config=data["config"],
@@ -311,7 +331,7 @@ def _validate(data: dict[str, Any], where: Where, layers: dict[tuple[str, ...], 
         mpi=MpiOptions(launcher, tuple(str(a) for a in args),
                        tuple((str(k), _env_value(v)) for k, v in env.items())),
         timeouts=timeouts, master=master, batch=batch, binding=Binding(bind_mode, policy),
-        source=str(job_file),
+        network=Network(transport, **net), source=str(job_file),
     )
 
 

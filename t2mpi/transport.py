@@ -86,6 +86,27 @@ class WorkerPort:
     def _tell(self, *message: Any) -> None:
         self.ctrl.send(message, dest=0, tag=TAG_CONTROL)
 
+    def start_heartbeat(self, interval: float) -> None:
+        """Tell the master every `interval` s that this worker lives, from a thread of its own
+        (numpy and MPI calls let it run; a call that holds the GIL starves it, as it should)."""
+        import threading
+
+        self._beating = threading.Event()
+
+        def beat() -> None:
+            while not self._beating.wait(interval):
+                self._tell("heartbeat", self.worker_id)
+
+        self._beat_thread = threading.Thread(target=beat, name="t2mpi-heartbeat", daemon=True)
+        self._beat_thread.start()
+
+    def stop_heartbeat(self) -> None:
+        """No heartbeat after the worker's last word (its result or its failure)."""
+        thread = getattr(self, "_beat_thread", None)
+        if thread is not None:
+            self._beating.set()
+            thread.join(timeout=5.0)
+
     def _reply(self, timeout: float) -> tuple[Any, ...] | None:
         deadline = time.monotonic() + timeout
         backoff = Backoff()
@@ -120,9 +141,11 @@ class WorkerPort:
         self._tell("bound", self.worker_id, report)
 
     def completed(self, value: Any, elapsed: float) -> None:
+        self.stop_heartbeat()
         self._tell("completed", self.worker_id, value, elapsed)
 
     def failed(self, error: str, elapsed: float) -> None:
+        self.stop_heartbeat()
         self._tell("failed", self.worker_id, error, elapsed)
 
     def await_abort(self, seconds: float) -> None:

@@ -217,3 +217,69 @@ def test_launch_entry_help_and_bad_arguments(work):
     assert done.returncode == 2
     assert "t2mpi.launch: -n: 'x' is not a whole number" in done.stderr
     assert job_dirs(work) == []
+
+
+def _run_until_running(work, job, *args):
+    client = subprocess.Popen([PYTHON, "-m", "t2mpi", "run", str(job), *args], cwd=work,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    jobdir = wait_for(lambda: (job_dirs(work) or [None])[0], 60, "the job folder")
+    wait_for(lambda: (jobdir / "state.json").exists() and state_of(jobdir)["state"] == "RUNNING", 60,
+             "the job to run")
+    return client, jobdir
+
+
+LIVE = """
+    import ctypes, threading
+    from t2mpi import IWorker
+
+    class Job(IWorker):
+        def execute(self, ctx):
+            ctx.progress(0.5, "halfway")
+            if ctx.worker_id == 1 and ctx.config.get("hold_gil"):
+                ctypes.PyDLL(None).sleep(600)          # a C call that keeps the GIL: no heartbeat
+            threading.Event().wait(600)
+"""
+
+
+@pytest.mark.parametrize("how", ["SIGSTOP", "GIL"])
+def test_a_silent_worker_is_found_and_every_rank_ends(work, how):
+    job = write_job(work, "silent", LIVE, workers=2, timeouts={"heartbeat": 3},
+                    config={"hold_gil": how == "GIL"})
+    client, jobdir = _run_until_running(work, job)
+    try:
+        family = psutil.Process(client.pid).children(recursive=True)
+        if how == "SIGSTOP":
+            os.kill(state_of(jobdir)["workers"][1]["pid"], signal.SIGSTOP)
+        _, err = client.communicate(timeout=60)
+    finally:
+        if client.poll() is None:
+            client.kill()
+    assert client.returncode == 1, err
+    state = state_of(jobdir)
+    assert state["state"] == "FAILED"
+    assert f"worker 1 on {HOST}" in state["reason"] and "stopped heartbeating" in state["reason"]
+    assert "last progress: 'halfway'" in state["reason"]
+    assert gone(family) == []
+
+
+def test_a_worker_without_progress_is_reported_hung(work):
+    job = write_job(work, "hung", LIVE, workers=2, timeouts={"progress": 2})
+    done = t2mpi("run", str(job), cwd=work, timeout=60)
+    assert done.returncode == 1
+    reason = state_of(only_job(work))["reason"]
+    assert "is hung: no ctx.progress() for" in reason and "(timeouts.progress 2 s)" in reason
+
+
+def test_a_killed_worker_ends_the_job_with_no_process_left(work):
+    job = write_job(work, "killed", LIVE, workers=2)
+    client, jobdir = _run_until_running(work, job)
+    try:
+        family = psutil.Process(client.pid).children(recursive=True)
+        os.kill(state_of(jobdir)["workers"][0]["pid"], signal.SIGKILL)
+        _, err = client.communicate(timeout=60)
+    finally:
+        if client.poll() is None:
+            client.kill()
+    assert client.returncode == 1
+    assert state_of(jobdir)["state"] == "FAILED"
+    assert gone(family) == []
