@@ -25,6 +25,15 @@ static PyMethodDef native_methods[] = {
      "The NUMA node of each page the buffer spans (move_pages). A negative value is\n"
      "-errno for that page: -2 (ENOENT) not yet touched, -14 (EFAULT) the shared zero\n"
      "page (read but never written)."},
+    {"ucx_version", t2n_ucx_version, METH_VARARGS,
+     "ucx_version(path=None) -> str | None\n\n"
+     "The version of the UCX library at `path` (default libucp.so.0 as the dynamic loader\n"
+     "finds it), from ucp_get_version; None when it cannot be loaded."},
+    {"fabric_providers", t2n_fabric_providers, METH_VARARGS,
+     "fabric_providers(path=None) -> list[str] | None\n\n"
+     "The libfabric providers usable on this node (fi_getinfo without hints), each name once,\n"
+     "in libfabric's order, from the library at `path` (default libfabric.so.1); [] when\n"
+     "fi_getinfo finds none; None when the library cannot be loaded."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -20,4 +20,8 @@ PyObject *t2n_set_mempolicy(PyObject *self, PyObject *args);
 PyObject *t2n_get_mempolicy(PyObject *self, PyObject *noargs);
 PyObject *t2n_page_nodes(PyObject *self, PyObject *obj);
 
+/* fabric.c: UCX and libfabric probed at run time (dlopen) */
+PyObject *t2n_ucx_version(PyObject *self, PyObject *args);
+PyObject *t2n_fabric_providers(PyObject *self, PyObject *args);
+
 #endif

@@ -82,6 +82,16 @@ def _parser() -> argparse.ArgumentParser:
         if name == "logs":
             cmd.add_argument("--worker", type=int, metavar="N", help="worker N's own log")
             cmd.add_argument("-f", "--follow", action="store_true", help="keep printing until the job ends")
+    doctor = sub.add_parser("doctor", help="what this node's network offers and the MPI transport "
+                                           "a job would use, and why",
+                            description="Show this node's fabric (InfiniBand, RoCE, Omni-Path, TCP "
+                                        "interfaces, the UCX and libfabric libraries), the MPI, the "
+                                        "transport a job would use and the environment that selects it.")
+    doctor.add_argument("job", nargs="?", help="job file (its network section and MPI); default: "
+                                               "a job with the default settings")
+    doctor.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a job file key, e.g. --set network.transport=tcp")
+    doctor.add_argument("--json", action="store_true", help="print JSON")
     lst = sub.add_parser("list", help="list the jobs in the jobs folder",
                          description="List the jobs in the jobs folder, one line each.")
     lst.add_argument("--jobs-dir", help="where job folders are (default: the site config's jobs_dir, "
@@ -107,9 +117,10 @@ def _run(args: argparse.Namespace) -> int:
 
     launch = client.prepare(args.job, workers=args.workers, master=args.master, overrides=args.set)
     if args.dry_run:
-        env = rank_environment(launch.spec)
+        env = rank_environment(launch.spec, launch.network.env)
         print(f"# {launch.mpi.flavour} {launch.mpi.version} ({launch.mpi.path}); "
               f"{launch.spec.workers} workers + 1 master; the job folder is made at launch")
+        print(f"# transport: {launch.network.transport} ({'; '.join(launch.network.why)})")
         print("# environment for every rank (passed by the launcher):")
         for key, value in sorted(env.items()):
             print(f"#   {key}={value}")
@@ -161,6 +172,34 @@ def _node(args: argparse.Namespace) -> Any:
     if args.synthetic:
         return topology.from_synthetic(args.synthetic)
     return topology.from_sysfs() if args.sysfs else topology.from_machine()
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from . import fabric
+    from . import launcher as mpilauncher
+    from .spec import load
+
+    if args.job:
+        spec = load(args.job, overrides=args.set)
+    else:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as folder:   # a job file of defaults, for its settings
+            path = os.path.join(folder, "doctor.yaml")
+            with open(path, "w") as fh:
+                fh.write("name: doctor\nworker: doctor:Doctor\n")
+            spec = load(path, overrides=args.set)
+    mpi = mpilauncher.detect(mpilauncher.find(spec, sys.executable))
+    found = fabric.probe_libraries(fabric.scan(), mpi.path)
+    choice = fabric.choose(found, mpi.flavour, mpilauncher.components(mpi), spec.network._asdict())
+    if args.json:
+        import json
+
+        print(json.dumps({"mpi": mpi._asdict(), **fabric.to_dict(found, choice)}, indent=1, default=str))
+    else:
+        print(f"node {os.uname().nodename}; MPI: {mpi.flavour} {mpi.version} ({mpi.path})")
+        print(fabric.summary(found, choice))
+    return 0
 
 
 def _topology(args: argparse.Namespace) -> int:
@@ -304,5 +343,5 @@ def _cancel(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"run": _run, "topology": _topology, "plan": _plan, "script": _script, "submit": _submit, "status": _status, "list": _list,
+_COMMANDS = {"run": _run, "doctor": _doctor, "topology": _topology, "plan": _plan, "script": _script, "submit": _submit, "status": _status, "list": _list,
              "logs": _logs, "cancel": _cancel}

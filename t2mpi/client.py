@@ -24,14 +24,27 @@ _POLL = 0.1           # seconds between looks at the job folder while output is 
 _TERM_GRACE = 5.0     # seconds between SIGTERM and SIGKILL when ending a launch
 
 
-class Launch(namedtuple("Launch", "spec mpi host python")):
-    """A checked job (JobSpec), its MPI launcher and host facts, and the Python the ranks run."""
+class Launch(namedtuple("Launch", "spec mpi host python network")):
+    """A checked job (JobSpec), its MPI launcher and host facts, the Python the ranks run, and
+    the transport chosen for this node (t2mpi.fabric.Choice)."""
 
     __slots__ = ()
 
     def argv(self, job_dir: str) -> list[str]:
         """The exact command that runs the job in `job_dir`."""
-        return mpilauncher.command(self.mpi, self.spec, job_dir, self.python, self.host)
+        return mpilauncher.command(self.mpi, self.spec, job_dir, self.python, self.host,
+                                   network=self.network.env)
+
+
+def choose_network(spec: JobSpec, mpi: mpilauncher.MpiLauncher) -> Any:
+    """The transport for this node: sysfs first; the UCX and libfabric libraries are probed (in
+    a child process) only where a fabric is present or the job asks for one."""
+    from . import fabric
+
+    found = fabric.scan()
+    if found.ib_ports or found.opa or spec.network.transport in ("ucx", "ofi") or spec.network.provider:
+        found = fabric.probe_libraries(found, mpi.path)
+    return fabric.choose(found, mpi.flavour, mpilauncher.components(mpi), spec.network._asdict())
 
 
 class JobResult(namedtuple("JobResult", "job_id job_dir state reason results errors wall_time "
@@ -76,7 +89,7 @@ def prepare(job: str | os.PathLike[str], *, workers: int | None = None, master: 
     load_worker_class(spec)
     python = python or sys.executable
     mpi = mpilauncher.detect(mpilauncher.find(spec, python))
-    launch = Launch(spec, mpi, mpilauncher.Host.here(), python)
+    launch = Launch(spec, mpi, mpilauncher.Host.here(), python, choose_network(spec, mpi))
     launch.argv("<job-dir>")  # an unsupported launcher fails here, before a folder is made
     return launch
 
@@ -108,7 +121,9 @@ def _with_progress(follower: Follower, progress: Callable[[dict[str, Any]], None
 
 
 def execute(launch: Launch, follower: Follower) -> JobResult:
-    jd = JobDir.create(launch.spec.jobs_dir, launch.spec.name, launch.spec.to_dict())
+    # spec.json also keeps the transport chosen here, for a master that spawns the workers
+    jd = JobDir.create(launch.spec.jobs_dir, launch.spec.name,
+                       dict(launch.spec.to_dict(), transport=launch.network.env))
     argv = launch.argv(str(jd.path))
     follower.on_start(jd, argv)
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

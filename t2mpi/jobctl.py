@@ -36,7 +36,7 @@ class SchedulerError(T2mpiError):
 def script(launch: Launch, job_dir: str) -> str:
     """The batch script for a checked job (t2mpi script prints it; submit writes it)."""
     return schedulers.get(launch.spec.batch.kind).script(launch.spec, job_dir, launch.mpi, launch.python,
-                                                         launch.host)
+                                                         launch.host, launch.network.env)
 
 
 def submit(launch: Launch) -> tuple[JobDir, str]:

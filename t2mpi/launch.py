@@ -100,7 +100,8 @@ def _prepare(argv: list[str]) -> tuple[JobSpec, str, bool, bool] | str:
             return "-n and --set go with a job file; a job folder's spec is already resolved"
         jd = JobDir(args.job_dir)
         data = jd.read_spec()
-        data.pop("job_id", None)
+        for extra in ("job_id", "transport"):
+            data.pop(extra, None)
         return specmod.JobSpec.from_dict(data), jd.path, args.quiet, False
     spec = specmod.load(args.job, workers=args.workers, overrides=args.set)
     return spec, JobDir.new_path(spec.jobs_dir, spec.name), args.quiet, True
@@ -183,7 +184,8 @@ def _spawned_worker(argv: list[str]) -> int:
         if argv[:1] != ["--job-dir"] or len(argv) != 2 or parent == MPI.COMM_NULL:
             raise RuntimeError(f"--spawned is for workers that a t2mpi master spawns, got {argv}")
         data = JobDir(argv[1]).read_spec()
-        data.pop("job_id", None)
+        for extra in ("job_id", "transport"):
+            data.pop(extra, None)
         spec = JobSpec.from_dict(data)
         me = (_host(), os.getpid())
         master = parent.allgather(me)            # the master learns the workers, they the master
@@ -202,7 +204,7 @@ def _spawning_master(spec: JobSpec, job_dir: str, make_dir: bool) -> int:
     from .spawn import run_master
 
     jd = JobDir.make(job_dir, spec.to_dict()) if make_dir else JobDir(job_dir)
-    snapshot = run_master(spec, jd, sys.executable)
+    snapshot = run_master(spec, jd, sys.executable, transport=jd.read_spec().get("transport") or {})
     if snapshot["state"] != "COMPLETED":
         print(console.failure_report(snapshot), file=sys.stderr, flush=True)
         return 1
@@ -255,6 +257,10 @@ def _work(world: MPI.Intracomm, ctrl: MPI.Intracomm, comm: MPI.Intracomm, wid: i
     host = _host()
     port = WorkerPort(ctrl, wid, spec.timeouts.abort)
     port.start_heartbeat(spec.timeouts.heartbeat / 3)
+    from .spec import TRANSPORT_PREFIXES
+
+    port.report({"network": {k: v for k, v in os.environ.items()   # the transport it runs with
+                             if k.startswith(TRANSPORT_PREFIXES)}})
     PrefixedOutput.install(f"[w{wid}] ", JobDir(job_dir).worker_log(wid))
     started = time.monotonic()
     from .spec import THREAD_LIMIT_VARS

@@ -97,6 +97,27 @@ def detect(path: str, cache: str | None = "~/.cache/t2mpi/launchers.json") -> Mp
     return MpiLauncher(path, flavour, version)
 
 
+def components(mpi: MpiLauncher, cache: str | None = "~/.cache/t2mpi/launchers.json") -> dict:
+    """What the MPI was built with (t2mpi.fabric.mpi_components: ompi_info, mpichversion),
+    remembered like detect()'s answer while the launcher is the same file."""
+    from .fabric import mpi_components
+
+    real = os.path.realpath(mpi.path)
+    st = os.stat(real)
+    key = [st.st_ino, st.st_size, st.st_mtime_ns]
+    cache_file = os.path.expanduser(cache) if cache else None
+    known = _read_cache(cache_file)
+    hit = known.get(real, {})
+    if hit.get("key") == key and "components" in hit:
+        return hit["components"]
+    found = mpi_components(mpi.flavour, mpi.path)
+    if cache_file:
+        known[real] = {**hit, "key": key, "flavour": mpi.flavour, "version": mpi.version,
+                       "components": found}
+        _write_cache(cache_file, known)
+    return found
+
+
 def _read_cache(cache_file: str | None) -> dict:
     import json
 
@@ -121,11 +142,13 @@ def _write_cache(cache_file: str, known: dict) -> None:
         pass
 
 
-def rank_environment(spec: JobSpec) -> dict[str, str]:
-    """What every rank's environment gets: the job's mpi.env and the thread-pool limits."""
-    env = dict(spec.mpi.env)
+def rank_environment(spec: JobSpec, network: dict[str, str] | None = None) -> dict[str, str]:
+    """What every rank's environment gets: the chosen transport's settings, the thread-pool
+    limits, and the job's own mpi.env over both."""
+    env = dict(network or {})
     for var in THREAD_LIMIT_VARS:
-        env.setdefault(var, str(spec.resources.threads))
+        env[var] = str(spec.resources.threads)
+    env.update(spec.mpi.env)
     return env
 
 
@@ -141,8 +164,10 @@ def mpiexec_args(mpi: MpiLauncher, nprocs: int, host: Host, env: dict[str, str],
         argv += ["--bind-to", "none"]
         if (slots or nprocs) > host.cpus:
             argv += ["--map-by", ":OVERSUBSCRIBE"]
-        if not host.ofi_fabric:
+        if not host.ofi_fabric and "OMPI_MCA_btl" not in env:
             # No OFI fabric: the ofi BTL only costs a one-second shutdown sleep per launch.
+            # (A transport choice that names the BTLs says it in the environment instead:
+            # a command-line --mca would override it.)
             argv += ["--mca", "btl", "^ofi"]
         for key, value in sorted(env.items()):
             argv += ["-x", f"{key}={value}"]
@@ -156,13 +181,15 @@ def mpiexec_args(mpi: MpiLauncher, nprocs: int, host: Host, env: dict[str, str],
 
 
 def command(mpi: MpiLauncher, spec: JobSpec, job_dir: str, python: str, host: Host,
-            quiet: bool = True) -> list[str]:
-    """The argument list that runs `spec` as W+1 ranks of one MPI launch (no shell involved)."""
+            quiet: bool = True, network: dict[str, str] | None = None) -> list[str]:
+    """The argument list that runs `spec` as W+1 ranks of one MPI launch (no shell involved);
+    `network`: the transport's environment (t2mpi.fabric.choose)."""
+    env = rank_environment(spec, network)
     if spec.master == "client":
         # The master's part alone, as a one-rank launch; it spawns the workers.
-        argv = mpiexec_args(mpi, 1, host, rank_environment(spec), slots=spec.world_size)
+        argv = mpiexec_args(mpi, 1, host, env, slots=spec.world_size)
     else:
-        argv = mpiexec_args(mpi, spec.world_size, host, rank_environment(spec))
+        argv = mpiexec_args(mpi, spec.world_size, host, env)
     argv += list(spec.mpi.args)
     argv += [python, "-m", "t2mpi.launch", "--job-dir", job_dir]
     if quiet:

@@ -41,7 +41,7 @@ Reply.__doc__ = "A message for one worker: ('released', seq) or ('barrier_failed
 
 
 class _WorkerStatus:
-    __slots__ = ("state", "progress", "message", "started", "ended", "result", "error", "binding")
+    __slots__ = ("state", "progress", "message", "started", "ended", "result", "error", "binding", "facts")
 
     def __init__(self) -> None:
         self.state = STARTING
@@ -52,6 +52,7 @@ class _WorkerStatus:
         self.result: str | None = None    # a short repr for people; the value goes to results
         self.error: str | None = None
         self.binding: dict[str, Any] | None = None   # what the worker's kernel says of its binding
+        self.facts: dict[str, Any] = {}              # what the worker reported of itself (network)
 
 
 class _Barrier:
@@ -112,6 +113,10 @@ class Master:
         st.progress, st.message = fraction, message
         self.events.append({"t": now, "event": "progress", "worker": wid,
                             "fraction": fraction, "message": message})
+
+    def reported(self, wid: int, facts: dict[str, Any]) -> None:
+        """Worker `wid` says how it runs (e.g. the transport environment it got)."""
+        self.status[wid].facts.update(facts)
 
     def bound(self, wid: int, report: dict[str, Any], now: float) -> None:
         """Worker `wid` is bound; `report` has its planned and its actual cores and memory."""
@@ -229,7 +234,7 @@ class Master:
                  "node": w.node if w else None, "local": w.local if w else None,
                  "state": st.state, "progress": st.progress, "message": st.message,
                  "started": st.started, "ended": st.ended, "result": st.result, "error": st.error,
-                 "binding": st.binding}
+                 "binding": st.binding, **st.facts}
                 for wid, st in enumerate(self.status)
                 for w in [self.workers[wid] if wid < len(self.workers) else None]
             ],

@@ -51,8 +51,9 @@ class Scheduler:
     # -------------------------------------------------------------- the script
 
     def script(self, spec: JobSpec, job_dir: str, mpi: mpilauncher.MpiLauncher, python: str,
-               host: mpilauncher.Host) -> str:
-        """The batch script that runs `spec` from its job folder `job_dir`."""
+               host: mpilauncher.Host, network: dict[str, str] | None = None) -> str:
+        """The batch script that runs `spec` from its job folder `job_dir`; `network`: the
+        transport's environment, as chosen where the script is made."""
         if not _SAFE_PATH.fullmatch(job_dir):
             raise SpecError(f"jobs_dir: the job folder {job_dir!r} has characters a batch directive "
                             "cannot carry (spaces, quotes, %, …); choose a plainer jobs_dir")
@@ -66,10 +67,10 @@ class Scheduler:
                       f"x {spec.resources.cpus} cpus + 1 master ({mpi.flavour}, {spec.batch.launcher})",
                   "set -e", f"cd {shlex.quote(job_dir)}"]
         lines += [shlex.join(words) for words in spec.batch.prologue]
-        env = mpilauncher.rank_environment(spec)
+        env = mpilauncher.rank_environment(spec, network)
         env.update(self.launch_environment(spec, mpi))
         lines += [f"export {key}={shlex.quote(value)}" for key, value in sorted(env.items())]
-        words = self.launch(spec, layout, job_dir, mpi, python, host)
+        words = self.launch(spec, layout, job_dir, mpi, python, host, network)
         lines.append("exec " + " ".join(_word(w) for w in words))
         return "\n".join(lines) + "\n"
 
@@ -80,13 +81,13 @@ class Scheduler:
         return {}
 
     def launch(self, spec: JobSpec, layout: Layout, job_dir: str, mpi: mpilauncher.MpiLauncher,
-               python: str, host: mpilauncher.Host) -> list[str]:
+               python: str, host: mpilauncher.Host, network: dict[str, str] | None = None) -> list[str]:
         """The MPI's own launcher inside the allocation (its slots: the tasks asked for)."""
         if spec.batch.launcher != "mpiexec":
             raise SpecError(f"{spec.source}: scheduler.launcher: {spec.batch.launcher} needs Slurm; "
                             f"with {self.kind} use mpiexec")
         inside = mpilauncher.Host(layout.tasks, host.root, host.ofi_fabric)
-        argv = mpilauncher.command(mpi, spec, job_dir, python, inside, quiet=False)
+        argv = mpilauncher.command(mpi, spec, job_dir, python, inside, quiet=False, network=network)
         return argv[:3] + self.hostfile(mpi) + argv[3:]
 
     def hostfile(self, mpi: mpilauncher.MpiLauncher) -> list[str]:
@@ -138,9 +139,9 @@ class Slurm(Scheduler):
         return env
 
     def launch(self, spec: JobSpec, layout: Layout, job_dir: str, mpi: mpilauncher.MpiLauncher,
-               python: str, host: mpilauncher.Host) -> list[str]:
+               python: str, host: mpilauncher.Host, network: dict[str, str] | None = None) -> list[str]:
         if spec.batch.launcher != "srun":
-            return super().launch(spec, layout, job_dir, mpi, python, host)
+            return super().launch(spec, layout, job_dir, mpi, python, host, network)
         plugin = "pmix" if mpi.flavour == mpilauncher.OPENMPI else "pmi2"
         # One core per rank as far as Slurm knows (since 22.05 srun no longer takes
         # --cpus-per-task from the job); t2mpi binds the ranks itself.

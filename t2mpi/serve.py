@@ -55,6 +55,9 @@ def dispatch(master: Master, message: tuple[Any, ...], now: float) -> list[Reply
     if kind == "progress":
         master.progress(wid, message[2], message[3], now)
         return []
+    if kind == "report":
+        master.reported(wid, message[2])
+        return []
     if kind == "bound":
         master.bound(wid, message[2], now)
         return []

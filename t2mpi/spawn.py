@@ -32,15 +32,16 @@ if TYPE_CHECKING:
 _END_GRACE = 5.0   # seconds for ended workers to go before they are killed
 
 
-def run_master(spec: JobSpec, jd: JobDir, python: str,
+def run_master(spec: JobSpec, jd: JobDir, python: str, transport: dict[str, str] | None = None,
                on_events: Callable[[list[dict[str, Any]], dict[str, Any]], None] | None = None,
                ) -> dict[str, Any]:
-    """Spawn the job's workers, serve them to the end, and make sure none is left; return the
-    final state. KeyboardInterrupt ends every worker (state KILLED) and is raised again."""
+    """Spawn the job's workers (with `transport`, the environment that selects the MPI
+    transport), serve them to the end, and make sure none is left; return the final state.
+    KeyboardInterrupt ends every worker (state KILLED) and is raised again."""
     from mpi4py import MPI
 
     info = MPI.Info.Create()
-    info.Set("env", "\n".join(f"{k}={v}" for k, v in sorted(rank_environment(spec).items())))
+    info.Set("env", "\n".join(f"{k}={v}" for k, v in sorted(rank_environment(spec, transport).items())))
     try:
         inter = MPI.COMM_SELF.Spawn(python, ["-m", "t2mpi.launch", "--spawned", "--job-dir", jd.path],
                                     maxprocs=spec.workers, info=info)

@@ -137,6 +137,9 @@ class WorkerPort:
         self._last_progress = (now, fraction, message)
         self._tell("progress", self.worker_id, fraction, message)
 
+    def report(self, facts: dict[str, Any]) -> None:
+        self._tell("report", self.worker_id, facts)
+
     def bound(self, report: dict[str, Any]) -> None:
         self._tell("bound", self.worker_id, report)
 
