@@ -354,15 +354,21 @@ def _kernel_version() -> tuple[int, ...]:
     return tuple(version)
 
 
-def bind_on_this_node(local: int, count: int, resources, policy: str):
+def bind_on_this_node(local: int, count: int, resources, policy: str, near: str = "none"):
     """Plan this node's `count` workers from its own topology (sysfs: no hwloc in an MPI rank),
     bind worker number `local` among them, and read the binding back from the kernel.
+    near="nic": the active fabric adapter's NUMA domain is filled first.
     Returns (placement, report); PlacementError says why a request does not fit the node."""
     from .placement import plan
     from .topology import from_sysfs
 
+    near_numa = None
+    if near == "nic":
+        from .fabric import adapter_numa, scan
+
+        near_numa = adapter_numa(scan())
     part = plan([from_sysfs()], count, resources.cpus, resources.threads, resources.memory,
-                policy).worker(local)
+                policy, near_numa=near_numa).worker(local)
     bound = bind_worker(part)
     limit = limit_memory(resources.memory)
     report = read_binding()

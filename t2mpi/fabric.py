@@ -198,6 +198,12 @@ def parse_mpichversion(text: str) -> dict:
 # ---- the choice (pure) -------------------------------------------------------------------
 
 
+def adapter_numa(fabric: Fabric) -> int | None:
+    """The NUMA domain of the first active InfiniBand/RoCE/Omni-Path port, or None."""
+    return next((p.numa for p in (*fabric.ib_ports, *fabric.opa) if _is_active(p) and p.numa is not None),
+                None)
+
+
 def choose(fabric: Fabric, flavour: str, components: dict, network: dict) -> Choice:
     """The transport for `flavour` on `fabric`, and the rank environment that selects it.
     network: {"transport": "auto"|"ucx"|"ofi"|"tcp", "interface", "ucx_tls", "provider"}."""

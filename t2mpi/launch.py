@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
               f"({spec.workers} workers + 1 master) but was started with {size}; run "
               f"mpiexec -n {spec.world_size}, or give -n {size - 1} to run {size - 1} workers",
               file=sys.stderr, flush=True)
-        _wait_for_everyone(world, None)   # every rank has said it before any exits
+        _wait_for_everyone(world, None)   # every rank has said it before any exits,
+        MPI.Finalize()                    # and the launcher sees ends, not an abort
         return 2
     try:
         if make_dir and rank == 0:  # after the broadcast: workers import meanwhile
@@ -275,7 +276,8 @@ def _work(world: MPI.Intracomm, ctrl: MPI.Intracomm, comm: MPI.Intracomm, wid: i
 
             me = workers[wid]
             local_count = sum(1 for w in workers if w.host == me.host)
-            part, report = bind_on_this_node(me.local, local_count, spec.resources, spec.binding.policy)
+            part, report = bind_on_this_node(me.local, local_count, spec.resources, spec.binding.policy,
+                                             spec.binding.near)
             thread_cores = part.thread_cores
             port.bound(report)
         cls = load_worker_class(spec)

@@ -191,7 +191,8 @@ def command(mpi: MpiLauncher, spec: JobSpec, job_dir: str, python: str, host: Ho
     else:
         argv = mpiexec_args(mpi, spec.world_size, host, env)
     argv += list(spec.mpi.args)
-    argv += [python, "-m", "t2mpi.launch", "--job-dir", job_dir]
+    # -P: the installed t2mpi, never a t2mpi folder in the working directory
+    argv += [python, "-P", "-m", "t2mpi.launch", "--job-dir", job_dir]
     if quiet:
         argv.append("--quiet")
     return argv

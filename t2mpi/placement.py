@@ -133,7 +133,7 @@ def _layout(node: Node) -> _Layout:
     return _Layout(ids, tuple(np.array(pools[d], np.int32) for d in ids), tuple(memory[d] for d in ids))
 
 
-def _groups(layout: _Layout, cpus: int, memory: int) -> tuple[_Group, ...]:
+def _groups(layout: _Layout, cpus: int, memory: int, near_numa: int | None = None) -> tuple[_Group, ...]:
     if cpus <= max((len(p) for p in layout.pools), default=0):
         groups = []
         for d, pool, have in zip(layout.numa_ids, layout.pools, layout.memory):
@@ -141,7 +141,8 @@ def _groups(layout: _Layout, cpus: int, memory: int) -> tuple[_Group, ...]:
             room = min(core_room, have // memory) if memory else core_room
             short = (d, have) if room < core_room else None
             groups.append(_Group(pool, core_room, room, d, short_of_memory=short))
-        return tuple(groups)
+        # the domain near the network adapter first (stable: the others keep their order)
+        return tuple(sorted(groups, key=lambda g: g.numa != near_numa))
     return (_spanning_group(layout, cpus, memory),)
 
 
@@ -197,8 +198,10 @@ def _check_request(nodes: Sequence[Node], workers: int, cpus: int, threads: int,
 
 
 def plan(nodes: Sequence[Node], workers: int, cpus: int, threads: int, memory: int,
-         policy: str = "compact", master_node: int = 0) -> Plan:  # fmt: skip
-    """Place `workers` workers of `cpus` cores, `threads` threads and `memory` bytes each."""
+         policy: str = "compact", master_node: int = 0, near_numa: int | None = None) -> Plan:  # fmt: skip
+    """Place `workers` workers of `cpus` cores, `threads` threads and `memory` bytes each.
+    near_numa: the NUMA domain (on every node) of the network adapter, filled first, so that
+    workers that communicate most sit next to it."""
     _check_request(nodes, workers, cpus, threads, memory, policy, master_node)
     layouts: dict[tuple, _Layout] = {}  # nodes read alike share their cores and numa tuples
     node_layout = []
@@ -207,7 +210,7 @@ def plan(nodes: Sequence[Node], workers: int, cpus: int, threads: int, memory: i
         if key not in layouts:
             layouts[key] = _layout(node)
         node_layout.append(key)
-    groups = {key: _groups(layout, cpus, memory) for key, layout in layouts.items()}
+    groups = {key: _groups(layout, cpus, memory, near_numa) for key, layout in layouts.items()}
     width = max(len(g) for g in groups.values())
     rooms = {key: [g.room for g in gs] + [0] * (width - len(gs)) for key, gs in groups.items()}
     room = np.array([rooms[key] for key in node_layout], np.int64).reshape(len(nodes), width)

@@ -149,7 +149,7 @@ class Slurm(Scheduler):
                 "--cpu-bind=none"]
         if layout.ranks > layout.cores:
             argv.append("--overcommit")
-        return argv + list(spec.mpi.args) + [python, "-m", "t2mpi.launch", "--job-dir", job_dir]
+        return argv + list(spec.mpi.args) + [python, "-P", "-m", "t2mpi.launch", "--job-dir", job_dir]
 
     def submit_argv(self, script: str) -> list[str]:
         return ["sbatch", "--parsable", script]

@@ -43,7 +43,7 @@ def run_master(spec: JobSpec, jd: JobDir, python: str, transport: dict[str, str]
     info = MPI.Info.Create()
     info.Set("env", "\n".join(f"{k}={v}" for k, v in sorted(rank_environment(spec, transport).items())))
     try:
-        inter = MPI.COMM_SELF.Spawn(python, ["-m", "t2mpi.launch", "--spawned", "--job-dir", jd.path],
+        inter = MPI.COMM_SELF.Spawn(python, ["-P", "-m", "t2mpi.launch", "--spawned", "--job-dir", jd.path],
                                     maxprocs=spec.workers, info=info)
     finally:
         info.Free()

@@ -47,7 +47,7 @@ time without ctx.progress() after which a worker counts as hung."""
 DEFAULTS: dict[str, Any] = {
     "workers": 1,
     "master": "rank0",       # rank0: MPI rank 0 of the launch; client: a one-rank launch that spawns
-    "binding": {"mode": "none", "policy": "compact"},   # cores: pin workers, threads and memory
+    "binding": {"mode": "none", "policy": "compact", "near": "none"},   # cores: pin workers, threads, memory
     "network": {"transport": "auto", "interface": None, "ucx_tls": None, "provider": None},
     "resources": {"cpus": 1, "threads": 1, "memory": "1G"},
     "config": {},
@@ -91,9 +91,10 @@ SCHEDULERS = ("slurm", "pbs", "torque")
 BATCH_LAUNCHERS = ("mpiexec", "srun")
 SKIPPABLE = ("job-name", "ntasks", "cpus-per-task", "mem", "time", "partition", "account", "qos", "nodes")
 
-Binding = namedtuple("Binding", "mode policy")
+Binding = namedtuple("Binding", "mode policy near")
 Binding.__doc__ = """mode: none (the OS places threads) or cores (each worker pinned to its planned cores, its
-threads each to one, its memory to their NUMA domain); policy: compact or spread on each node."""
+threads each to one, its memory to their NUMA domain); policy: compact or spread on each node;
+near: nic (fill the NUMA domain of the active InfiniBand/RoCE/Omni-Path adapter first) or none."""
 BINDING_MODES = ("none", "cores")
 
 Network = namedtuple("Network", "transport interface ucx_tls provider")
@@ -313,7 +314,10 @@ def _validate(data: dict[str, Any], where: Where, layers: dict[tuple[str, ...], 
     jobs_dir = c.string(("jobs_dir",))
     scratch_dir = c.string(("scratch_dir",), optional=True)
     batch = _batch(c)
-    c.mapping(("binding",), ("mode", "policy"))
+    c.mapping(("binding",), ("mode", "policy", "near"))
+    near = c.string(("binding", "near"))
+    if near not in ("none", "nic"):
+        raise c.fail(("binding", "near"), f"{near!r}: use none or nic")
     bind_mode = c.string(("binding", "mode"))
     if bind_mode not in BINDING_MODES:
         raise c.fail(("binding", "mode"), f"{bind_mode!r}: use one of {', '.join(BINDING_MODES)}")
@@ -333,7 +337,7 @@ def _validate(data: dict[str, Any], where: Where, layers: dict[tuple[str, ...], 
         jobs_dir=_absolute(jobs_dir, home), scratch_dir=_absolute(scratch_dir, home),
         mpi=MpiOptions(launcher, tuple(str(a) for a in args),
                        tuple((str(k), _env_value(v)) for k, v in env.items())),
-        timeouts=timeouts, master=master, batch=batch, binding=Binding(bind_mode, policy),
+        timeouts=timeouts, master=master, batch=batch, binding=Binding(bind_mode, policy, near),
         network=Network(transport, **net), source=str(job_file),
     )
 

@@ -80,6 +80,12 @@ def processes_mentioning(text: str) -> list[psutil.Process]:
     return found
 
 
+def is_rank(proc: psutil.Process) -> bool:
+    """A t2mpi rank (python -P -m t2mpi.launch …), not its launcher."""
+    cmd = proc.cmdline()
+    return bool(cmd) and os.path.basename(cmd[0]).startswith("python") and "t2mpi.launch" in cmd
+
+
 def wait_for(predicate, timeout: float, what: str):
     """Poll `predicate` until it returns something true; fail the test after `timeout` s."""
     deadline = time.monotonic() + timeout

@@ -479,3 +479,8 @@ def test_module_is_cheap_to_import():
     code = "import sys, t2mpi.fabric; print(sorted({'typing', 'dataclasses', 'mpi4py'} & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert done.stdout.strip() == "[]", done.stderr
+
+
+@pytest.mark.parametrize("kind, numa", [("ib", 0), ("roce", 1), ("ib_down", None), ("opa", 1), ("none", None)])
+def test_adapter_numa_is_the_active_ports_domain(tmp_path, kind, numa):
+    assert fabric.adapter_numa(fabric.scan(str(node(tmp_path, kind)))) == numa

@@ -9,7 +9,7 @@ import subprocess
 import psutil
 import pytest
 
-from conftest import (JOBS, PYTHON, events_of, gone, job_dirs, only_job, state_of, t2mpi, wait_for,
+from conftest import (is_rank, JOBS, PYTHON, events_of, gone, job_dirs, only_job, state_of, t2mpi, wait_for,
                       write_job)
 
 pytestmark = pytest.mark.mpi
@@ -82,7 +82,7 @@ def test_sigint_ends_the_master_and_every_worker(work):
         wait_for(lambda: (jobdir / "events.jsonl").exists()
                  and sum(e["event"] == "progress" for e in events_of(jobdir)) == 2, 60, "both workers")
         family = psutil.Process(client.pid).children(recursive=True)
-        ranks = [p for p in family if p.cmdline()[1:3] == ["-m", "t2mpi.launch"]]
+        ranks = [p for p in family if is_rank(p)]
         assert len(ranks) == 3        # the master and the two workers it spawned
         client.send_signal(signal.SIGINT)
         _, err = client.communicate(timeout=60)

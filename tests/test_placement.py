@@ -292,3 +292,12 @@ def test_large_homogeneous_cluster_fills_every_core_once():
         assert len(np.unique(pairs)) == 300 * 128
         assert np.all(plan.cores_of < 128)  # never an SMT sibling
         assert (plan.master_pu, plan.master_shares_with) == (128, 0)  # the free SMT sibling of worker 0's core
+
+
+def test_near_numa_fills_the_adapters_domain_first():
+    node = T.from_synthetic("package:1 numa:4 core:4 pu:1")
+    near = P.plan([node], 6, 1, 1, 2**20, "compact", near_numa=2)
+    assert [near.worker(w).numa for w in range(6)] == [2, 2, 2, 2, 0, 0]
+    spread = P.plan([node], 4, 1, 1, 2**20, "spread", near_numa=3)
+    assert spread.worker(0).numa == 3
+    assert P.plan([node], 3, 1, 1, 2**20, "compact").worker(0).numa == 0   # no preference: as before

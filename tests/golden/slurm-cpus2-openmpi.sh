@@ -12,4 +12,4 @@ export MKL_NUM_THREADS=2
 export NUMEXPR_NUM_THREADS=2
 export OMP_NUM_THREADS=2
 export OPENBLAS_NUM_THREADS=2
-exec /opt/ompi/bin/mpirun -n 5 --bind-to none --map-by :OVERSUBSCRIBE --mca btl '^ofi' -x BLIS_NUM_THREADS=2 -x MKL_NUM_THREADS=2 -x NUMEXPR_NUM_THREADS=2 -x OMP_NUM_THREADS=2 -x OPENBLAS_NUM_THREADS=2 /opt/venv/bin/python -m t2mpi.launch --job-dir /jobs/hello-1
+exec /opt/ompi/bin/mpirun -n 5 --bind-to none --map-by :OVERSUBSCRIBE --mca btl '^ofi' -x BLIS_NUM_THREADS=2 -x MKL_NUM_THREADS=2 -x NUMEXPR_NUM_THREADS=2 -x OMP_NUM_THREADS=2 -x OPENBLAS_NUM_THREADS=2 /opt/venv/bin/python -P -m t2mpi.launch --job-dir /jobs/hello-1

@@ -23,4 +23,4 @@ export NUMEXPR_NUM_THREADS=1
 export OMP_NUM_THREADS=1
 export OPENBLAS_NUM_THREADS=1
 export UCX_TLS=rc
-exec /opt/mpi/bin/mpiexec -n 4 -genv BLIS_NUM_THREADS 1 -genv MKL_NUM_THREADS 1 -genv NUMEXPR_NUM_THREADS 1 -genv OMP_NUM_THREADS 1 -genv OPENBLAS_NUM_THREADS 1 -genv UCX_TLS rc /opt/venv/bin/python -m t2mpi.launch --job-dir /jobs/hello-1
+exec /opt/mpi/bin/mpiexec -n 4 -genv BLIS_NUM_THREADS 1 -genv MKL_NUM_THREADS 1 -genv NUMEXPR_NUM_THREADS 1 -genv OMP_NUM_THREADS 1 -genv OPENBLAS_NUM_THREADS 1 -genv UCX_TLS rc /opt/venv/bin/python -P -m t2mpi.launch --job-dir /jobs/hello-1

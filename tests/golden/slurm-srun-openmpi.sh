@@ -15,4 +15,4 @@ export OMP_NUM_THREADS=1
 export OPENBLAS_NUM_THREADS=1
 export PMIX_MCA_psec=native
 export SRUN_CPUS_PER_TASK=1
-exec srun --mpi=pmix --ntasks=5 --cpus-per-task=1 --cpu-bind=none /opt/venv/bin/python -m t2mpi.launch --job-dir /jobs/hello-1
+exec srun --mpi=pmix --ntasks=5 --cpus-per-task=1 --cpu-bind=none /opt/venv/bin/python -P -m t2mpi.launch --job-dir /jobs/hello-1
