@@ -207,8 +207,11 @@ def _spawning_master(spec: JobSpec, job_dir: str, make_dir: bool) -> int:
     jd = JobDir.make(job_dir, spec.to_dict()) if make_dir else JobDir(job_dir)
     snapshot = run_master(spec, jd, sys.executable, transport=jd.read_spec().get("transport") or {})
     if snapshot["state"] != "COMPLETED":
-        print(console.failure_report(snapshot), file=sys.stderr, flush=True)
-        return 1
+        # MPI_Finalize is collective over connected processes, and the workers are gone:
+        # end this launch with an abort instead of waiting for them forever.
+        from mpi4py import MPI
+
+        _abort(MPI.COMM_WORLD, console.failure_report(snapshot))
     return 0
 
 
