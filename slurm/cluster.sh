@@ -53,16 +53,8 @@ need_binaries() {
     [[ -z $missing ]] || die "not installed: $missing; run: $0 install"
 }
 
-# Poll "$@" every 0.2 s until it succeeds; return 1 after $1 seconds.
-wait_until() {
-    local timeout=$1 deadline
-    shift
-    deadline=$((SECONDS + timeout))
-    until "$@" >/dev/null 2>&1; do
-        ((SECONDS < deadline)) || return 1
-        sleep 0.2
-    done
-}
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # Last error line of a log file, for one-line failure messages.
 last_error() {

@@ -29,15 +29,8 @@ trap cleanup EXIT
 fail() { FAILED=1; echo "selftest: FAIL: $*" >&2; exit 1; }
 pass() { echo "selftest: ok: $*"; }
 
-wait_until() {
-    local timeout=$1 deadline
-    shift
-    deadline=$((SECONDS + timeout))
-    until "$@" >/dev/null 2>&1; do
-        ((SECONDS < deadline)) || return 1
-        sleep 0.2
-    done
-}
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 job_state() { squeue -h -j "$1" -t all -o '%T' 2>/dev/null || true; }
 job_ended() { [[ -n $(job_state "$1") && ! $(job_state "$1") =~ ^(PENDING|CONFIGURING|RUNNING|COMPLETING)$ ]]; }

@@ -18,7 +18,6 @@ if TYPE_CHECKING:
 
     from mpi4py import MPI
 
-    from .jobdir import JobDir
     from .master import Master
     from .spec import JobSpec
 

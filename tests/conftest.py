@@ -111,6 +111,40 @@ def mpiexec(nprocs: int) -> list[str]:
     return launcher.mpiexec_args(found, nprocs, launcher.Host.here(), {})
 
 
+SLEEPY = """
+    import threading
+    from t2mpi import IWorker
+
+    class Job(IWorker):
+        def execute(self, ctx):
+            ctx.progress(0.0, "waiting")
+            threading.Event().wait(600)
+"""
+
+
+def interrupt_run(work: Path, *args: str, workers: int = 2):
+    """`t2mpi run` of a job whose workers wait forever, interrupted (SIGINT) once every worker
+    runs. Returns (exit status, stderr, the client's processes seen while running, how many of
+    them were ranks, job folder)."""
+    import signal
+
+    job = write_job(work, "sleepy", SLEEPY, workers=workers)
+    client = subprocess.Popen([PYTHON, "-m", "t2mpi", "run", str(job), *args], cwd=work,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        jobdir = wait_for(lambda: (job_dirs(work) or [None])[0], 60, "the job folder")
+        wait_for(lambda: (jobdir / "events.jsonl").exists()
+                 and sum(e["event"] == "progress" for e in events_of(jobdir)) == workers, 60, "the workers")
+        family = psutil.Process(client.pid).children(recursive=True)
+        ranks = sum(1 for p in family if is_rank(p))
+        client.send_signal(signal.SIGINT)
+        _, err = client.communicate(timeout=60)
+    finally:
+        if client.poll() is None:
+            client.kill()
+    return client.returncode, err, family, ranks, jobdir
+
+
 @pytest.fixture(autouse=True)
 def _no_leftovers(tmp_path: Path):
     """Every test: no process that mentions the test's folder outlives it."""

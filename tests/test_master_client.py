@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 
-import psutil
 import pytest
 
-from conftest import (is_rank, JOBS, PYTHON, events_of, gone, job_dirs, only_job, state_of, t2mpi, wait_for,
-                      write_job)
+from conftest import JOBS, gone, interrupt_run, job_dirs, only_job, state_of, t2mpi, write_job
 
 pytestmark = pytest.mark.mpi
 HOST = os.uname().nodename
@@ -66,30 +62,9 @@ def test_worker_exception_fails_the_job_and_ends_the_workers(work):
 
 
 def test_sigint_ends_the_master_and_every_worker(work):
-    job = write_job(work, "sleepy", """
-        import threading
-        from t2mpi import IWorker
-
-        class Job(IWorker):
-            def execute(self, ctx):
-                ctx.progress(0.0, "waiting")
-                threading.Event().wait(600)
-    """)
-    client = subprocess.Popen([PYTHON, "-m", "t2mpi", "run", str(job), "--master", "client"], cwd=work,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        jobdir = wait_for(lambda: (job_dirs(work) or [None])[0], 60, "the job folder")
-        wait_for(lambda: (jobdir / "events.jsonl").exists()
-                 and sum(e["event"] == "progress" for e in events_of(jobdir)) == 2, 60, "both workers")
-        family = psutil.Process(client.pid).children(recursive=True)
-        ranks = [p for p in family if is_rank(p)]
-        assert len(ranks) == 3        # the master and the two workers it spawned
-        client.send_signal(signal.SIGINT)
-        _, err = client.communicate(timeout=60)
-    finally:
-        if client.poll() is None:
-            client.kill()
-    assert client.returncode == 130, err
+    code, err, family, ranks, jobdir = interrupt_run(work, "--master", "client")
+    assert ranks == 3      # the master and the two it spawned
+    assert code == 130, err
     assert gone(family) == []
     assert state_of(jobdir)["state"] == "KILLED"
 

@@ -15,7 +15,7 @@ import numpy as np
 import psutil
 import pytest
 
-from conftest import (is_rank, JOBS, PYTHON, events_of, gone, job_dirs, mpiexec, only_job, state_of, t2mpi,
+from conftest import (interrupt_run, JOBS, PYTHON, events_of, gone, job_dirs, mpiexec, only_job, state_of, t2mpi,
                       wait_for, write_job)
 
 pytestmark = pytest.mark.mpi
@@ -153,29 +153,9 @@ def test_barrier_timeout_names_the_missing_worker(work):
 
 
 def test_sigint_to_the_client_ends_every_rank(work):
-    job = write_job(work, "sleepy", """
-        import threading
-        from t2mpi import IWorker
-
-        class Job(IWorker):
-            def execute(self, ctx):
-                ctx.progress(0.0, "waiting")
-                threading.Event().wait(600)
-    """)
-    client = subprocess.Popen([PYTHON, "-m", "t2mpi", "run", str(job)], cwd=work,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        jobdir = wait_for(lambda: (job_dirs(work) or [None])[0], 60, "the job folder")
-        wait_for(lambda: any(e["event"] == "progress" for e in events_of(jobdir))
-                 if (jobdir / "events.jsonl").exists() else False, 60, "the workers to run")
-        family = psutil.Process(client.pid).children(recursive=True)
-        assert len([p for p in family if is_rank(p)]) == 3
-        client.send_signal(signal.SIGINT)
-        out, err = client.communicate(timeout=60)
-    finally:
-        if client.poll() is None:
-            client.kill()
-    assert client.returncode == 130, err
+    code, err, family, ranks, jobdir = interrupt_run(work)
+    assert ranks == 3      # master and two workers were running
+    assert code == 130, err
     assert gone(family) == []
     state = state_of(jobdir)
     assert state["state"] == "KILLED" and "interrupted" in state["reason"]
@@ -203,7 +183,7 @@ def test_dry_run_prints_the_command_and_launches_nothing(work):
     done = t2mpi("run", str(JOBS / "hello.yaml"), "--dry-run", "-n", "3", cwd=work)
     assert done.returncode == 0, done.stderr
     command = done.stdout.strip().splitlines()[-1]
-    assert f" -n 4 " in command and "-P -m t2mpi.launch --job-dir" in command
+    assert " -n 4 " in command and "-P -m t2mpi.launch --job-dir" in command
     assert "OMP_NUM_THREADS=1" in done.stdout
     assert job_dirs(work) == []
     assert time.time()  # nothing else ran: no folder, no process (checked by the fixture)
