@@ -24,14 +24,14 @@ def _parser() -> argparse.ArgumentParser:
                          description="Run a job with the MPI launcher (workers + 1 ranks; rank 0 is "
                                      "the job master), show its live status and a summary. Exit "
                                      "status: 0 if the job completed, 1 if it failed or was killed, "
-                                     "2 for bad input.")
+                                     "2 for bad input, 130 after Ctrl-C (every rank is ended).")
     run.add_argument("job", help="job file (YAML)")
     run.add_argument("-n", "--workers", type=int, help="number of workers (overrides the job file)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a job file key, e.g. --set resources.cpus=2 (repeatable)")
     run.add_argument("--master", choices=("rank0", "client"),
-                     help="where the job master runs: MPI rank 0 (default) or this client process, "
-                          "which then spawns the workers")
+                     help="where the job master runs: MPI rank 0 (default), or beside this client "
+                          "as a one-rank launch that spawns the workers (client)")
     run.add_argument("--dry-run", action="store_true",
                      help="print the exact command and environment instead of running")
     run.add_argument("-q", "--quiet", action="store_true", help="no live status, only output and summary")
