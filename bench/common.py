@@ -44,18 +44,33 @@ def ratio_line(what: str, num: list[float], den: list[float], goal: str) -> str:
     return f"{what:<44} ratio {r:6.3f}   goal {goal}"
 
 
+def _launcher():
+    from t2mpi import launcher
+
+    return launcher.detect(os.path.join(BIN, "mpiexec"))
+
+
 def mpi_flavour() -> str:
-    out = subprocess.run([os.path.join(BIN, "mpiexec"), "--version"], capture_output=True, text=True)
-    return "openmpi" if "open mpi" in (out.stdout + out.stderr).lower() else "mpich"
+    return _launcher().flavour
 
 
 def mpiexec(n: int) -> list[str]:
     """The bare launcher line for this venv's MPI, with the options t2mpi itself would use."""
-    argv = [os.path.join(BIN, "mpiexec"), "-n", str(n)]
-    if mpi_flavour() == "openmpi":
-        if os.geteuid() == 0:
-            argv.append("--allow-run-as-root")
-        argv += ["--bind-to", "none", "--mca", "btl", "^ofi"]
-        if n > len(os.sched_getaffinity(0)):
-            argv += ["--map-by", ":OVERSUBSCRIBE"]
-    return argv
+    from t2mpi import launcher
+
+    return launcher.mpiexec_args(_launcher(), n, launcher.Host.here(), {})
+
+
+def job_folder(name: str, worker: str, job: dict) -> str:
+    """A fresh folder holding the job file NAME.yaml (`job` plus its name) and its worker module
+    NAME.py (`worker`, dedented): a benchmark's job, run from that folder."""
+    import json
+    import tempfile
+    import textwrap
+
+    work = tempfile.mkdtemp(prefix="t2mpi-bench-")
+    with open(os.path.join(work, f"{name}.py"), "w") as fh:
+        fh.write(textwrap.dedent(worker))
+    with open(os.path.join(work, f"{name}.yaml"), "w") as fh:
+        json.dump({"name": name, **job}, fh)
+    return work

@@ -15,12 +15,10 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
-import textwrap
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import BIN, mpi_flavour
+from common import job_folder, BIN, mpi_flavour
 
 WORKER = """
 import ctypes, threading
@@ -66,12 +64,8 @@ def main() -> None:
     parser.add_argument("--heartbeat", type=float, default=3.0)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    work = tempfile.mkdtemp(prefix="t2mpi-bench-")
-    with open(os.path.join(work, "faults.py"), "w") as fh:
-        fh.write(textwrap.dedent(WORKER))
-    with open(os.path.join(work, "faults.yaml"), "w") as fh:
-        json.dump({"name": "faults", "worker": "faults:Job", "workers": 2,
-                   "timeouts": {"heartbeat": args.heartbeat}}, fh)
+    work = job_folder("faults", WORKER, {"worker": "faults:Job", "workers": 2,
+                                         "timeouts": {"heartbeat": args.heartbeat}})
     print(f"fault detection under {mpi_flavour()}: timeouts.heartbeat {args.heartbeat:g} s, {args.runs} runs")
     for how in ("SIGSTOP", "SIGKILL", "GIL"):
         times = [one(work, how) for _ in range(args.runs)]

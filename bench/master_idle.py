@@ -12,12 +12,10 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
-import textwrap
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import PYTHON, mpi_flavour, mpiexec
+from common import job_folder, PYTHON, mpi_flavour, mpiexec
 
 WORKER = """
 import time
@@ -34,12 +32,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    work = tempfile.mkdtemp(prefix="t2mpi-bench-")
-    with open(os.path.join(work, "sleeper.py"), "w") as fh:
-        fh.write(textwrap.dedent(WORKER))
-    with open(os.path.join(work, "sleeper.yaml"), "w") as fh:
-        json.dump({"name": "sleeper", "worker": "sleeper:Sleeper", "workers": 2,
-                   "config": {"seconds": args.seconds}}, fh)
+    work = job_folder("sleeper", WORKER, {"worker": "sleeper:Sleeper", "workers": 2,
+                                          "config": {"seconds": args.seconds}})
     shares = []
     for _ in range(args.runs):
         before = set(os.listdir(os.path.join(work, "t2mpi-jobs"))) if os.path.isdir(

@@ -17,11 +17,9 @@ import os
 import pickle
 import subprocess
 import sys
-import tempfile
-import textwrap
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import PYTHON, ROOT, describe, mpi_flavour, mpiexec, ratio_line
+from common import job_folder, PYTHON, ROOT, describe, mpi_flavour, mpiexec, ratio_line
 
 WORKER = """
 import sys
@@ -56,11 +54,8 @@ def main() -> None:
     args = parser.parse_args()
     from t2mpi.spec import THREAD_LIMIT_VARS
 
-    work = tempfile.mkdtemp(prefix="t2mpi-bench-")
-    with open(os.path.join(work, "pingpong.py"), "w") as fh:
-        fh.write(textwrap.dedent(WORKER.format(bench=os.path.join(ROOT, "bench"))))
-    with open(os.path.join(work, "pingpong.yaml"), "w") as fh:
-        json.dump({"name": "pingpong", "worker": "pingpong:PingPong", "workers": 2}, fh)
+    work = job_folder("pingpong", WORKER.format(bench=os.path.join(ROOT, "bench")),
+                      {"worker": "pingpong:PingPong", "workers": 2})
     jobs = os.path.join(work, "t2mpi-jobs")
     # the same environment for both: t2mpi gives every rank one BLAS thread per worker thread
     same_env = dict(os.environ, **{var: "1" for var in THREAD_LIMIT_VARS})

@@ -9,15 +9,12 @@ Goal: bound never slower, with a smaller spread.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
-import tempfile
-import textwrap
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import interleave, mpi_flavour
+from common import job_folder, interleave, mpi_flavour
 
 WORKER = """
 import time
@@ -51,13 +48,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
-    work = tempfile.mkdtemp(prefix="t2mpi-bench-")
-    with open(os.path.join(work, "stream.py"), "w") as fh:
-        fh.write(textwrap.dedent(WORKER))
-    with open(os.path.join(work, "stream.yaml"), "w") as fh:
-        json.dump({"name": "stream", "worker": "stream:Stream", "workers": args.workers,
-                   "resources": {"cpus": args.threads, "threads": args.threads, "memory": "2G"},
-                   "config": {"mib": args.mib, "seconds": args.seconds}}, fh)
+    work = job_folder("stream", WORKER, {
+        "worker": "stream:Stream", "workers": args.workers,
+        "resources": {"cpus": args.threads, "threads": args.threads, "memory": "2G"},
+        "config": {"mib": args.mib, "seconds": args.seconds}})
     import t2mpi
     from t2mpi.client import Follower
 

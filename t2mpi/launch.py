@@ -45,9 +45,9 @@ def main(argv: list[str] | None = None) -> int:
         if rank == 0 and setup:
             print(f"t2mpi.launch: {setup}", file=sys.stderr, flush=True)
         return 2 if setup else 0   # "": help was asked for
-    spec, job_dir, quiet, make_dir = setup
+    spec, job_dir, quiet, make_dir, transport = setup
     if spec.master == "client" and size == 1:   # the client's master part, under mpiexec -n 1
-        return _spawning_master(spec, job_dir, make_dir)
+        return _spawning_master(spec, job_dir, make_dir, transport)
     if size != spec.world_size:
         print(f"t2mpi.launch: rank {rank}: job '{spec.name}' needs {spec.world_size} MPI processes "
               f"({spec.workers} workers + 1 master) but was started with {size}; run "
@@ -84,7 +84,7 @@ def _wait_for_everyone(world: MPI.Intracomm, timeout: float | None) -> bool:
     return True
 
 
-def _prepare(argv: list[str]) -> tuple[JobSpec, str, bool, bool] | str:
+def _prepare(argv: list[str]) -> tuple[JobSpec, str, bool, bool, dict[str, str]] | str:
     """Rank 0: resolve the spec (job file, or a job folder the client made) and the job folder
     (its path, and whether it is still to be made)."""
     from . import spec as specmod
@@ -98,13 +98,21 @@ def _prepare(argv: list[str]) -> tuple[JobSpec, str, bool, bool] | str:
     if args.job_dir:
         if args.workers is not None or args.set:
             return "-n and --set go with a job file; a job folder's spec is already resolved"
-        jd = JobDir(args.job_dir)
-        data = jd.read_spec()
-        for extra in ("job_id", "transport"):
-            data.pop(extra, None)
-        return specmod.JobSpec.from_dict(data), jd.path, args.quiet, False
+        spec, transport = _prepared_spec(args.job_dir)
+        return spec, JobDir(args.job_dir).path, args.quiet, False, transport
     spec = specmod.load(args.job, workers=args.workers, overrides=args.set)
-    return spec, JobDir.new_path(spec.jobs_dir, spec.name), args.quiet, True
+    return spec, JobDir.new_path(spec.jobs_dir, spec.name), args.quiet, True, {}
+
+
+def _prepared_spec(job_dir: str) -> tuple[JobSpec, dict[str, str]]:
+    """The resolved spec of a job folder the client made, and the transport it chose there."""
+    from .jobdir import JobDir
+    from .spec import JobSpec
+
+    data = JobDir(job_dir).read_spec()
+    data.pop("job_id", None)
+    transport = data.pop("transport", None) or {}
+    return JobSpec.from_dict(data), transport
 
 
 _USAGE = """usage: python -m t2mpi.launch (JOBFILE [-n N] [--set KEY=VALUE ...] | --job-dir DIR) [--quiet]
@@ -176,17 +184,11 @@ def _spawned_worker(argv: list[str]) -> int:
     """A worker started by a master with MPI_Comm_spawn: --spawned --job-dir DIR."""
     from mpi4py import MPI
 
-    from .jobdir import JobDir
-    from .spec import JobSpec
-
     world, parent = MPI.COMM_WORLD, MPI.Comm.Get_parent()
     try:
         if argv[:1] != ["--job-dir"] or len(argv) != 2 or parent == MPI.COMM_NULL:
             raise RuntimeError(f"--spawned is for workers that a t2mpi master spawns, got {argv}")
-        data = JobDir(argv[1]).read_spec()
-        for extra in ("job_id", "transport"):
-            data.pop(extra, None)
-        spec = JobSpec.from_dict(data)
+        spec, _transport = _prepared_spec(argv[1])
         me = (_host(), os.getpid())
         master = parent.allgather(me)            # the master learns the workers, they the master
         registrations = master + world.allgather(me)
@@ -197,14 +199,14 @@ def _spawned_worker(argv: list[str]) -> int:
     return rc
 
 
-def _spawning_master(spec: JobSpec, job_dir: str, make_dir: bool) -> int:
+def _spawning_master(spec: JobSpec, job_dir: str, make_dir: bool, transport: dict[str, str]) -> int:
     """`master: client`: this one-rank launch is the master and spawns the workers."""
     from . import console
     from .jobdir import JobDir
     from .spawn import run_master
 
     jd = JobDir.make(job_dir, spec.to_dict()) if make_dir else JobDir(job_dir)
-    snapshot = run_master(spec, jd, sys.executable, transport=jd.read_spec().get("transport") or {})
+    snapshot = run_master(spec, jd, sys.executable, transport=transport)
     if snapshot["state"] != "COMPLETED":
         # MPI_Finalize is collective over connected processes, and the workers are gone:
         # end this launch with an abort instead of waiting for them forever.
@@ -254,20 +256,17 @@ def _work(world: MPI.Intracomm, ctrl: MPI.Intracomm, comm: MPI.Intracomm, wid: i
     from .console import PrefixedOutput
     from .jobdir import JobDir
     from .master import worker_list
+    from .spec import THREAD_LIMIT_VARS, TRANSPORT_PREFIXES
     from .transport import WorkerPort
     from .worker import WorkerContext, WorkerController, load_worker_class
 
     host = _host()
     port = WorkerPort(ctrl, wid, spec.timeouts.abort)
     port.start_heartbeat(spec.timeouts.heartbeat / 3)
-    from .spec import TRANSPORT_PREFIXES
-
     port.report({"network": {k: v for k, v in os.environ.items()   # the transport it runs with
                              if k.startswith(TRANSPORT_PREFIXES)}})
     PrefixedOutput.install(f"[w{wid}] ", JobDir(job_dir).worker_log(wid))
     started = time.monotonic()
-    from .spec import THREAD_LIMIT_VARS
-
     for var in THREAD_LIMIT_VARS:   # before the user's module loads a BLAS or OpenMP runtime,
         os.environ.setdefault(var, str(spec.resources.threads))   # however the ranks were started
     try:

@@ -75,12 +75,10 @@ def recognise(version_text: str) -> tuple[str, str]:
 def detect(path: str, cache: str | None = "~/.cache/t2mpi/launchers.json") -> MpiLauncher:
     """The launcher's flavour and version from its --version, remembered (in `cache`) for as
     long as the file at `path` is the same file (inode, size, modification time)."""
-    real = os.path.realpath(path)
     try:
-        st = os.stat(real)
+        real, key = _file_key(path)
     except OSError as exc:
         raise LaunchError(f"MPI launcher {path}: {exc.strerror or exc}") from None
-    key = [st.st_ino, st.st_size, st.st_mtime_ns]
     cache_file = os.path.expanduser(cache) if cache else None
     known = _read_cache(cache_file)
     hit = known.get(real)
@@ -102,9 +100,7 @@ def components(mpi: MpiLauncher, cache: str | None = "~/.cache/t2mpi/launchers.j
     remembered like detect()'s answer while the launcher is the same file."""
     from .fabric import mpi_components
 
-    real = os.path.realpath(mpi.path)
-    st = os.stat(real)
-    key = [st.st_ino, st.st_size, st.st_mtime_ns]
+    real, key = _file_key(mpi.path)
     cache_file = os.path.expanduser(cache) if cache else None
     known = _read_cache(cache_file)
     hit = known.get(real, {})
@@ -116,6 +112,13 @@ def components(mpi: MpiLauncher, cache: str | None = "~/.cache/t2mpi/launchers.j
                        "components": found}
         _write_cache(cache_file, known)
     return found
+
+
+def _file_key(path: str) -> tuple[str, list[int]]:
+    """The launcher's real path and what tells that it is still the same file."""
+    real = os.path.realpath(path)
+    st = os.stat(real)
+    return real, [st.st_ino, st.st_size, st.st_mtime_ns]
 
 
 def _read_cache(cache_file: str | None) -> dict:
