@@ -1,0 +1,268 @@
+"""Jobs that really span nodes: the multi-node cluster of slurm/multinode.sh (./dev test starts it),
+head = login node, n1..n3 = compute nodes, each a network namespace with its own address and
+hostname. Client commands run inside `head`; psutil sees every node's processes (one pid namespace)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import JOBS, PYTHON, ROOT, events_of, job_dirs, only_job, processes_mentioning, state_of, wait_for, \
+    write_job
+from t2mpi.launcher import OPENMPI, detect
+
+pytestmark = pytest.mark.mpi
+MULTINODE = str(ROOT / "slurm" / "multinode.sh")
+NSRSH = str(ROOT / "slurm" / "nsrsh")
+MPI = detect(str(Path(PYTHON).parent / "mpiexec"))
+NODES = ["n1", "n2", "n3"]
+NET = os.environ.get("T2MPI_MULTI_NET", "10.77.0")
+ADDRESS = {"head": f"{NET}.10", **{f"n{k}": f"{NET}.{10 + k}" for k in (1, 2, 3)}}
+KMEANS = ["--set", "config.points=30000", "--set", "config.iterations=10"]
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    """The multi-node cluster must be up with n1..n3: if not, these tests fail, never skip."""
+    done = subprocess.run([MULTINODE, "status"], capture_output=True, text=True, timeout=60)
+    if done.returncode != 0 or not all(f"\n{n} " in done.stdout for n in NODES):
+        pytest.fail("no multi-node test cluster with nodes n1..n3: run `slurm/multinode.sh start` "
+                    f"(./dev test does)\n{done.stdout}{done.stderr}")
+    return done.stdout
+
+
+def on(host: str, *argv: str, cwd: Path, timeout: float = 120, env: dict | None = None):
+    """Run argv on `host` (head or nK) through slurm/multinode.sh exec."""
+    return subprocess.run([MULTINODE, "exec", host, "--", *argv], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+def t2mpi_on(host: str, *args: str, cwd: Path, timeout: float = 120):
+    return on(host, PYTHON, "-m", "t2mpi", *args, cwd=cwd, timeout=timeout)
+
+
+def submit(work: Path, job: Path | str, *args: str, wait: bool = True):
+    done = t2mpi_on("head", "submit", str(job), "-n", "3", "--set", "scheduler.nodes=3", *args,
+                    *(["--wait"] if wait else []), cwd=work)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done, only_job(work)
+
+
+def results(folder: Path) -> dict:
+    return pickle.loads((folder / "results.pkl").read_bytes())
+
+
+SPAN = """
+    import os
+    import psutil
+    from mpi4py import MPI
+    from t2mpi import IWorker
+
+    class Job(IWorker):
+        def execute(self, ctx):
+            total = ctx.comm.allreduce(ctx.worker_id + 1, op=MPI.SUM)
+            hosts = ctx.comm.allgather(os.uname().nodename)
+            with open(os.path.join(ctx.scratch_dir, "written-on"), "w") as fh:
+                fh.write(os.uname().nodename)
+            peers = sorted({c.raddr.ip for c in psutil.Process().net_connections("tcp")
+                            if c.status == psutil.CONN_ESTABLISHED and c.raddr})
+            addrs = {name: [a.address for a in found if a.family.name == "AF_INET"]
+                     for name, found in psutil.net_if_addrs().items()}
+            return {"host": ctx.host, "total": total, "hosts": hosts, "scratch": ctx.scratch_dir,
+                    "persistent": ctx.persistent_dir, "peers": peers, "addrs": addrs,
+                    "workers": [tuple(w) for w in ctx.controller.workers()]}
+"""
+
+
+def test_workers_span_the_nodes_and_talk_over_their_interfaces(work, cluster):
+    job = write_job(work, "span", SPAN)
+    done, folder = submit(work, job)
+    state = state_of(folder)
+    assert state["state"] == "COMPLETED", state
+    assert [(w["id"], w["host"], w["node"], w["local"]) for w in state["workers"]] == \
+        [(0, "n1", 0, 0), (1, "n2", 1, 0), (2, "n3", 2, 0)]
+    out = results(folder)
+    for wid, host in enumerate(NODES):
+        r = out[wid]
+        assert r["host"] == host and r["total"] == 6 and r["hosts"] == NODES
+        assert [w[1] for w in r["workers"]] == NODES
+        # persistent_dir: in the shared job folder; scratch_dir: made and written on its own node
+        assert Path(r["persistent"]).resolve().parent.parent == folder.resolve()
+        assert Path(r["scratch"], "written-on").read_text() == host
+        assert not Path(r["scratch"]).resolve().is_relative_to(folder.resolve())
+        # TCP over the node's own interface (the same name on every node), never lo, never head
+        assert r["addrs"]["eth0"] == [ADDRESS[host]]
+        remote = set(r["peers"]) - {ADDRESS[host], "127.0.0.1"}
+        assert remote and remote <= {ADDRESS[n] for n in NODES if n != host}, r["peers"]
+    assert len({r["scratch"] for r in out.values()}) == 3
+    iface = {w["id"]: w["network"] for w in state["workers"]}
+    key = "OMPI_MCA_btl_tcp_if_include" if MPI.flavour == OPENMPI else "FI_TCP_IFACE"
+    assert all(net[key] == "eth0" for net in iface.values()), iface
+    script = (folder / "job.sh").read_text()
+    assert f"{key}=eth0" in script and ADDRESS["head"] not in script and "head" not in script.replace(
+        "#!/bin/bash", "")
+    # status and logs say which worker ran where
+    status = t2mpi_on("head", "status", folder.name, cwd=work)
+    assert status.returncode == 0 and "COMPLETED" in status.stdout, status.stderr
+    rows = [line.split() for line in status.stdout.splitlines() if line.split()[:1] in (["0"], ["1"], ["2"])]
+    assert [(row[0], row[1]) for row in rows] == [("0", "n1"), ("1", "n2"), ("2", "n3")], status.stdout
+    logs = t2mpi_on("head", "logs", folder.name, cwd=work)
+    assert f"3 workers on n1, n2, n3; folder {folder}" in logs.stdout, logs.stdout
+
+
+SLEEPER = """
+    import threading
+    from t2mpi import IWorker
+
+    class Job(IWorker):
+        def execute(self, ctx):
+            if ctx.host == ctx.config.get("fail_on"):
+                raise RuntimeError(f"broken on {ctx.host}")
+            ctx.progress(0.0, "sleeping")
+            threading.Event().wait(600)
+"""
+
+
+def running_everywhere(work: Path, *args: str) -> Path:
+    """A submitted job whose 3 workers (one per node) all sleep; its folder."""
+    job = write_job(work, "sleepy", SLEEPER, timeouts={"heartbeat": 10})
+    submit(work, job, *args, wait=False)
+    folder = only_job(work)
+    wait_for(lambda: (folder / "events.jsonl").exists()
+             and sum(e["event"] == "progress" for e in events_of(folder)) == 3, 60, "the workers to run")
+    assert processes_mentioning(str(folder))       # its ranks are there now
+    return folder
+
+
+def no_process_left(folder: Path) -> None:
+    wait_for(lambda: not processes_mentioning(str(folder)), 30, "the job's processes on every node to go")
+    job_id = json.loads((folder / "scheduler.json").read_text())["id"]
+    wait_for(lambda: job_id not in on("head", "squeue", "-h", "-o", "%i", cwd=folder).stdout.split(), 30,
+             f"slurm job {job_id} to leave the queue")
+
+
+def test_each_node_reads_its_own_topology_once_and_binds_on_it(work, cluster):
+    job = write_job(work, "bound", "from t2mpi import IWorker\n\nclass Job(IWorker):\n"
+                    "    def execute(self, ctx):\n        return ctx.host\n", binding={"mode": "cores"})
+    _, folder = submit(work, job)
+    state = state_of(folder)
+    assert state["state"] == "COMPLETED", state
+    for host in NODES:
+        mine = [w for w in state["workers"] if w["host"] == host]
+        read = [w for w in mine if w.get("topology")]
+        assert [w["local"] for w in read] == [0], mine          # once per node, by its first worker
+        assert read[0]["topology"]["hostname"] == host           # that node's own
+        assert all(w["binding"]["mismatches"] == [] and w["binding"]["affinity"] for w in mine)
+
+
+def test_cancel_leaves_no_process_on_any_node(work, cluster):
+    folder = running_everywhere(work)
+    hosts = {w["host"] for w in state_of(folder)["workers"]}
+    assert hosts == set(NODES)
+    cancel = t2mpi_on("head", "cancel", folder.name, cwd=work)
+    assert cancel.returncode == 0, cancel.stderr
+    assert state_of(folder)["state"] == "KILLED"
+    no_process_left(folder)
+
+
+def test_a_worker_failing_on_one_node_ends_the_job_everywhere(work, cluster):
+    job = write_job(work, "failing", SLEEPER, config={"fail_on": "n3"})
+    done = t2mpi_on("head", "submit", str(job), "-n", "3", "--set", "scheduler.nodes=3", "--wait", cwd=work)
+    assert done.returncode == 1, done.stdout + done.stderr
+    folder = only_job(work)
+    state = state_of(folder)
+    assert state["state"] == "FAILED"
+    assert "on n3" in state["reason"] and "RuntimeError: broken on n3" in state["workers"][2]["error"], state
+    no_process_left(folder)
+
+
+def test_a_worker_killed_on_one_node_ends_the_job_everywhere(work, cluster):
+    folder = running_everywhere(work)
+    victim = state_of(folder)["workers"][1]
+    assert victim["host"] == "n2"
+    os.kill(victim["pid"], signal.SIGKILL)
+    no_process_left(folder)
+    # the MPI may end the master before it writes the failure: then the client settles it
+    # from the scheduler's view
+    status = t2mpi_on("head", "status", folder.name, cwd=work)
+    assert status.stdout.startswith(f"job {folder.name}: FAILED"), status.stdout + status.stderr
+
+
+# ---------------------------------------------------------------- K-Means: 3 nodes = 1 node
+
+@pytest.fixture(scope="module")
+def one_node_centroids(tmp_path_factory):
+    """The same K-Means job as 3 workers on one node (this machine, no namespace)."""
+    where = tmp_path_factory.mktemp("one-node")
+    done = subprocess.run([PYTHON, "-m", "t2mpi", "run", str(JOBS / "kmeans.yaml"), "-n", "3", *KMEANS],
+                          cwd=where, capture_output=True, text=True, timeout=120, env=dict(os.environ, HOME=str(where)))
+    assert done.returncode == 0, done.stderr
+    out = results(only_job(where))
+    assert set(out) == {0, 1, 2}
+    return out[0]
+
+
+def assert_same_centroids(folder: Path, expected) -> None:
+    assert state_of(folder)["state"] == "COMPLETED"
+    hosts = {w["host"] for w in state_of(folder)["workers"]}
+    assert hosts == set(NODES), hosts
+    out = results(folder)
+    for wid in (0, 1, 2):
+        np.testing.assert_allclose(out[wid], expected, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("launcher", ["mpiexec", "srun"])
+def test_kmeans_through_slurm_on_three_nodes(work, cluster, one_node_centroids, launcher):
+    _, folder = submit(work, JOBS / "kmeans.yaml", *KMEANS, "--set", f"scheduler.launcher={launcher}")
+    assert_same_centroids(folder, one_node_centroids)
+
+
+def remote_launch_args() -> list[str]:
+    """Launcher options that start the remote daemons with slurm/nsrsh instead of ssh."""
+    if MPI.flavour == OPENMPI:
+        return ["--mca", "plm_ssh_agent", NSRSH, "--host", "n1:2,n2:1,n3:1"]
+    return ["-launcher", "ssh", "-launcher-exec", NSRSH, "-hosts", "n1:2,n2:1,n3:1"]
+
+
+def test_kmeans_by_mpiexec_from_the_login_node(work, cluster, one_node_centroids):
+    args = json.dumps(remote_launch_args())
+    done = t2mpi_on("head", "run", str(JOBS / "kmeans.yaml"), "-n", "3", *KMEANS, "--set", f"mpi.args={args}",
+                    cwd=work)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert_same_centroids(only_job(work), one_node_centroids)
+
+
+PBS_SCRIPT = """
+import sys
+from t2mpi import client, jobctl
+from t2mpi.jobdir import JobDir
+launch = client.prepare(sys.argv[1], workers=3, overrides=["scheduler.kind=pbs", "scheduler.nodes=3", *sys.argv[2:]])
+final = JobDir.new_path(launch.spec.jobs_dir, launch.spec.name)
+JobDir.make(final, launch.spec.to_dict(), script=jobctl.script(launch, final))
+print(final)
+"""
+
+
+def test_kmeans_pbs_script_on_three_nodes(work, cluster, one_node_centroids):
+    """No PBS server here: the login node (head) writes the script, and bash runs it on n1 as a
+    PBS MOM would, with a node file naming n1..n3 and nsrsh standing in for ssh."""
+    made = on("head", PYTHON, "-c", PBS_SCRIPT, str(JOBS / "kmeans.yaml"), *(s for s in KMEANS if s != "--set"),
+              cwd=work)
+    assert made.returncode == 0, made.stderr
+    folder = Path(made.stdout.strip())
+    nodefile = work / "nodefile"
+    nodefile.write_text("n1\nn1\nn2\nn3\n")
+    env = dict(os.environ, PBS_NODEFILE=str(nodefile), PBS_O_WORKDIR=str(work), PBS_JOBID="1.head",
+               PBS_JOBNAME="kmeans", PBS_ENVIRONMENT="PBS_BATCH", HYDRA_LAUNCHER="ssh",
+               HYDRA_LAUNCHER_EXEC=NSRSH, PRTE_MCA_plm_ssh_agent=NSRSH)
+    done = on("n1", "bash", str(folder / "job.sh"), cwd=work, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert_same_centroids(folder, one_node_centroids)
+    assert job_dirs(work) == [folder]
