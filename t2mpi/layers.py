@@ -23,10 +23,16 @@ def read_yaml(path: str, where: Where) -> dict[str, Any]:
             text = fh.read()
     except OSError as exc:
         raise SpecError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        line = exc.object[: exc.start].count(b"\n") + 1
+        raise SpecError(f"{path}:{line}: not UTF-8 text (byte {exc.object[exc.start]:#04x}); "
+                        "save the file as UTF-8") from None
     try:
         loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
         try:
             node = loader.get_single_node()
+            if node is not None:
+                _check_shape(node, str(path))
             data = loader.construct_document(node) if node is not None else {}
         finally:
             loader.dispose()
@@ -41,6 +47,43 @@ def read_yaml(path: str, where: Where) -> dict[str, Any]:
         raise SpecError(f"{path}:1: the top level must be a mapping of keys, got {kind_of(data)}")
     _record_lines(node, (), str(path), where)
     return data
+
+
+MAX_DEPTH = 100          # nesting levels a YAML document may have
+MAX_VALUES = 100_000     # values aliases may expand a YAML document to (it is copied and written out whole)
+
+
+def _check_shape(root: Any, fname: str) -> None:
+    """Refuse a document nested past MAX_DEPTH, one whose aliases loop (an anchor inside
+    itself), or one that aliases expand past MAX_VALUES values. Walks the node graph without
+    recursion, each node once."""
+    import yaml
+
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    todo: list[tuple[Any, int, bool]] = [(root, 1, False)]
+    while todo:
+        node, depth, closing = todo.pop()
+        children = ([n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode)
+                    else node.value if isinstance(node, yaml.SequenceNode) else [])
+        if closing:
+            open_nodes.discard(id(node))
+            sizes[id(node)] = 1 + sum(sizes[id(child)] for child in children)
+            continue
+        if id(node) in sizes:
+            continue
+        if id(node) in open_nodes:
+            raise SpecError(f"{fname}:{node.start_mark.line + 1}: a YAML alias refers to an anchor "
+                            "that contains it (a loop); a job file must be a tree")
+        if depth > MAX_DEPTH:
+            raise SpecError(f"{fname}:{node.start_mark.line + 1}: nested more than {MAX_DEPTH} levels deep")
+        open_nodes.add(id(node))
+        todo.append((node, depth, True))
+        todo.extend((child, depth + 1, False) for child in children)
+    expanded = sizes[id(root)]
+    if expanded > MAX_VALUES and expanded > len(sizes):
+        raise SpecError(f"{fname}: its YAML aliases expand it to {expanded} values (at most {MAX_VALUES}); "
+                        "write the data out without aliases")
 
 
 def _record_lines(node: Any, path: tuple[str, ...], fname: str, where: Where) -> None:
