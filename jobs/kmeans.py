@@ -52,11 +52,15 @@ class KMeans(IWorker):
         cfg = ctx.config
         points = make_points(cfg["seed"], cfg["points"], cfg["dims"], cfg["clusters"],
                              ctx.num_workers, ctx.worker_id)
-        centroids = initial_centroids(cfg["seed"], cfg["dims"], cfg["clusters"])
+        # a restarted job goes on from its last committed checkpoint
+        done, centroids = ctx.restored or (0, initial_centroids(cfg["seed"], cfg["dims"], cfg["clusters"]))
+        every = cfg.get("checkpoint_every", 0)
         total = np.empty((cfg["clusters"], cfg["dims"] + 1))
-        for it in range(cfg["iterations"]):
+        for it in range(done, cfg["iterations"]):
             ctx.comm.Allreduce(partial_sums(points, centroids), total, op=MPI.SUM)
             centroids = update(centroids, total)
             if ctx.worker_id == 0 and (it + 1) % 10 == 0:
                 ctx.progress((it + 1) / cfg["iterations"], f"iteration {it + 1}")
+            if every and (it + 1) % every == 0 or ctx.should_checkpoint():
+                ctx.checkpoint((it + 1, centroids))   # stops here when the job is asked to stop
         return centroids

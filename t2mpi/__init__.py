@@ -5,11 +5,12 @@ The names below are imported on first use, so that `import t2mpi` stays cheap on
 
 TYPE_CHECKING = False   # importing typing would cost every rank ~10 ms of start-up
 __version__ = "0.1.0"
-__all__ = ["IWorker", "WorkerContext", "WorkerInfo", "BarrierError", "JobResult", "JobSpec",
+__all__ = ["IWorker", "WorkerContext", "WorkerInfo", "BarrierError", "Preempted", "JobResult", "JobSpec",
            "T2mpiError", "load", "run"]
 
 _WHERE = {
-    "IWorker": "worker", "WorkerContext": "worker", "BarrierError": "worker", "WorkerInfo": "master",
+    "IWorker": "worker", "WorkerContext": "worker", "BarrierError": "worker", "Preempted": "worker",
+    "WorkerInfo": "master",
     "JobResult": "client", "run": "client", "JobSpec": "spec", "load": "spec", "T2mpiError": "errors",
 }
 
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from .errors import T2mpiError
     from .master import WorkerInfo
     from .spec import JobSpec, load
-    from .worker import BarrierError, IWorker, WorkerContext
+    from .worker import BarrierError, IWorker, Preempted, WorkerContext
 
 
 def __getattr__(name: str) -> object:

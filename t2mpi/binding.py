@@ -354,12 +354,9 @@ def _kernel_version() -> tuple[int, ...]:
     return tuple(version)
 
 
-def bind_on_this_node(local: int, count: int, resources, policy: str, near: str = "none"):
-    """Plan this node's `count` workers from its own topology (sysfs: no hwloc in an MPI rank),
-    bind worker number `local` among them, and read the binding back from the kernel.
-    near="nic": the active fabric adapter's NUMA domain is filled first.
-    Returns (placement, report); PlacementError says why a request does not fit the node."""
-    from .placement import plan
+def this_node(near: str = "none"):
+    """This node's topology (sysfs: no hwloc in an MPI rank) and, with near="nic", the NUMA
+    domain of its active fabric adapter: what one worker per node reads for all of them."""
     from .topology import from_sysfs
 
     near_numa = None
@@ -367,7 +364,26 @@ def bind_on_this_node(local: int, count: int, resources, policy: str, near: str 
         from .fabric import adapter_numa, scan
 
         near_numa = adapter_numa(scan())
-    part = plan([from_sysfs()], count, resources.cpus, resources.threads, resources.memory,
+    return from_sysfs(), near_numa
+
+
+def node_facts(node) -> dict:
+    """A short description of a node for the job's state (one per node)."""
+    from .topology import format_cpuset
+
+    return {"hostname": node.hostname, "packages": len(node.packages), "cores": len(node.cores),
+            "pus": len(node.pus), "numa": [d.os_index for d in node.numa],
+            "allowed": format_cpuset(node.allowed)}
+
+
+def bind_on_this_node(local: int, count: int, resources, policy: str, node, near_numa: int | None = None):
+    """Plan this node's `count` workers on its topology `node` (see this_node), bind worker
+    number `local` among them, and read the binding back from the kernel. near_numa: the NUMA
+    domain to fill first. Returns (placement, report); PlacementError says why a request does
+    not fit the node."""
+    from .placement import plan
+
+    part = plan([node], count, resources.cpus, resources.threads, resources.memory,
                 policy, near_numa=near_numa).worker(local)
     bound = bind_worker(part)
     limit = limit_memory(resources.memory)

@@ -16,8 +16,21 @@ if TYPE_CHECKING:
     from typing import Any
 
 
+def _one_line(text: str) -> str:
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line, as every other t2mpi error (usage: --help)."""
+
+    def error(self, message: str) -> Any:
+        command = self.prog.removeprefix("t2mpi").strip()
+        text = f"{command}: {message}" if command else message
+        self.exit(2, f"t2mpi: {_one_line(text)} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="t2mpi", description="Run Python jobs (a job master and IWorkers) on MPI.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = sub.add_parser("run", help="run a job here with mpiexec and follow it to its end",
@@ -69,6 +82,18 @@ def _parser() -> argparse.ArgumentParser:
         if name == "submit":
             cmd.add_argument("--wait", action="store_true",
                              help="follow the job to its end and exit with its status")
+    restart = sub.add_parser(
+        "restart", help="run a failed, killed or stopped job again from its last committed checkpoint",
+        description="Run a job that ended (FAILED, KILLED, or stopped: PREEMPTED) again in its job "
+                    "folder; each worker gets its part of the last committed checkpoint as "
+                    "ctx.restored, and ctx.restart_count counts the restarts. A job started with "
+                    "t2mpi run runs here again (exit status as for run); a submitted job is "
+                    "submitted again. A job is named by its t2mpi job id or its folder.")
+    restart.add_argument("job", help="job id (see t2mpi list) or job folder")
+    restart.add_argument("--jobs-dir", help="where job folders are (default: the site config's "
+                                            "jobs_dir, else ./t2mpi-jobs)")
+    restart.add_argument("-q", "--quiet", action="store_true", help="no live status, only output and summary")
+    restart.add_argument("--wait", action="store_true", help="a submitted job: follow it to its end")
     for name, helptext in (("status", "show a job's state (the scheduler's view merged with the master's)"),
                            ("logs", "print a job's output (the batch output, or a worker's log)"),
                            ("cancel", "cancel a submitted job (scancel / qdel); its state ends KILLED")):
@@ -104,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _COMMANDS[args.command](args)
     except T2mpiError as exc:
-        print(f"t2mpi: {exc}", file=sys.stderr)
+        print(f"t2mpi: {_one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("t2mpi: interrupted; every rank was ended", file=sys.stderr)
@@ -112,24 +137,36 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from . import client, console
+    from . import client
     from .launcher import rank_environment
 
     launch = client.prepare(args.job, workers=args.workers, master=args.master, overrides=args.set)
-    if args.dry_run:
-        env = rank_environment(launch.spec, launch.network.env)
-        print(f"# {launch.mpi.flavour} {launch.mpi.version} ({launch.mpi.path}); "
-              f"{launch.spec.workers} workers + 1 master; the job folder is made at launch")
-        print(f"# transport: {launch.network.transport} ({'; '.join(launch.network.why)})")
-        print("# environment for every rank (passed by the launcher):")
-        for key, value in sorted(env.items()):
-            print(f"#   {key}={value}")
-        print(shlex.join(launch.argv(f"{launch.spec.jobs_dir}/{launch.spec.name}-<timestamp>")))
-        return 0
+    if not args.dry_run:
+        return _run_here(launch, lambda follower: client.execute(launch, follower), args.quiet,
+                         args.report_bindings)
+    env = rank_environment(launch.spec, launch.network.env)
+    print(f"# {launch.mpi.flavour} {launch.mpi.version} ({launch.mpi.path}); "
+          f"{launch.spec.workers} workers + 1 master; the job folder is made at launch")
+    print(f"# transport: {launch.network.transport} ({'; '.join(launch.network.why)})")
+    print("# environment for every rank (passed by the launcher):")
+    for key, value in sorted(env.items()):
+        print(f"#   {key}={value}")
+    print(shlex.join(launch.argv(f"{launch.spec.jobs_dir}/{launch.spec.name}-<timestamp>")))
+    return 0
+
+
+def _run_here(launch: Any, runner: Any, quiet: bool, report_bindings: bool) -> int:
+    """Run a job on this node through `runner(follower)` with live status and a summary;
+    SIGUSR1 asks the job for a checkpoint and a stop (as a batch scheduler's signal would)."""
+    from . import client, console
+
     live: dict[str, Any] = {}
 
     def started(jd: Any, argv: list[str]) -> None:
-        live["status"] = console.LiveStatus(jd.job_id) if not args.quiet else None
+        live["jd"] = jd
+        if live.get("status") is not None:
+            live["status"].close()
+        live["status"] = console.LiveStatus(jd.job_id) if not quiet else None
         print(f"t2mpi: job {jd.job_id} ({launch.spec.workers} workers, {launch.mpi.flavour}); "
               f"folder {jd.path}", file=sys.stderr, flush=True)
 
@@ -148,10 +185,12 @@ def _run(args: argparse.Namespace) -> int:
             live["status"].events(evs, state)
 
     signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGUSR1, lambda signum, frame: live["jd"].request_stop("SIGUSR1 to t2mpi")
+                  if "jd" in live else None)
     follower = client.Follower(on_stdout=output(sys.stdout), on_stderr=output(sys.stderr),
                                on_events=events, on_start=started)
     try:
-        result = client.execute(launch, follower)
+        result = runner(follower)
     finally:
         if live.get("status") is not None:
             live["status"].close()
@@ -159,9 +198,27 @@ def _run(args: argparse.Namespace) -> int:
 
     state = JobDir(result.job_dir).read_state()
     print(console.summary(state) if state else f"job {result.job_id}: {result.state}", file=sys.stderr)
-    if args.report_bindings and state:
+    if report_bindings and state:
         print(console.bindings(state), file=sys.stderr)
     return result.exit_code
+
+
+def _restart(args: argparse.Namespace) -> int:
+    from . import client, jobctl
+
+    jd = _job(args)
+    state = jobctl.status(jd)
+    if state.get("state") not in ("FAILED", "KILLED", "PREEMPTED"):
+        raise JobError(f"job {jd.job_id} is {state.get('state')}: only a FAILED, KILLED or stopped "
+                       "(PREEMPTED) job can be restarted")
+    if jd.read_scheduler() is not None:
+        sched_id = jobctl.resubmit(jd)
+        print(f"t2mpi: resubmitted job {jd.job_id} ({jd.read_scheduler()['kind']} job {sched_id}) "
+              f"from checkpoint {jd.committed_version()}", file=sys.stderr, flush=True)
+        return _follow_submitted(jd) if args.wait else 0
+    launch = client.load_launch(jd)
+    return _run_here(launch, lambda follower: client.resume(launch, jd, follower, "t2mpi restart"),
+                     args.quiet, False)
 
 
 def _node(args: argparse.Namespace) -> Any:
@@ -215,13 +272,18 @@ def _topology(args: argparse.Namespace) -> int:
     return 0
 
 
+_MAX_NODES = 100_000   # plan --nodes: more would only fill memory with copies of one node
+
+
 def _plan(args: argparse.Namespace) -> int:
     from .placement import format_plan, plan
     from .spec import load
 
     spec = load(args.job, workers=args.workers, overrides=args.set)
-    if args.nodes < 1:
-        raise JobError(f"--nodes {args.nodes}: at least 1")
+    if not 1 <= args.nodes <= _MAX_NODES:
+        from .errors import SpecError
+
+        raise SpecError(f"--nodes {args.nodes}: give 1 to {_MAX_NODES}")
     nodes = [_node(args)] * args.nodes
     r = spec.resources
     print(format_plan(plan(nodes, spec.workers, r.cpus, r.threads, r.memory, spec.binding.policy), nodes))
@@ -250,14 +312,18 @@ def _script(args: argparse.Namespace) -> int:
 
 
 def _submit(args: argparse.Namespace) -> int:
-    from . import console, jobctl
+    from . import jobctl
 
     jd, sched_id = jobctl.submit(_prepared(args))
     print(f"t2mpi: submitted job {jd.job_id} ({jd.read_scheduler()['kind']} job {sched_id}); "
           f"folder {jd.path}", file=sys.stderr, flush=True)
     print(jd.job_id)
-    if not args.wait:
-        return 0
+    return _follow_submitted(jd) if args.wait else 0
+
+
+def _follow_submitted(jd: Any) -> int:
+    from . import console, jobctl
+
     signal.signal(signal.SIGTERM, _terminate)
     status = console.LiveStatus(jd.job_id)
     try:
@@ -308,7 +374,13 @@ def _list(args: argparse.Namespace) -> int:
     from . import jobctl
     from .spec import default_jobs_dir
 
-    rows = jobctl.list_jobs(args.jobs_dir or default_jobs_dir())
+    jobs_dir = args.jobs_dir or default_jobs_dir()
+    if os.path.exists(jobs_dir) and not os.path.isdir(jobs_dir):
+        from .errors import SpecError
+
+        raise SpecError(f"{jobs_dir}: not a folder (--jobs-dir or the site config's jobs_dir names "
+                        "the folder of job folders)")
+    rows = jobctl.list_jobs(jobs_dir)
     print(f"{'job':<40} {'state':<10} {'workers':>7}  {'scheduler':<16} started")
     for r in rows:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["started"])) if r.get("started") else "-"
@@ -322,6 +394,10 @@ def _logs(args: argparse.Namespace) -> int:
 
     jd = _job(args)
     files = jobctl.log_files(jd, args.worker)
+    if args.worker is not None:   # whose log, and where it ran
+        for w in (jd.read_state() or {}).get("workers", []):
+            if w.get("id") == args.worker:
+                print(f"# worker {w['id']} on {w.get('host')} (pid {w.get('pid')})", flush=True)
     if args.follow:
         jobctl.follow(jd, _out, lambda state: None, files)
         return 0
@@ -343,5 +419,6 @@ def _cancel(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"run": _run, "doctor": _doctor, "topology": _topology, "plan": _plan, "script": _script, "submit": _submit, "status": _status, "list": _list,
-             "logs": _logs, "cancel": _cancel}
+_COMMANDS = {"run": _run, "doctor": _doctor, "topology": _topology, "plan": _plan, "script": _script,
+             "submit": _submit, "status": _status, "list": _list, "logs": _logs, "cancel": _cancel,
+             "restart": _restart}

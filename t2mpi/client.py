@@ -121,16 +121,60 @@ def _with_progress(follower: Follower, progress: Callable[[dict[str, Any]], None
 
 
 def execute(launch: Launch, follower: Follower) -> JobResult:
+    """Make the job folder and run the job to its end, restarting a failed run from its last
+    committed checkpoint while fewer than max_restarts restarts were made."""
     # spec.json also keeps the transport chosen here, for a master that spawns the workers
     jd = JobDir.create(launch.spec.jobs_dir, launch.spec.name,
                        dict(launch.spec.to_dict(), transport=launch.network.env))
-    argv = launch.argv(str(jd.path))
-    follower.on_start(jd, argv)
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True)
+    follower.on_start(jd, launch.argv(str(jd.path)))
+    return _runs(launch, jd, follower)
+
+
+def resume(launch: Launch, jd: JobDir, follower: Follower, why: str) -> JobResult:
+    """Run a job that ended (failed, killed, stopped) again in its folder, from its last
+    committed checkpoint (t2mpi restart)."""
+    jd.begin_restart(why, by="t2mpi restart")
+    follower.on_start(jd, launch.argv(str(jd.path)))
+    return _runs(launch, jd, follower)
+
+
+def load_launch(jd: JobDir, python: str | None = None) -> Launch:
+    """The Launch of a job folder's resolved spec, on this node."""
+    from .spec import JobSpec
+
+    data = jd.read_spec()
+    data.pop("job_id", None)
+    data.pop("transport", None)
+    spec = JobSpec.from_dict(data)
+    load_worker_class(spec)
+    python = python or sys.executable
+    mpi = mpilauncher.detect(mpilauncher.find(spec, python))
+    return Launch(spec, mpi, mpilauncher.Host.here(), python, choose_network(spec, mpi))
+
+
+def _runs(launch: Launch, jd: JobDir, follower: Follower) -> JobResult:
+    from . import restart
+
+    while True:
+        result = _run_once(launch, jd, follower)
+        state = jd.read_state()
+        action, why = restart.next_step(state, jd.restarts()["count"], launch.spec.max_restarts)
+        if action == restart.RESTART:
+            number = jd.begin_restart(why)
+            follower.on_stderr(f"t2mpi: restart {number} of {launch.spec.max_restarts} from checkpoint "
+                               f"{jd.committed_version()}: {why}\n")
+            continue
+        return result   # done, out of restarts, or stopped on request (t2mpi restart goes on)
+
+
+def _run_once(launch: Launch, jd: JobDir, follower: Follower) -> JobResult:
+    from .procs import start
+
+    proc = start(launch.argv(str(jd.path)), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                 start_new_session=True)
     stderr_tail: list[str] = []
     try:
-        _follow(proc, jd, follower, stderr_tail)
+        _follow(proc, jd, follower, stderr_tail, _size(jd.events_file))
     except BaseException as exc:
         _end_launch(proc)
         why = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else f"client error: {exc!r}"
@@ -139,7 +183,15 @@ def execute(launch: Launch, follower: Follower) -> JobResult:
     return _result(jd, proc.returncode, stderr_tail)
 
 
-def _follow(proc: subprocess.Popen[bytes], jd: JobDir, follower: Follower, stderr_tail: list[str]) -> None:
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except FileNotFoundError:
+        return 0
+
+
+def _follow(proc: subprocess.Popen[bytes], jd: JobDir, follower: Follower, stderr_tail: list[str],
+            offset: int = 0) -> None:
     sel = selectors.DefaultSelector()
     assert proc.stdout is not None and proc.stderr is not None
     sinks = {proc.stdout: follower.on_stdout, proc.stderr: follower.on_stderr}
@@ -147,7 +199,6 @@ def _follow(proc: subprocess.Popen[bytes], jd: JobDir, follower: Follower, stder
     for stream in sinks:
         os.set_blocking(stream.fileno(), False)
         sel.register(stream, selectors.EVENT_READ)
-    offset = 0
     last_look = 0.0
     while sel.get_map():
         for key, _ in sel.select(timeout=_POLL):
@@ -208,7 +259,7 @@ def _end_launch(proc: subprocess.Popen[bytes]) -> None:
 
 def _result(jd: JobDir, returncode: int, stderr_tail: list[str]) -> JobResult:
     state = jd.read_state()
-    if state is None or state.get("state") not in TERMINAL_STATES:
+    if state is None or state.get("state") not in (*TERMINAL_STATES, "PREEMPTED"):
         last = next((line for line in reversed(stderr_tail) if line.strip()), "")
         jd.settle("FAILED", f"the MPI launch exited with status {returncode} "
                                     f"before the job ended" + (f": {last.strip()}" if last else ""))

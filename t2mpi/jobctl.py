@@ -61,6 +61,25 @@ def submit(launch: Launch) -> tuple[JobDir, str]:
     return jd, sched_id
 
 
+def resubmit(jd: JobDir) -> str:
+    """Submit a submitted job's batch script again (t2mpi restart); it goes on from its last
+    committed checkpoint. Returns the scheduler's new id."""
+    record = jd.read_scheduler()
+    assert record is not None
+    sched = schedulers.get(record["kind"])
+    argv = sched.submit_argv(jd.script_file)
+    jd.begin_restart("t2mpi restart", by="t2mpi restart")
+    try:
+        done = run_command(argv, timeout=120, cwd=jd.path)
+        sched_id = sched.parse_submit(done.stdout)
+    except (CommandError, ValueError) as exc:
+        jd.settle("FAILED", f"t2mpi restart: {record['kind']} refused the job: {exc}")
+        raise SchedulerError(f"{record['kind']} refused the job: {exc}") from None
+    jd.write_scheduler(sched.kind, sched_id)
+    jd.append_events([{"t": time.time(), "event": "submitted", "scheduler": sched.kind, "id": sched_id}])
+    return sched_id
+
+
 def find(name: str, jobs_dir: str) -> JobDir:
     """A job named by its folder or its t2mpi job id (looked up in jobs_dir)."""
     for path in (name, os.path.join(jobs_dir, name)):

@@ -9,6 +9,10 @@
     batch.out                 the batch job's output
     logs/worker-<id>.log      each worker's output and log
     workers/<id>/             each worker's persistent folder (made on first use)
+    checkpoints/<v>/worker-<id>.pkl   worker states of checkpoint version v, each written atomically
+    checkpoints/committed.json        the last version every worker wrote (the master commits it)
+    restarts.json             how often the job was restarted, and why
+    stop                      a request to checkpoint and stop (preemption, walltime), while it runs
 """
 
 from __future__ import annotations
@@ -57,6 +61,10 @@ class JobDir:
         self.script_file = os.path.join(self.path, "job.sh")
         self.scheduler_file = os.path.join(self.path, "scheduler.json")
         self.batch_out = os.path.join(self.path, "batch.out")
+        self.checkpoints_dir = os.path.join(self.path, "checkpoints")
+        self.committed_file = os.path.join(self.checkpoints_dir, "committed.json")
+        self.restarts_file = os.path.join(self.path, "restarts.json")
+        self.stop_file = os.path.join(self.path, "stop")
 
     def worker_log(self, worker_id: int) -> str:
         return os.path.join(self.logs_dir, f"worker-{worker_id}.log")
@@ -168,6 +176,93 @@ class JobDir:
         except (OSError, ValueError) as exc:
             raise JobError(f"{self.scheduler_file}: cannot read: {exc}") from None
 
+    # -------------------------------------------------------------- checkpoints
+
+    def checkpoint_file(self, version: int, worker_id: int) -> str:
+        return os.path.join(self.checkpoints_dir, str(version), f"worker-{worker_id}.pkl")
+
+    def write_checkpoint(self, version: int, worker_id: int, data: bytes) -> None:
+        """One worker's state for `version`: the old file or the new one, never a part of it."""
+        folder = os.path.join(self.checkpoints_dir, str(version))
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        write_atomic(self.checkpoint_file(version, worker_id), data)
+
+    def read_checkpoint(self, version: int, worker_id: int) -> bytes:
+        return _read(self.checkpoint_file(version, worker_id))
+
+    def committed_version(self) -> int | None:
+        """The last checkpoint version that every worker wrote, or None."""
+        import json
+
+        try:
+            return int(json.loads(_read(self.committed_file))["version"])
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise JobError(f"{self.committed_file}: cannot read: {exc}") from None
+
+    def commit_checkpoint(self, version: int, workers: int) -> None:
+        """Make `version` the one a restart uses (one atomic rename), then drop older versions."""
+        import json
+
+        _fsync_dir(os.path.join(self.checkpoints_dir, str(version)))   # its files' renames are durable
+        write_atomic(self.committed_file, json.dumps({"version": version, "workers": workers,
+                                                      "committed": time.time()}).encode())
+        _fsync_dir(self.checkpoints_dir)
+        for name in os.listdir(self.checkpoints_dir):
+            if name.isdigit() and int(name) < version:
+                _remove_tree(os.path.join(self.checkpoints_dir, name))
+
+    # -------------------------------------------------------------- restarts and stop requests
+
+    def restarts(self) -> dict[str, Any]:
+        """{"count": restarts so far, "history": [{"t", "state", "reason", "why"}, ...]}."""
+        import json
+
+        try:
+            return json.loads(_read(self.restarts_file))
+        except FileNotFoundError:
+            return {"count": 0, "history": []}
+        except (OSError, ValueError) as exc:
+            raise JobError(f"{self.restarts_file}: cannot read: {exc}") from None
+
+    def begin_restart(self, why: str, by: str = "client") -> int:
+        """Count one more restart, keep how the last run ended, and set the state back to
+        STARTING; returns the restart's number (1 for the first)."""
+        import json
+
+        restarts = self.restarts()
+        last = self.read_state() or {}
+        restarts["count"] += 1
+        now = time.time()
+        restarts["history"].append({"t": now, "state": last.get("state"), "reason": last.get("reason"),
+                                    "why": why})
+        write_atomic(self.restarts_file, json.dumps(restarts, indent=1).encode())
+        self.clear_stop()
+        self.write_state({"job_id": self.job_id, "name": last.get("name"), "state": "STARTING",
+                          "reason": f"restart {restarts['count']}: {why}", "restarts": restarts["count"],
+                          "started": now, "ended": None, "num_workers": last.get("num_workers"),
+                          "workers": []})
+        self.append_events([{"t": now, "event": "restarting", "restart": restarts["count"], "why": why,
+                             "by": by, "checkpoint": self.committed_version()}])
+        return restarts["count"]
+
+    def request_stop(self, why: str) -> None:
+        """Ask the running job's master to have every worker checkpoint, then stop."""
+        write_atomic(self.stop_file, why.encode())
+
+    def stop_request(self) -> str | None:
+        try:
+            return _read(self.stop_file).decode(errors="replace") or "stop requested"
+        except FileNotFoundError:
+            return None
+
+    def clear_stop(self) -> None:
+        try:
+            os.unlink(self.stop_file)
+        except FileNotFoundError:
+            pass
+
     def remove(self) -> None:
         """Take away a folder whose job never started (a refused submission): hidden first,
         so that no listing sees it half gone."""
@@ -215,6 +310,14 @@ class JobDir:
 def _read(path: str) -> bytes:
     with open(path, "rb") as fh:
         return fh.read()
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _remove_tree(path: str) -> None:

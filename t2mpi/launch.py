@@ -173,7 +173,9 @@ def _run(world: MPI.Intracomm, rank: int, spec: JobSpec, job_dir: str, quiet: bo
     ctrl = world.Dup()                    # control traffic never meets the user's messages
     comm = world.Split(0 if rank else MPI.UNDEFINED, rank)
     master = _new_master(spec, job_dir) if rank == 0 else None
-    registrations = ctrl.allgather((_host(), os.getpid()))
+    # the master's entry also carries the checkpoint the run starts from and the restart count
+    me = (_host(), os.getpid()) if master is None else (_host(), os.getpid(), master.committed, master.restarts)
+    registrations = ctrl.allgather(me)
     if rank == 0:
         assert master is not None
         return _serve(world, ctrl, master, spec, job_dir, registrations, quiet)
@@ -222,28 +224,35 @@ def _host() -> str:
 
 # ------------------------------------------------------------------ the master
 
-def _new_master(spec: JobSpec, job_dir: str) -> Master:
+def _new_master(spec: JobSpec, job_dir: str, mode: str = "rank0") -> Master:
+    from .jobdir import JobDir
     from .master import Master
 
-    return Master(os.path.basename(job_dir), spec.name, spec.workers, time.time(),
-                  heartbeat_timeout=spec.timeouts.heartbeat, progress_timeout=spec.timeouts.progress)
+    jd = JobDir(job_dir)
+    return Master(jd.job_id, spec.name, spec.workers, time.time(), master=mode,
+                  heartbeat_timeout=spec.timeouts.heartbeat, progress_timeout=spec.timeouts.progress,
+                  committed=jd.committed_version(), restarts=jd.restarts()["count"],
+                  checkpoint_timeout=spec.timeouts.checkpoint)
 
 
 def _serve(world: MPI.Intracomm, ctrl: MPI.Intracomm, master: Master, spec: JobSpec, job_dir: str,
            registrations: list[tuple[str, int]], quiet: bool) -> int:
     from . import console
     from .jobdir import JobDir
-    from .master import FAILED, worker_list
+    from .master import FAILED, PREEMPTED, worker_list
     from .serve import serve
     from .transport import MasterPort
 
-    master.joined(worker_list(registrations[1:]), registrations[0], time.time())
+    master.joined(worker_list(registrations[1:]), registrations[0][:2], time.time())
     say = (lambda text: None) if quiet else (lambda text: print(f"[master] {text}", flush=True))
     say(f"job {master.job_id}: {spec.workers} workers on "
         f"{', '.join(sorted({h for h, _ in registrations[1:]}))}; folder {job_dir}")
-    snapshot = serve(MasterPort(ctrl, first_worker_rank=1), master, JobDir(job_dir))
+    snapshot = serve(MasterPort(ctrl, first_worker_rank=1), master, JobDir(job_dir), spec.timeouts.abort)
     if master.state == FAILED:
         print(console.failure_report(snapshot), file=sys.stderr, flush=True)
+        world.Abort(1)
+    if master.state == PREEMPTED and not master.all_stopped:   # workers that did not stop: end them
+        print(f"t2mpi.launch: {snapshot['reason']}; ending the workers", file=sys.stderr, flush=True)
         world.Abort(1)
     say(console.summary(snapshot))
     return 0
@@ -258,7 +267,7 @@ def _work(world: MPI.Intracomm, ctrl: MPI.Intracomm, comm: MPI.Intracomm, wid: i
     from .master import worker_list
     from .spec import THREAD_LIMIT_VARS, TRANSPORT_PREFIXES
     from .transport import WorkerPort
-    from .worker import WorkerContext, WorkerController, load_worker_class
+    from .worker import Preempted, WorkerContext, WorkerController, load_worker_class
 
     host = _host()
     port = WorkerPort(ctrl, wid, spec.timeouts.abort)
@@ -273,23 +282,20 @@ def _work(world: MPI.Intracomm, ctrl: MPI.Intracomm, comm: MPI.Intracomm, wid: i
         workers = worker_list(registrations[1:])
         thread_cores = None
         if spec.binding.mode == "cores":   # before the user's module starts any thread pool
-            from .binding import bind_on_this_node
-
-            me = workers[wid]
-            local_count = sum(1 for w in workers if w.host == me.host)
-            part, report = bind_on_this_node(me.local, local_count, spec.resources, spec.binding.policy,
-                                             spec.binding.near)
-            thread_cores = part.thread_cores
-            port.bound(report)
+            thread_cores = _bind(port, comm, workers[wid], spec)
         cls = load_worker_class(spec)
         controller = WorkerController(workers, port, spec.timeouts.barrier)
+        _mhost, _mpid, committed, restarts = registrations[0]
         ctx = WorkerContext(spec=spec, worker_id=wid, host=host, comm=comm, controller=controller,
-                            channel=port, job_dir=job_dir, thread_cores=thread_cores)
+                            channel=port, job_dir=job_dir, thread_cores=thread_cores,
+                            committed=committed, restart_count=restarts)
         try:
             result = cls().execute(ctx)
         finally:
             ctx.close()
         port.completed(result, time.monotonic() - started)
+    except Preempted:   # its checkpoint is committed: end in order, the next run goes on from it
+        port.stopped()
     except BaseException as exc:
         header = f"worker {wid} of {spec.workers} on {host} (pid {os.getpid()})"
         if isinstance(exc, T2mpiError):
@@ -304,6 +310,25 @@ def _work(world: MPI.Intracomm, ctrl: MPI.Intracomm, comm: MPI.Intracomm, wid: i
     sys.stdout.flush()
     sys.stderr.flush()
     return 0
+
+
+def _bind(port: Any, comm: MPI.Intracomm, me: Any, spec: JobSpec) -> tuple[int, ...]:
+    """Pin this worker to its planned cores. One worker per node (its local 0) reads the node's
+    topology and tells its node's workers and the master; each plans the node and takes its part."""
+    from .binding import bind_on_this_node, node_facts, this_node
+
+    node_comm = comm.Split(me.node, me.local)
+    try:
+        found = this_node(spec.binding.near) if me.local == 0 else None
+        if found is not None:
+            port.report({"topology": node_facts(found[0])})
+        node, near_numa = node_comm.bcast(found, root=0)
+        count = node_comm.Get_size()
+    finally:
+        node_comm.Free()
+    part, report = bind_on_this_node(me.local, count, spec.resources, spec.binding.policy, node, near_numa)
+    port.bound(report)
+    return part.thread_cores
 
 
 def _traceback() -> str:

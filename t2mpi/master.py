@@ -14,7 +14,8 @@ if TYPE_CHECKING:
     from typing import Any
 
 STARTING, RUNNING, COMPLETED, FAILED, KILLED = "STARTING", "RUNNING", "COMPLETED", "FAILED", "KILLED"
-TERMINAL = (COMPLETED, FAILED, KILLED)
+PREEMPTED = "PREEMPTED"   # stopped on request (preemption, walltime): a restart goes on from its checkpoint
+TERMINAL = (COMPLETED, FAILED, KILLED, PREEMPTED)
 
 
 WorkerInfo = namedtuple("WorkerInfo", "id host pid node local")
@@ -37,7 +38,10 @@ def worker_list(registrations: list[tuple[str, int]]) -> list[WorkerInfo]:
 
 
 Reply = namedtuple("Reply", "worker_id message")
-Reply.__doc__ = "A message for one worker: ('released', seq) or ('barrier_failed', seq, why)."
+Reply.__doc__ = """A message for one worker: ('released', seq) or ('barrier_failed', seq, why); notices
+(NOTICES) come whenever: ('checkpoint', why) asks for a checkpoint, ('stop', version) says that
+version is committed and the worker is to stop."""
+NOTICES = ("checkpoint", "stop")
 
 
 class _WorkerStatus:
@@ -66,7 +70,8 @@ class Master:
     """The state of one job, driven by a transport."""
 
     def __init__(self, job_id: str, name: str, num_workers: int, now: float, master: str = "rank0",
-                 heartbeat_timeout: float | None = None, progress_timeout: float | None = None):
+                 heartbeat_timeout: float | None = None, progress_timeout: float | None = None,
+                 committed: int | None = None, restarts: int = 0, checkpoint_timeout: float = 30.0):
         self.job_id = job_id
         self.name = name
         self.num_workers = num_workers
@@ -88,6 +93,13 @@ class Master:
         self.last_seen = [now] * num_workers       # when each worker last said anything
         self.last_progress = [now] * num_workers   # when each worker last called ctx.progress()
         self._next_check = now
+        self.committed = committed                # the checkpoint version a restart would use
+        self.restarts = restarts
+        self.written: dict[int, set[int]] = {}     # checkpoint version -> workers that wrote it
+        self.commit_due: int | None = None         # complete, to be made durable by the transport
+        self.checkpoint_timeout = checkpoint_timeout
+        self.stopping: float | None = None         # deadline of a stop request's checkpoint
+        self.stopped: set[int] = set()             # workers that ended after the stop
 
     # -------------------------------------------------------------- inputs
 
@@ -166,6 +178,42 @@ class Master:
         last = error.strip().splitlines()[-1] if error.strip() else "error"
         self._end(FAILED, f"worker {wid} on {host} failed: {last}", now)
 
+    def checkpointed(self, wid: int, version: int, now: float) -> None:
+        """Worker `wid` wrote its state for `version`; once all have, the version is due for
+        commit (commit_due) and the transport calls commit() after making it durable."""
+        self.written.setdefault(version, set()).add(wid)
+        if len(self.written[version]) == self.num_workers:
+            del self.written[version]
+            if self.committed is None or version > self.committed:
+                self.commit_due = version
+
+    def commit(self, version: int, now: float) -> list[Reply]:
+        """`version` is durable: a restart uses it. A stopping job ends here (PREEMPTED) and
+        its workers are told to stop."""
+        self.commit_due = None
+        self.committed = version
+        self.events.append({"t": now, "event": "checkpoint_committed", "version": version})
+        if self.stopping is None or self.done:
+            return []
+        self._end(PREEMPTED, f"stopped on request after checkpoint {version}", now)
+        return [Reply(w, ("stop", version)) for w in range(self.num_workers)]
+
+    def stop_requested(self, why: str, now: float) -> list[Reply]:
+        """Preemption or walltime: every worker is asked for a checkpoint; the job ends when it
+        is committed, or after checkpoint_timeout without one."""
+        if self.stopping is not None or self.done:
+            return []
+        self.stopping = now + self.checkpoint_timeout
+        self.events.append({"t": now, "event": "stop_requested", "why": why})
+        return [Reply(w, ("checkpoint", why)) for w in range(self.num_workers)]
+
+    def worker_stopped(self, wid: int) -> None:
+        self.stopped.add(wid)
+
+    @property
+    def all_stopped(self) -> bool:
+        return len(self.stopped) == self.num_workers
+
     def kill(self, reason: str, now: float) -> None:
         self._end(KILLED, reason, now)
 
@@ -179,6 +227,10 @@ class Master:
         if now >= self._next_check and self.state == RUNNING:
             self._next_check = now + 1.0
             self._check_liveness(now)
+        if self.stopping is not None and now >= self.stopping and not self.done:
+            last = "no checkpoint" if self.committed is None else f"checkpoint {self.committed}"
+            self._end(PREEMPTED, f"stop requested; the workers wrote no checkpoint within "
+                                 f"timeouts.checkpoint {self.checkpoint_timeout:g} s (a restart uses {last})", now)
         replies: list[Reply] = []
         for b in list(self.barriers.values()):
             if now >= b.deadline:
@@ -229,6 +281,7 @@ class Master:
             "master": {"mode": self.master, "host": host, "pid": pid},
             "num_workers": self.num_workers, "started": self.started, "ended": self.ended,
             "joined": len(self.workers), "finished": self.finished,
+            "checkpoint": self.committed, "restarts": self.restarts,
             "workers": [
                 {"id": wid, "host": w.host if w else None, "pid": w.pid if w else None,
                  "node": w.node if w else None, "local": w.local if w else None,
@@ -252,7 +305,7 @@ class Master:
         self.state, self.reason, self.ended = state, reason, now
         for st in self.status:
             if st.state not in TERMINAL:
-                st.state = KILLED if state != COMPLETED else st.state
+                st.state = {COMPLETED: st.state, PREEMPTED: PREEMPTED}.get(state, KILLED)
         self.events.append({"t": now, "event": "ended", "state": state, "reason": reason})
 
 

@@ -1,4 +1,4 @@
-"""The one place t2mpi runs a subprocess to completion (never through a shell)."""
+"""The one place t2mpi runs subprocesses (never through a shell)."""
 
 from __future__ import annotations
 
@@ -37,3 +37,12 @@ def run(argv: Sequence[str], *, timeout: float = 60.0, env: Mapping[str, str] | 
     if check and done.returncode != 0:
         raise CommandError(argv, done.returncode, done.stdout, done.stderr)
     return done
+
+
+def start(argv: Sequence[str], **popen: object) -> subprocess.Popen[bytes]:
+    """Start `argv` (stdin from /dev/null unless given); raise CommandError when it cannot start."""
+    popen.setdefault("stdin", subprocess.DEVNULL)
+    try:
+        return subprocess.Popen(list(argv), **popen)  # type: ignore[call-overload]
+    except OSError as exc:
+        raise CommandError(argv, None, "", str(exc), why="cannot start") from None

@@ -71,6 +71,8 @@ class Scheduler:
         env.update(self.launch_environment(spec, mpi))
         lines += [f"export {key}={shlex.quote(value)}" for key, value in sorted(env.items())]
         words = self.launch(spec, layout, job_dir, mpi, python, host, network)
+        if spec.max_restarts:   # restarts, and the scheduler's stop signal, are the supervisor's
+            words = [python, "-P", "-m", "t2mpi.restart", "--job-dir", job_dir, "--", *words]
         lines.append("exec " + " ".join(_word(w) for w in words))
         return "\n".join(lines) + "\n"
 
@@ -130,6 +132,10 @@ class Slurm(Scheduler):
             if getattr(b, key):
                 lines.append((key, f"--{key}={getattr(b, key)}"))
         lines.append(("output", f"--output={job_dir}/batch.out"))
+        if spec.max_restarts:   # requeued runs add to the output, and stop in order before the walltime
+            lines += [("requeue", "--requeue"), ("output", "--open-mode=append")]
+            if b.signal:
+                lines.append(("signal", f"--signal=B:USR1@{b.signal}"))
         return lines
 
     def launch_environment(self, spec: JobSpec, mpi: mpilauncher.MpiLauncher) -> dict[str, str]:
@@ -191,6 +197,8 @@ class Pbs(Scheduler):
             lines.append(("account", f"-A {b.account}"))
         lines += self.memory(layout)
         lines += [("output", "-j oe"), ("output", f"-o {job_dir}/batch.out")]
+        if spec.max_restarts:
+            lines.append(("requeue", "-r y"))   # rerunnable: preempted by requeue, not killed
         return lines
 
     def memory(self, layout: Layout) -> list[tuple[str, str]]:

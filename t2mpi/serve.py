@@ -20,16 +20,30 @@ if TYPE_CHECKING:
 STATE_EVERY = 0.2   # seconds between state.json rewrites while only progress changes
 
 
-def serve(port: MasterPort, master: Master, jd: JobDir,
+STOP_LOOK_EVERY = 1.0   # seconds between looks for a stop request in the job folder
+
+
+def serve(port: MasterPort, master: Master, jd: JobDir, stop_grace: float = 10.0,
           on_events: Callable[[list[dict[str, Any]], dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Run the master until the job ends; return its last state. Failed workers are told to go."""
-    from .master import FAILED
+    """Run the master until the job ends; return its last state. Failed workers are told to go;
+    after a stop (PREEMPTED) the workers get `stop_grace` seconds to say they stopped
+    (master.all_stopped tells whether they did)."""
+    from .master import FAILED, PREEMPTED
 
     last = _persist(jd, master, None, on_events)
+    next_look = 0.0
     while not master.done:
         replies: list[Reply] = []
         for _source, message in port.receive(wait=0.5):
             replies += dispatch(master, message, time.time())
+        if master.commit_due is not None:   # durable first, then the master (and workers) rely on it
+            jd.commit_checkpoint(master.commit_due, master.num_workers)
+            replies += master.commit(master.commit_due, time.time())
+        if time.monotonic() >= next_look:
+            next_look = time.monotonic() + STOP_LOOK_EVERY
+            why = jd.stop_request()
+            if why is not None:
+                replies += master.stop_requested(why, time.time())
         replies += master.tick(time.time())
         for reply in replies:
             port.send(reply.worker_id, reply.message)
@@ -42,6 +56,12 @@ def serve(port: MasterPort, master: Master, jd: JobDir,
         for wid, w in enumerate(snapshot["workers"]):
             if w["state"] == FAILED:
                 port.send(wid, ("abort",))
+    if master.state == PREEMPTED and master.committed is not None:
+        deadline = time.monotonic() + stop_grace
+        while not master.all_stopped and time.monotonic() < deadline:
+            for _source, message in port.receive(wait=min(0.5, max(0.0, deadline - time.monotonic()))):
+                if message[0] == "stopped":
+                    master.worker_stopped(message[1])
     return snapshot
 
 
@@ -65,6 +85,12 @@ def dispatch(master: Master, message: tuple[Any, ...], now: float) -> list[Reply
         return master.finished_ok(wid, message[2], message[3], now)
     if kind == "failed":
         master.failed(wid, message[2], message[3], now)
+        return []
+    if kind == "checkpointed":
+        master.checkpointed(wid, message[2], now)
+        return []
+    if kind == "stopped":
+        master.worker_stopped(wid)
         return []
     raise RuntimeError(f"unknown control message {kind!r} from worker {wid}")
 

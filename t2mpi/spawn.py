@@ -17,7 +17,7 @@ import signal
 import time
 
 from .launcher import rank_environment
-from .master import FAILED, Master, worker_list
+from .master import FAILED, PREEMPTED, worker_list
 from .serve import serve
 from .transport import MasterPort
 
@@ -47,13 +47,14 @@ def run_master(spec: JobSpec, jd: JobDir, python: str, transport: dict[str, str]
                                     maxprocs=spec.workers, info=info)
     finally:
         info.Free()
-    master = Master(jd.job_id, spec.name, spec.workers, time.time(), master="client",
-                    heartbeat_timeout=spec.timeouts.heartbeat, progress_timeout=spec.timeouts.progress)
-    registrations = inter.allgather((os.uname().nodename, os.getpid()))
+    from .launch import _new_master
+
+    master = _new_master(spec, jd.path, mode="client")
+    registrations = inter.allgather((os.uname().nodename, os.getpid(), master.committed, master.restarts))
     master.joined(worker_list(registrations), (os.uname().nodename, os.getpid()), time.time())
     pids = [pid for host, pid in registrations if host == os.uname().nodename]
     try:
-        snapshot = serve(MasterPort(inter, first_worker_rank=0), master, jd, on_events)
+        snapshot = serve(MasterPort(inter, first_worker_rank=0), master, jd, spec.timeouts.abort, on_events)
     except BaseException as exc:
         _end_workers(pids)
         why = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else f"master error: {exc!r}"
@@ -61,7 +62,7 @@ def run_master(spec: JobSpec, jd: JobDir, python: str, transport: dict[str, str]
         jd.append_events(master.drain_events())
         jd.write_state(master.snapshot())
         raise
-    if snapshot["state"] == FAILED:
+    if snapshot["state"] == FAILED or snapshot["state"] == PREEMPTED and not master.all_stopped:
         _end_workers(pids)          # the failed worker aborts the workers' launch; wait for it
     else:
         inter.Disconnect()

@@ -29,6 +29,7 @@ _NAME_RE = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
 _WORKER_RE = r"([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*):([A-Za-z_][A-Za-z0-9_]*)"
 _SIZE_RE = r"\s*(\d+(?:\.\d+)?)\s*([KMGTP])(?:I?B)?\s*"
 _ENV_NAME_RE = r"[A-Za-z_][A-Za-z0-9_]*"
+_MAX_SECONDS = 1e9   # a timeout's ceiling (31 years): a lock's wait overflows near 9.2e9
 _UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50}
 
 # The spec's parts are named tuples: frozen, picklable to every rank, and cheap to import there
@@ -38,14 +39,16 @@ Resources = namedtuple("Resources", "cpus threads memory")
 Resources.__doc__ = "What one worker is given: cores, the threads that run its code, memory in bytes."
 MpiOptions = namedtuple("MpiOptions", "launcher args env")
 MpiOptions.__doc__ = "launcher: path or name or None; args: extra launcher arguments; env: ((key, value), ...)."
-Timeouts = namedtuple("Timeouts", "start barrier abort heartbeat progress")
+Timeouts = namedtuple("Timeouts", "start barrier abort heartbeat progress checkpoint")
 Timeouts.__doc__ = """Seconds: all ranks joined, a barrier's default, a failed worker's wait for the abort,
-silence after which a worker counts as dead (it heartbeats every third of it), and (or None)
-time without ctx.progress() after which a worker counts as hung."""
+silence after which a worker counts as dead (it heartbeats every third of it), (or None)
+time without ctx.progress() after which a worker counts as hung, and the wait for the workers'
+checkpoint after a stop request (preemption, walltime) before the job ends without one."""
 
 # The packaged defaults: the lowest layer, under the site config, the job file and the command line.
 DEFAULTS: dict[str, Any] = {
     "workers": 1,
+    "max_restarts": 0,       # re-runs of a failed or preempted job from its last committed checkpoint
     "master": "rank0",       # rank0: MPI rank 0 of the launch; client: a one-rank launch that spawns
     "binding": {"mode": "none", "policy": "compact", "near": "none"},   # cores: pin workers, threads, memory
     "network": {"transport": "auto", "interface": None, "ucx_tls": None, "provider": None},
@@ -70,6 +73,8 @@ DEFAULTS: dict[str, Any] = {
         "skip": [],          # generated directives to leave out (site quirks), e.g. [mem]
         "prologue": [],      # commands run first, e.g. ["module load python/3.12"]
         "python": None,      # Python on the compute nodes; None: the client's
+        "signal": 60,        # Slurm: seconds before the walltime to ask for a checkpoint
+                             # (--signal=B:USR1@N, with max_restarts > 0); 0: no signal
         # slurm: {...}, pbs: {...}, torque: {...}: site defaults for that scheduler only
     },
     "timeouts": {
@@ -78,18 +83,23 @@ DEFAULTS: dict[str, Any] = {
         "abort": 10.0,       # seconds a failed worker waits for the master's abort
         "heartbeat": 60.0,   # seconds without a heartbeat before a worker counts as dead
         "progress": None,    # seconds without ctx.progress() before a worker counts as hung
+        "checkpoint": 30.0,  # seconds for the workers' checkpoint after a stop request
     },
 }
 
-Batch = namedtuple("Batch", "kind time partition account qos nodes launcher directives skip prologue python")
+Batch = namedtuple("Batch", "kind time partition account qos nodes launcher directives skip prologue python "
+                           "signal")
 Batch.__doc__ = """The batch-scheduler part of a job (t2mpi script / submit): kind (slurm, pbs, torque),
 time (walltime in seconds or None), partition (PBS: queue), account, qos, nodes (or None),
 launcher (mpiexec or srun), directives (extra directive lines), skip (generated directives to
-leave out), prologue (commands, each a tuple of words), python (on the compute nodes, or None)."""
+leave out), prologue (commands, each a tuple of words), python (on the compute nodes, or None),
+signal (seconds before the walltime at which Slurm asks for a checkpoint; 0: never)."""
 
 SCHEDULERS = ("slurm", "pbs", "torque")
+SIGNAL_SLACK = 30   # seconds Slurm may send --signal early (its time-limit check runs every 30 s)
 BATCH_LAUNCHERS = ("mpiexec", "srun")
-SKIPPABLE = ("job-name", "ntasks", "cpus-per-task", "mem", "time", "partition", "account", "qos", "nodes")
+SKIPPABLE = ("job-name", "ntasks", "cpus-per-task", "mem", "time", "partition", "account", "qos", "nodes",
+             "requeue", "signal")
 
 Binding = namedtuple("Binding", "mode policy near")
 Binding.__doc__ = """mode: none (the OS places threads) or cores (each worker pinned to its planned cores, its
@@ -112,7 +122,7 @@ THREAD_LIMIT_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS
 TRANSPORT_PREFIXES = ("OMPI_MCA_", "UCX_", "FI_", "I_MPI_", "MPICH_CH4_", "PMIX_MCA_")
 
 _FIELDS = ("name worker worker_dir workers resources config jobs_dir scratch_dir mpi timeouts master batch "
-           "binding network source")
+           "binding network max_restarts source")
 MASTER_MODES = ("rank0", "client")
 
 
@@ -157,7 +167,10 @@ def parse_size(text: Any) -> int:
     m = re.fullmatch(_SIZE_RE, text, re.IGNORECASE)
     if not m:
         raise ValueError(f"cannot read size {text!r}; write e.g. 512M, 4G or 1.5T")
-    value = int(float(m.group(1)) * _UNITS[m.group(2).upper()])
+    size = float(m.group(1)) * _UNITS[m.group(2).upper()]
+    if size >= 2**63:
+        raise ValueError(f"size {text!r} is too large; at most 8191P")
+    value = int(size)
     if value <= 0:
         raise ValueError(f"size {text!r} must be more than zero")
     return value
@@ -216,7 +229,7 @@ class _Check:
         close = difflib.get_close_matches(path[-1], allowed, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
         where = self.at(path)
-        return SpecError(f"{where}: unknown key '{'.'.join(path)}'{hint} "
+        return SpecError(f"{where}: unknown key '{_dotted(path)}'{hint} "
                          f"(valid keys here: {', '.join(sorted(allowed))})")
 
     def integer(self, path: tuple[str, ...], minimum: int) -> int:
@@ -229,8 +242,10 @@ class _Check:
 
     def seconds(self, path: tuple[str, ...]) -> float:
         value = self.get(path)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
             raise self.fail(path, f"must be a number of seconds above 0, got {value!r}")
+        if not value <= _MAX_SECONDS:
+            raise self.fail(path, f"must be at most {_MAX_SECONDS:g} seconds, got {value!r}")
         return float(value)
 
     def string(self, path: tuple[str, ...], pattern: str | None = None,
@@ -253,15 +268,15 @@ class _Check:
             raise self.fail(path, str(exc)) from None
 
 
-_TOP = ("name", "worker", "workers", "master", "binding", "network", "resources", "config", "jobs_dir",
+_TOP = ("name", "worker", "workers", "max_restarts", "master", "binding", "network", "resources", "config", "jobs_dir",
         "scratch_dir", "mpi", "scheduler", "timeouts")
 _SCHEDULER = ("kind", "time", "partition", "account", "qos", "nodes", "launcher", "directives", "skip",
-              "prologue", "python")
+              "prologue", "python", "signal")
 _SITE_NAME_RE = r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}"
 _TIME_RE = r"(?:(\d+)-)?(\d+):(\d\d):(\d\d)|(\d+):(\d\d)|(\d+)"
 _RESOURCES = ("cpus", "threads", "memory")
 _MPI = ("launcher", "args", "env")
-_TIMEOUTS = ("start", "barrier", "abort", "heartbeat", "progress")
+_TIMEOUTS = ("start", "barrier", "abort", "heartbeat", "progress", "checkpoint")
 
 
 def _absolute(path: str | None, home: str) -> str | None:
@@ -283,6 +298,7 @@ def _validate(data: dict[str, Any], where: Where, layers: dict[tuple[str, ...], 
                     "starting with a letter or digit)")
     worker = c.string(("worker",), _WORKER_RE, "write module:Class, e.g. hello:Hello")
     workers = c.integer(("workers",), 1)
+    max_restarts = c.integer(("max_restarts",), 0)
     c.mapping(("resources",), _RESOURCES)
     cpus = c.integer(("resources", "cpus"), 1)
     threads = c.integer(("resources", "threads"), 1)
@@ -313,6 +329,9 @@ def _validate(data: dict[str, Any], where: Where, layers: dict[tuple[str, ...], 
         raise c.fail(("master",), f"{master!r} is not a master mode; use one of {', '.join(MASTER_MODES)}")
     jobs_dir = c.string(("jobs_dir",))
     scratch_dir = c.string(("scratch_dir",), optional=True)
+    for key, folder in (("jobs_dir", jobs_dir), ("scratch_dir", scratch_dir)):
+        if folder is not None and not folder.isprintable():
+            raise c.fail((key,), f"{folder!r} has a newline or another control character")
     batch = _batch(c)
     c.mapping(("binding",), ("mode", "policy", "near"))
     near = c.string(("binding", "near"))
@@ -338,7 +357,7 @@ def _validate(data: dict[str, Any], where: Where, layers: dict[tuple[str, ...], 
         mpi=MpiOptions(launcher, tuple(str(a) for a in args),
                        tuple((str(k), _env_value(v)) for k, v in env.items())),
         timeouts=timeouts, master=master, batch=batch, binding=Binding(bind_mode, policy, near),
-        network=Network(transport, **net), source=str(job_file),
+        network=Network(transport, **net), max_restarts=max_restarts, source=str(job_file),
     )
 
 
@@ -387,10 +406,15 @@ def _batch(c: _Check) -> Batch:
         if words:
             prologue.append(words)
     python = c.string(path + ("python",), optional=True)
+    signal = c.integer(path + ("signal",), 0)
+    if signal and seconds is not None and c.get(("max_restarts",)) and seconds <= signal + SIGNAL_SLACK:
+        raise c.fail(path + ("signal",), f"{signal} s before a walltime of {seconds} s: Slurm may send it "
+                     f"up to {SIGNAL_SLACK} s early, so every run would be stopped as it starts; "
+                     "ask for a longer time or a smaller signal")
     if python is not None and (not os.path.isabs(python) or not python.isprintable()):
         raise c.fail(path + ("python",), f"{python!r} must be an absolute path")
     return Batch(kind, seconds, names["partition"], names["account"], names["qos"], nodes, launcher,
-                 tuple(directives), tuple(skip), tuple(prologue), python)
+                 tuple(directives), tuple(skip), tuple(prologue), python, signal)
 
 
 def _lines(c: _Check, path: tuple[str, ...]) -> list[str]:
@@ -444,7 +468,7 @@ def default_jobs_dir(environ: Mapping[str, str] | None = None) -> str:
     environ = os.environ if environ is None else environ
     site = site_config_path(environ)
     jobs_dir = read_yaml(site, {}).get("jobs_dir") if site else None
-    if not isinstance(jobs_dir, str) or not jobs_dir:
+    if not isinstance(jobs_dir, str) or not jobs_dir or not jobs_dir.isprintable():
         jobs_dir = DEFAULTS["jobs_dir"]
     return _absolute(jobs_dir, environ.get("HOME") or os.path.expanduser("~")) or jobs_dir
 

@@ -17,7 +17,8 @@ if TYPE_CHECKING:
     from mpi4py import MPI
 
 TAG_CONTROL = 11   # worker -> master
-TAG_REPLY = 12     # master -> worker
+TAG_REPLY = 12     # master -> worker: answers to what the worker asked (barriers, abort)
+TAG_NOTICE = 13    # master -> worker: whenever (a checkpoint request, stop)
 
 _MIN_NAP = 0.0002
 _WORKER_NAP = 0.01   # the longest a waiting worker sleeps between looks (barrier latency)
@@ -69,7 +70,10 @@ class MasterPort:
             self._backoff.idle(deadline)
 
     def send(self, worker_id: int, message: tuple[Any, ...]) -> None:
-        self.ctrl.send(message, dest=worker_id + self.first, tag=TAG_REPLY)
+        from .master import NOTICES
+
+        tag = TAG_NOTICE if message[0] in NOTICES else TAG_REPLY
+        self.ctrl.send(message, dest=worker_id + self.first, tag=tag)
 
 
 class WorkerPort:
@@ -78,10 +82,16 @@ class WorkerPort:
     _PROGRESS_EVERY = 0.05  # seconds; repeated progress within this is dropped unless it changes
 
     def __init__(self, ctrl: MPI.Comm, worker_id: int, grace: float):
+        import threading
+
         self.ctrl = ctrl
         self.worker_id = worker_id
         self.grace = grace
         self._last_progress = (0.0, None, "")
+        self._notice_lock = threading.Lock()
+        self.checkpoint_asked: str | None = None    # why the master asked for a checkpoint
+        self.stop_version: int | None = None        # the committed version after which to stop
+        self.on_checkpoint_request: Any = None      # a callable(why), from the heartbeat thread
 
     def _tell(self, *message: Any) -> None:
         self.ctrl.send(message, dest=0, tag=TAG_CONTROL)
@@ -93,9 +103,15 @@ class WorkerPort:
 
         self._beating = threading.Event()
 
+        look = min(interval, 1.0)   # notices (a checkpoint request) are looked for more often
+
         def beat() -> None:
-            while not self._beating.wait(interval):
-                self._tell("heartbeat", self.worker_id)
+            next_beat = time.monotonic() + interval
+            while not self._beating.wait(look):
+                self.notices()
+                if time.monotonic() >= next_beat:
+                    next_beat = time.monotonic() + interval
+                    self._tell("heartbeat", self.worker_id)
 
         self._beat_thread = threading.Thread(target=beat, name="t2mpi-heartbeat", daemon=True)
         self._beat_thread.start()
@@ -136,6 +152,38 @@ class WorkerPort:
             return
         self._last_progress = (now, fraction, message)
         self._tell("progress", self.worker_id, fraction, message)
+
+    def notices(self) -> None:
+        """Take the master's notices that have come (from either thread)."""
+        asked = None
+        with self._notice_lock:
+            while (msg := self.ctrl.improbe(0, TAG_NOTICE)) is not None:
+                notice = msg.recv()
+                if notice[0] == "checkpoint" and self.checkpoint_asked is None:
+                    self.checkpoint_asked = asked = notice[1]
+                elif notice[0] == "stop":
+                    self.stop_version = notice[1]
+        if asked is not None and self.on_checkpoint_request is not None:
+            self.on_checkpoint_request(asked)
+
+    def wait_stop(self, timeout: float) -> bool:
+        """Wait (boundedly) for the master's word that a checkpoint is committed and to stop."""
+        deadline = time.monotonic() + timeout
+        backoff = Backoff()
+        while True:
+            self.notices()
+            if self.stop_version is not None:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            backoff.idle(deadline)
+
+    def checkpointed(self, version: int) -> None:
+        self._tell("checkpointed", self.worker_id, version)
+
+    def stopped(self) -> None:
+        self.stop_heartbeat()
+        self._tell("stopped", self.worker_id)
 
     def report(self, facts: dict[str, Any]) -> None:
         self._tell("report", self.worker_id, facts)

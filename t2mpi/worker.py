@@ -37,6 +37,11 @@ class BarrierError(RuntimeError):
     """A barrier failed: it timed out, or a worker ended without reaching it."""
 
 
+class Preempted(BaseException):
+    """Raised by ctx.checkpoint() when the job is to stop (preemption, walltime) and this
+    checkpoint is committed: let it pass (like SystemExit); the job goes on from it when restarted."""
+
+
 class WorkerController:
     """Twister2's IWorkerController: the job's worker list and barriers."""
 
@@ -60,7 +65,8 @@ class WorkerContext:
 
     def __init__(self, *, spec: JobSpec, worker_id: int, host: str, comm: MPI.Intracomm,
                  controller: WorkerController, channel: Any, job_dir: str,
-                 thread_cores: tuple[int, ...] | None = None):
+                 thread_cores: tuple[int, ...] | None = None, committed: int | None = None,
+                 restart_count: int = 0):
         self.worker_id = worker_id
         self.num_workers = spec.workers
         self.host = host
@@ -73,6 +79,10 @@ class WorkerContext:
         self._spec = spec
         self._channel = channel
         self._thread_cores = thread_cores
+        self.restart_count = restart_count       # how often this job was restarted before this run
+        self._committed = committed              # the checkpoint version this run starts from
+        self.checkpoint_version = committed or 0  # the last version this worker wrote or restored
+        self._stop_agreed = False                # all workers know of a checkpoint request
 
     @cached_property
     def threads(self) -> WorkerThreads:
@@ -107,6 +117,59 @@ class WorkerContext:
         """This worker's log: debug/info/warning/error/exception(msg, *args), like a Logger;
         its lines go to the worker's (prefixed) output and log file. .logger gives a real one."""
         return WorkerLog(self.worker_id)
+
+    @cached_property
+    def restored(self) -> Any:
+        """This worker's state from the job's last committed checkpoint, or None (a first run)."""
+        if self._committed is None:
+            return None
+        import pickle
+
+        from .jobdir import JobDir
+
+        return pickle.loads(JobDir(self.job_dir).read_checkpoint(self._committed, self.worker_id))
+
+    def checkpoint(self, state: Any) -> int:
+        """Save this worker's `state` (picklable) as the next checkpoint version and return it.
+        Collective: every worker checkpoints at the same points; a version is committed when all
+        have written it, and a restart gives each worker its part as ctx.restored. When the job is
+        asked to stop (see should_checkpoint), this waits for the commit and raises Preempted."""
+        import pickle
+
+        from .jobdir import JobDir
+
+        channel = self._channel
+        channel.notices()
+        if channel.stop_version is not None:   # committed already; this worker is to stop
+            raise Preempted(f"checkpoint {channel.stop_version} committed; the job stops")
+        version = self.checkpoint_version + 1
+        JobDir(self.job_dir).write_checkpoint(version, self.worker_id,
+                                              pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+        self.checkpoint_version = version
+        channel.checkpointed(version)
+        if self._agree(channel.checkpoint_asked is not None):   # all stop at the same version
+            channel.wait_stop(self._spec.timeouts.checkpoint + self._spec.timeouts.abort)
+            raise Preempted(f"checkpoint {version} written; the job stops")
+        return version
+
+    def should_checkpoint(self) -> bool:
+        """True when the job is asked to checkpoint and stop (Slurm's signal before the walltime,
+        preemption, SIGUSR1 to t2mpi run). Collective over ctx.comm: every worker calls it at the
+        same point, and all get the same answer."""
+        self._channel.notices()
+        return self._agree(self._channel.checkpoint_asked is not None)
+
+    def _agree(self, asked: bool) -> bool:
+        """Whether any worker was asked for a checkpoint (collective; once true, it stays)."""
+        if not self._stop_agreed:
+            from mpi4py import MPI
+
+            self._stop_agreed = bool(self.comm.allreduce(asked, op=MPI.LOR))
+        return self._stop_agreed
+
+    def on_checkpoint_request(self, callback: Any) -> None:
+        """Call `callback(why)` (from t2mpi's own thread) as soon as a checkpoint is asked for."""
+        self._channel.on_checkpoint_request = callback
 
     def progress(self, fraction: float | None = None, message: str = "") -> None:
         """Tell the master how far this worker is (0.0-1.0) and what it does."""

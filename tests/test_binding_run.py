@@ -40,6 +40,13 @@ def test_each_worker_runs_on_its_planned_core(work):
         assert b["mismatches"] == []
         assert b["mempolicy"][0] == "bind"
     assert all(r["squares"] == [0, 1, 4, 9, 16] for r in result.results.values())
+    # the node's topology was read once, by its first worker, and reported to the master
+    facts = [w.get("topology") for w in state["workers"]]
+    assert facts[1:] == [None] * (len(CORES) - 1)
+    assert facts[0]["hostname"] == os.uname().nodename and facts[0]["pus"] >= len(CORES)
+    from t2mpi.topology import parse_cpuset
+
+    assert parse_cpuset(facts[0]["allowed"]) == tuple(CORES)
 
 
 def test_threads_of_one_worker_each_on_one_core(work):

@@ -289,6 +289,7 @@ def test_snapshot_content():
         "job_id": "job-1", "name": "hello", "state": RUNNING, "reason": "",
         "master": {"mode": "rank0", "host": "head", "pid": 999},
         "num_workers": 3, "started": T0, "ended": None, "joined": 3, "finished": 1,
+        "checkpoint": None, "restarts": 0,
     }
     assert workers[0] == {"id": 0, "host": "node-a", "pid": 1000, "node": 0, "local": 0, "state": RUNNING,
                           "progress": 0.25, "message": "loading", "started": T0 + 1, "ended": None,

@@ -39,7 +39,9 @@ VARIANTS = {
     "slurm-cpus2-openmpi": (["resources.cpus=2", "resources.threads=2", "scheduler.skip=[mem]"], OPENMPI),
     "slurm-srun-mpich": (["scheduler.launcher=srun"], MPICH),
     "slurm-srun-openmpi": (["scheduler.launcher=srun", "resources.cpus=2"], OPENMPI),
+    "slurm-restarts": (["max_restarts=3", "scheduler.time=02:00:00", "scheduler.signal=120"], MPICH),
     "pbs-default": (["scheduler.kind=pbs"], MPICH),
+    "pbs-restarts": (["scheduler.kind=pbs", "max_restarts=1"], OPENMPI),
     "pbs-full": (["scheduler.kind=pbs", "workers=8", "resources.cpus=4", "scheduler.nodes=2",
                   "scheduler.time=48:00", "scheduler.partition=workq", "scheduler.account=proj1",
                   "scheduler.directives=['-l place=scatter']"], OPENMPI),
@@ -135,6 +137,9 @@ def test_user_strings_never_run_as_shell_code(tmp_path_factory, prologue, env_va
     (['mpi.env={X: "a\\nb"}'], "mpi.env.X: 'a\\nb' has a newline or another control character"),
     (["scheduler.prologue=['echo \"unbalanced']"], "scheduler.prologue: 'echo \"unbalanced': No closing quotation"),
     (["scheduler.launcher=aprun"], "scheduler.launcher: 'aprun': use one of mpiexec, srun"),
+    (["max_restarts=1", "scheduler.time=1", "scheduler.signal=30"],
+     "scheduler.signal: 30 s before a walltime of 60 s: Slurm may send it up to 30 s early"),
+    (["max_restarts=-1"], "max_restarts: must be at least 0, got -1"),
 ])
 def test_bad_scheduler_settings(overrides, message):
     with pytest.raises(SpecError) as info:

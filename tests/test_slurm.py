@@ -161,3 +161,76 @@ def test_pbs_scripts_run_under_a_pbs_like_environment(work, kind):
     assert done.returncode == 0, done.stdout + done.stderr
     assert state_of(Path(jd.path))["state"] == "COMPLETED"
     assert pickle.loads(Path(jd.results_file).read_bytes()) == {0: 0, 1: 2}
+
+
+# ---------------------------------------------------------------- walltime, requeue, restarts
+
+STEADY = """
+    import threading
+    from t2mpi import IWorker
+
+    class Job(IWorker):
+        def execute(self, ctx):
+            state = ctx.restored or {"step": 0, "runs": []}
+            state["runs"].append(state["step"])   # where each run began
+            for step in range(state["step"], ctx.config["steps"]):
+                threading.Event().wait(ctx.config["pause"])   # the work of one step
+                state["step"] = step + 1
+                if ctx.should_checkpoint() or ctx.config["every"] and (step + 1) % ctx.config["every"] == 0:
+                    ctx.checkpoint(state)   # raises Preempted when the job is to stop
+            return {"steps": state["step"], "runs": state["runs"], "restarts": ctx.restart_count}
+"""
+
+
+def follow_until_ended(folder: Path, timeout: float) -> dict:
+    """Poll the job until its state file is final (a requeued job runs again by itself: the test
+    cluster's credentials expire after 10 s, AuthInfo=cred_expire=10)."""
+    def ended():
+        state = state_of(folder) if (folder / "state.json").exists() else {}
+        return state if state.get("state") in ("COMPLETED", "FAILED", "KILLED") else None
+    return wait_for(ended, timeout, "the job to end")
+
+
+def test_a_job_at_its_walltime_checkpoints_is_requeued_and_completes(work, slurm):
+    """--time=2 --signal=B:USR1@60: Slurm signals 30-60 s into each run (its time-limit check runs
+    every 30 s and may be up to 30 s early); the 45 s of steps need one requeue."""
+    job = write_job(work, "steady", STEADY, workers=1, max_restarts=3,
+                    config={"steps": 225, "pause": 0.2, "every": 0},
+                    scheduler={"time": 2, "signal": 60})
+    done = t2mpi("submit", str(job), cwd=work)
+    assert done.returncode == 0, done.stderr
+    folder = only_job(work)
+    assert "#SBATCH --signal=B:USR1@60" in (folder / "job.sh").read_text()
+    final = follow_until_ended(folder, 400)
+    assert final["state"] == "COMPLETED", final
+    result = pickle.loads((folder / "results.pkl").read_bytes())[0]
+    history = json.loads((folder / "restarts.json").read_text())["history"]
+    assert result["steps"] == 225 and result["restarts"] == len(history) >= 1
+    assert all(h["state"] == "PREEMPTED" and "requeued" in h["why"] for h in history)
+    runs = result["runs"]
+    assert runs[0] == 0 and runs == sorted(runs) and len(runs) == len(history) + 1
+    out = (folder / "batch.out").read_text()
+    assert out.count("requeued (restart ") == len(history)   # one batch.out for every run (append)
+    wait_for(lambda: not processes_mentioning(str(folder)), 30, "the job's processes to go")
+
+
+def test_scontrol_requeue_mid_run_goes_on_from_the_last_checkpoint(work, slurm):
+    job = write_job(work, "steady", STEADY, workers=1, max_restarts=2,
+                    config={"steps": 60, "pause": 0.1, "every": 5})
+    done = t2mpi("submit", str(job), cwd=work)
+    assert done.returncode == 0, done.stderr
+    folder = only_job(work)
+    job_id = json.loads((folder / "scheduler.json").read_text())["id"]
+    from t2mpi.jobdir import JobDir
+
+    wait_for(lambda: (JobDir(str(folder)).committed_version() or 0) >= 2, 120, "checkpoint 2")
+    requeue = subprocess.run(["scontrol", "requeue", job_id], capture_output=True, text=True, timeout=30)
+    assert requeue.returncode == 0, requeue.stderr
+    final = follow_until_ended(folder, 180)
+    assert final["state"] == "COMPLETED", final
+    result = pickle.loads((folder / "results.pkl").read_bytes())[0]
+    assert result["steps"] == 60 and result["restarts"] == 1
+    assert len(result["runs"]) == 2 and result["runs"][1] >= 10   # not from the start
+    history = json.loads((folder / "restarts.json").read_text())["history"]
+    assert len(history) == 1 and "requeued" in history[0]["why"]
+    wait_for(lambda: not processes_mentioning(str(folder)), 30, "the job's processes to go")

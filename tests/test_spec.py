@@ -19,7 +19,7 @@ from t2mpi.spec import JobSpec, MpiOptions, Resources, Timeouts, load, parse_siz
 from t2mpi.worker import IWorker, load_worker_class
 
 MIN_JOB = "name: hello\nworker: hello:Hello\n"
-VALID_KEYS = "binding, config, jobs_dir, master, mpi, name, network, resources, scheduler, scratch_dir, timeouts, worker, workers"
+VALID_KEYS = "binding, config, jobs_dir, master, max_restarts, mpi, name, network, resources, scheduler, scratch_dir, timeouts, worker, workers"
 
 
 def write(path, text: str) -> str:
@@ -80,7 +80,7 @@ def test_valid_job_resolves_every_field(tmp_path, env, monkeypatch):
     assert s.jobs_dir == os.path.realpath(run_dir / "t2mpi-jobs")
     assert s.scratch_dir is None
     assert s.mpi == MpiOptions(launcher=None, args=(), env=())
-    assert s.timeouts == Timeouts(start=120.0, barrier=300.0, abort=10.0, heartbeat=60.0, progress=None)
+    assert s.timeouts == Timeouts(start=120.0, barrier=300.0, abort=10.0, heartbeat=60.0, progress=None, checkpoint=30.0)
     assert all(isinstance(t, float) for t in s.timeouts[:4])
     assert s.source == path
 
@@ -152,7 +152,7 @@ def test_site_config_from_T2MPI_CONFIG_lies_under_the_job_file(tmp_path, env):
     path = job(tmp_path, MIN_JOB + "resources: {cpus: 4}\nconfig: {greeting: job}\n")
     s = load(path, environ=dict(env, T2MPI_CONFIG=site))
     assert s.resources == Resources(cpus=4, threads=1, memory=2 * 2**30)   # cpus: job; memory: site
-    assert s.timeouts == Timeouts(120.0, 60.0, 10.0, 60.0, None)
+    assert s.timeouts == Timeouts(120.0, 60.0, 10.0, 60.0, None, 30.0)
     assert s.mpi.args == ("--site",)
     assert s.jobs_dir == os.path.realpath(tmp_path / "site-jobs")
     assert s.config == {"from_site": 1, "greeting": "job"}   # mappings merge key by key
@@ -303,7 +303,7 @@ def test_unknown_top_level_key_lists_valid_keys_and_suggests(tmp_path, env):
 
 @pytest.mark.parametrize("text, line, key, hint, valid", [
     ("resources:\n  cpu: 2\n", 4, "resources.cpu", "cpus", "cpus, memory, threads"),
-    ("timeouts:\n  strat: 5\n", 4, "timeouts.strat", "start", "abort, barrier, heartbeat, progress, start"),
+    ("timeouts:\n  strat: 5\n", 4, "timeouts.strat", "start", "abort, barrier, checkpoint, heartbeat, progress, start"),
     ("mpi:\n  launch: x\n", 4, "mpi.launch", "launcher", "args, env, launcher"),
 ])
 def test_unknown_nested_key(tmp_path, env, text, line, key, hint, valid):
@@ -470,7 +470,7 @@ def test_timeouts_must_be_positive_seconds(tmp_path, env, value, shown):
 
 def test_fractional_timeouts(tmp_path, env):
     s = load(job(tmp_path, MIN_JOB + "timeouts: {start: 0.5, abort: 2}\n"), environ=env)
-    assert s.timeouts == Timeouts(0.5, 300.0, 2.0, 60.0, None)
+    assert s.timeouts == Timeouts(0.5, 300.0, 2.0, 60.0, None, 30.0)
 
 
 # ---------------------------------------------------------------- --set
@@ -525,7 +525,8 @@ def test_to_dict_from_dict_round_trip(tmp_path, env):
         """)), environ=env)
     d = s.to_dict()
     assert d["resources"] == {"cpus": 2, "threads": 1, "memory": 3 * 2**30}
-    assert d["timeouts"] == {"start": 1.5, "barrier": 300.0, "abort": 10.0, "heartbeat": 60.0, "progress": None}
+    assert d["timeouts"] == {"start": 1.5, "barrier": 300.0, "abort": 10.0, "heartbeat": 60.0, "progress": None,
+                             "checkpoint": 30.0}
     assert d["mpi"]["env"] == (("A", "1"), ("B", "x"))
     assert JobSpec.from_dict(d) == s
     through_json = json.loads(json.dumps(dict(d, job_id="hello-1")))   # as spec.json holds it

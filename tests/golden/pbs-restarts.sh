@@ -1,0 +1,16 @@
+#!/bin/bash
+#PBS -N hello
+#PBS -l select=1:ncpus=5:mpiprocs=5:mem=2304mb
+#PBS -j oe
+#PBS -o /jobs/hello-1/batch.out
+#PBS -r y
+
+# t2mpi 0.1.0: job hello-1, 4 workers x 1 cpus + 1 master (openmpi, mpiexec)
+set -e
+cd /jobs/hello-1
+export BLIS_NUM_THREADS=1
+export MKL_NUM_THREADS=1
+export NUMEXPR_NUM_THREADS=1
+export OMP_NUM_THREADS=1
+export OPENBLAS_NUM_THREADS=1
+exec /opt/venv/bin/python -P -m t2mpi.restart --job-dir /jobs/hello-1 -- /opt/ompi/bin/mpirun -n 5 --hostfile "$PBS_NODEFILE" --bind-to none --mca btl '^ofi' -x BLIS_NUM_THREADS=1 -x MKL_NUM_THREADS=1 -x NUMEXPR_NUM_THREADS=1 -x OMP_NUM_THREADS=1 -x OPENBLAS_NUM_THREADS=1 /opt/venv/bin/python -P -m t2mpi.launch --job-dir /jobs/hello-1

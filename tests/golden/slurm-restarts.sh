@@ -1,0 +1,20 @@
+#!/bin/bash
+#SBATCH --job-name=hello
+#SBATCH --ntasks=5
+#SBATCH --cpus-per-task=1
+#SBATCH --mem-per-cpu=512M
+#SBATCH --time=02:00:00
+#SBATCH --output=/jobs/hello-1/batch.out
+#SBATCH --requeue
+#SBATCH --open-mode=append
+#SBATCH --signal=B:USR1@120
+
+# t2mpi 0.1.0: job hello-1, 4 workers x 1 cpus + 1 master (mpich, mpiexec)
+set -e
+cd /jobs/hello-1
+export BLIS_NUM_THREADS=1
+export MKL_NUM_THREADS=1
+export NUMEXPR_NUM_THREADS=1
+export OMP_NUM_THREADS=1
+export OPENBLAS_NUM_THREADS=1
+exec /opt/venv/bin/python -P -m t2mpi.restart --job-dir /jobs/hello-1 -- /opt/mpi/bin/mpiexec -n 5 -genv BLIS_NUM_THREADS 1 -genv MKL_NUM_THREADS 1 -genv NUMEXPR_NUM_THREADS 1 -genv OMP_NUM_THREADS 1 -genv OPENBLAS_NUM_THREADS 1 /opt/venv/bin/python -P -m t2mpi.launch --job-dir /jobs/hello-1
