@@ -28,6 +28,9 @@ from t2mpi.errors import T2mpiError
 DEFAULT_NUMA_MEMORY = 16 * 2**30
 
 
+MAX_PUS = 1 << 16   # hardware threads in one node (the largest machines have a few thousand)
+
+
 class TopologyError(T2mpiError, ValueError):
     """A topology source or description that cannot be understood; one line."""
 
@@ -184,6 +187,9 @@ def _parse_synthetic(desc: str) -> _Synthetic:
     below = [1] * len(levels)
     for i in range(len(levels) - 2, -1, -1):
         below[i] = below[i + 1] * levels[i + 1].count
+    if below[0] * levels[0].count > MAX_PUS:
+        raise TopologyError(f"synthetic description {desc!r} has {below[0] * levels[0].count} PUs; "
+                            f"a node has at most {MAX_PUS}")
     numa_at = numa_levels[0] if numa_levels else -1 if child_at is None else child_at
     return _Synthetic(tuple(levels), numa_at, not numa_levels, memory, tuple(below))
 
@@ -298,7 +304,12 @@ def from_xml(path: str | os.PathLike, hostname: str | None = None,
 
     if not Path(path).is_file():
         raise TopologyError(f"topology XML {os.fspath(path)} does not exist: export one with lstopo --of xml")
-    with pyhwloc.from_xml_file(path, load=True) as topo:
+    try:
+        topo = pyhwloc.from_xml_file(path, load=True)
+    except Exception as exc:   # pyhwloc raises ValueError, OSError or its own errors
+        raise TopologyError(f"topology XML {os.fspath(path)}: hwloc cannot read it ({exc}); "
+                            "export one with lstopo --of xml") from None
+    with topo:
         if allowed is None:
             allowed = set(topo.allowed_cpuset) & set(topo.cpuset)
         return _from_hwloc(topo, hostname, allowed, devices=True)

@@ -437,13 +437,13 @@ def _options(draw, pool: dict[str, st.SearchStrategy | None]) -> list[str]:
 
 
 SCHEDULER = st.one_of(st.sampled_from(["slurm", "pbs", "torque"]), ARG_TEXT)
-# topology.py is not this test's to fix: its known failures (KNOWN_TOPOLOGY below) stay out of the pool
 NODE_SOURCE = {"--sysfs": None, "--synthetic": st.one_of(
     st.sampled_from(["package:2 numa:2 core:4 pu:2", "core:2", "core:0", "pu:2", "numa:2", "core:2 pu:2 core:2",
                      "package:4 core:64 pu:2", "[numa(1GiB)] core:2", "numa:2(memory=0GiB) core:2",
                      "core:2 pu:2(indexes=core:pu)", "core:2 pu:2(indexes=9,9)", "machine:1 core:1", "",
-                     "numa:2(999999999999999999999TiB) core:2"]), ARG_TEXT),
-    "--xml": st.sampled_from(["nosuch.xml", "jobfiles", "/dev/null", ""])}
+                     "numa:2(999999999999999999999TiB) core:2", "core:99999999999999999999",
+                     "package:1000 core:1000 pu:1000"]), ARG_TEXT),
+    "--xml": st.sampled_from(["nosuch.xml", "jobfiles", "/dev/null", "", "jobfiles/valid.yaml"])}
 QUERY = {"--jobs-dir": st.sampled_from(["jobs", "jobfiles", "jobfiles/valid.yaml", "", "~", "nosuch/x", "/"])}
 COMMANDS = {   # each command's options: name -> value strategy (None: a flag)
     "run": {"-n": INTS, "--workers": INTS, "--master": st.one_of(st.sampled_from(["rank0", "client"]), ARG_TEXT),
@@ -666,16 +666,15 @@ def test_a_newline_in_what_an_error_shows(fuzz_work, argv, data, expected):
     assert expected in error_of(fuzz_work, argv, data)
 
 
-KNOWN_TOPOLOGY = [   # t2mpi/topology.py, left for its owner: each fails (or hangs) today
-    (["topology", "--synthetic", "core:99999999999999999999"], "OverflowError traceback"),
-    (["topology", "--synthetic", "package:1000 core:1000 pu:1000"], "no answer within 5 s"),
-    (["topology", "--xml", "jobfiles/valid.yaml"], "ValueError traceback from pyhwloc"),
+TOPOLOGY_CASES = [   # found by the fuzz test in t2mpi/topology.py
+    (["topology", "--synthetic", "core:99999999999999999999"], "was: an OverflowError traceback"),
+    (["topology", "--synthetic", "package:1000 core:1000 pu:1000"], "was: no answer within 5 s"),
+    (["topology", "--xml", "jobfiles/valid.yaml"], "was: a ValueError traceback from pyhwloc"),
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="topology.py: see KNOWN_TOPOLOGY")
-@pytest.mark.parametrize("argv, today", KNOWN_TOPOLOGY)
-def test_known_topology_failures(fuzz_work, argv, today):
+@pytest.mark.parametrize("argv, today", TOPOLOGY_CASES)
+def test_bad_topology_sources_are_one_line_errors(fuzz_work, argv, today):
     try:
         done = subprocess.run([PYTHON, "-m", "t2mpi", *argv], cwd=fuzz_work, capture_output=True, text=True,
                               timeout=5)
