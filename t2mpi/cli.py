@@ -52,7 +52,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="after the summary, each worker's planned cores and what its kernel reports "
                           "(with binding: cores)")
 
-    for name, helptext in (("topology", "describe a node: packages, cores, NUMA domains, allowed cpuset"),
+    for name, helptext in (("topology", "describe a node: packages, cores, NUMA domains, allowed cpuset "
+                                        "(and of this machine: the filesystems of jobs_dir and scratch, "
+                                        "network interfaces and addresses)"),
                            ("plan", "show where a job's workers would run (cores, NUMA) on a node")):
         cmd = sub.add_parser(name, help=helptext, description=helptext + ". The node is this machine "
                              "(hwloc) unless --xml, --synthetic or --sysfs names another.")
@@ -263,13 +265,41 @@ def _topology(args: argparse.Namespace) -> int:
     from . import topology
 
     node = _node(args)
+    here = not (args.xml or args.synthetic)   # storage and network only of this machine
     if args.json:
         import json
 
-        print(json.dumps(topology.to_dict(node), indent=1))
+        print(json.dumps({**topology.to_dict(node), **(_storage_and_network() if here else {})}, indent=1))
     else:
         print(topology.summary(node))
+        if here:
+            info = _storage_and_network()
+            for v in info["storage"]:
+                print(f"  {v['role']}: {v['path']} on {v['mount']} ({v['fstype']} {v['source']}"
+                      f"{', shared' if v['shared'] else ''}): {topology.format_bytes(v['free'])} free "
+                      f"of {topology.format_bytes(v['total'])}")
+            for n in info["network"]:
+                speed = f" {n['speed']} Mb/s" if n["speed"] else ""
+                print(f"  network: {n['name']} {n['state']}{speed} {n['address'] or '(no IPv4 address)'}"
+                      f"{' (loopback)' if n['loopback'] else ''}")
     return 0
+
+
+def _storage_and_network() -> dict[str, Any]:
+    """Where a job's folders would be on this node (the site config's jobs_dir; scratch: the
+    temporary folder), and the node's network interfaces with their IPv4 addresses."""
+    import tempfile
+
+    from . import fabric, storage
+    from .spec import default_jobs_dir
+
+    volumes = []
+    for role, path in (("jobs_dir", default_jobs_dir()), ("scratch", tempfile.gettempdir())):
+        v = storage.volume(path)
+        volumes.append({"role": role, **v._asdict(), "shared": storage.is_shared(v)})
+    nets = [{"name": n.name, "state": n.operstate, "speed": n.speed, "loopback": n.loopback,
+             "address": fabric.ipv4_address(n.name)} for n in fabric.scan().nets]
+    return {"storage": volumes, "network": nets}
 
 
 _MAX_NODES = 100_000   # plan --nodes: more would only fill memory with copies of one node

@@ -100,6 +100,20 @@ def _net_interface(folder: str, name: str) -> NetIf:
                  os.path.exists(os.path.join(folder, "device")))
 
 
+def ipv4_address(name: str) -> str | None:
+    """The IPv4 address of interface `name` (SIOCGIFADDR), or None when it has none."""
+    import fcntl
+    import socket
+    import struct
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:   # never bound: no port
+        try:
+            raw = fcntl.ioctl(sock.fileno(), 0x8915, struct.pack("256s", name.encode()[:15]))
+        except OSError:
+            return None
+    return socket.inet_ntoa(raw[20:24])
+
+
 # ---- what the libraries and the MPI have -------------------------------------------------
 
 

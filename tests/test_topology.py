@@ -288,3 +288,47 @@ def test_summary_names_domains_memory_and_allowed_cpuset():
                                      (3 * 2**40, "3 TiB"), (1536 * 2**20, "1.5 GiB")])  # fmt: skip
 def test_format_bytes(n, text):
     assert T.format_bytes(n) == text
+
+
+# ---- storage and network of this machine (t2mpi topology without --xml/--synthetic) ----------
+
+def test_volume_picks_the_deepest_mount_and_unescapes_it(tmp_path):
+    from t2mpi.storage import is_shared, volume
+
+    info = tmp_path / "mountinfo"
+    info.write_text(
+        "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n"
+        f"30 22 0:40 / {tmp_path}/my\\040data rw - nfs4 server:/export\\040x rw\n"
+        f"31 22 0:41 / {tmp_path}/my rw - tmpfs tmpfs rw\n")
+    (tmp_path / "my data").mkdir()
+    (tmp_path / "my").mkdir()
+    v = volume(str(tmp_path / "my data" / "jobs" / "not-yet"), mountinfo=str(info))
+    assert (v.mount, v.fstype, v.source) == (f"{tmp_path}/my data", "nfs4", "server:/export x")
+    assert is_shared(v)
+    st = os.statvfs(tmp_path / "my data")
+    assert v.total == st.f_blocks * st.f_frsize and 0 <= v.free <= v.total
+    assert volume(str(tmp_path / "my"), mountinfo=str(info)).fstype == "tmpfs"
+    assert volume("/", mountinfo=str(info))[1:3] == ("/", "ext4")
+
+
+def test_topology_shows_where_job_folders_go_and_the_interfaces(tmp_path):
+    env = dict(os.environ, HOME=str(tmp_path), TMPDIR=str(tmp_path))
+    env.pop("T2MPI_CONFIG", None)
+    done = subprocess.run([sys.executable, "-m", "t2mpi", "topology", "--json"], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=60)
+    assert done.returncode == 0, done.stderr
+    info = json.loads(done.stdout)
+    roles = {v["role"]: v for v in info["storage"]}
+    assert roles["jobs_dir"]["path"] == str(tmp_path / "t2mpi-jobs")
+    assert roles["scratch"]["path"] == str(tmp_path)
+    st = os.statvfs(tmp_path)
+    assert roles["scratch"]["total"] == st.f_blocks * st.f_frsize
+    lo = next(n for n in info["network"] if n["name"] == "lo")
+    assert lo["loopback"] and lo["address"] == "127.0.0.1"
+    assert {n["name"] for n in info["network"]} == set(os.listdir("/sys/class/net"))
+    text = subprocess.run([sys.executable, "-m", "t2mpi", "topology"], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=60).stdout
+    assert f"  scratch: {tmp_path} on " in text and "  network: lo unknown 127.0.0.1 (loopback)" in text
+    synthetic = subprocess.run([sys.executable, "-m", "t2mpi", "topology", "--synthetic", "core:2 pu:1"],
+                               capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60).stdout
+    assert "network:" not in synthetic   # another machine's description: nothing of this one
