@@ -170,6 +170,8 @@ def _runs(launch: Launch, jd: JobDir, follower: Follower) -> JobResult:
 def _run_once(launch: Launch, jd: JobDir, follower: Follower) -> JobResult:
     from .procs import start
 
+    jd.write_client(os.uname().nodename, os.getpid())   # a master: client ends the job if this dies
+
     proc = start(launch.argv(str(jd.path)), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                  start_new_session=True)
     stderr_tail: list[str] = []

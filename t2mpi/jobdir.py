@@ -6,6 +6,7 @@
     events.jsonl              one JSON object per line, appended
     results.pkl               the workers' return values {worker_id: value}, written atomically
     job.sh, scheduler.json    a submitted job's batch script, and the scheduler's name for it
+    client.json               the t2mpi run process (host, pid) running the job now
     batch.out                 the batch job's output
     logs/worker-<id>.log      each worker's output and log
     workers/<id>/             each worker's persistent folder (made on first use)
@@ -60,6 +61,7 @@ class JobDir:
         self.logs_dir = os.path.join(self.path, "logs")
         self.script_file = os.path.join(self.path, "job.sh")
         self.scheduler_file = os.path.join(self.path, "scheduler.json")
+        self.client_file = os.path.join(self.path, "client.json")
         self.batch_out = os.path.join(self.path, "batch.out")
         self.checkpoints_dir = os.path.join(self.path, "checkpoints")
         self.committed_file = os.path.join(self.checkpoints_dir, "committed.json")
@@ -159,6 +161,20 @@ class JobDir:
         end = data.rfind(b"\n") + 1
         events = [json.loads(line) for line in data[:end].splitlines() if line.strip()]
         return events, offset + end
+
+    def write_client(self, host: str, pid: int) -> None:
+        """The client process running the job now (t2mpi run): a spawning master watches it."""
+        import json
+
+        write_atomic(self.client_file, json.dumps({"host": host, "pid": pid}).encode())
+
+    def read_client(self) -> dict[str, Any] | None:
+        import json
+
+        try:
+            return json.loads(_read(self.client_file))
+        except (FileNotFoundError, ValueError):
+            return None
 
     def write_scheduler(self, kind: str, job_id: str) -> None:
         import json

@@ -208,7 +208,8 @@ def _spawning_master(spec: JobSpec, job_dir: str, make_dir: bool, transport: dic
     from .spawn import run_master
 
     jd = JobDir.make(job_dir, spec.to_dict()) if make_dir else JobDir(job_dir)
-    snapshot = run_master(spec, jd, sys.executable, transport=transport)
+    client = None if make_dir else jd.read_client()
+    snapshot = run_master(spec, jd, sys.executable, transport=transport, client=client)
     if snapshot["state"] != "COMPLETED":
         # MPI_Finalize is collective over connected processes, and the workers are gone:
         # end this launch with an abort instead of waiting for them forever.

@@ -24,10 +24,12 @@ STOP_LOOK_EVERY = 1.0   # seconds between looks for a stop request in the job fo
 
 
 def serve(port: MasterPort, master: Master, jd: JobDir, stop_grace: float = 10.0,
-          on_events: Callable[[list[dict[str, Any]], dict[str, Any]], None] | None = None) -> dict[str, Any]:
+          on_events: Callable[[list[dict[str, Any]], dict[str, Any]], None] | None = None,
+          gone: Callable[[], str | None] | None = None) -> dict[str, Any]:
     """Run the master until the job ends; return its last state. Failed workers are told to go;
     after a stop (PREEMPTED) the workers get `stop_grace` seconds to say they stopped
-    (master.all_stopped tells whether they did)."""
+    (master.all_stopped tells whether they did). `gone()`, asked once a second, says why the
+    job is to end now (KILLED), e.g. the client that started it died; None: it goes on."""
     from .master import FAILED, PREEMPTED
 
     last = _persist(jd, master, None, on_events)
@@ -44,6 +46,9 @@ def serve(port: MasterPort, master: Master, jd: JobDir, stop_grace: float = 10.0
             why = jd.stop_request()
             if why is not None:
                 replies += master.stop_requested(why, time.time())
+            why = gone() if gone is not None else None
+            if why is not None:
+                master.kill(why, time.time())
         replies += master.tick(time.time())
         for reply in replies:
             port.send(reply.worker_id, reply.message)

@@ -17,7 +17,7 @@ import signal
 import time
 
 from .launcher import rank_environment
-from .master import FAILED, PREEMPTED, worker_list
+from .master import FAILED, KILLED, PREEMPTED, worker_list
 from .serve import serve
 from .transport import MasterPort
 
@@ -34,10 +34,11 @@ _END_GRACE = 5.0   # seconds for ended workers to go before they are killed
 
 def run_master(spec: JobSpec, jd: JobDir, python: str, transport: dict[str, str] | None = None,
                on_events: Callable[[list[dict[str, Any]], dict[str, Any]], None] | None = None,
-               ) -> dict[str, Any]:
+               client: dict[str, Any] | None = None) -> dict[str, Any]:
     """Spawn the job's workers (with `transport`, the environment that selects the MPI
     transport), serve them to the end, and make sure none is left; return the final state.
-    KeyboardInterrupt ends every worker (state KILLED) and is raised again."""
+    KeyboardInterrupt ends every worker (state KILLED) and is raised again. `client` ({host,
+    pid}): the process that started the job; if it dies, the job ends KILLED."""
     from mpi4py import MPI
 
     info = MPI.Info.Create()
@@ -54,7 +55,8 @@ def run_master(spec: JobSpec, jd: JobDir, python: str, transport: dict[str, str]
     master.joined(worker_list(registrations), (os.uname().nodename, os.getpid()), time.time())
     pids = [pid for host, pid in registrations if host == os.uname().nodename]
     try:
-        snapshot = serve(MasterPort(inter, first_worker_rank=0), master, jd, spec.timeouts.abort, on_events)
+        snapshot = serve(MasterPort(inter, first_worker_rank=0), master, jd, spec.timeouts.abort, on_events,
+                         gone=_client_gone(client))
     except BaseException as exc:
         _end_workers(pids)
         why = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else f"master error: {exc!r}"
@@ -62,11 +64,22 @@ def run_master(spec: JobSpec, jd: JobDir, python: str, transport: dict[str, str]
         jd.append_events(master.drain_events())
         jd.write_state(master.snapshot())
         raise
-    if snapshot["state"] == FAILED or snapshot["state"] == PREEMPTED and not master.all_stopped:
+    if snapshot["state"] in (FAILED, KILLED) or snapshot["state"] == PREEMPTED and not master.all_stopped:
         _end_workers(pids)          # the failed worker aborts the workers' launch; wait for it
     else:
         inter.Disconnect()
     return snapshot
+
+
+def _client_gone(client: dict[str, Any] | None) -> Callable[[], str | None] | None:
+    """A check that the client process on this node still lives (None: nothing to watch)."""
+    if not client or client.get("host") != os.uname().nodename or not client.get("pid"):
+        return None
+    pid = int(client["pid"])
+
+    def gone() -> str | None:
+        return None if _alive(pid) else f"the client that started the job (pid {pid}) is gone"
+    return gone
 
 
 def _end_workers(pids: list[int]) -> None:

@@ -73,3 +73,33 @@ def test_master_mode_is_validated(work):
     done = t2mpi("run", str(JOBS / "hello.yaml"), "--set", "master=elsewhere", cwd=work)
     assert done.returncode == 2
     assert "master: 'elsewhere' is not a master mode; use one of rank0, client" in done.stderr
+
+
+def test_a_killed_client_ends_its_master_and_every_worker(work):
+    """SIGKILL of the client: the master (a separate launch) sees it within a second and ends
+    the job KILLED; no rank is left."""
+    import signal
+    import subprocess
+
+    import psutil
+
+    from conftest import PYTHON, SLEEPY, events_of, wait_for
+
+    job = write_job(work, "sleepy", SLEEPY, workers=2)
+    client = subprocess.Popen([PYTHON, "-m", "t2mpi", "run", str(job), "--master", "client", "-q"], cwd=work,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        jobdir = wait_for(lambda: (job_dirs(work) or [None])[0], 60, "the job folder")
+        wait_for(lambda: (jobdir / "events.jsonl").exists()
+                 and sum(e["event"] == "progress" for e in events_of(jobdir)) == 2, 60, "the workers")
+        family = psutil.Process(client.pid).children(recursive=True)
+        client.send_signal(signal.SIGKILL)
+        client.wait(timeout=10)
+    finally:
+        if client.poll() is None:
+            client.kill()
+    assert len(family) >= 4   # mpiexec, the master and its two workers (and hydra's proxies)
+    assert gone(family, timeout=20) == []
+    state = wait_for(lambda: state_of(jobdir) if state_of(jobdir)["state"] != "RUNNING" else None, 10, "the end")
+    assert state["state"] == "KILLED"
+    assert state["reason"] == f"the client that started the job (pid {client.pid}) is gone"
