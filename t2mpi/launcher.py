@@ -18,10 +18,11 @@ OPENMPI, MPICH, INTELMPI, UNKNOWN = "openmpi", "mpich", "intelmpi", "unknown"
 MpiLauncher = namedtuple("MpiLauncher", "path flavour version")
 
 
-class Host(namedtuple("Host", "cpus root ofi_fabric")):
+class Host(namedtuple("Host", "cpus root ofi_fabric slurm_allocation", defaults=(False,))):
     """Facts about the launching node that change the command line: the CPUs this process may
     use, whether it runs as root (Open MPI refuses unless told), whether an OFI-capable fabric
-    (InfiniBand, Omni-Path) is present."""
+    (InfiniBand, Omni-Path) is present, whether it runs inside a Slurm allocation (salloc,
+    sbatch: the launcher places ranks on the allocation's nodes)."""
 
     __slots__ = ()
 
@@ -31,7 +32,7 @@ class Host(namedtuple("Host", "cpus root ofi_fabric")):
             return os.path.isdir(folder) and bool(os.listdir(folder))
 
         fabric = any(has_entries(os.path.join(sysfs, "class", name)) for name in ("infiniband", "hfi1"))
-        return cls(len(os.sched_getaffinity(0)), os.geteuid() == 0, fabric)
+        return cls(len(os.sched_getaffinity(0)), os.geteuid() == 0, fabric, "SLURM_JOB_ID" in os.environ)
 
 
 def find(spec: JobSpec, python: str) -> str:
@@ -183,6 +184,10 @@ def mpiexec_args(mpi: MpiLauncher, nprocs: int, host: Host, env: dict[str, str],
     return argv
 
 
+def _names_launcher(args: tuple[str, ...]) -> bool:
+    return any(a.split("=")[0] in ("-launcher", "-bootstrap", "--launcher", "--bootstrap") for a in args)
+
+
 def command(mpi: MpiLauncher, spec: JobSpec, job_dir: str, python: str, host: Host,
             quiet: bool = True, network: dict[str, str] | None = None) -> list[str]:
     """The argument list that runs `spec` as W+1 ranks of one MPI launch (no shell involved);
@@ -191,6 +196,10 @@ def command(mpi: MpiLauncher, spec: JobSpec, job_dir: str, python: str, host: Ho
     if spec.master == "client":
         # The master's part alone, as a one-rank launch; it spawns the workers.
         argv = mpiexec_args(mpi, 1, host, env, slots=spec.world_size)
+        if host.slurm_allocation and mpi.flavour == MPICH and not _names_launcher(spec.mpi.args):
+            # Hydra's Slurm launcher cannot spawn onto nodes it already serves (an assertion in
+            # its proxy set-up); its ssh launcher can, over the allocation's node list.
+            argv += ["-launcher", "ssh"]
     else:
         argv = mpiexec_args(mpi, spec.world_size, host, env)
     argv += list(spec.mpi.args)

@@ -88,7 +88,7 @@ class Scheduler:
         if spec.batch.launcher != "mpiexec":
             raise SpecError(f"{spec.source}: scheduler.launcher: {spec.batch.launcher} needs Slurm; "
                             f"with {self.kind} use mpiexec")
-        inside = mpilauncher.Host(layout.tasks, host.root, host.ofi_fabric)
+        inside = mpilauncher.Host(layout.tasks, host.root, host.ofi_fabric, self.kind == "slurm")
         argv = mpilauncher.command(mpi, spec, job_dir, python, inside, quiet=False, network=network)
         return argv[:3] + self.hostfile(mpi) + argv[3:]
 

@@ -41,8 +41,12 @@ def run_master(spec: JobSpec, jd: JobDir, python: str, transport: dict[str, str]
     pid}): the process that started the job; if it dies, the job ends KILLED."""
     from mpi4py import MPI
 
+    openmpi = "Open MPI" in MPI.Get_library_version()
     info = MPI.Info.Create()
-    info.Set("env", "\n".join(f"{k}={v}" for k, v in sorted(rank_environment(spec, transport).items())))
+    env = "\n".join(f"{k}={v}" for k, v in sorted(rank_environment(spec, transport).items()))
+    info.Set("PMIX_ENVAR" if openmpi else "env", env)   # Open MPI 5 warns that "env" is deprecated
+    if openmpi and "SLURM_JOB_ID" in os.environ:
+        info.Set("map_by", "node")   # over the allocation's nodes, not first filling this one
     try:
         inter = MPI.COMM_SELF.Spawn(python, ["-P", "-m", "t2mpi.launch", "--spawned", "--job-dir", jd.path],
                                     maxprocs=spec.workers, info=info)

@@ -266,3 +266,20 @@ def test_kmeans_pbs_script_on_three_nodes(work, cluster, one_node_centroids):
     assert done.returncode == 0, done.stdout + done.stderr
     assert_same_centroids(folder, one_node_centroids)
     assert job_dirs(work) == [folder]
+
+
+def test_master_client_in_an_allocation_spawns_its_workers_on_the_allocations_nodes(work, cluster):
+    """salloc -N 3 on the login node, then t2mpi run --master client: the master spawns the
+    workers over the allocation (Open MPI: map_by node; MPICH: Hydra's ssh launcher, here
+    slurm/nsrsh as HYDRA_LAUNCHER_EXEC, as Hydra's Slurm launcher cannot spawn)."""
+    job = write_job(work, "where", "import os\nfrom t2mpi import IWorker\n\nclass Job(IWorker):\n"
+                    "    def execute(self, ctx):\n        return os.uname().nodename\n", workers=3)
+    done = on("head", "env", f"HYDRA_LAUNCHER_EXEC={NSRSH}", "salloc", "-N", "3", "-n", "4",
+              PYTHON, "-m", "t2mpi", "run", str(job), "--master", "client", "-q", cwd=work, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "deprecated" not in done.stderr.lower()
+    folder = only_job(work)
+    state = state_of(folder)
+    assert state["master"]["mode"] == "client" and state["state"] == "COMPLETED"
+    assert sorted(results(folder).values()) == NODES
+    wait_for(lambda: not processes_mentioning(str(folder)), 30, "the job's processes to go")
