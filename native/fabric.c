@@ -12,6 +12,8 @@
 #include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define T2N_UCX_LIB "libucp.so.0"
@@ -107,6 +109,83 @@ PyObject *t2n_ucx_version(PyObject *self, PyObject *args)
     get_version(&major, &minor, &release);
     dlclose(handle);
     return PyUnicode_FromFormat("%u.%u.%u", major, minor, release);
+}
+
+/* UCP's context is opaque; its parameters are read by field_mask, and the first two members
+ * (field_mask, features) have kept their place since UCX 1.0. The rest stays zero. */
+struct t2n_ucp_params {
+    uint64_t field_mask;
+    uint64_t features;
+    char rest[512];
+};
+#define T2N_UCP_PARAM_FIELD_FEATURES 1u
+#define T2N_UCP_FEATURE_TAG 1u
+
+typedef int (*ucp_config_read_fn)(const char *, const char *, void **);
+typedef void (*ucp_config_release_fn)(void *);
+typedef int (*ucp_init_version_fn)(unsigned, unsigned, const struct t2n_ucp_params *, const void *, void **);
+typedef void (*ucp_cleanup_fn)(void *);
+typedef void (*ucp_context_print_info_fn)(const void *, FILE *);
+
+PyObject *t2n_ucx_context_info(PyObject *self, PyObject *args)
+{
+    (void)self;
+    const char *path;
+    if (!parse_path(args, "|z:ucx_context_info", T2N_UCX_LIB, &path))
+        return NULL;
+    void *handle = open_library(path);
+    if (handle == NULL)
+        Py_RETURN_NONE;
+    ucp_get_version_fn get_version;
+    ucp_config_read_fn config_read;
+    ucp_config_release_fn config_release;
+    ucp_init_version_fn init_version;
+    ucp_cleanup_fn cleanup;
+    ucp_context_print_info_fn print_info;
+    if (!find_function(handle, path, "ucp_get_version", &get_version, sizeof get_version)
+        || !find_function(handle, path, "ucp_config_read", &config_read, sizeof config_read)
+        || !find_function(handle, path, "ucp_config_release", &config_release, sizeof config_release)
+        || !find_function(handle, path, "ucp_init_version", &init_version, sizeof init_version)
+        || !find_function(handle, path, "ucp_cleanup", &cleanup, sizeof cleanup)
+        || !find_function(handle, path, "ucp_context_print_info", &print_info, sizeof print_info)) {
+        dlclose(handle);
+        return NULL;
+    }
+    unsigned major = 0, minor = 0, release = 0;
+    get_version(&major, &minor, &release);
+    struct t2n_ucp_params params;
+    memset(&params, 0, sizeof params);
+    params.field_mask = T2N_UCP_PARAM_FIELD_FEATURES;
+    params.features = T2N_UCP_FEATURE_TAG;
+    void *config = NULL, *context = NULL;
+    char *text = NULL;
+    size_t size = 0;
+    int status;
+    const char *step = "ucp_config_read";
+    Py_BEGIN_ALLOW_THREADS
+    status = config_read(NULL, NULL, &config);
+    if (status == 0) {
+        step = "ucp_init_version";
+        status = init_version(major, minor, &params, config, &context);
+        config_release(config);
+    }
+    if (status == 0) {
+        FILE *out = open_memstream(&text, &size);
+        if (out != NULL) {
+            print_info(context, out);
+            fclose(out);
+        }
+        cleanup(context);
+    }
+    Py_END_ALLOW_THREADS
+    dlclose(handle);
+    if (status != 0)
+        return t2n_raise_errno(EIO, PyUnicode_FromFormat("%s(%s): UCX status %d", step, path, status));
+    if (text == NULL)
+        return t2n_raise_errno(ENOMEM, PyUnicode_FromString("open_memstream"));
+    PyObject *value = PyUnicode_DecodeUTF8(text, (Py_ssize_t)size, "replace");
+    free(text);
+    return value;
 }
 
 /* Appends each fi_info's provider name to `names` once; -1 with an exception on failure. */

@@ -29,6 +29,11 @@ static PyMethodDef native_methods[] = {
      "ucx_version(path=None) -> str | None\n\n"
      "The version of the UCX library at `path` (default libucp.so.0 as the dynamic loader\n"
      "finds it), from ucp_get_version; None when it cannot be loaded."},
+    {"ucx_context_info", t2n_ucx_context_info, METH_VARARGS,
+     "ucx_context_info(path=None) -> str | None\n\n"
+     "What a UCP context of the UCX library at `path` (default libucp.so.0) can use, as\n"
+     "ucp_context_print_info writes it (its resources: transport/device); None when the\n"
+     "library cannot be loaded; OSError when UCX fails to make the context."},
     {"fabric_providers", t2n_fabric_providers, METH_VARARGS,
      "fabric_providers(path=None) -> list[str] | None\n\n"
      "The libfabric providers usable on this node (fi_getinfo without hints), each name once,\n"

@@ -22,6 +22,7 @@ PyObject *t2n_page_nodes(PyObject *self, PyObject *obj);
 
 /* fabric.c: UCX and libfabric probed at run time (dlopen) */
 PyObject *t2n_ucx_version(PyObject *self, PyObject *args);
+PyObject *t2n_ucx_context_info(PyObject *self, PyObject *args);
 PyObject *t2n_fabric_providers(PyObject *self, PyObject *args);
 
 #endif

@@ -27,10 +27,11 @@ link_layer "InfiniBand" or "Ethernet" (RoCE), rate as text, numa the device's no
 NetIf = namedtuple("NetIf", "name operstate speed loopback physical")
 NetIf.__doc__ = """One network interface: operstate ("up", "down", "unknown"), speed in Mb/s or
 None, loopback (lo), physical (backed by a device, not a bridge, veth or tunnel)."""
-Fabric = namedtuple("Fabric", "ib_ports opa nets ucx ofi")
+Fabric = namedtuple("Fabric", "ib_ports opa nets ucx ofi ucx_resources", defaults=(None,))
 Fabric.__doc__ = """The node's fabric: ib_ports and opa (Port lists; Omni-Path's hfi1 ports only
 in opa), nets (NetIf list), ucx (UCX version or None: no library), ofi (usable libfabric
-provider names or None: no library)."""
+provider names or None: no library), ucx_resources (what a UCP context can use, as
+"transport/device" names, e.g. "rc_mlx5/mlx5_0:1", "tcp/eth0"; None: not probed)."""
 Choice = namedtuple("Choice", "transport env why")
 Choice.__doc__ = """The transport ("ucx", "ofi" or "tcp"), the environment every rank gets to
 select it, and why: one-line reasons, in the order they were decided."""
@@ -145,7 +146,7 @@ def probe_libraries(fabric: Fabric, launcher_path: str | None = None, python: st
     if launcher_path:
         argv += ["--launcher", launcher_path]
     found = json.loads(run(argv, timeout=60).stdout)
-    return fabric._replace(ucx=found["ucx"], ofi=found["ofi"])
+    return fabric._replace(ucx=found["ucx"], ofi=found["ofi"], ucx_resources=found.get("ucx_resources"))
 
 
 def libraries_here(launcher_path: str | None = None) -> dict:
@@ -159,8 +160,28 @@ def libraries_here(launcher_path: str | None = None) -> dict:
         return next((os.path.join(d, name) for d in dirs if os.path.isfile(os.path.join(d, name))), None)
 
     ucx_path, ofi_path = first(UCX_LIBRARY), first(OFI_LIBRARY)
-    return {"ucx": _native.ucx_version(ucx_path), "ucx_path": ucx_path or UCX_LIBRARY,
+    version = _native.ucx_version(ucx_path)
+    resources = None
+    if version is not None:
+        try:
+            resources = parse_ucp_info(_native.ucx_context_info(ucx_path) or "")
+        except OSError:   # UCX cannot make a context here: it can carry nothing
+            resources = []
+    return {"ucx": version, "ucx_path": ucx_path or UCX_LIBRARY, "ucx_resources": resources,
             "ofi": _native.fabric_providers(ofi_path), "ofi_path": ofi_path or OFI_LIBRARY}
+
+
+def parse_ucp_info(text: str) -> list[str]:
+    """The "transport/device" resources in ucp_context_print_info's output, in its order:
+    `#      resource 1  :  md 1  dev 1  flags -- tcp/eth0`."""
+    found = []
+    for line in text.splitlines():
+        words = line.lstrip("# ").split()
+        if words[:1] == ["resource"] and "--" in words and words.index("--") + 1 < len(words):
+            name = words[words.index("--") + 1]
+            if "/" in name and name not in found:
+                found.append(name)
+    return found
 
 
 def mpi_components(flavour: str, launcher_path: str) -> dict:
@@ -436,6 +457,11 @@ def _ucx_lacks(fabric: Fabric, flavour: str, components: dict) -> str | None:
         return "Intel MPI has no UCX transport (its ofi provider mlx runs over UCX)"
     if fabric.ucx is None:
         return f"no UCX library ({UCX_LIBRARY}) on this node or beside the MPI"
+    if fabric.ucx_resources is not None:
+        ports = [_port_name(p) for p in _active_fabric_ports(fabric)]
+        if ports and not any(r.split("/", 1)[1] in ports for r in fabric.ucx_resources):
+            return (f"UCX {fabric.ucx} has no transport on {', '.join(ports)} (it can use: "
+                    f"{', '.join(fabric.ucx_resources) or 'nothing'}; is its ib module installed?)")
     return _mpi_lacks(flavour, components, "ucx")
 
 
@@ -471,6 +497,7 @@ def _mpich_netmod(components: dict, netmod: str, env: dict[str, str], why: list[
 def to_dict(fabric: Fabric, choice: Choice | None = None) -> dict:
     out = {"ib_ports": [p._asdict() for p in fabric.ib_ports], "opa": [p._asdict() for p in fabric.opa],
            "nets": [n._asdict() for n in fabric.nets], "ucx": fabric.ucx,
+           "ucx_resources": fabric.ucx_resources,
            "ofi": None if fabric.ofi is None else list(fabric.ofi)}
     if choice is not None:
         out["choice"] = {"transport": choice.transport, "env": dict(choice.env), "why": list(choice.why)}
@@ -488,7 +515,9 @@ def summary(fabric: Fabric, choice: Choice) -> str:
              "interfaces: " + ("; ".join(
                  f"{n.name} {n.operstate}" + (f" {n.speed} Mb/s" if n.speed else "") + (" (loopback)" if n.loopback else "")
                  for n in fabric.nets) or "none"),
-             f"UCX: {fabric.ucx or 'not found'}",
+             f"UCX: {fabric.ucx or 'not found'}" + (
+                 f" (transports: {', '.join(fabric.ucx_resources) or 'none'})" if fabric.ucx_resources is not None
+                 else ""),
              f"libfabric: {_ofi_seen(fabric)}",
              f"transport: {choice.transport}"]
     lines += [f"  {key}={value}" for key, value in sorted(choice.env.items())]

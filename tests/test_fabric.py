@@ -484,3 +484,44 @@ def test_module_is_cheap_to_import():
 @pytest.mark.parametrize("kind, numa", [("ib", 0), ("roce", 1), ("ib_down", None), ("opa", 1), ("none", None)])
 def test_adapter_numa_is_the_active_ports_domain(tmp_path, kind, numa):
     assert fabric.adapter_numa(fabric.scan(str(node(tmp_path, kind)))) == numa
+
+
+# ---- what UCX itself can use --------------------------------------------------------------
+
+UCP_INFO = """#
+# UCP context
+#
+#     component 0  :  self
+#     component 1  :  tcp
+#     component 2  :  ib
+#
+#            md 0  :  component 0  self
+#            md 1  :  component 1  tcp
+#            md 2  :  component 2  mlx5_0
+#
+#      resource 0  :  md 0  dev 0  flags -- self/memory0
+#      resource 1  :  md 1  dev 1  flags -- tcp/eth0
+#      resource 2  :  md 2  dev 2  flags -- rc_mlx5/mlx5_0:1
+#      resource 3  :  md 2  dev 2  flags -- ud_mlx5/mlx5_0:1
+#
+"""
+
+
+def test_parse_ucp_info():
+    assert fabric.parse_ucp_info(UCP_INFO) == ["self/memory0", "tcp/eth0", "rc_mlx5/mlx5_0:1", "ud_mlx5/mlx5_0:1"]
+    assert fabric.parse_ucp_info("") == []
+
+
+def test_ucx_is_chosen_only_when_it_has_a_transport_on_the_port(tmp_path):
+    with_ib = probed(tmp_path, "ib")._replace(ucx_resources=fabric.parse_ucp_info(UCP_INFO))
+    assert env_of(with_ib, "openmpi")[0] == "ucx"
+    assert "UCX: 1.16.0 (transports: self/memory0, tcp/eth0, rc_mlx5/mlx5_0:1, ud_mlx5/mlx5_0:1)" in \
+        fabric.summary(with_ib, fabric.choose(with_ib, "openmpi", OMPI5, AUTO)).splitlines()
+    tcp_only = with_ib._replace(ucx_resources=["self/memory0", "tcp/eth0"])
+    choice = fabric.choose(tcp_only, "openmpi", OMPI5, AUTO)
+    assert choice.transport == "ofi"   # libfabric's verbs provider instead
+    assert choice.why[0] == ("mlx5_0:1 (InfiniBand) is active but UCX 1.16.0 has no transport on mlx5_0:1 "
+                             "(it can use: self/memory0, tcp/eth0; is its ib module installed?)")
+    with pytest.raises(FabricError, match="network.transport ucx: UCX 1.16.0 has no transport on mlx5_0:1"):
+        env_of(tcp_only, "openmpi", transport="ucx")
+    assert fabric.to_dict(tcp_only)["ucx_resources"] == ["self/memory0", "tcp/eth0"]

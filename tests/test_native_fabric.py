@@ -61,6 +61,35 @@ def test_ucx_version_matches_the_system():
         assert first.splitlines()[0] == f"# Version {found}"    # "# Version 1.13.1"
 
 
+def ucx_info_resources() -> list[str]:
+    """"transport/device" for each `#  Transport:` / `#  Device:` pair that `ucx_info -d` prints."""
+    out = subprocess.run(["ucx_info", "-d"], capture_output=True, text=True, timeout=120).stdout
+    found, transport = [], None
+    for line in out.splitlines():
+        words = line.lstrip("# ").split()
+        if words[:1] == ["Transport:"]:
+            transport = words[1]
+        elif words[:1] == ["Device:"] and transport:
+            found.append(f"{transport}/{words[1]}")
+            transport = None
+    return found
+
+
+def test_ucx_context_resources_match_ucx_info():
+    found = in_child("""
+        from t2mpi import _native, fabric; import json
+        text = _native.ucx_context_info()
+        print(json.dumps(None if text is None else fabric.parse_ucp_info(text)))
+        """)
+    if not system_has("ucp"):
+        assert found is None
+        return
+    assert found and len(found) == len(set(found))
+    assert "tcp/lo" in found     # any node has a loopback TCP device
+    if shutil.which("ucx_info"):
+        assert found == ucx_info_resources()
+
+
 def fi_info_providers(*args: str) -> list[str]:
     done = subprocess.run(["fi_info", *args], capture_output=True, text=True, timeout=120)
     if done.returncode != 0:        # fi_getinfo found nothing: -61 (FI_ENODATA)
@@ -97,6 +126,11 @@ def test_the_mpi_wheels_own_libraries(folder):
         print(json.dumps([_native.ucx_version({ucx!r}), _native.fabric_providers({ofi!r})]))
         """)
     assert VERSION.match(got[0]) and got[0] == ucx_by_ctypes(ucx)
+    resources = in_child(f"""
+        from t2mpi import _native, fabric; import json
+        print(json.dumps(fabric.parse_ucp_info(_native.ucx_context_info({ucx!r}))))
+        """)
+    assert "tcp/lo" in resources and "self/memory" in {r.rstrip("0") for r in resources}
     assert "tcp" in {part for name in got[1] for part in name.split(";")}   # any node has TCP
 
 
@@ -104,12 +138,17 @@ def test_absent_library_is_none(tmp_path):
     (tmp_path / "not-a-library.so").write_text("hello\n")
     for path in (tmp_path / "libucp.so.0", tmp_path / "not-a-library.so", tmp_path):
         assert _native.ucx_version(str(path)) is None
+        assert _native.ucx_context_info(str(path)) is None
         assert _native.fabric_providers(str(path)) is None
 
 
 def test_present_library_without_the_symbol_is_an_oserror():
     with pytest.raises(OSError) as info:
         _native.ucx_version("libc.so.6")
+    assert info.value.errno == errno.ELIBBAD
+    assert info.value.strerror.startswith("dlsym(libc.so.6, ucp_get_version): ")
+    with pytest.raises(OSError) as info:
+        _native.ucx_context_info("libc.so.6")
     assert info.value.errno == errno.ELIBBAD
     assert info.value.strerror.startswith("dlsym(libc.so.6, ucp_get_version): ")
     with pytest.raises(OSError) as info:
@@ -120,6 +159,9 @@ def test_present_library_without_the_symbol_is_an_oserror():
 
 @pytest.mark.parametrize("call, exc", [
     (lambda: _native.ucx_version(1), TypeError),
+    (lambda: _native.ucx_context_info(1), TypeError),
+    (lambda: _native.ucx_context_info(""), ValueError),
+    (lambda: _native.ucx_context_info("lib\0ucp"), ValueError),
     (lambda: _native.ucx_version("a", "b"), TypeError),
     (lambda: _native.ucx_version(""), ValueError),
     (lambda: _native.ucx_version("lib\0ucp"), ValueError),
@@ -149,10 +191,12 @@ LOOP = """
         hold = ctypes.CDLL(ofi or "libfabric.so.1")
     except OSError:
         hold = None
-    first = (_native.ucx_version(ucx), _native.fabric_providers(ofi))
+    first = (_native.ucx_version(ucx), _native.fabric_providers(ofi), _native.ucx_context_info(ucx))
     before = (fds(), rss())
     for _ in range(1000):
         assert _native.ucx_version(ucx) == first[0]
+    for _ in range(200):   # each makes and ends a UCP context
+        assert _native.ucx_context_info(ucx) == first[2]
     for _ in range(1000):
         assert _native.fabric_providers(ofi) == first[1]
     print(json.dumps([before, [fds(), rss()], first]))
@@ -190,7 +234,8 @@ def test_the_probe_child_reports_what_it_loaded():
     launcher = ROOT / ".venv-mpich" / "bin" / "mpiexec"
     argv = [sys.executable, "-P", "-m", "t2mpi.fabric"] + (["--launcher", str(launcher)] if launcher.exists() else [])
     found = json.loads(subprocess.run(argv, capture_output=True, text=True, timeout=120, check=True).stdout)
-    assert set(found) == {"ucx", "ucx_path", "ofi", "ofi_path"}
+    assert set(found) == {"ucx", "ucx_path", "ucx_resources", "ofi", "ofi_path"}
+    assert (found["ucx_resources"] is None) == (found["ucx"] is None)
     if launcher.exists():
         assert found["ucx_path"] == str(ROOT / ".venv-mpich" / "lib" / "mpich" / "libucp.so.0")
         assert VERSION.match(found["ucx"])
