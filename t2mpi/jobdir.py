@@ -26,19 +26,24 @@ from .errors import JobError
 
 TYPE_CHECKING = False   # typing costs every rank start-up time; annotations are strings
 if TYPE_CHECKING:
-    from typing import Any
+    from collections.abc import Callable
+    from typing import Any, BinaryIO
 
 TERMINAL_STATES = ("COMPLETED", "FAILED", "KILLED")
 
 
-def write_atomic(path: str, data: bytes) -> None:
-    """Write `data` to `path` so that readers see the old or the new file, never a part."""
+def write_atomic(path: str, data: bytes | Callable[[BinaryIO], None]) -> None:
+    """Write `data` (bytes, or a function that writes to the open file) to `path` so that
+    readers see the old or the new file, never a part: temporary file, fsync, rename."""
     head, name = os.path.split(path)
     tmp = os.path.join(head, f".{name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            if callable(data):
+                data(fh)
+            else:
+                fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -197,11 +202,16 @@ class JobDir:
     def checkpoint_file(self, version: int, worker_id: int) -> str:
         return os.path.join(self.checkpoints_dir, str(version), f"worker-{worker_id}.pkl")
 
-    def write_checkpoint(self, version: int, worker_id: int, data: bytes) -> None:
+    def write_checkpoint(self, version: int, worker_id: int, data: bytes | Callable[[BinaryIO], None]) -> None:
         """One worker's state for `version`: the old file or the new one, never a part of it."""
         folder = os.path.join(self.checkpoints_dir, str(version))
         os.makedirs(folder, mode=0o700, exist_ok=True)
         write_atomic(self.checkpoint_file(version, worker_id), data)
+
+    def save_checkpoint(self, version: int, worker_id: int, state: Any) -> None:
+        """Pickle `state` straight into the checkpoint file (large arrays are not copied first)."""
+        self.write_checkpoint(version, worker_id,
+                              lambda fh: pickle.dump(state, fh, protocol=pickle.HIGHEST_PROTOCOL))
 
     def read_checkpoint(self, version: int, worker_id: int) -> bytes:
         return _read(self.checkpoint_file(version, worker_id))

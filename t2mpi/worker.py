@@ -134,8 +134,6 @@ class WorkerContext:
         Collective: every worker checkpoints at the same points; a version is committed when all
         have written it, and a restart gives each worker its part as ctx.restored. When the job is
         asked to stop (see should_checkpoint), this waits for the commit and raises Preempted."""
-        import pickle
-
         from .jobdir import JobDir
 
         channel = self._channel
@@ -143,8 +141,7 @@ class WorkerContext:
         if channel.stop_version is not None:   # committed already; this worker is to stop
             raise Preempted(f"checkpoint {channel.stop_version} committed; the job stops")
         version = self.checkpoint_version + 1
-        JobDir(self.job_dir).write_checkpoint(version, self.worker_id,
-                                              pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+        JobDir(self.job_dir).save_checkpoint(version, self.worker_id, state)
         self.checkpoint_version = version
         channel.checkpointed(version)
         if self._agree(channel.checkpoint_asked is not None):   # all stop at the same version
