@@ -376,15 +376,30 @@ def node_facts(node) -> dict:
             "allowed": format_cpuset(node.allowed)}
 
 
+def bind_master(count: int, resources, policy: str, near: str = "none") -> dict:
+    """Pin the job master (this thread) to the PU the plan gives it on its node, beside the
+    node's `count` workers: a core no worker uses when there is one. Returns what it did."""
+    node, near_numa = this_node(near)
+    placed = plan_for([node], count, resources, policy, near_numa)
+    pu = placed.master_pu
+    os.sched_setaffinity(0, {pu})
+    return {"pu": pu, "shares_with": placed.master_shares_with,
+            "affinity": sorted(os.sched_getaffinity(0))}
+
+
+def plan_for(nodes, count: int, resources, policy: str, near_numa: int | None = None):
+    from .placement import plan
+
+    return plan(nodes, count, resources.cpus, resources.threads, resources.memory, policy,
+                near_numa=near_numa)
+
+
 def bind_on_this_node(local: int, count: int, resources, policy: str, node, near_numa: int | None = None):
     """Plan this node's `count` workers on its topology `node` (see this_node), bind worker
     number `local` among them, and read the binding back from the kernel. near_numa: the NUMA
     domain to fill first. Returns (placement, report); PlacementError says why a request does
     not fit the node."""
-    from .placement import plan
-
-    part = plan([node], count, resources.cpus, resources.threads, resources.memory,
-                policy, near_numa=near_numa).worker(local)
+    part = plan_for([node], count, resources, policy, near_numa).worker(local)
     bound = bind_worker(part)
     limit = limit_memory(resources.memory)
     report = read_binding()

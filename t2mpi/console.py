@@ -124,6 +124,14 @@ def bindings(state: dict[str, Any]) -> str:
                      f"{_ranges(b['affinity']):<16} {b['numa']:>4}  {policy}"
                      + (f"  threads on {_ranges(b['thread_cores'])}" if len(b["thread_cores"]) > 1 else ""))
         lines += [f"          MISMATCH: {m}" for m in b.get("mismatches", [])]
+    master = (state.get("master") or {}).get("binding")
+    if master and "pu" in master:
+        beside = ("a core of its own" if master["shares_with"] is None
+                  else f"sharing worker {master['shares_with']}'s core")
+        lines.append(f"  {'master':>6}  {str(state['master'].get('host')):<16} PU {master['pu']} ({beside}), "
+                     f"kernel affinity {_ranges(master['affinity'])}")
+    elif master:
+        lines.append(f"  {'master':>6}  not bound: {master.get('error')}")
     return "\n".join(lines)
 
 

@@ -245,6 +245,14 @@ def _serve(world: MPI.Intracomm, ctrl: MPI.Intracomm, master: Master, spec: JobS
     from .transport import MasterPort
 
     master.joined(worker_list(registrations[1:]), registrations[0][:2], time.time())
+    if spec.binding.mode == "cores":   # the master, too, where the plan puts it on its node
+        from .binding import bind_master
+
+        here = sum(1 for host, *_ in registrations[1:] if host == registrations[0][0])
+        try:
+            master.binding = bind_master(here, spec.resources, spec.binding.policy, spec.binding.near)
+        except Exception as exc:   # e.g. the workers do not fit: they say so themselves
+            master.binding = {"error": str(exc)}
     say = (lambda text: None) if quiet else (lambda text: print(f"[master] {text}", flush=True))
     say(f"job {master.job_id}: {spec.workers} workers on "
         f"{', '.join(sorted({h for h, _ in registrations[1:]}))}; folder {job_dir}")

@@ -100,6 +100,7 @@ class Master:
         self.checkpoint_timeout = checkpoint_timeout
         self.stopping: float | None = None         # deadline of a stop request's checkpoint
         self.stopped: set[int] = set()             # workers that ended after the stop
+        self.binding: dict[str, Any] | None = None  # where the master itself is pinned
 
     # -------------------------------------------------------------- inputs
 
@@ -278,7 +279,8 @@ class Master:
         host, pid = self.master_info or (None, None)
         return {
             "job_id": self.job_id, "name": self.name, "state": self.state, "reason": self.reason,
-            "master": {"mode": self.master, "host": host, "pid": pid},
+            "master": {"mode": self.master, "host": host, "pid": pid,
+                       **({"binding": self.binding} if self.binding else {})},
             "num_workers": self.num_workers, "started": self.started, "ended": self.ended,
             "joined": len(self.workers), "finished": self.finished,
             "checkpoint": self.committed, "restarts": self.restarts,

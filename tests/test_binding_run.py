@@ -47,6 +47,22 @@ def test_each_worker_runs_on_its_planned_core(work):
     from t2mpi.topology import parse_cpuset
 
     assert parse_cpuset(facts[0]["allowed"]) == tuple(CORES)
+    # the master is pinned as the plan says: here every core has a worker, so it shares one
+    master = state["master"]["binding"]
+    assert master["affinity"] == [master["pu"]] and master["pu"] in CORES
+    assert master["shares_with"] is not None
+
+
+def test_the_master_gets_a_core_no_worker_uses_when_there_is_one(work):
+    import t2mpi
+
+    job = write_job(work, "bound", REPORTER, workers=max(1, len(CORES) - 1), binding={"mode": "cores"})
+    result = t2mpi.run(job)
+    assert result.ok, result.reason
+    used = {c for r in result.results.values() for c in r["process"]}
+    master = state_of(only_job(work))["master"]["binding"]
+    assert master["shares_with"] is None and master["affinity"] == [master["pu"]]
+    assert master["pu"] not in used
 
 
 def test_threads_of_one_worker_each_on_one_core(work):
@@ -94,3 +110,4 @@ def test_report_bindings_prints_planned_and_actual(work):
     assert done.returncode == 0, done.stderr
     table = done.stderr[done.stderr.index("planned cores"):]
     assert f"       0  {os.uname().nodename}" in table and "bind 0" in table
+    assert f"  master  {os.uname().nodename:<16} PU " in table and "kernel affinity" in table
