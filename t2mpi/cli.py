@@ -37,7 +37,10 @@ def _parser() -> argparse.ArgumentParser:
                          description="Run a job with the MPI launcher (workers + 1 ranks; rank 0 is "
                                      "the job master), show its live status and a summary. Exit "
                                      "status: 0 if the job completed, 1 if it failed or was killed, "
-                                     "2 for bad input, 130 after Ctrl-C (every rank is ended).")
+                                     "2 for bad input, 130 after Ctrl-C (every rank is ended). "
+                                     "max_restarts in the job file re-runs a failed run from its "
+                                     "last committed checkpoint; SIGUSR1 asks the job to checkpoint "
+                                     "and stop (PREEMPTED, exit 1; t2mpi restart goes on from there).")
     run.add_argument("job", help="job file (YAML)")
     run.add_argument("-n", "--workers", type=int, help="number of workers (overrides the job file)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
