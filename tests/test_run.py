@@ -229,7 +229,8 @@ def test_a_silent_worker_is_found_and_every_rank_ends(work, how):
     client, jobdir = _run_until_running(work, job)
     try:
         family = psutil.Process(client.pid).children(recursive=True)
-        if how == "SIGSTOP":
+        if how == "SIGSTOP":   # once its progress is in: the report names it
+            wait_for(lambda: state_of(jobdir)["workers"][1]["message"] == "halfway", 60, "its progress")
             os.kill(state_of(jobdir)["workers"][1]["pid"], signal.SIGSTOP)
         _, err = client.communicate(timeout=60)
     finally:
