@@ -124,22 +124,16 @@ class JobDir:
     # -------------------------------------------------------------- reading and writing
 
     def read_spec(self) -> dict[str, Any]:
-        return self._read_json(self.spec_file, "spec.json")
+        spec = _read_json(self.spec_file, None)
+        if spec is None:
+            raise JobError(f"{self.path}: not a t2mpi job folder (no spec.json)")
+        return spec
 
     def write_state(self, state: dict[str, Any]) -> None:
-        import json
-
-        write_atomic(self.state_file, json.dumps(state, indent=1, default=str).encode())
+        _write_json(self.state_file, state, indent=1)
 
     def read_state(self) -> dict[str, Any] | None:
-        import json
-
-        try:
-            return json.loads(_read(self.state_file))
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError) as exc:
-            raise JobError(f"{self.state_file}: cannot read: {exc}") from None
+        return _read_json(self.state_file, None)
 
     def append_events(self, events: list[dict[str, Any]]) -> None:
         if not events:
@@ -169,33 +163,19 @@ class JobDir:
 
     def write_client(self, host: str, pid: int) -> None:
         """The client process running the job now (t2mpi run): a spawning master watches it."""
-        import json
-
-        write_atomic(self.client_file, json.dumps({"host": host, "pid": pid}).encode())
+        _write_json(self.client_file, {"host": host, "pid": pid})
 
     def read_client(self) -> dict[str, Any] | None:
-        import json
-
         try:
-            return json.loads(_read(self.client_file))
-        except (FileNotFoundError, ValueError):
+            return _read_json(self.client_file, None)
+        except JobError:   # nothing to watch
             return None
 
     def write_scheduler(self, kind: str, job_id: str) -> None:
-        import json
-
-        write_atomic(self.scheduler_file, json.dumps({"kind": kind, "id": job_id,
-                                                      "submitted": time.time()}).encode())
+        _write_json(self.scheduler_file, {"kind": kind, "id": job_id, "submitted": time.time()})
 
     def read_scheduler(self) -> dict[str, Any] | None:
-        import json
-
-        try:
-            return json.loads(_read(self.scheduler_file))
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError) as exc:
-            raise JobError(f"{self.scheduler_file}: cannot read: {exc}") from None
+        return _read_json(self.scheduler_file, None)
 
     # -------------------------------------------------------------- checkpoints
 
@@ -218,22 +198,16 @@ class JobDir:
 
     def committed_version(self) -> int | None:
         """The last checkpoint version that every worker wrote, or None."""
-        import json
-
+        committed = _read_json(self.committed_file, None)
         try:
-            return int(json.loads(_read(self.committed_file))["version"])
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise JobError(f"{self.committed_file}: cannot read: {exc}") from None
+            return None if committed is None else int(committed["version"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise JobError(f"{self.committed_file}: cannot read: {exc!r}") from None
 
     def commit_checkpoint(self, version: int, workers: int) -> None:
         """Make `version` the one a restart uses (one atomic rename), then drop older versions."""
-        import json
-
         _fsync_dir(os.path.join(self.checkpoints_dir, str(version)))   # its files' renames are durable
-        write_atomic(self.committed_file, json.dumps({"version": version, "workers": workers,
-                                                      "committed": time.time()}).encode())
+        _write_json(self.committed_file, {"version": version, "workers": workers, "committed": time.time()})
         _fsync_dir(self.checkpoints_dir)
         for name in os.listdir(self.checkpoints_dir):
             if name.isdigit() and int(name) < version:
@@ -243,27 +217,18 @@ class JobDir:
 
     def restarts(self) -> dict[str, Any]:
         """{"count": restarts so far, "history": [{"t", "state", "reason", "why"}, ...]}."""
-        import json
-
-        try:
-            return json.loads(_read(self.restarts_file))
-        except FileNotFoundError:
-            return {"count": 0, "history": []}
-        except (OSError, ValueError) as exc:
-            raise JobError(f"{self.restarts_file}: cannot read: {exc}") from None
+        return _read_json(self.restarts_file, {"count": 0, "history": []})
 
     def begin_restart(self, why: str, by: str = "client") -> int:
         """Count one more restart, keep how the last run ended, and set the state back to
         STARTING; returns the restart's number (1 for the first)."""
-        import json
-
         restarts = self.restarts()
         last = self.read_state() or {}
         restarts["count"] += 1
         now = time.time()
         restarts["history"].append({"t": now, "state": last.get("state"), "reason": last.get("reason"),
                                     "why": why})
-        write_atomic(self.restarts_file, json.dumps(restarts, indent=1).encode())
+        _write_json(self.restarts_file, restarts, indent=1)
         self.clear_stop()
         self.write_state({"job_id": self.job_id, "name": last.get("name"), "state": "STARTING",
                           "reason": f"restart {restarts['count']}: {why}", "restarts": restarts["count"],
@@ -322,15 +287,24 @@ class JobDir:
         except FileNotFoundError:
             return {}
 
-    def _read_json(self, path: str, what: str) -> dict[str, Any]:
-        import json
 
-        try:
-            return json.loads(_read(path))
-        except FileNotFoundError:
-            raise JobError(f"{self.path}: not a t2mpi job folder (no {what})") from None
-        except (OSError, ValueError) as exc:
-            raise JobError(f"{path}: cannot read: {exc}") from None
+
+def _write_json(path: str, data: Any, indent: int | None = None) -> None:
+    import json
+
+    write_atomic(path, json.dumps(data, indent=indent, default=str).encode())
+
+
+def _read_json(path: str, missing: Any) -> Any:
+    """A JSON file's content; `missing` when there is no such file; JobError when unreadable."""
+    import json
+
+    try:
+        return json.loads(_read(path))
+    except FileNotFoundError:
+        return missing
+    except (OSError, ValueError) as exc:
+        raise JobError(f"{path}: cannot read: {exc}") from None
 
 
 def _read(path: str) -> bytes:
