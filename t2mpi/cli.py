@@ -169,8 +169,6 @@ def _run_here(launch: Any, runner: Any, quiet: bool, report_bindings: bool) -> i
 
     def started(jd: Any, argv: list[str]) -> None:
         live["jd"] = jd
-        if live.get("status") is not None:
-            live["status"].close()
         live["status"] = console.LiveStatus(jd.job_id) if not quiet else None
         print(f"t2mpi: job {jd.job_id} ({launch.spec.workers} workers, {launch.mpi.flavour}); "
               f"folder {jd.path}", file=sys.stderr, flush=True)

@@ -85,7 +85,10 @@ def prepare(job: str | os.PathLike[str], *, workers: int | None = None, master: 
     """Resolve and check everything that can be checked before anything is launched."""
     if master is not None:
         overrides = [*overrides, f"master={master}"]
-    spec = load(job, workers=workers, overrides=overrides)
+    return _checked(load(job, workers=workers, overrides=overrides), python)
+
+
+def _checked(spec: JobSpec, python: str | None) -> Launch:
     load_worker_class(spec)
     python = python or sys.executable
     mpi = mpilauncher.detect(mpilauncher.find(spec, python))
@@ -140,16 +143,7 @@ def resume(launch: Launch, jd: JobDir, follower: Follower, why: str) -> JobResul
 
 def load_launch(jd: JobDir, python: str | None = None) -> Launch:
     """The Launch of a job folder's resolved spec, on this node."""
-    from .spec import JobSpec
-
-    data = jd.read_spec()
-    data.pop("job_id", None)
-    data.pop("transport", None)
-    spec = JobSpec.from_dict(data)
-    load_worker_class(spec)
-    python = python or sys.executable
-    mpi = mpilauncher.detect(mpilauncher.find(spec, python))
-    return Launch(spec, mpi, mpilauncher.Host.here(), python, choose_network(spec, mpi))
+    return _checked(JobSpec.from_dict(jd.read_spec()), python)
 
 
 def _runs(launch: Launch, jd: JobDir, follower: Follower) -> JobResult:
@@ -157,8 +151,8 @@ def _runs(launch: Launch, jd: JobDir, follower: Follower) -> JobResult:
 
     while True:
         result = _run_once(launch, jd, follower)
-        state = jd.read_state()
-        action, why = restart.next_step(state, jd.restarts()["count"], launch.spec.max_restarts)
+        action, why = restart.next_step({"state": result.state, "reason": result.reason},
+                                        jd.restarts()["count"], launch.spec.max_restarts)
         if action == restart.RESTART:
             number = jd.begin_restart(why)
             follower.on_stderr(f"t2mpi: restart {number} of {launch.spec.max_restarts} from checkpoint "

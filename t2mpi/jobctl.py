@@ -44,21 +44,12 @@ def submit(launch: Launch) -> tuple[JobDir, str]:
     A refused submission leaves no folder behind; its error shows the command and the answer."""
     sched = schedulers.get(launch.spec.batch.kind)
     final = JobDir.new_path(launch.spec.jobs_dir, launch.spec.name)
-    text = script(launch, final)
-    argv = sched.submit_argv(os.path.join(final, "job.sh"))
-    jd = JobDir.make(final, launch.spec.to_dict(), script=text)
+    jd = JobDir.make(final, launch.spec.to_dict(), script=script(launch, final))
     try:
-        done = run_command(argv, timeout=120, cwd=jd.path)
-        sched_id = sched.parse_submit(done.stdout)
-    except (CommandError, ValueError) as exc:
+        return jd, _submit_script(jd, sched)
+    except SchedulerError:
         jd.remove()
-        if isinstance(exc, CommandError) and exc.returncode is None and "not found" in str(exc):
-            raise SchedulerError(f"{argv[0]} is not on PATH: is this a {sched.kind} login node? "
-                                 f"(scheduler.kind or --scheduler chooses another)") from None
-        raise SchedulerError(f"{launch.spec.batch.kind} refused the job: {exc}") from None
-    jd.write_scheduler(sched.kind, sched_id)
-    jd.append_events([{"t": time.time(), "event": "submitted", "scheduler": sched.kind, "id": sched_id}])
-    return jd, sched_id
+        raise
 
 
 def resubmit(jd: JobDir) -> str:
@@ -66,15 +57,25 @@ def resubmit(jd: JobDir) -> str:
     committed checkpoint. Returns the scheduler's new id."""
     record = jd.read_scheduler()
     assert record is not None
-    sched = schedulers.get(record["kind"])
-    argv = sched.submit_argv(jd.script_file)
     jd.begin_restart("t2mpi restart", by="t2mpi restart")
+    try:
+        return _submit_script(jd, schedulers.get(record["kind"]))
+    except SchedulerError as exc:
+        jd.settle("FAILED", f"t2mpi restart: {exc}")
+        raise
+
+
+def _submit_script(jd: JobDir, sched: schedulers.Scheduler) -> str:
+    """Submit the folder's job.sh; record and return the scheduler's id."""
+    argv = sched.submit_argv(jd.script_file)
     try:
         done = run_command(argv, timeout=120, cwd=jd.path)
         sched_id = sched.parse_submit(done.stdout)
     except (CommandError, ValueError) as exc:
-        jd.settle("FAILED", f"t2mpi restart: {record['kind']} refused the job: {exc}")
-        raise SchedulerError(f"{record['kind']} refused the job: {exc}") from None
+        if isinstance(exc, CommandError) and exc.returncode is None and "not found" in str(exc):
+            raise SchedulerError(f"{argv[0]} is not on PATH: is this a {sched.kind} login node? "
+                                 f"(scheduler.kind or --scheduler chooses another)") from None
+        raise SchedulerError(f"{sched.kind} refused the job: {exc}") from None
     jd.write_scheduler(sched.kind, sched_id)
     jd.append_events([{"t": time.time(), "event": "submitted", "scheduler": sched.kind, "id": sched_id}])
     return sched_id
