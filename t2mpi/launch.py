@@ -172,7 +172,13 @@ def _run(world: MPI.Intracomm, rank: int, spec: JobSpec, job_dir: str, quiet: bo
 
     ctrl = world.Dup()                    # control traffic never meets the user's messages
     comm = world.Split(0 if rank else MPI.UNDEFINED, rank)
-    master = _new_master(spec, job_dir) if rank == 0 else None
+    if rank == 0:
+        from .jobdir import JobDir
+        from .serve import new_master
+
+        master = new_master(spec, JobDir(job_dir))
+    else:
+        master = None
     # the master's entry also carries the checkpoint the run starts from and the restart count
     me = (_host(), os.getpid()) if master is None else (_host(), os.getpid(), master.committed, master.restarts)
     registrations = ctrl.allgather(me)
@@ -224,17 +230,6 @@ def _host() -> str:
 
 
 # ------------------------------------------------------------------ the master
-
-def _new_master(spec: JobSpec, job_dir: str, mode: str = "rank0") -> Master:
-    from .jobdir import JobDir
-    from .master import Master
-
-    jd = JobDir(job_dir)
-    return Master(jd.job_id, spec.name, spec.workers, time.time(), master=mode,
-                  heartbeat_timeout=spec.timeouts.heartbeat, progress_timeout=spec.timeouts.progress,
-                  committed=jd.committed_version(), restarts=jd.restarts()["count"],
-                  checkpoint_timeout=spec.timeouts.checkpoint)
-
 
 def _serve(world: MPI.Intracomm, ctrl: MPI.Intracomm, master: Master, spec: JobSpec, job_dir: str,
            registrations: list[tuple[str, int]], quiet: bool) -> int:

@@ -15,12 +15,22 @@ if TYPE_CHECKING:
 
     from .jobdir import JobDir
     from .master import Master, Reply
+    from .spec import JobSpec
     from .transport import MasterPort
 
 STATE_EVERY = 0.2   # seconds between state.json rewrites while only progress changes
-
-
 STOP_LOOK_EVERY = 1.0   # seconds between looks for a stop request in the job folder
+
+
+def new_master(spec: JobSpec, jd: JobDir, mode: str = "rank0") -> Master:
+    """The Master of a job about to run in `jd`: its timeouts, and the checkpoint and restart
+    count it starts from."""
+    from .master import Master
+
+    return Master(jd.job_id, spec.name, spec.workers, time.time(), master=mode,
+                  heartbeat_timeout=spec.timeouts.heartbeat, progress_timeout=spec.timeouts.progress,
+                  committed=jd.committed_version(), restarts=jd.restarts()["count"],
+                  checkpoint_timeout=spec.timeouts.checkpoint)
 
 
 def serve(port: MasterPort, master: Master, jd: JobDir, stop_grace: float = 10.0,

@@ -18,7 +18,7 @@ import time
 
 from .launcher import rank_environment
 from .master import FAILED, KILLED, PREEMPTED, worker_list
-from .serve import serve
+from .serve import new_master, serve
 from .transport import MasterPort
 
 TYPE_CHECKING = False
@@ -52,9 +52,7 @@ def run_master(spec: JobSpec, jd: JobDir, python: str, transport: dict[str, str]
                                     maxprocs=spec.workers, info=info)
     finally:
         info.Free()
-    from .launch import _new_master
-
-    master = _new_master(spec, jd.path, mode="client")
+    master = new_master(spec, jd, mode="client")
     registrations = inter.allgather((os.uname().nodename, os.getpid(), master.committed, master.restarts))
     master.joined(worker_list(registrations), (os.uname().nodename, os.getpid()), time.time())
     pids = [pid for host, pid in registrations if host == os.uname().nodename]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 
+from .master import NOTICES
 from .worker import BarrierError
 
 TYPE_CHECKING = False   # typing costs every rank ~10 ms of start-up; annotations are strings
@@ -41,6 +42,20 @@ class Backoff:
         self.nap = _MIN_NAP
 
 
+def _poll(look: Any, timeout: float) -> Any:
+    """`look()` until it gives something other than None (returned) or `timeout` seconds pass
+    (None), sleeping a little longer after each empty look."""
+    deadline = time.monotonic() + timeout
+    backoff = Backoff()
+    while True:
+        found = look()
+        if found is not None:
+            return found
+        if time.monotonic() >= deadline:
+            return None
+        backoff.idle(deadline)
+
+
 class MasterPort:
     """The master's end: receive what workers say, send them replies."""
 
@@ -70,8 +85,6 @@ class MasterPort:
             self._backoff.idle(deadline)
 
     def send(self, worker_id: int, message: tuple[Any, ...]) -> None:
-        from .master import NOTICES
-
         tag = TAG_NOTICE if message[0] in NOTICES else TAG_REPLY
         self.ctrl.send(message, dest=worker_id + self.first, tag=tag)
 
@@ -124,15 +137,8 @@ class WorkerPort:
             thread.join(timeout=5.0)
 
     def _reply(self, timeout: float) -> tuple[Any, ...] | None:
-        deadline = time.monotonic() + timeout
-        backoff = Backoff()
-        while True:
-            msg = self.ctrl.improbe(0, TAG_REPLY)
-            if msg is not None:
-                return msg.recv()
-            if time.monotonic() >= deadline:
-                return None
-            backoff.idle(deadline)
+        msg = _poll(lambda: self.ctrl.improbe(0, TAG_REPLY), timeout)
+        return None if msg is None else msg.recv()
 
     def barrier(self, seq: int, timeout: float) -> None:
         self._tell("barrier", self.worker_id, seq, timeout)
@@ -168,15 +174,10 @@ class WorkerPort:
 
     def wait_stop(self, timeout: float) -> bool:
         """Wait (boundedly) for the master's word that a checkpoint is committed and to stop."""
-        deadline = time.monotonic() + timeout
-        backoff = Backoff()
-        while True:
+        def stopped() -> bool | None:
             self.notices()
-            if self.stop_version is not None:
-                return True
-            if time.monotonic() >= deadline:
-                return False
-            backoff.idle(deadline)
+            return True if self.stop_version is not None else None
+        return _poll(stopped, timeout) is not None
 
     def checkpointed(self, version: int) -> None:
         self._tell("checkpointed", self.worker_id, version)

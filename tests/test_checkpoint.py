@@ -9,7 +9,6 @@ import os
 import pickle
 import signal
 import subprocess
-import sys
 
 import numpy as np
 import pytest
