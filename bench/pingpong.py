@@ -1,10 +1,15 @@
 """MPI performance through a t2mpi job's ctx.comm against a bare mpi4py script, under this venv's MPI.
 
-(t2mpi) mpiexec -n 3 python -m t2mpi.launch pingpong.yaml --quiet   (2 workers + the master)
-(bare)  mpiexec -n 2 python bench/pingpong_mpi.py
-Both run the measuring code of bench/pingpong_mpi.py between two ranks, in the same environment:
+(t2mpi)        mpiexec -n 3 python -m t2mpi.launch pingpong.yaml --quiet   (2 workers + the master)
+(t2mpi client) t2mpi run pingpong.yaml --master client   (the workers' world holds only them)
+(bare)         mpiexec -n 2 python bench/pingpong_mpi.py
+(bare + idle)  mpiexec -n 3 python bench/pingpong_mpi.py   (rank 2 idles as a job master does)
+All run the measuring code of bench/pingpong_mpi.py between two ranks, in the same environment
+(the transport t2mpi chooses for this node, one BLAS thread):
 ping-pong latency (8 B, half round trip), bandwidth (4 MiB messages), Allreduce (1M float64).
 Interleaved rounds, medians. Goals (t2mpi / bare): bandwidth >= 0.97, latency and Allreduce <= 1.05.
+t2mpi / (bare + idle) is what t2mpi's code adds beyond the shape of its world (an idle master
+rank beside the workers, which on a node with fewer cores than ranks shares a core with them).
 
 Usage: python bench/pingpong.py [--rounds N]
 """
@@ -57,23 +62,35 @@ def main() -> None:
     work = job_folder("pingpong", WORKER.format(bench=os.path.join(ROOT, "bench")),
                       {"worker": "pingpong:PingPong", "workers": 2})
     jobs = os.path.join(work, "t2mpi-jobs")
-    # the same environment for both: t2mpi gives every rank one BLAS thread per worker thread
-    same_env = dict(os.environ, **{var: "1" for var in THREAD_LIMIT_VARS})
+    # the same environment for all: t2mpi gives every rank one BLAS thread per worker thread,
+    # and the transport it chooses for this node (t2mpi run sets it; the others get it here)
+    from t2mpi import client, launcher
+    from t2mpi.spec import load
 
-    def t2mpi_side() -> dict[str, float]:
+    job = load(os.path.join(work, "pingpong.yaml"))
+    chosen = client.choose_network(job, launcher.detect(launcher.find(job, PYTHON)))
+    same_env = dict(os.environ, **{var: "1" for var in THREAD_LIMIT_VARS}, **chosen.env)
+
+    def from_job(argv: list[str]) -> dict[str, float]:
         before = set(os.listdir(jobs)) if os.path.isdir(jobs) else set()
-        run(mpiexec(3) + [PYTHON, "-m", "t2mpi.launch", "pingpong.yaml", "--quiet"], same_env, work)
+        run(argv, same_env, work)
         new = set(os.listdir(jobs)) - before
         if len(new) != 1:
             sys.exit(f"expected one new job folder under {jobs}, found {sorted(new)}")
         with open(os.path.join(jobs, new.pop(), "results.pkl"), "rb") as fh:
             return pickle.load(fh)[0]    # worker 0's figures (results are keyed by worker id)
 
-    def bare_side() -> dict[str, float]:
-        out = run(mpiexec(2) + [PYTHON, os.path.join(ROOT, "bench", "pingpong_mpi.py")], same_env, work)
+    def bare(ranks: int) -> dict[str, float]:
+        out = run(mpiexec(ranks) + [PYTHON, os.path.join(ROOT, "bench", "pingpong_mpi.py")], same_env, work)
         return json.loads(out.strip().splitlines()[-1])
 
-    sides = {"t2mpi": t2mpi_side, "bare": bare_side}   # t2mpi: ctx.comm of 2 workers, + the master
+    sides = {   # t2mpi: ctx.comm of 2 workers, + the master
+        "t2mpi": lambda: from_job(mpiexec(3) + [PYTHON, "-m", "t2mpi.launch", "pingpong.yaml", "--quiet"]),
+        "t2mpi, master client": lambda: from_job([PYTHON, "-m", "t2mpi", "run", "pingpong.yaml",
+                                                  "--master", "client", "--quiet"]),
+        "bare": lambda: bare(2),
+        "bare + idle rank": lambda: bare(3),
+    }
     for side in sides.values():   # warm the page cache and the MPI's first start
         side()
     samples: dict[str, dict[str, list[float]]] = {name: {key: [] for key, _, _ in FIGURES} for name in sides}
@@ -83,14 +100,21 @@ def main() -> None:
                 samples[name][key].append(value)
 
     print(f"ping-pong, bandwidth, Allreduce under {mpi_flavour()}; {args.rounds} interleaved rounds; "
-          f"{len(os.sched_getaffinity(0))} cores; python {sys.version.split()[0]}")
+          f"{len(os.sched_getaffinity(0))} cores; python {sys.version.split()[0]}; transport {chosen.transport} "
+          + " ".join(f"{k}={v}" for k, v in sorted(chosen.env.items())))
     for key, what, unit in FIGURES:
         for name in sides:
             print(describe(f"{what}, {name}", samples[name][key], unit))
-    t2, bare = (samples[name] for name in sides)
-    print(ratio_line("bandwidth t2mpi / bare", t2["bandwidth_mib_s"], bare["bandwidth_mib_s"], ">= 0.97"))
-    print(ratio_line("latency t2mpi / bare", t2["latency_us"], bare["latency_us"], "<= 1.05"))
-    print(ratio_line("Allreduce t2mpi / bare", t2["allreduce_ms"], bare["allreduce_ms"], "<= 1.05"))
+
+    def ratios(num: str, den: str) -> None:
+        a, b = samples[num], samples[den]
+        print(ratio_line(f"bandwidth {num} / {den}", a["bandwidth_mib_s"], b["bandwidth_mib_s"], ">= 0.97"))
+        print(ratio_line(f"latency {num} / {den}", a["latency_us"], b["latency_us"], "<= 1.05"))
+        print(ratio_line(f"Allreduce {num} / {den}", a["allreduce_ms"], b["allreduce_ms"], "<= 1.05"))
+
+    ratios("t2mpi", "bare")
+    ratios("t2mpi, master client", "bare")
+    ratios("t2mpi", "bare + idle rank")
 
 
 if __name__ == "__main__":

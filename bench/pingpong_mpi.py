@@ -1,7 +1,9 @@
 """The baseline for bench/pingpong.py, and the measuring code both sides share: ping-pong latency
 (8-byte messages), bandwidth (4 MiB messages) and Allreduce (1M float64) between ranks 0 and 1 of
 a communicator. Run bare: mpiexec -n 2 python bench/pingpong_mpi.py [key=value...]; it prints
-rank 0's figures as one JSON line. A t2mpi worker calls measure(ctx.comm, ...) instead."""
+rank 0's figures as one JSON line. A t2mpi worker calls measure(ctx.comm, ...) instead.
+With 3 ranks, rank 2 idles as a job master does (a look every 25 ms, asleep between)
+while ranks 0 and 1 measure on a communicator of their own: the shape of a t2mpi job's world."""
 
 from __future__ import annotations
 
@@ -89,6 +91,20 @@ if __name__ == "__main__":
     unknown = set(options) - set(DEFAULTS)
     if unknown:
         sys.exit(f"pingpong_mpi.py: unknown option(s) {', '.join(sorted(unknown))}; use {', '.join(DEFAULTS)}")
-    result = measure(MPI.COMM_WORLD, **options)
+    world = MPI.COMM_WORLD
+    if world.Get_size() > 2:
+        idle = world.Get_rank() >= 2
+        comm = world.Split(MPI.UNDEFINED if idle else 0, world.Get_rank())
+        if idle:
+            while not world.iprobe(source=0, tag=99):
+                time.sleep(0.025)
+            world.recv(source=0, tag=99)
+            sys.exit(0)
+    else:
+        comm = world
+    result = measure(comm, **options)
+    if comm is not world:
+        for idle in range(2, world.Get_size()) if result is not None else ():
+            world.send(None, dest=idle, tag=99)
     if result is not None:
         print(json.dumps(result), flush=True)
