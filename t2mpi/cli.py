@@ -77,7 +77,9 @@ def _parser() -> argparse.ArgumentParser:
 
     for name, helptext in (("script", "print the batch script of a job (nothing is written or submitted)"),
                            ("submit", "submit a job to the batch scheduler (sbatch / qsub)")):
-        cmd = sub.add_parser(name, help=helptext, description=helptext + ".")
+        cmd = sub.add_parser(name, help=helptext, description=helptext + ". The job's network transport "
+                             "is chosen when it starts, on its first node, by the script's first step "
+                             "(python -m t2mpi.network); what this node lacks is only a note here.")
         cmd.add_argument("job", help="job file (YAML)")
         cmd.add_argument("--scheduler", choices=("slurm", "pbs", "torque"),
                          help="the scheduler (default: scheduler.kind of the job file, else slurm)")
@@ -331,7 +333,7 @@ def _prepared(args: argparse.Namespace) -> Any:
     overrides = list(args.set)
     if args.scheduler:
         overrides.append(f"scheduler.kind={args.scheduler}")
-    return client.prepare(args.job, workers=args.workers, overrides=overrides)
+    return client.prepare(args.job, workers=args.workers, overrides=overrides, batch=True)
 
 
 def _script(args: argparse.Namespace) -> int:
@@ -345,7 +347,11 @@ def _script(args: argparse.Namespace) -> int:
 def _submit(args: argparse.Namespace) -> int:
     from . import jobctl
 
-    jd, sched_id = jobctl.submit(_prepared(args))
+    launch = _prepared(args)
+    if launch.network.transport is None:   # the job's first node chooses again when it starts
+        print(f"t2mpi: note: {launch.network.why[0]} (a batch job chooses its transport on its "
+              "first node when it starts)", file=sys.stderr, flush=True)
+    jd, sched_id = jobctl.submit(launch)
     print(f"t2mpi: submitted job {jd.job_id} ({jd.read_scheduler()['kind']} job {sched_id}); "
           f"folder {jd.path}", file=sys.stderr, flush=True)
     print(jd.job_id)

@@ -12,6 +12,7 @@ from collections import namedtuple
 
 from . import launcher as mpilauncher
 from .jobdir import TERMINAL_STATES, JobDir
+from .network import choose_network
 from .spec import JobSpec, load
 from .worker import load_worker_class
 
@@ -34,17 +35,6 @@ class Launch(namedtuple("Launch", "spec mpi host python network")):
         """The exact command that runs the job in `job_dir`."""
         return mpilauncher.command(self.mpi, self.spec, job_dir, self.python, self.host,
                                    network=self.network.env)
-
-
-def choose_network(spec: JobSpec, mpi: mpilauncher.MpiLauncher) -> Any:
-    """The transport for this node: sysfs first; the UCX and libfabric libraries are probed (in
-    a child process) only where a fabric is present or the job asks for one."""
-    from . import fabric
-
-    found = fabric.scan()
-    if found.ib_ports or found.opa or spec.network.transport in ("ucx", "ofi") or spec.network.provider:
-        found = fabric.probe_libraries(found, mpi.path)
-    return fabric.choose(found, mpi.flavour, mpilauncher.components(mpi), spec.network._asdict())
 
 
 class JobResult(namedtuple("JobResult", "job_id job_dir state reason results errors wall_time "
@@ -81,18 +71,29 @@ class Follower:
 
 
 def prepare(job: str | os.PathLike[str], *, workers: int | None = None, master: str | None = None,
-            overrides: Sequence[str] = (), python: str | None = None) -> Launch:
-    """Resolve and check everything that can be checked before anything is launched."""
+            overrides: Sequence[str] = (), python: str | None = None, batch: bool = False) -> Launch:
+    """Resolve and check everything that can be checked before anything is launched. `batch`:
+    for a batch script, whose transport is chosen on its first node when it starts, so a port,
+    interface or library this node lacks is no error here (network.transport is None, and
+    network.why says what is missing)."""
     if master is not None:
         overrides = [*overrides, f"master={master}"]
-    return _checked(load(job, workers=workers, overrides=overrides), python)
+    return _checked(load(job, workers=workers, overrides=overrides), python, batch)
 
 
-def _checked(spec: JobSpec, python: str | None) -> Launch:
+def _checked(spec: JobSpec, python: str | None, batch: bool = False) -> Launch:
+    from . import fabric
+
     load_worker_class(spec)
     python = python or sys.executable
     mpi = mpilauncher.detect(mpilauncher.find(spec, python))
-    launch = Launch(spec, mpi, mpilauncher.Host.here(), python, choose_network(spec, mpi))
+    try:
+        network = choose_network(spec, mpi)
+    except fabric.NotHereError as exc:
+        if not batch:
+            raise
+        network = fabric.Choice(None, {}, [str(exc)])
+    launch = Launch(spec, mpi, mpilauncher.Host.here(), python, network)
     launch.argv("<job-dir>")  # an unsupported launcher fails here, before a folder is made
     return launch
 

@@ -41,6 +41,11 @@ class FabricError(T2mpiError):
     """The network settings ask for a transport this node or this MPI cannot provide."""
 
 
+class NotHereError(FabricError):
+    """What the network settings ask for is missing on this node (a port, an interface, a
+    library, a provider); another node, e.g. a batch job's compute node, may have it."""
+
+
 # ---- what the node has (sysfs) -----------------------------------------------------------
 
 
@@ -288,11 +293,12 @@ def _ucx_env(fabric, flavour, components, network, why) -> dict[str, str]:
     ports = _active_fabric_ports(fabric)
     if not ports:
         down = ", ".join(f"{_port_name(p)} is {p.state or 'in no state'}" for p in fabric.ib_ports)
-        raise FabricError("network.transport ucx: no active InfiniBand or RoCE port on this node"
-                          + (f" ({down})" if down else "") + "; use transport: auto or tcp")
+        raise NotHereError("network.transport ucx: no active InfiniBand or RoCE port on this node"
+                           + (f" ({down})" if down else "") + "; use transport: auto or tcp")
     lacks = _ucx_lacks(fabric, flavour, components)
-    if lacks is not None:
-        raise FabricError(f"network.transport ucx: {lacks}; use transport: auto")
+    if lacks is not None:   # the MPI's lack holds on every node; the library's only on this one
+        mpi = flavour == INTELMPI or _mpi_lacks(flavour, components, "ucx") is not None
+        raise (FabricError if mpi else NotHereError)(f"network.transport ucx: {lacks}; use transport: auto")
     layer = ports[0].link_layer
     ports = [p for p in ports if p.link_layer == layer]
     env = {"UCX_NET_DEVICES": ",".join(_port_name(p) for p in ports)}
@@ -316,16 +322,16 @@ def _ofi_env(fabric, flavour, components, network, why) -> dict[str, str]:
         raise FabricError(f"network.transport ofi: {lacks}; use transport: auto")
     provider = network.get("provider") or _ofi_provider(fabric)
     if provider is None:
-        raise FabricError("network.transport ofi: no fabric provider is usable here (Omni-Path "
-                          f"needs opx or psm2, InfiniBand verbs; {_ofi_seen(fabric)}); "
-                          "use transport: auto or tcp")
+        raise NotHereError("network.transport ofi: no fabric provider is usable here (Omni-Path "
+                           f"needs opx or psm2, InfiniBand verbs; {_ofi_seen(fabric)}); "
+                           "use transport: auto or tcp")
     if fabric.ofi is None:
-        raise FabricError(f"network.transport ofi: no libfabric ({OFI_LIBRARY}) on this node or "
-                          "beside the MPI; install libfabric or use transport: auto")
+        raise NotHereError(f"network.transport ofi: no libfabric ({OFI_LIBRARY}) on this node or "
+                           "beside the MPI; install libfabric or use transport: auto")
     missing = [part for part in provider.split(";") if part not in _provider_parts(fabric)]
     if missing:
-        raise FabricError(f"network.provider: libfabric provider {missing[0]} is not usable here "
-                          f"({_ofi_seen(fabric)}); use one of them or transport: auto")
+        raise NotHereError(f"network.provider: libfabric provider {missing[0]} is not usable here "
+                           f"({_ofi_seen(fabric)}); use one of them or transport: auto")
     env = {"FI_PROVIDER": provider}
     why.append(f"ofi with libfabric provider {provider}" + _ofi_reason(fabric, provider))
     if flavour == OPENMPI:
@@ -373,10 +379,10 @@ def _interface(fabric: Fabric, wanted: str | None, why: list[str]) -> str | None
     by_name = {n.name: n for n in fabric.nets}
     if wanted:
         if wanted not in by_name:
-            raise FabricError(f"network.interface: {wanted} is not an interface on this node "
-                              f"(have: {', '.join(by_name) or 'none'})")
+            raise NotHereError(f"network.interface: {wanted} is not an interface on this node "
+                               f"(have: {', '.join(by_name) or 'none'})")
         if by_name[wanted].operstate == "down":
-            raise FabricError(f"network.interface: {wanted} is down; name an interface that is up")
+            raise NotHereError(f"network.interface: {wanted} is down; name an interface that is up")
         why.append(f"tcp over {wanted} (network.interface)")
         return wanted
     up = [n for n in fabric.nets if n.operstate == "up" and not n.loopback]

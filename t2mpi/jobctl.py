@@ -10,6 +10,7 @@ import time
 from . import schedulers
 from .errors import JobError, T2mpiError
 from .jobdir import TERMINAL_STATES, JobDir
+from .network import record
 from .procs import CommandError
 from .procs import run as run_command
 
@@ -35,8 +36,10 @@ class SchedulerError(T2mpiError):
 
 def script(launch: Launch, job_dir: str) -> str:
     """The batch script for a checked job (t2mpi script prints it; submit writes it)."""
+    from .network import described
+
     return schedulers.get(launch.spec.batch.kind).script(launch.spec, job_dir, launch.mpi, launch.python,
-                                                         launch.host, launch.network.env)
+                                                         launch.host, described(launch.network))
 
 
 def submit(launch: Launch) -> tuple[JobDir, str]:
@@ -44,7 +47,9 @@ def submit(launch: Launch) -> tuple[JobDir, str]:
     A refused submission leaves no folder behind; its error shows the command and the answer."""
     sched = schedulers.get(launch.spec.batch.kind)
     final = JobDir.new_path(launch.spec.jobs_dir, launch.spec.name)
-    jd = JobDir.make(final, launch.spec.to_dict(), script=script(launch, final))
+    # spec.json also keeps the MPI's facts, for the transport's choice on the job's first node
+    jd = JobDir.make(final, dict(launch.spec.to_dict(), launcher=record(launch.mpi)),
+                     script=script(launch, final))
     try:
         return jd, _submit_script(jd, sched)
     except SchedulerError:

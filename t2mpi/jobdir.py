@@ -67,6 +67,7 @@ class JobDir:
         self.script_file = os.path.join(self.path, "job.sh")
         self.scheduler_file = os.path.join(self.path, "scheduler.json")
         self.client_file = os.path.join(self.path, "client.json")
+        self.network_file = os.path.join(self.path, "network.json")
         self.batch_out = os.path.join(self.path, "batch.out")
         self.checkpoints_dir = os.path.join(self.path, "checkpoints")
         self.committed_file = os.path.join(self.checkpoints_dir, "committed.json")
@@ -170,6 +171,14 @@ class JobDir:
             return _read_json(self.client_file, None)
         except JobError:   # nothing to watch
             return None
+
+    def write_network(self, choice: dict[str, Any]) -> None:
+        """The transport a batch job chose on its first node (t2mpi.network): host, transport,
+        env, why."""
+        _write_json(self.network_file, choice, indent=1)
+
+    def read_network(self) -> dict[str, Any] | None:
+        return _read_json(self.network_file, None)
 
     def write_scheduler(self, kind: str, job_id: str) -> None:
         _write_json(self.scheduler_file, {"kind": kind, "id": job_id, "submitted": time.time()})

@@ -105,13 +105,14 @@ def _prepare(argv: list[str]) -> tuple[JobSpec, str, bool, bool, dict[str, str]]
 
 
 def _prepared_spec(job_dir: str) -> tuple[JobSpec, dict[str, str]]:
-    """The resolved spec of a job folder the client made, and the transport it chose there."""
+    """The resolved spec of a job folder the client made, and the transport chosen for it (by
+    t2mpi run where it runs; by a batch job on its first node, in network.json)."""
     from .jobdir import JobDir
     from .spec import JobSpec
 
-    data = JobDir(job_dir).read_spec()
-    data.pop("job_id", None)
-    transport = data.pop("transport", None) or {}
+    jd = JobDir(job_dir)
+    data = jd.read_spec()
+    transport = data.get("transport") or (jd.read_network() or {}).get("env") or {}
     return JobSpec.from_dict(data), transport
 
 

@@ -11,6 +11,10 @@ from .procs import CommandError
 from .procs import run as run_command
 from .spec import THREAD_LIMIT_VARS, JobSpec
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
 OPENMPI, MPICH, INTELMPI, UNKNOWN = "openmpi", "mpich", "intelmpi", "unknown"
 
 
@@ -21,8 +25,9 @@ MpiLauncher = namedtuple("MpiLauncher", "path flavour version")
 class Host(namedtuple("Host", "cpus root ofi_fabric slurm_allocation", defaults=(False,))):
     """Facts about the launching node that change the command line: the CPUs this process may
     use, whether it runs as root (Open MPI refuses unless told), whether an OFI-capable fabric
-    (InfiniBand, Omni-Path) is present, whether it runs inside a Slurm allocation (salloc,
-    sbatch: the launcher places ranks on the allocation's nodes)."""
+    (InfiniBand, Omni-Path) is present (None: not known where the command is made, as for a
+    batch job's nodes), whether it runs inside a Slurm allocation (salloc, sbatch: the launcher
+    places ranks on the allocation's nodes)."""
 
     __slots__ = ()
 
@@ -168,20 +173,26 @@ def mpiexec_args(mpi: MpiLauncher, nprocs: int, host: Host, env: dict[str, str],
         argv += ["--bind-to", "none"]
         if (slots or nprocs) > host.cpus:
             argv += ["--map-by", ":OVERSUBSCRIBE"]
-        if not host.ofi_fabric and "OMPI_MCA_btl" not in env:
+        if host.ofi_fabric is False and "OMPI_MCA_btl" not in env:
             # No OFI fabric: the ofi BTL only costs a one-second shutdown sleep per launch.
             # (A transport choice that names the BTLs says it in the environment instead:
-            # a command-line --mca would override it.)
+            # a command-line --mca would override it. ofi_fabric None: the transport is
+            # chosen when a batch job starts, and its environment says it.)
             argv += ["--mca", "btl", "^ofi"]
-        for key, value in sorted(env.items()):
-            argv += ["-x", f"{key}={value}"]
-    elif mpi.flavour in (MPICH, INTELMPI):
-        for key, value in sorted(env.items()):
-            argv += ["-genv", key, value]
-    else:
+    elif mpi.flavour not in (MPICH, INTELMPI):
         raise LaunchError(f"MPI launcher {mpi.path}: not recognised as Open MPI, MPICH or Intel MPI "
                           f"(--version said: {mpi.version!r}); set mpi.launcher to one of those")
-    return argv
+    return argv + env_args(mpi.flavour, env)
+
+
+def env_args(flavour: str, env: dict[str, str]) -> list[str]:
+    """The launcher options that give every rank `env`: -x KEY=VALUE (Open MPI), -genv KEY VALUE
+    (MPICH, Intel MPI)."""
+    if flavour == OPENMPI:
+        return [word for key, value in sorted(env.items()) for word in ("-x", f"{key}={value}")]
+    if flavour in (MPICH, INTELMPI):
+        return [word for key, value in sorted(env.items()) for word in ("-genv", key, value)]
+    raise LaunchError(f"MPI flavour {flavour!r}: not Open MPI, MPICH or Intel MPI")
 
 
 def _names_launcher(args: tuple[str, ...]) -> bool:
@@ -189,9 +200,11 @@ def _names_launcher(args: tuple[str, ...]) -> bool:
 
 
 def command(mpi: MpiLauncher, spec: JobSpec, job_dir: str, python: str, host: Host,
-            quiet: bool = True, network: dict[str, str] | None = None) -> list[str]:
+            quiet: bool = True, network: dict[str, str] | None = None,
+            late: Sequence[str] = ()) -> list[str]:
     """The argument list that runs `spec` as W+1 ranks of one MPI launch (no shell involved);
-    `network`: the transport's environment (t2mpi.fabric.choose)."""
+    `network`: the transport's environment (t2mpi.fabric.choose); `late`: launcher words after
+    the environment's (a batch script's transport, chosen when the job starts)."""
     env = rank_environment(spec, network)
     if spec.master == "client":
         # The master's part alone, as a one-rank launch; it spawns the workers.
@@ -202,7 +215,7 @@ def command(mpi: MpiLauncher, spec: JobSpec, job_dir: str, python: str, host: Ho
             argv += ["-launcher", "ssh"]
     else:
         argv = mpiexec_args(mpi, spec.world_size, host, env)
-    argv += list(spec.mpi.args)
+    argv += [*late, *spec.mpi.args]
     # -P: the installed t2mpi, never a t2mpi folder in the working directory
     argv += [python, "-P", "-m", "t2mpi.launch", "--job-dir", job_dir]
     if quiet:

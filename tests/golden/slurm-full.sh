@@ -23,4 +23,7 @@ export NUMEXPR_NUM_THREADS=1
 export OMP_NUM_THREADS=1
 export OPENBLAS_NUM_THREADS=1
 export UCX_TLS=rc
-exec /opt/mpi/bin/mpiexec -n 4 -genv BLIS_NUM_THREADS 1 -genv MKL_NUM_THREADS 1 -genv NUMEXPR_NUM_THREADS 1 -genv OMP_NUM_THREADS 1 -genv OPENBLAS_NUM_THREADS 1 -genv UCX_TLS rc /opt/venv/bin/python -P -m t2mpi.launch --job-dir /jobs/hello-1
+# The network transport is chosen when the job starts, on its first node
+t2mpi_network=$(/opt/venv/bin/python -P -m t2mpi.network --job-dir /jobs/hello-1)
+eval "$t2mpi_network"
+exec /opt/mpi/bin/mpiexec -n 4 -genv BLIS_NUM_THREADS 1 -genv MKL_NUM_THREADS 1 -genv NUMEXPR_NUM_THREADS 1 -genv OMP_NUM_THREADS 1 -genv OPENBLAS_NUM_THREADS 1 -genv UCX_TLS rc "${T2MPI_NETWORK[@]}" /opt/venv/bin/python -P -m t2mpi.launch --job-dir /jobs/hello-1
