@@ -54,11 +54,12 @@ def mpi_flavour() -> str:
     return _launcher().flavour
 
 
-def mpiexec(n: int) -> list[str]:
-    """The bare launcher line for this venv's MPI, with the options t2mpi itself would use."""
+def mpiexec(n: int, idle: int = 0) -> list[str]:
+    """The bare launcher line for this venv's MPI, with the options t2mpi itself would use
+    (`idle`: how many of the n ranks mostly sleep, as a job master does)."""
     from t2mpi import launcher
 
-    return launcher.mpiexec_args(_launcher(), n, launcher.Host.here(), {})
+    return launcher.mpiexec_args(_launcher(), n, launcher.Host.here(), {}, idle=idle)
 
 
 def job_folder(name: str, worker: str, job: dict) -> str:

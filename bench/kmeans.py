@@ -34,7 +34,7 @@ def main() -> None:
     same_env = dict(os.environ, **{var: "1" for var in THREAD_LIMIT_VARS})
     cases = {
         f"t2mpi kmeans job, {w} workers + master, binding {args.binding}": lambda: timed(
-            mpiexec(w + 1) + [PYTHON, "-m", "t2mpi.launch", job, "-n", str(w), "--quiet",
+            mpiexec(w + 1, idle=1) + [PYTHON, "-m", "t2mpi.launch", job, "-n", str(w), "--quiet",
                               "--set", f"config.points={args.points}",
                               "--set", f"config.iterations={args.iterations}",
                               "--set", f"binding.mode={args.binding}"], cwd=work),

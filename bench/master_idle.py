@@ -38,7 +38,7 @@ def main() -> None:
     for _ in range(args.runs):
         before = set(os.listdir(os.path.join(work, "t2mpi-jobs"))) if os.path.isdir(
             os.path.join(work, "t2mpi-jobs")) else set()
-        proc = subprocess.Popen(mpiexec(3) + [PYTHON, "-m", "t2mpi.launch", "sleeper.yaml", "--quiet"],
+        proc = subprocess.Popen(mpiexec(3, idle=1) + [PYTHON, "-m", "t2mpi.launch", "sleeper.yaml", "--quiet"],
                                 cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         state_file, joined = None, None
         while proc.poll() is None and joined is None:   # the first state.json is written on join

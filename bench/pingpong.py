@@ -1,9 +1,10 @@
 """MPI performance through a t2mpi job's ctx.comm against a bare mpi4py script, under this venv's MPI.
 
-(t2mpi)        mpiexec -n 3 python -m t2mpi.launch pingpong.yaml --quiet   (2 workers + the master)
+(t2mpi)        t2mpi run pingpong.yaml   (2 workers + the master: rank 0)
 (t2mpi client) t2mpi run pingpong.yaml --master client   (the workers' world holds only them)
 (bare)         mpiexec -n 2 python bench/pingpong_mpi.py
-(bare + idle)  mpiexec -n 3 python bench/pingpong_mpi.py   (rank 2 idles as a job master does)
+(bare + idle)  mpiexec -n 3 python bench/pingpong_mpi.py   (rank 2 idles as a job master does,
+               launched with the options t2mpi gives a job whose master is its only idle rank)
 All run the measuring code of bench/pingpong_mpi.py between two ranks, in the same environment
 (the transport t2mpi chooses for this node, one BLAS thread):
 ping-pong latency (8 B, half round trip), bandwidth (4 MiB messages), Allreduce (1M float64).
@@ -81,13 +82,13 @@ def main() -> None:
             return pickle.load(fh)[0]    # worker 0's figures (results are keyed by worker id)
 
     def bare(ranks: int) -> dict[str, float]:
-        out = run(mpiexec(ranks) + [PYTHON, os.path.join(ROOT, "bench", "pingpong_mpi.py")], same_env, work)
-        return json.loads(out.strip().splitlines()[-1])
+        argv = mpiexec(ranks, idle=ranks - 2) + [PYTHON, os.path.join(ROOT, "bench", "pingpong_mpi.py")]
+        return json.loads(run(argv, same_env, work).strip().splitlines()[-1])
 
+    t2mpi_run = [PYTHON, "-m", "t2mpi", "run", "pingpong.yaml", "--quiet"]
     sides = {   # t2mpi: ctx.comm of 2 workers, + the master
-        "t2mpi": lambda: from_job(mpiexec(3) + [PYTHON, "-m", "t2mpi.launch", "pingpong.yaml", "--quiet"]),
-        "t2mpi, master client": lambda: from_job([PYTHON, "-m", "t2mpi", "run", "pingpong.yaml",
-                                                  "--master", "client", "--quiet"]),
+        "t2mpi": lambda: from_job(t2mpi_run),
+        "t2mpi, master client": lambda: from_job(t2mpi_run + ["--master", "client"]),
         "bare": lambda: bare(2),
         "bare + idle rank": lambda: bare(3),
     }

@@ -29,7 +29,7 @@ def main() -> None:
         "bare mpi4py Barrier, 3 ranks": lambda: timed(
             mpiexec(3) + [PYTHON, "-c", "from mpi4py import MPI; MPI.COMM_WORLD.Barrier()"]),
         "(a) mpiexec -n 3 python -m t2mpi.launch": lambda: timed(
-            mpiexec(3) + [PYTHON, "-m", "t2mpi.launch", hello, "-n", "2", "--quiet"], cwd=work),
+            mpiexec(3, idle=1) + [PYTHON, "-m", "t2mpi.launch", hello, "-n", "2", "--quiet"], cwd=work),
         "(b) t2mpi run hello -n 2": lambda: timed(
             [os.path.join(BIN, "t2mpi"), "run", hello, "-n", "2", "--quiet"], cwd=work),
         "(c) t2mpi run hello -n 2 --master client": lambda: timed(

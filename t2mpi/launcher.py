@@ -22,12 +22,12 @@ OPENMPI, MPICH, INTELMPI, UNKNOWN = "openmpi", "mpich", "intelmpi", "unknown"
 MpiLauncher = namedtuple("MpiLauncher", "path flavour version")
 
 
-class Host(namedtuple("Host", "cpus root ofi_fabric slurm_allocation", defaults=(False,))):
+class Host(namedtuple("Host", "cpus root ofi_fabric slurm_allocation name", defaults=(False, None))):
     """Facts about the launching node that change the command line: the CPUs this process may
     use, whether it runs as root (Open MPI refuses unless told), whether an OFI-capable fabric
     (InfiniBand, Omni-Path) is present (None: not known where the command is made, as for a
     batch job's nodes), whether it runs inside a Slurm allocation (salloc, sbatch: the launcher
-    places ranks on the allocation's nodes)."""
+    places ranks on the allocation's nodes), its node name (None: not known)."""
 
     __slots__ = ()
 
@@ -37,7 +37,8 @@ class Host(namedtuple("Host", "cpus root ofi_fabric slurm_allocation", defaults=
             return os.path.isdir(folder) and bool(os.listdir(folder))
 
         fabric = any(has_entries(os.path.join(sysfs, "class", name)) for name in ("infiniband", "hfi1"))
-        return cls(len(os.sched_getaffinity(0)), os.geteuid() == 0, fabric, "SLURM_JOB_ID" in os.environ)
+        return cls(len(os.sched_getaffinity(0)), os.geteuid() == 0, fabric, "SLURM_JOB_ID" in os.environ,
+                   os.uname().nodename)
 
 
 def find(spec: JobSpec, python: str) -> str:
@@ -162,16 +163,23 @@ def rank_environment(spec: JobSpec, network: dict[str, str] | None = None) -> di
 
 
 def mpiexec_args(mpi: MpiLauncher, nprocs: int, host: Host, env: dict[str, str],
-                 slots: int | None = None) -> list[str]:
+                 slots: int | None = None, idle: int = 0) -> list[str]:
     """The launcher and its options for `nprocs` ranks, each with `env`, where `slots` processes
-    will run in all (spawned ones included); the program follows."""
+    will run in all (spawned ones included), `idle` of them mostly asleep (the job master) on
+    this node alone (no hosts given); the program follows."""
     argv = [mpi.path, "-n", str(nprocs)]
     if mpi.flavour == OPENMPI:
         if host.root:
             argv.append("--allow-run-as-root")
         # t2mpi places and binds its ranks itself; Open MPI's own binding would fight it.
         argv += ["--bind-to", "none"]
-        if (slots or nprocs) > host.cpus:
+        total = slots or nprocs
+        if total > host.cpus and total - idle <= host.cpus and host.name and not host.slurm_allocation:
+            # Only the idle master lacks a core: give this node a slot for it. Oversubscribed
+            # ranks would all yield the CPU in every wait (Open MPI forces yield_when_idle
+            # then), which costs the workers' messages latency for a rank that sleeps.
+            argv += ["--host", f"{host.name}:{total}"]
+        elif total > host.cpus:
             argv += ["--map-by", ":OVERSUBSCRIBE"]
         if host.ofi_fabric is False and "OMPI_MCA_btl" not in env:
             # No OFI fabric: the ofi BTL only costs a one-second shutdown sleep per launch.
@@ -199,6 +207,14 @@ def _names_launcher(args: tuple[str, ...]) -> bool:
     return any(a.split("=")[0] in ("-launcher", "-bootstrap", "--launcher", "--bootstrap") for a in args)
 
 
+_HOST_OPTIONS = ("--host", "-host", "-H", "--hostfile", "-hostfile", "--machinefile", "-machinefile",
+                 "--default-hostfile", "-f", "-hosts", "--hosts")
+
+
+def _names_hosts(args: tuple[str, ...]) -> bool:
+    return any(a.split("=")[0] in _HOST_OPTIONS for a in args)
+
+
 def command(mpi: MpiLauncher, spec: JobSpec, job_dir: str, python: str, host: Host,
             quiet: bool = True, network: dict[str, str] | None = None,
             late: Sequence[str] = ()) -> list[str]:
@@ -206,15 +222,16 @@ def command(mpi: MpiLauncher, spec: JobSpec, job_dir: str, python: str, host: Ho
     `network`: the transport's environment (t2mpi.fabric.choose); `late`: launcher words after
     the environment's (a batch script's transport, chosen when the job starts)."""
     env = rank_environment(spec, network)
+    idle = 0 if _names_hosts(spec.mpi.args) else 1   # the master, when all ranks run here
     if spec.master == "client":
         # The master's part alone, as a one-rank launch; it spawns the workers.
-        argv = mpiexec_args(mpi, 1, host, env, slots=spec.world_size)
+        argv = mpiexec_args(mpi, 1, host, env, slots=spec.world_size, idle=idle)
         if host.slurm_allocation and mpi.flavour == MPICH and not _names_launcher(spec.mpi.args):
             # Hydra's Slurm launcher cannot spawn onto nodes it already serves (an assertion in
             # its proxy set-up); its ssh launcher can, over the allocation's node list.
             argv += ["-launcher", "ssh"]
     else:
-        argv = mpiexec_args(mpi, spec.world_size, host, env)
+        argv = mpiexec_args(mpi, spec.world_size, host, env, idle=idle)
     argv += [*late, *spec.mpi.args]
     # -P: the installed t2mpi, never a t2mpi folder in the working directory
     argv += [python, "-P", "-m", "t2mpi.launch", "--job-dir", job_dir]

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from t2mpi import network, schedulers
 from t2mpi.errors import SpecError
-from t2mpi.launcher import Host, MpiLauncher
+from t2mpi.launcher import Host, MpiLauncher, command
 from t2mpi.spec import load
 
 from conftest import JOBS, PYTHON, t2mpi
@@ -127,7 +127,7 @@ def test_user_strings_never_run_as_shell_code(tmp_path_factory, prologue, env_va
                           env={"PATH": os.environ["PATH"], "HOME": str(folder)})
     assert done.returncode == 0, done.stderr
     assert not list(folder.rglob("MARK")), script.read_text()
-    argv = (folder / "argv.txt").read_text().splitlines()
+    argv = (folder / "argv.txt").read_text().split("\n")   # not splitlines: a value may hold \x85
     assert argv[argv.index("T2X") + 1] == env_value       # passed through exactly, as one word
     chosen = json.loads((job_dir / "network.json").read_text())["env"]
     for key, value in chosen.items():                     # and the transport chosen at the start
@@ -186,3 +186,25 @@ def test_the_transport_chosen_at_the_start_reaches_the_script_exactly(tmp_path, 
     assert lines[:3] == [env["FI_TCP_IFACE"], "rc,sm", str(len(words))]
     assert lines[3:] == (words or [""])   # printf prints one empty line for an empty array
     assert not (tmp_path / "MARK").exists()
+
+
+def test_open_mpi_gives_the_idle_master_a_slot_rather_than_oversubscribing():
+    """Oversubscribed, Open MPI makes every rank yield the CPU whenever it waits (it forces
+    yield_when_idle), which costs the workers latency for a master that sleeps."""
+    here = Host(cpus=2, root=True, ofi_fabric=False, slurm_allocation=False, name="vm")
+
+    def argv(*overrides, mpi=OPENMPI, host=here):
+        spec = load(JOBS / "hello.yaml", overrides=list(overrides), environ={"HOME": "/nonexistent"})
+        return command(mpi, spec, "/jobs/j", "/opt/venv/bin/python", host)
+
+    two = argv("workers=2")              # 2 workers on 2 cores, + the master
+    assert two[two.index("--host") + 1] == "vm:3" and ":OVERSUBSCRIBE" not in two
+    spawning = argv("workers=2", "master=client")
+    assert spawning[spawning.index("--host") + 1] == "vm:3"
+    for crowded in (argv("workers=3"),                                 # the workers alone lack cores
+                    argv("workers=2", 'mpi.args=["--host", "n1:2,n2:2"]'),   # the job names hosts
+                    argv("workers=2", host=here._replace(slurm_allocation=True)),
+                    argv("workers=2", host=here._replace(name=None))):
+        assert crowded[crowded.index("--map-by") + 1] == ":OVERSUBSCRIBE"
+        assert "vm:3" not in crowded
+    assert "--host" not in argv("workers=2", mpi=MPICH) and "--host" not in argv("workers=1")
