@@ -182,18 +182,14 @@ healthy() {
 
 # ---------------------------------------------------------------- start / stop
 
-# Start daemon ARGS... on HOST: a fresh hostname and /etc/hosts, in HOST's network namespace,
-# with a sysfs of its own, so /sys/class/net lists HOST's interfaces (as `ip netns exec` does),
-# and the host's cgroup tree kept under it (slurmd needs it; `ip netns exec` would hide it).
+# Start daemon ARGS... on HOST: a fresh hostname and /etc/hosts, in HOST's network namespace
+# (nsenter, not `ip netns exec`, which remounts /sys and hides the cgroup tree from slurmd).
 start_on() {
-    local host=$1 log_file=$2 out=$STATE_DIR/log/$3.out cgroups=$STATE_DIR/run/cgroup-$1
+    local host=$1 log_file=$2 out=$STATE_DIR/log/$3.out
     shift 3
     log "starting $* on $host"
-    mkdir -p "$cgroups"
     nsenter --net="/run/netns/$NS_PREFIX$host" unshare --uts --mount --propagation private \
-        sh -c 'mount --bind "$1" /etc/hosts && mount --rbind /sys/fs/cgroup "$3" && mount -t sysfs sysfs /sys &&
-               mount --move "$3" /sys/fs/cgroup && hostname "$2" && shift 3 && exec "$@"' \
-        sh "$HOSTS_FILE" "$host" "$cgroups" "$@" \
+        sh -c 'mount --bind "$1" /etc/hosts && hostname "$2" && shift 2 && exec "$@"' sh "$HOSTS_FILE" "$host" "$@" \
         </dev/null >>"$out" 2>&1 || die "$1 on $host failed to start: $(tail -n 1 "$out"); read $log_file and $out"
 }
 

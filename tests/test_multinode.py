@@ -150,21 +150,34 @@ def no_process_left(folder: Path) -> None:
 
 
 @pytest.fixture
-def login_interface(cluster, work):
-    """An interface only the login node has, and prefers (up, as fast as eth0, and first by name)."""
-    for argv in (["ip", "link", "add", "dmz0", "type", "veth", "peer", "name", "dmz1"],
-                 ["ip", "link", "set", "dmz0", "up"], ["ip", "link", "set", "dmz1", "up"]):
-        done = on("head", *argv, cwd=work)
-        assert done.returncode == 0, done.stderr
-    yield "dmz0"
-    on("head", "ip", "link", "del", "dmz0", cwd=work)
+def login_view(tmp_path):
+    """What a login node with an interface of its own sees in /sys/class/net: a fast, physical
+    `dmz0` the compute nodes lack (mounted over /sys/class/net for one command on head only)."""
+    net = tmp_path / "login-net"
+    for name, facts in {"dmz0": {"operstate": "up", "speed": "100000", "type": "1"},
+                        "lo": {"operstate": "unknown", "type": "772"}}.items():
+        (net / name).mkdir(parents=True)
+        for key, value in facts.items():
+            (net / name / key).write_text(value + "\n")
+    (net / "dmz0" / "device").mkdir()
+    return net
 
 
-def test_the_login_nodes_interface_never_reaches_the_compute_nodes(work, cluster, login_interface):
+def on_login_view(net: Path, *args: str, cwd: Path):
+    """t2mpi ARGS on head, in a private mount namespace whose /sys/class/net is `net`."""
+    script = 'mount --bind "$1" /sys/class/net && shift && exec "$@"'
+    return on("head", "unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", str(net),
+              PYTHON, "-m", "t2mpi", *args, cwd=cwd)
+
+
+def test_the_login_nodes_interface_never_reaches_the_compute_nodes(work, cluster, login_view):
     key = "OMPI_MCA_btl_tcp_if_include" if MPI.flavour == OPENMPI else "FI_TCP_IFACE"
-    doctor = t2mpi_on("head", "doctor", cwd=work)
-    assert f"  {key}={login_interface}" in doctor.stdout, doctor.stdout   # what head itself would use
-    done, folder = submit(work, write_job(work, "span", SPAN))
+    doctor = on_login_view(login_view, "doctor", cwd=work)
+    assert f"  {key}=dmz0" in doctor.stdout, doctor.stdout + doctor.stderr   # what head would use
+    done = on_login_view(login_view, "submit", str(write_job(work, "span", SPAN)), "-n", "3", "--set",
+                         "scheduler.nodes=3", "--wait", cwd=work)
+    assert done.returncode == 0, done.stdout + done.stderr
+    folder = only_job(work)
     state = state_of(folder)
     assert state["state"] == "COMPLETED", state
     assert [w["network"][key] for w in state["workers"]] == ["eth0"] * 3
@@ -172,7 +185,7 @@ def test_the_login_nodes_interface_never_reaches_the_compute_nodes(work, cluster
     assert (chosen["host"], chosen["env"][key]) == ("n1", "eth0")
     # the script names head's interface only in a comment, never in what runs
     script = (folder / "job.sh").read_text().splitlines()
-    assert [line.startswith("# ") for line in script if login_interface in line] == [True]
+    assert [line.startswith("# ") for line in script if "dmz0" in line] == [True]
     for r in results(folder).values():     # and the workers met over the nodes' own addresses
         remote = set(r["peers"]) - {ADDRESS[r["host"]], "127.0.0.1"}
         assert remote and remote <= {ADDRESS[n] for n in NODES if n != r["host"]}, r["peers"]
