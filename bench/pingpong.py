@@ -65,11 +65,12 @@ def main() -> None:
     jobs = os.path.join(work, "t2mpi-jobs")
     # the same environment for all: t2mpi gives every rank one BLAS thread per worker thread,
     # and the transport it chooses for this node (t2mpi run sets it; the others get it here)
-    from t2mpi import client, launcher
+    from t2mpi import launcher
+    from t2mpi.network import choose_network
     from t2mpi.spec import load
 
     job = load(os.path.join(work, "pingpong.yaml"))
-    chosen = client.choose_network(job, launcher.detect(launcher.find(job, PYTHON)))
+    chosen = choose_network(job, launcher.detect(launcher.find(job, PYTHON)))
     same_env = dict(os.environ, **{var: "1" for var in THREAD_LIMIT_VARS}, **chosen.env)
 
     def from_job(argv: list[str]) -> dict[str, float]:

@@ -103,8 +103,8 @@ if __name__ == "__main__":
     else:
         comm = world
     result = measure(comm, **options)
-    if comm is not world:
-        for idle in range(2, world.Get_size()) if result is not None else ():
-            world.send(None, dest=idle, tag=99)
+    if result is not None:   # rank 0 lets the idle ranks go
+        for idle_rank in range(2, world.Get_size()):
+            world.send(None, dest=idle_rank, tag=99)
     if result is not None:
         print(json.dumps(result), flush=True)

@@ -7,10 +7,9 @@ import os
 import shlex
 import time
 
-from . import schedulers
+from . import network, schedulers
 from .errors import JobError, T2mpiError
 from .jobdir import TERMINAL_STATES, JobDir
-from .network import record
 from .procs import CommandError
 from .procs import run as run_command
 
@@ -36,10 +35,8 @@ class SchedulerError(T2mpiError):
 
 def script(launch: Launch, job_dir: str) -> str:
     """The batch script for a checked job (t2mpi script prints it; submit writes it)."""
-    from .network import described
-
     return schedulers.get(launch.spec.batch.kind).script(launch.spec, job_dir, launch.mpi, launch.python,
-                                                         launch.host, described(launch.network))
+                                                         launch.host, network.described(launch.network))
 
 
 def submit(launch: Launch) -> tuple[JobDir, str]:
@@ -48,7 +45,7 @@ def submit(launch: Launch) -> tuple[JobDir, str]:
     sched = schedulers.get(launch.spec.batch.kind)
     final = JobDir.new_path(launch.spec.jobs_dir, launch.spec.name)
     # spec.json also keeps the MPI's facts, for the transport's choice on the job's first node
-    jd = JobDir.make(final, dict(launch.spec.to_dict(), launcher=record(launch.mpi)),
+    jd = JobDir.make(final, dict(launch.spec.to_dict(), launcher=network.record(launch.mpi)),
                      script=script(launch, final))
     try:
         return jd, _submit_script(jd, sched)

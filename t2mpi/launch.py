@@ -45,9 +45,9 @@ def main(argv: list[str] | None = None) -> int:
         if rank == 0 and setup:
             print(f"t2mpi.launch: {setup}", file=sys.stderr, flush=True)
         return 2 if setup else 0   # "": help was asked for
-    spec, job_dir, quiet, make_dir, transport = setup
+    spec, job_dir, quiet, make_dir = setup
     if spec.master == "client" and size == 1:   # the client's master part, under mpiexec -n 1
-        return _spawning_master(spec, job_dir, make_dir, transport)
+        return _spawning_master(spec, job_dir, make_dir)
     if size != spec.world_size:
         print(f"t2mpi.launch: rank {rank}: job '{spec.name}' needs {spec.world_size} MPI processes "
               f"({spec.workers} workers + 1 master) but was started with {size}; run "
@@ -84,7 +84,7 @@ def _wait_for_everyone(world: MPI.Intracomm, timeout: float | None) -> bool:
     return True
 
 
-def _prepare(argv: list[str]) -> tuple[JobSpec, str, bool, bool, dict[str, str]] | str:
+def _prepare(argv: list[str]) -> tuple[JobSpec, str, bool, bool] | str:
     """Rank 0: resolve the spec (job file, or a job folder the client made) and the job folder
     (its path, and whether it is still to be made)."""
     from . import spec as specmod
@@ -98,22 +98,17 @@ def _prepare(argv: list[str]) -> tuple[JobSpec, str, bool, bool, dict[str, str]]
     if args.job_dir:
         if args.workers is not None or args.set:
             return "-n and --set go with a job file; a job folder's spec is already resolved"
-        spec, transport = _prepared_spec(args.job_dir)
-        return spec, JobDir(args.job_dir).path, args.quiet, False, transport
+        return _prepared_spec(args.job_dir), JobDir(args.job_dir).path, args.quiet, False
     spec = specmod.load(args.job, workers=args.workers, overrides=args.set)
-    return spec, JobDir.new_path(spec.jobs_dir, spec.name), args.quiet, True, {}
+    return spec, JobDir.new_path(spec.jobs_dir, spec.name), args.quiet, True
 
 
-def _prepared_spec(job_dir: str) -> tuple[JobSpec, dict[str, str]]:
-    """The resolved spec of a job folder the client made, and the transport chosen for it (by
-    t2mpi run where it runs; by a batch job on its first node, in network.json)."""
+def _prepared_spec(job_dir: str) -> JobSpec:
+    """The resolved spec of a job folder the client made."""
     from .jobdir import JobDir
     from .spec import JobSpec
 
-    jd = JobDir(job_dir)
-    data = jd.read_spec()
-    transport = data.get("transport") or (jd.read_network() or {}).get("env") or {}
-    return JobSpec.from_dict(data), transport
+    return JobSpec.from_dict(JobDir(job_dir).read_spec())
 
 
 _USAGE = """usage: python -m t2mpi.launch (JOBFILE [-n N] [--set KEY=VALUE ...] | --job-dir DIR) [--quiet]
@@ -197,7 +192,7 @@ def _spawned_worker(argv: list[str]) -> int:
     try:
         if argv[:1] != ["--job-dir"] or len(argv) != 2 or parent == MPI.COMM_NULL:
             raise RuntimeError(f"--spawned is for workers that a t2mpi master spawns, got {argv}")
-        spec, _transport = _prepared_spec(argv[1])
+        spec = _prepared_spec(argv[1])
         me = (_host(), os.getpid())
         master = parent.allgather(me)            # the master learns the workers, they the master
         registrations = master + world.allgather(me)
@@ -208,14 +203,18 @@ def _spawned_worker(argv: list[str]) -> int:
     return rc
 
 
-def _spawning_master(spec: JobSpec, job_dir: str, make_dir: bool, transport: dict[str, str]) -> int:
-    """`master: client`: this one-rank launch is the master and spawns the workers."""
+def _spawning_master(spec: JobSpec, job_dir: str, make_dir: bool) -> int:
+    """`master: client`: this one-rank launch is the master and spawns the workers, with the
+    transport chosen for the job (by t2mpi run where it runs, in spec.json; by a batch job on
+    its first node, in network.json)."""
     from . import console
     from .jobdir import JobDir
     from .spawn import run_master
 
     jd = JobDir.make(job_dir, spec.to_dict()) if make_dir else JobDir(job_dir)
     client = None if make_dir else jd.read_client()
+    transport = {} if make_dir else (jd.read_spec().get("transport")
+                                     or (jd.read_network() or {}).get("env") or {})
     snapshot = run_master(spec, jd, sys.executable, transport=transport, client=client)
     if snapshot["state"] != "COMPLETED":
         # MPI_Finalize is collective over connected processes, and the workers are gone:
