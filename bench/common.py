@@ -45,7 +45,7 @@ def ratio_line(what: str, num: list[float], den: list[float], goal: str) -> str:
 
 
 def _launcher():
-    from t2mpi import launcher
+    from t2mpi.mpi import launcher
 
     return launcher.detect(os.path.join(BIN, "mpiexec"))
 
@@ -57,7 +57,7 @@ def mpi_flavour() -> str:
 def mpiexec(n: int, idle: int = 0) -> list[str]:
     """The bare launcher line for this venv's MPI, with the options t2mpi itself would use
     (`idle`: how many of the n ranks mostly sleep, as a job master does)."""
-    from t2mpi import launcher
+    from t2mpi.mpi import launcher
 
     return launcher.mpiexec_args(_launcher(), n, launcher.Host.here(), {}, idle=idle)
 

@@ -28,7 +28,7 @@ def main() -> None:
     work = tempfile.mkdtemp(prefix="t2mpi-bench-")
     job = os.path.join(ROOT, "jobs", "kmeans.yaml")
     w = args.workers
-    from t2mpi.spec import THREAD_LIMIT_VARS
+    from t2mpi.job.spec import THREAD_LIMIT_VARS
 
     # the same environment for both: t2mpi gives every rank one BLAS thread per worker thread
     same_env = dict(os.environ, **{var: "1" for var in THREAD_LIMIT_VARS})

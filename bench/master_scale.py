@@ -19,7 +19,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import describe
 
-from t2mpi.master import COMPLETED, Master, worker_list
+from t2mpi.runtime.master import COMPLETED, Master, worker_list
 
 PER_HOST = 64
 

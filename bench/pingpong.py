@@ -58,16 +58,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args()
-    from t2mpi.spec import THREAD_LIMIT_VARS
+    from t2mpi.job.spec import THREAD_LIMIT_VARS
 
     work = job_folder("pingpong", WORKER.format(bench=os.path.join(ROOT, "bench")),
                       {"worker": "pingpong:PingPong", "workers": 2})
     jobs = os.path.join(work, "t2mpi-jobs")
     # the same environment for all: t2mpi gives every rank one BLAS thread per worker thread,
     # and the transport it chooses for this node (t2mpi run sets it; the others get it here)
-    from t2mpi import launcher
-    from t2mpi.network import choose_network
-    from t2mpi.spec import load
+    from t2mpi.mpi import launcher
+    from t2mpi.net.first_node import choose_network
+    from t2mpi.job.spec import load
 
     job = load(os.path.join(work, "pingpong.yaml"))
     chosen = choose_network(job, launcher.detect(launcher.find(job, PYTHON)))

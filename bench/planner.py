@@ -15,7 +15,8 @@ import json
 import statistics
 import time
 
-from t2mpi import placement, topology
+from t2mpi.resources import placement
+from t2mpi.resources import topology
 
 MACHINE = "package:2 [numa(256GiB)] core:64 pu:2(indexes=core:pu)"
 GOAL_S = 1.0

@@ -9,17 +9,17 @@ __all__ = ["IWorker", "WorkerContext", "WorkerInfo", "BarrierError", "Preempted"
            "T2mpiError", "load", "run"]
 
 _WHERE = {
-    "IWorker": "worker", "WorkerContext": "worker", "BarrierError": "worker", "Preempted": "worker",
-    "WorkerInfo": "master",
-    "JobResult": "client", "run": "client", "JobSpec": "spec", "load": "spec", "T2mpiError": "errors",
+    "IWorker": "runtime.worker", "WorkerContext": "runtime.worker", "BarrierError": "runtime.worker",
+    "Preempted": "runtime.worker", "WorkerInfo": "runtime.master",
+    "JobResult": "client", "run": "client", "JobSpec": "job.spec", "load": "job.spec", "T2mpiError": "errors",
 }
 
 if TYPE_CHECKING:
     from .client import JobResult, run
     from .errors import T2mpiError
-    from .master import WorkerInfo
-    from .spec import JobSpec, load
-    from .worker import BarrierError, IWorker, Preempted, WorkerContext
+    from .runtime.master import WorkerInfo
+    from .job.spec import JobSpec, load
+    from .runtime.worker import BarrierError, IWorker, Preempted, WorkerContext
 
 
 def __getattr__(name: str) -> object:

@@ -31,7 +31,11 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
-        prog="t2mpi", description="Run Python jobs (a job master and IWorkers) on MPI.")
+        prog="t2mpi", description="Run Python jobs (a job master and IWorkers) on MPI.",
+        epilog=f"Exit status {INTERNAL_ERROR}: an unexpected error inside t2mpi (one line; --debug or "
+               f"{DEBUG_VARIABLE}=1 shows its traceback).")
+    parser.add_argument("--debug", action="store_true",
+                        help=f"show the traceback of an unexpected error (or set {DEBUG_VARIABLE}=1)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = sub.add_parser("run", help="run a job here with mpiexec and follow it to its end",
                          description="Run a job with the MPI launcher (workers + 1 ranks; rank 0 is "
@@ -131,6 +135,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+INTERNAL_ERROR = 3              # the exit status of an error t2mpi did not foresee
+DEBUG_VARIABLE = "T2MPI_DEBUG"  # =1: such an error shows its traceback
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -141,11 +149,26 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("t2mpi: interrupted; every rank was ended", file=sys.stderr)
         return 130
+    except BrokenPipeError:    # output piped into `head`: stop quietly, as other tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except Exception as exc:   # a bug or a missing library: one line, the traceback when asked
+        if args.debug or os.environ.get(DEBUG_VARIABLE, "") not in ("", "0"):
+            raise
+        print(f"t2mpi {args.command}: unexpected error: {_one_line(_described(exc))} "
+              f"(--debug or {DEBUG_VARIABLE}=1 shows the traceback)", file=sys.stderr)
+        return INTERNAL_ERROR
+
+
+def _described(exc: BaseException) -> str:
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        return f"the Python module '{exc.name}' is not installed ({type(exc).__name__})"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def _run(args: argparse.Namespace) -> int:
     from . import client
-    from .launcher import rank_environment
+    from .mpi.launcher import rank_environment
 
     launch = client.prepare(args.job, workers=args.workers, master=args.master, overrides=args.set)
     if not args.dry_run:
@@ -199,7 +222,7 @@ def _run_here(launch: Any, runner: Any, quiet: bool, report_bindings: bool) -> i
     finally:
         if live.get("status") is not None:
             live["status"].close()
-    from .jobdir import JobDir
+    from .job.folder import JobDir
 
     state = JobDir(result.job_dir).read_state()
     print(console.summary(state) if state else f"job {result.job_id}: {result.state}", file=sys.stderr)
@@ -209,15 +232,16 @@ def _run_here(launch: Any, runner: Any, quiet: bool, report_bindings: bool) -> i
 
 
 def _restart(args: argparse.Namespace) -> int:
-    from . import client, jobctl
+    from . import client
+    from .scheduler import control
 
     jd = _job(args)
-    state = jobctl.status(jd)
+    state = control.status(jd)
     if state.get("state") not in ("FAILED", "KILLED", "PREEMPTED"):
         raise JobError(f"job {jd.job_id} is {state.get('state')}: only a FAILED, KILLED or stopped "
                        "(PREEMPTED) job can be restarted")
     if jd.read_scheduler() is not None:
-        sched_id = jobctl.resubmit(jd)
+        sched_id = control.resubmit(jd)
         print(f"t2mpi: resubmitted job {jd.job_id} ({jd.read_scheduler()['kind']} job {sched_id}) "
               f"from checkpoint {jd.committed_version()}", file=sys.stderr, flush=True)
         return _follow_submitted(jd) if args.wait else 0
@@ -227,19 +251,28 @@ def _restart(args: argparse.Namespace) -> int:
 
 
 def _node(args: argparse.Namespace) -> Any:
-    from . import topology
+    from .resources import topology
 
     if args.xml:
         return topology.from_xml(args.xml)
     if args.synthetic:
         return topology.from_synthetic(args.synthetic)
-    return topology.from_sysfs() if args.sysfs else topology.from_machine()
+    if args.sysfs:
+        return topology.from_sysfs()
+    try:
+        # The client never initialises MPI, so pyhwloc's clash with the Open MPI wheel (both in one
+        # process) cannot happen here; MPI ranks read their node from sysfs instead.
+        return topology.from_machine()
+    except (ImportError, OSError) as exc:
+        print(f"t2mpi: note: hwloc cannot be loaded ({type(exc).__name__}: {exc}); "
+              "reading this node from sysfs", file=sys.stderr)
+        return topology.from_sysfs()
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    from . import fabric
-    from . import launcher as mpilauncher
-    from .spec import load
+    from .net import choice as netchoice, fabric
+    from .mpi import launcher as mpilauncher
+    from .job.spec import load
 
     if args.job:
         spec = load(args.job, overrides=args.set)
@@ -253,19 +286,19 @@ def _doctor(args: argparse.Namespace) -> int:
             spec = load(path, overrides=args.set)
     mpi = mpilauncher.detect(mpilauncher.find(spec, sys.executable))
     found = fabric.probe_libraries(fabric.scan(), mpi.path)
-    choice = fabric.choose(found, mpi.flavour, mpilauncher.components(mpi), spec.network._asdict())
+    choice = netchoice.choose(found, mpi.flavour, mpilauncher.components(mpi), spec.network._asdict())
     if args.json:
         import json
 
         print(json.dumps({"mpi": mpi._asdict(), **fabric.to_dict(found, choice)}, indent=1, default=str))
     else:
         print(f"node {os.uname().nodename}; MPI: {mpi.flavour} {mpi.version} ({mpi.path})")
-        print(fabric.summary(found, choice))
+        print(netchoice.summary(found, choice))
     return 0
 
 
 def _topology(args: argparse.Namespace) -> int:
-    from . import topology
+    from .resources import topology
 
     node = _node(args)
     here = not (args.xml or args.synthetic)   # storage and network only of this machine
@@ -293,8 +326,9 @@ def _storage_and_network() -> dict[str, Any]:
     temporary folder), and the node's network interfaces with their IPv4 addresses."""
     import tempfile
 
-    from . import fabric, storage
-    from .spec import default_jobs_dir
+    from .net import fabric
+    from .resources import storage
+    from .job.spec import default_jobs_dir
 
     volumes = []
     for role, path in (("jobs_dir", default_jobs_dir()), ("scratch", tempfile.gettempdir())):
@@ -309,8 +343,8 @@ _MAX_NODES = 100_000   # plan --nodes: more would only fill memory with copies o
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from .placement import format_plan, plan
-    from .spec import load
+    from .resources.placement import format_plan, plan
+    from .job.spec import load
 
     spec = load(args.job, workers=args.workers, overrides=args.set)
     if not 1 <= args.nodes <= _MAX_NODES:
@@ -337,21 +371,21 @@ def _prepared(args: argparse.Namespace) -> Any:
 
 
 def _script(args: argparse.Namespace) -> int:
-    from . import jobctl
+    from .scheduler import control
 
     launch = _prepared(args)
-    print(jobctl.script(launch, f"{launch.spec.jobs_dir}/{launch.spec.name}-JOBID"), end="")
+    print(control.script(launch, f"{launch.spec.jobs_dir}/{launch.spec.name}-JOBID"), end="")
     return 0
 
 
 def _submit(args: argparse.Namespace) -> int:
-    from . import jobctl
+    from .scheduler import control
 
     launch = _prepared(args)
     if launch.network.transport is None:   # the job's first node chooses again when it starts
         print(f"t2mpi: note: {launch.network.why[0]} (a batch job chooses its transport on its "
               "first node when it starts)", file=sys.stderr, flush=True)
-    jd, sched_id = jobctl.submit(launch)
+    jd, sched_id = control.submit(launch)
     print(f"t2mpi: submitted job {jd.job_id} ({jd.read_scheduler()['kind']} job {sched_id}); "
           f"folder {jd.path}", file=sys.stderr, flush=True)
     print(jd.job_id)
@@ -359,12 +393,13 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _follow_submitted(jd: Any) -> int:
-    from . import console, jobctl
+    from . import console
+    from .scheduler import control
 
     signal.signal(signal.SIGTERM, _terminate)
     status = console.LiveStatus(jd.job_id)
     try:
-        final = jobctl.follow(jd, lambda text: status.output(_out, text),
+        final = control.follow(jd, lambda text: status.output(_out, text),
                               lambda state: status.events([], state), [jd.batch_out])
     except KeyboardInterrupt:
         status.close()
@@ -383,16 +418,17 @@ def _out(text: str) -> None:
 
 
 def _job(args: argparse.Namespace) -> Any:
-    from . import jobctl
-    from .spec import default_jobs_dir
+    from .scheduler import control
+    from .job.spec import default_jobs_dir
 
-    return jobctl.find(args.job, args.jobs_dir or default_jobs_dir())
+    return control.find(args.job, args.jobs_dir or default_jobs_dir())
 
 
 def _status(args: argparse.Namespace) -> int:
-    from . import console, jobctl
+    from . import console
+    from .scheduler import control
 
-    state = jobctl.status(_job(args))
+    state = control.status(_job(args))
     if args.json:
         import json
 
@@ -408,8 +444,8 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from . import jobctl
-    from .spec import default_jobs_dir
+    from .scheduler import control
+    from .job.spec import default_jobs_dir
 
     jobs_dir = args.jobs_dir or default_jobs_dir()
     if os.path.exists(jobs_dir) and not os.path.isdir(jobs_dir):
@@ -417,7 +453,7 @@ def _list(args: argparse.Namespace) -> int:
 
         raise SpecError(f"{jobs_dir}: not a folder (--jobs-dir or the site config's jobs_dir names "
                         "the folder of job folders)")
-    rows = jobctl.list_jobs(jobs_dir)
+    rows = control.list_jobs(jobs_dir)
     print(f"{'job':<40} {'state':<10} {'workers':>7}  {'scheduler':<16} started")
     for r in rows:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["started"])) if r.get("started") else "-"
@@ -427,16 +463,16 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _logs(args: argparse.Namespace) -> int:
-    from . import jobctl
+    from .scheduler import control
 
     jd = _job(args)
-    files = jobctl.log_files(jd, args.worker)
+    files = control.log_files(jd, args.worker)
     if args.worker is not None:   # whose log, and where it ran
         for w in (jd.read_state() or {}).get("workers", []):
             if w.get("id") == args.worker:
                 print(f"# worker {w['id']} on {w.get('host')} (pid {w.get('pid')})", flush=True)
     if args.follow:
-        jobctl.follow(jd, _out, lambda state: None, files)
+        control.follow(jd, _out, lambda state: None, files)
         return 0
     missing = [f for f in files if not os.path.exists(f)]
     if len(missing) == len(files):
@@ -449,9 +485,9 @@ def _logs(args: argparse.Namespace) -> int:
 
 
 def _cancel(args: argparse.Namespace) -> int:
-    from . import jobctl
+    from .scheduler import control
 
-    state = jobctl.cancel(_job(args))
+    state = control.cancel(_job(args))
     print(f"job {state['job_id']}: {state['state']} — {state.get('reason', '')}")
     return 0
 

@@ -10,11 +10,11 @@ import sys
 import time
 from collections import namedtuple
 
-from . import launcher as mpilauncher
-from .jobdir import TERMINAL_STATES, JobDir
-from .network import choose_network
-from .spec import JobSpec, load
-from .worker import load_worker_class
+from .mpi import launcher as mpilauncher
+from .job.folder import TERMINAL_STATES, JobDir
+from .net.first_node import choose_network
+from .job.spec import JobSpec, load
+from .runtime.worker import load_worker_class
 
 TYPE_CHECKING = False   # typing and dataclasses would cost the client ~30 ms of start-up
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ _TERM_GRACE = 5.0     # seconds between SIGTERM and SIGKILL when ending a launch
 
 class Launch(namedtuple("Launch", "spec mpi host python network")):
     """A checked job (JobSpec), its MPI launcher and host facts, the Python the ranks run, and
-    the transport chosen for this node (t2mpi.fabric.Choice)."""
+    the transport chosen for this node (t2mpi.net.fabric.Choice)."""
 
     __slots__ = ()
 
@@ -82,7 +82,7 @@ def prepare(job: str | os.PathLike[str], *, workers: int | None = None, master: 
 
 
 def _checked(spec: JobSpec, python: str | None, batch: bool = False) -> Launch:
-    from . import fabric
+    from .net import fabric
 
     load_worker_class(spec)
     python = python or sys.executable
@@ -148,13 +148,13 @@ def load_launch(jd: JobDir, python: str | None = None) -> Launch:
 
 
 def _runs(launch: Launch, jd: JobDir, follower: Follower) -> JobResult:
-    from . import restart
+    from .scheduler import supervisor
 
     while True:
         result = _run_once(launch, jd, follower)
-        action, why = restart.next_step({"state": result.state, "reason": result.reason},
+        action, why = supervisor.next_step({"state": result.state, "reason": result.reason},
                                         jd.restarts()["count"], launch.spec.max_restarts)
-        if action == restart.RESTART:
+        if action == supervisor.RESTART:
             number = jd.begin_restart(why)
             follower.on_stderr(f"t2mpi: restart {number} of {launch.spec.max_restarts} from checkpoint "
                                f"{jd.committed_version()}: {why}\n")

@@ -105,7 +105,7 @@ def gone(procs: list[psutil.Process], timeout: float = 10) -> list[psutil.Proces
 
 def mpiexec(nprocs: int) -> list[str]:
     """This venv's MPI launcher with the options t2mpi would use, for direct launches."""
-    from t2mpi import launcher
+    from t2mpi.mpi import launcher
 
     found = launcher.detect(str(Path(PYTHON).parent / "mpiexec"))
     return launcher.mpiexec_args(found, nprocs, launcher.Host.here(), {})

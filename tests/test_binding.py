@@ -1,4 +1,4 @@
-"""t2mpi.binding against the kernel: each worker's placement is applied in a subprocess of its
+"""t2mpi.resources.binding against the kernel: each worker's placement is applied in a subprocess of its
 own (the test process is never rebound) and read back from /proc and sched_getaffinity."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from t2mpi import binding
-from t2mpi import placement as P
-from t2mpi import topology as T
+from t2mpi.resources import binding
+from t2mpi.resources import placement as P
+from t2mpi.resources import topology as T
 
 CPUS = sorted(os.sched_getaffinity(0))
 MiB = 2**20
@@ -36,7 +36,7 @@ def as_json(p: P.WorkerPlacement) -> str:
                        "thread_cores": p.thread_cores, "memory": p.memory})
 
 
-# A rank gets its placement without importing t2mpi.placement (and numpy): a namedtuple alike.
+# A rank gets its placement without importing t2mpi.resources.placement (and numpy): a namedtuple alike.
 PRELUDE = """\
 import json, os, sys
 from collections import namedtuple
@@ -56,7 +56,7 @@ def in_subprocess(cwd: Path, *code: str, placement: P.WorkerPlacement | None = N
 
 
 BIND_AND_REPORT = """
-    from t2mpi import binding
+    from t2mpi.resources import binding
     b = binding.bind_worker(PLACEMENT{options})
     report = binding.read_binding()
     print(json.dumps({{"binding": b._asdict(), "report": report, "check": binding.check(PLACEMENT, report{check}),
@@ -104,7 +104,7 @@ def test_threads_that_already_run_are_moved_onto_the_cores(tmp_path):
     p = P.plan([this_machine()], workers=2, cpus=1, threads=1, memory=64 * MiB).worker(1)
     out = in_subprocess(tmp_path, """
         import threading
-        from t2mpi import binding
+        from t2mpi.resources import binding
         stop = threading.Event()
         early = threading.Thread(target=stop.wait, args=(60,), name="early")
         early.start()
@@ -155,7 +155,7 @@ def test_cores_this_process_may_not_use_raise_a_binding_error(tmp_path):
     outside = max(CPUS) + 1
     p = P.WorkerPlacement(0, 0, 0, (outside,), (outside,), 64 * MiB)
     out = in_subprocess(tmp_path, """
-        from t2mpi import binding
+        from t2mpi.resources import binding
         try:
             binding.bind_worker(PLACEMENT)
         except binding.BindingError as exc:
@@ -183,7 +183,7 @@ def test_a_blas_already_loaded_is_capped_with_threadpoolctl(tmp_path):
         import numpy
         import threadpoolctl
         before = [i["num_threads"] for i in threadpoolctl.threadpool_info()]
-        from t2mpi import binding
+        from t2mpi.resources import binding
         b = binding.bind_worker(PLACEMENT)
         after = [i["num_threads"] for i in threadpoolctl.threadpool_info()]
         print(json.dumps({"pools": b.pools, "before": before, "after": after}))
@@ -210,7 +210,7 @@ def test_read_binding_lists_every_thread_of_this_process():
 def test_check_reports_a_worker_bound_to_another_workers_core(tmp_path):
     plan = P.plan([this_machine()], workers=2, cpus=1, threads=1, memory=64 * MiB)
     out = in_subprocess(tmp_path, f"""
-        from t2mpi import binding
+        from t2mpi.resources import binding
         OTHER = WorkerPlacement(**json.loads({as_json(plan.worker(1))!r}))
         binding.bind_worker(PLACEMENT)
         print(json.dumps(binding.check(OTHER, binding.read_binding())))
@@ -268,7 +268,7 @@ OVER_THE_LIMIT = """
 def test_an_allocation_beyond_the_limit_raises_memory_error_and_the_worker_goes_on(tmp_path):
     out = in_subprocess(tmp_path, """
         import numpy as np
-        from t2mpi import binding
+        from t2mpi.resources import binding
         limit = binding.limit_memory(300 * 2**20)
         out = {"limit": limit._asdict()}
     """, OVER_THE_LIMIT)
@@ -283,12 +283,12 @@ def test_an_allocation_beyond_the_limit_raises_memory_error_and_the_worker_goes_
 def test_a_limit_set_before_numpy_mpi_and_threads_lets_them_all_start(tmp_path):
     p = P.plan([this_machine()], workers=1, cpus=len(CPUS), threads=len(CPUS), memory=64 * MiB).worker(0)
     out = in_subprocess(tmp_path, """
-        from t2mpi import binding
+        from t2mpi.resources import binding
         binding.bind_worker(PLACEMENT)
         limit = binding.limit_memory(300 * 2**20)   # before any of them
         import numpy as np
         from mpi4py import MPI
-        from t2mpi.threads import WorkerThreads
+        from t2mpi.resources.threads import WorkerThreads
         total = MPI.COMM_WORLD.allreduce(1)
         a = np.ones((200, 200))
         with WorkerThreads(PLACEMENT.thread_cores) as pool:

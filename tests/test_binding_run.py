@@ -14,7 +14,8 @@ CORES = sorted(os.sched_getaffinity(0))
 
 REPORTER = """
     import os
-    from t2mpi import IWorker, _native
+    from t2mpi import IWorker
+    from t2mpi import _native
 
     class Job(IWorker):
         def execute(self, ctx):
@@ -44,7 +45,7 @@ def test_each_worker_runs_on_its_planned_core(work):
     facts = [w.get("topology") for w in state["workers"]]
     assert facts[1:] == [None] * (len(CORES) - 1)
     assert facts[0]["hostname"] == os.uname().nodename and facts[0]["pus"] >= len(CORES)
-    from t2mpi.topology import parse_cpuset
+    from t2mpi.resources.topology import parse_cpuset
 
     assert parse_cpuset(facts[0]["allowed"]) == tuple(CORES)
     # the master is pinned as the plan says: here every core has a worker, so it shares one

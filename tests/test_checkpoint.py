@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from conftest import JOBS, PYTHON, events_of, is_rank, job_dirs, only_job, state_of, t2mpi, wait_for, write_job
-from t2mpi.jobdir import JobDir
-from t2mpi.master import PREEMPTED, RUNNING, Master, Reply, worker_list
-from t2mpi.restart import DONE, GIVE_UP, REQUEUE, RESTART, next_step
+from t2mpi.job.folder import JobDir
+from t2mpi.runtime.master import PREEMPTED, RUNNING, Master, Reply, worker_list
+from t2mpi.scheduler.supervisor import DONE, GIVE_UP, REQUEUE, RESTART, next_step
 
 T0 = 1000.0
 
@@ -46,7 +46,7 @@ def test_a_writer_killed_mid_write_leaves_the_committed_version_whole(tmp_path):
     jd.write_checkpoint(1, 0, b"one" * 1000)
     jd.commit_checkpoint(1, 1)
     code = (f"import os, signal, threading\n"
-            f"from t2mpi.jobdir import JobDir\n"
+            f"from t2mpi.job.folder import JobDir\n"
             f"jd = JobDir({jd.path!r})\n"
             f"folder = os.path.join(jd.checkpoints_dir, '2')\n"
             f"def killer():\n"

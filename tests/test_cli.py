@@ -75,7 +75,7 @@ def test_site_config_layer(work):
 
 
 def test_launcher_detection_is_remembered_while_the_file_is_the_same(tmp_path):
-    from t2mpi.launcher import detect
+    from t2mpi.mpi.launcher import detect
 
     fake = tmp_path / "mpiexec"
     fake.write_text("#!/bin/sh\necho 'HYDRA build details:'\necho '    Version: 4.9'\n")

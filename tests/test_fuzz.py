@@ -5,7 +5,7 @@ The CLI runs in this process (t2mpi.cli.main) for speed, with stdout and stderr 
 the interpreter encodes them; test_in_process_equals_the_real_command checks a sample against
 the installed `t2mpi` command. Commands that would launch MPI or submit to a scheduler (run,
 submit) only ever get inputs that fail before launching (a launcher that does not exist is
-always the last --set), and client.execute / jobctl.submit are tripwires that fail the test.
+always the last --set), and client.execute / control.submit are tripwires that fail the test.
 The number of cases is fixed (derandomize=True): test_zz_case_count states it.
 """
 
@@ -29,8 +29,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from t2mpi import cli, client, jobctl
-from t2mpi.spec import DEFAULTS, SCHEDULERS
+from t2mpi import cli
+from t2mpi import client
+from t2mpi.scheduler import control
+from t2mpi.job.spec import DEFAULTS, SCHEDULERS
 
 from conftest import PYTHON
 
@@ -148,7 +150,7 @@ def fuzz_work(work: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     def tripwire(*args, **kwargs):
         raise AssertionError("a fuzz case reached a launch or a submission")
 
-    for module, name in ((client, "execute"), (client, "resume"), (jobctl, "submit"), (jobctl, "resubmit")):
+    for module, name in ((client, "execute"), (client, "resume"), (control, "submit"), (control, "resubmit")):
         monkeypatch.setattr(module, name, tripwire, raising=False)
     return work
 
@@ -587,7 +589,7 @@ def test_yaml_loops_depth_and_alias_bombs(fuzz_work, text, expected):
 
 
 def test_only_aliases_count_against_the_size_limit(fuzz_work, monkeypatch):
-    from t2mpi import layers
+    from t2mpi.job import layers
 
     monkeypatch.setattr(layers, "MAX_VALUES", 1000)
     write_job(fuzz_work, (JOB + "config: {x: [" + ", ".join(map(str, range(2000))) + "]}\n").encode())

@@ -9,8 +9,8 @@ import stat
 import pytest
 
 from conftest import JOBS, t2mpi
-from t2mpi.jobdir import JobDir
-from t2mpi.spec import load
+from t2mpi.job.folder import JobDir
+from t2mpi.job.spec import load
 
 
 def _job_with_fake_scontrol(work, answer: str):

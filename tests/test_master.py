@@ -1,4 +1,4 @@
-"""Unit tests of the job master's decisions (t2mpi.master.Master), driven without MPI."""
+"""Unit tests of the job master's decisions (t2mpi.runtime.master.Master), driven without MPI."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from t2mpi.master import (COMPLETED, FAILED, KILLED, RUNNING, STARTING, Master, Reply, WorkerInfo,
+from t2mpi.runtime.master import (COMPLETED, FAILED, KILLED, RUNNING, STARTING, Master, Reply, WorkerInfo,
                           worker_list)
 
 T0 = 100.0

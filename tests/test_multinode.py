@@ -16,7 +16,7 @@ import pytest
 
 from conftest import JOBS, PYTHON, ROOT, events_of, job_dirs, only_job, processes_mentioning, state_of, wait_for, \
     write_job
-from t2mpi.launcher import OPENMPI, detect
+from t2mpi.mpi.launcher import OPENMPI, detect
 
 pytestmark = pytest.mark.mpi
 MULTINODE = str(ROOT / "slurm" / "multinode.sh")
@@ -284,11 +284,12 @@ def test_kmeans_by_mpiexec_from_the_login_node(work, cluster, one_node_centroids
 
 PBS_SCRIPT = """
 import sys
-from t2mpi import client, jobctl
-from t2mpi.jobdir import JobDir
+from t2mpi import client
+from t2mpi.scheduler import control
+from t2mpi.job.folder import JobDir
 launch = client.prepare(sys.argv[1], workers=3, overrides=["scheduler.kind=pbs", "scheduler.nodes=3", *sys.argv[2:]])
 final = JobDir.new_path(launch.spec.jobs_dir, launch.spec.name)
-JobDir.make(final, launch.spec.to_dict(), script=jobctl.script(launch, final))
+JobDir.make(final, launch.spec.to_dict(), script=control.script(launch, final))
 print(final)
 """
 

@@ -77,7 +77,7 @@ def ucx_info_resources() -> list[str]:
 
 def test_ucx_context_resources_match_ucx_info():
     found = in_child("""
-        from t2mpi import _native, fabric; import json
+        from t2mpi import _native; from t2mpi.net import fabric; import json
         text = _native.ucx_context_info()
         print(json.dumps(None if text is None else fabric.parse_ucp_info(text)))
         """)
@@ -127,7 +127,7 @@ def test_the_mpi_wheels_own_libraries(folder):
         """)
     assert VERSION.match(got[0]) and got[0] == ucx_by_ctypes(ucx)
     resources = in_child(f"""
-        from t2mpi import _native, fabric; import json
+        from t2mpi import _native; from t2mpi.net import fabric; import json
         print(json.dumps(fabric.parse_ucp_info(_native.ucx_context_info({ucx!r}))))
         """)
     assert "tcp/lo" in resources and "self/memory" in {r.rstrip("0") for r in resources}
@@ -232,7 +232,7 @@ def test_loading_and_unloading_libfabric_closes_what_it_opened():
 
 def test_the_probe_child_reports_what_it_loaded():
     launcher = ROOT / ".venv-mpich" / "bin" / "mpiexec"
-    argv = [sys.executable, "-P", "-m", "t2mpi.fabric"] + (["--launcher", str(launcher)] if launcher.exists() else [])
+    argv = [sys.executable, "-P", "-m", "t2mpi.net.fabric"] + (["--launcher", str(launcher)] if launcher.exists() else [])
     found = json.loads(subprocess.run(argv, capture_output=True, text=True, timeout=120, check=True).stdout)
     assert set(found) == {"ucx", "ucx_path", "ucx_resources", "ofi", "ofi_path"}
     assert (found["ucx_resources"] is None) == (found["ucx"] is None)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import pytest
 
 from conftest import JOBS, PYTHON, only_job, state_of, t2mpi
-from t2mpi import fabric, network
-from t2mpi import launcher as mpilauncher
+from t2mpi.net import choice as netchoice, fabric
+from t2mpi.net import first_node
+from t2mpi.mpi import launcher as mpilauncher
 
 pytestmark = pytest.mark.mpi
 MPI = mpilauncher.detect(str(__import__("pathlib").Path(PYTHON).parent / "mpiexec"))
-CHOICE = fabric.choose(fabric.scan(), MPI.flavour, mpilauncher.components(MPI),
+CHOICE = netchoice.choose(fabric.scan(), MPI.flavour, mpilauncher.components(MPI),
                        {"transport": "auto", "interface": None, "ucx_tls": None, "provider": None})
 
 
@@ -34,7 +35,7 @@ def test_run_dry_run_carries_the_environment_and_a_script_chooses_when_it_starts
     lines = script.stdout.splitlines()                   # ...but the first compute node's, at the start
     assert lines[lines.index('eval "$t2mpi_network"') - 1].startswith(
         f"t2mpi_network=$({PYTHON} -P -m t2mpi.network --job-dir ")
-    assert f"; where this script was made: {network.described(CHOICE)}" in script.stdout
+    assert f"; where this script was made: {first_node.described(CHOICE)}" in script.stdout
     assert '"${T2MPI_NETWORK[@]}"' in lines[-1]
     if MPI.flavour == "openmpi":     # the btl list in the environment, no command-line override
         assert "--mca btl" not in dry.stdout and "OMPI_MCA_btl=self,sm,tcp" in dry.stdout

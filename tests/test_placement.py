@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from t2mpi import placement as P
-from t2mpi import topology as T
+from t2mpi.resources import placement as P
+from t2mpi.resources import topology as T
 
 GiB = 2**30
 EPYC = "package:2 numa:4(64GiB) l3:2 core:8 pu:2(indexes=core:pu)"  # 2 × 64 cores, NPS4: 8 domains of 16

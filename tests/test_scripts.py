@@ -17,10 +17,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from t2mpi import network, schedulers
+from t2mpi.net import first_node
+from t2mpi.scheduler import scripts
 from t2mpi.errors import SpecError
-from t2mpi.launcher import Host, MpiLauncher, command
-from t2mpi.spec import load
+from t2mpi.mpi.launcher import Host, MpiLauncher, command
+from t2mpi.job.spec import load
 
 from conftest import JOBS, PYTHON, t2mpi
 
@@ -52,7 +53,7 @@ VARIANTS = {
 
 def render(overrides, mpi, job_dir="/jobs/hello-1", environ=None):
     spec = load(JOBS / "hello.yaml", overrides=overrides, environ=environ or {"HOME": "/nonexistent"})
-    return schedulers.get(spec.batch.kind).script(spec, job_dir, mpi, "/opt/venv/bin/python", HOST)
+    return scripts.get(spec.batch.kind).script(spec, job_dir, mpi, "/opt/venv/bin/python", HOST)
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
@@ -122,7 +123,7 @@ def test_user_strings_never_run_as_shell_code(tmp_path_factory, prologue, env_va
     (job_dir / "spec.json").write_text(json.dumps(dict(spec.to_dict(), launcher=dict(
         mpi._asdict(), components={}))))
     script = folder / "job.sh"   # `here` (a comment) may quote the job file too
-    script.write_text(schedulers.get("slurm").script(spec, str(job_dir), mpi, PYTHON, HOST, here=config_value))
+    script.write_text(scripts.get("slurm").script(spec, str(job_dir), mpi, PYTHON, HOST, here=config_value))
     done = subprocess.run(["bash", str(script)], cwd=folder, capture_output=True, text=True, timeout=30,
                           env={"PATH": os.environ["PATH"], "HOME": str(folder)})
     assert done.returncode == 0, done.stderr
@@ -176,7 +177,7 @@ def test_script_command_prints_and_writes_nothing(work):
 ])
 def test_the_transport_chosen_at_the_start_reaches_the_script_exactly(tmp_path, flavour, launcher, words):
     env = {"FI_TCP_IFACE": "e 0'$(touch MARK)`x`", "UCX_TLS": "rc,sm"}
-    text = network.shell_text(env, flavour, launcher)
+    text = first_node.shell_text(env, flavour, launcher)
     probe = ('eval "$1"; printf "%s\\n" "$FI_TCP_IFACE" "$UCX_TLS" "${#T2MPI_NETWORK[@]}"; '
              'printf "%s\\n" "${T2MPI_NETWORK[@]}"')
     done = subprocess.run(["bash", "-c", probe, "bash", text], cwd=tmp_path, capture_output=True, text=True,

@@ -17,9 +17,9 @@ import pytest
 
 from conftest import (JOBS, PYTHON, job_dirs, only_job, processes_mentioning, state_of, t2mpi, wait_for,
                       write_job)
-from t2mpi import schedulers
-from t2mpi.launcher import Host, detect
-from t2mpi.spec import load
+from t2mpi.scheduler import scripts
+from t2mpi.mpi.launcher import Host, detect
+from t2mpi.job.spec import load
 
 pytestmark = pytest.mark.mpi
 HOST = os.uname().nodename
@@ -72,14 +72,15 @@ def test_submit_wait_status_logs_list(work, slurm, launcher):
 
 @pytest.mark.parametrize("launcher", ["mpiexec", "srun"])
 def test_a_batch_job_chooses_its_transport_on_its_first_node(work, slurm, launcher):
-    from t2mpi import fabric, network
-    from t2mpi import launcher as mpilauncher
+    from t2mpi.net import choice as netchoice, fabric
+    from t2mpi.net import first_node
+    from t2mpi.mpi import launcher as mpilauncher
 
     done = t2mpi("submit", str(JOBS / "hello.yaml"), "-n", "1", "--set", f"scheduler.launcher={launcher}",
                  "--wait", cwd=work)
     assert done.returncode == 0, done.stderr
     job = only_job(work)
-    expected = fabric.choose(fabric.scan(), MPI.flavour, mpilauncher.components(MPI),
+    expected = netchoice.choose(fabric.scan(), MPI.flavour, mpilauncher.components(MPI),
                              {"transport": "auto", "interface": None, "ucx_tls": None, "provider": None})
     chosen = json.loads((job / "network.json").read_text())
     assert (chosen["host"], chosen["transport"], chosen["env"], chosen["why"]) == (
@@ -87,7 +88,7 @@ def test_a_batch_job_chooses_its_transport_on_its_first_node(work, slurm, launch
     events = [e for e in map(json.loads, (job / "events.jsonl").read_text().splitlines())
               if e["event"] == "transport"]
     assert [(e["host"], e["env"]) for e in events] == [(HOST, expected.env)]
-    assert f"t2mpi: transport chosen on {HOST}: {network.described(expected)}" in (job / "batch.out").read_text()
+    assert f"t2mpi: transport chosen on {HOST}: {first_node.described(expected)}" in (job / "batch.out").read_text()
     for w in state_of(job)["workers"]:        # every rank ran with it, under mpiexec and srun alike
         assert {k: w["network"].get(k) for k in expected.env} == expected.env
 
@@ -174,7 +175,7 @@ def test_every_script_variant_passes_sbatch_test_only(tmp_path, slurm, overrides
     job_dir = tmp_path / "job"
     job_dir.mkdir()
     script = tmp_path / "job.sh"
-    script.write_text(schedulers.get("slurm").script(spec, str(job_dir), MPI, PYTHON, Host.here()))
+    script.write_text(scripts.get("slurm").script(spec, str(job_dir), MPI, PYTHON, Host.here()))
     done = subprocess.run(["sbatch", "--test-only", str(script)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "to start at" in done.stderr
@@ -185,10 +186,10 @@ def test_pbs_scripts_run_under_a_pbs_like_environment(work, kind):
     """No PBS server can be installed here: run the script as a PBS MOM would (bash, PBS_* set)."""
     spec = load(JOBS / "hello.yaml", overrides=["workers=2", f"scheduler.kind={kind}"],
                 environ={"HOME": str(work)})
-    from t2mpi.jobdir import JobDir
+    from t2mpi.job.folder import JobDir
 
     jd = JobDir.make(JobDir.new_path(work / "t2mpi-jobs", "hello"), spec.to_dict())
-    text = schedulers.get(kind).script(spec, jd.path, MPI, PYTHON, Host.here())
+    text = scripts.get(kind).script(spec, jd.path, MPI, PYTHON, Host.here())
     (Path(jd.path) / "job.sh").write_text(text)
     nodefile = work / "nodefile"
     nodefile.write_text(f"{HOST}\n" * 3)
@@ -259,7 +260,7 @@ def test_scontrol_requeue_mid_run_goes_on_from_the_last_checkpoint(work, slurm):
     assert done.returncode == 0, done.stderr
     folder = only_job(work)
     job_id = json.loads((folder / "scheduler.json").read_text())["id"]
-    from t2mpi.jobdir import JobDir
+    from t2mpi.job.folder import JobDir
 
     wait_for(lambda: (JobDir(str(folder)).committed_version() or 0) >= 2, 120, "checkpoint 2")
     requeue = subprocess.run(["scontrol", "requeue", job_id], capture_output=True, text=True, timeout=30)

@@ -1,4 +1,4 @@
-"""Unit tests of the job spec: t2mpi.spec.load() and its layers, sizes, and the worker loader.
+"""Unit tests of the job spec: t2mpi.job.spec.load() and its layers, sizes, and the worker loader.
 
 Every load passes its own environ (HOME in tmp_path) so the user's real site config never leaks in.
 """
@@ -13,10 +13,10 @@ import textwrap
 
 import pytest
 
-from t2mpi import spec as spec_mod
+from t2mpi.job import spec as spec_mod
 from t2mpi.errors import SpecError
-from t2mpi.spec import JobSpec, MpiOptions, Resources, Timeouts, load, parse_size
-from t2mpi.worker import IWorker, load_worker_class
+from t2mpi.job.spec import JobSpec, MpiOptions, Resources, Timeouts, load, parse_size
+from t2mpi.runtime.worker import IWorker, load_worker_class
 
 MIN_JOB = "name: hello\nworker: hello:Hello\n"
 VALID_KEYS = "binding, config, jobs_dir, master, max_restarts, mpi, name, network, resources, scheduler, scratch_dir, timeouts, worker, workers"

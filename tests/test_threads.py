@@ -11,9 +11,9 @@ import traceback
 import pytest
 
 from t2mpi import _native
-from t2mpi import placement as P
-from t2mpi import topology as T
-from t2mpi.threads import WorkerThreads
+from t2mpi.resources import placement as P
+from t2mpi.resources import topology as T
+from t2mpi.resources.threads import WorkerThreads
 
 CPUS = sorted(os.sched_getaffinity(0))
 WAIT = 10.0  # seconds: the bound on every wait in these tests

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from t2mpi import topology as T
+from t2mpi.resources import topology as T
 
 GiB = 2**30
 EPYC_NPS4 = "package:2 numa:4 l3:2 core:8 pu:2(indexes=core:pu)"  # 2 × 64 cores, SMT numbered like Linux
@@ -23,7 +23,7 @@ INTEL_SNC2 = "package:2 numa:2(memory=128GiB) core:20 pu:2(indexes=core:pu)"
 
 
 def run_module(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "t2mpi.topology", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "t2mpi.resources.topology", *args], capture_output=True, text=True,
                           timeout=120)  # fmt: skip
 
 
@@ -134,7 +134,7 @@ def test_allowed_subset_and_unknown_pus():
 
 
 def test_hwloc_is_not_loaded_by_importing_or_planning():
-    code = ("import sys, t2mpi.topology as t, t2mpi.placement as p; n = t.from_synthetic('core:4');"
+    code = ("import sys, t2mpi.resources.topology as t, t2mpi.resources.placement as p; n = t.from_synthetic('core:4');"
             "p.plan([n], 2, 2, 1, 0); t.from_sysfs(); print('pyhwloc' in sys.modules)")  # fmt: skip
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "False", out.stderr
@@ -229,7 +229,7 @@ def test_from_xml_reads_an_lstopo_export(tmp_path):
 def test_cli_errors_are_one_line(tmp_path):
     done = run_module("--xml", str(tmp_path / "none.xml"))
     assert done.returncode == 2
-    assert done.stderr == f"t2mpi.topology: topology XML {tmp_path / 'none.xml'} does not exist: " \
+    assert done.stderr == f"t2mpi.resources.topology: topology XML {tmp_path / 'none.xml'} does not exist: " \
                           "export one with lstopo --of xml\n"  # fmt: skip
     done = run_module("--synthetic", "package:2 cores:8")
     assert (done.returncode, done.stderr.count("\n")) == (2, 1)
@@ -293,7 +293,7 @@ def test_format_bytes(n, text):
 # ---- storage and network of this machine (t2mpi topology without --xml/--synthetic) ----------
 
 def test_volume_picks_the_deepest_mount_and_unescapes_it(tmp_path):
-    from t2mpi.storage import is_shared, volume
+    from t2mpi.resources.storage import is_shared, volume
 
     info = tmp_path / "mountinfo"
     info.write_text(

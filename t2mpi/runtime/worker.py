@@ -7,7 +7,7 @@ import os
 import sys
 from functools import cached_property
 
-from .errors import SpecError
+from ..errors import SpecError
 
 TYPE_CHECKING = False   # typing costs every rank start-up time; annotations are strings
 if TYPE_CHECKING:
@@ -17,8 +17,9 @@ if TYPE_CHECKING:
     from mpi4py import MPI
 
     from .master import WorkerInfo
-    from .spec import JobSpec, Resources
-    from .threads import WorkerThreads
+    from ..data.api import Data
+    from ..job.spec import JobSpec, Resources
+    from ..resources.threads import WorkerThreads
 
 
 class IWorker:
@@ -88,10 +89,18 @@ class WorkerContext:
     def threads(self) -> WorkerThreads:
         """This worker's resources.threads threads (pinned one per core with binding: cores):
         ctx.threads.map(fn, items), .submit(fn, *args), .run_on_each(fn). Started on first use."""
-        from .threads import WorkerThreads
+        from ..resources.threads import WorkerThreads
 
         return WorkerThreads(self._thread_cores, threads=self.resources.threads,
                              name=f"t2mpi-w{self.worker_id}")
+
+    @cached_property
+    def data(self) -> Data:
+        """The batch dataflow API on this job's workers (t2mpi.data.api.Data); made on first use."""
+        from ..data.api import Data
+
+        memory = self.resources.memory
+        return Data(self.comm, scratch_dir=self.scratch_dir, memory_budget=memory // 2 if memory else None)
 
     def close(self) -> None:
         """End what the context started (its threads); the launch calls this after execute."""
@@ -125,7 +134,7 @@ class WorkerContext:
             return None
         import pickle
 
-        from .jobdir import JobDir
+        from ..job.folder import JobDir
 
         return pickle.loads(JobDir(self.job_dir).read_checkpoint(self._committed, self.worker_id))
 
@@ -134,7 +143,7 @@ class WorkerContext:
         Collective: every worker checkpoints at the same points; a version is committed when all
         have written it, and a restart gives each worker its part as ctx.restored. When the job is
         asked to stop (see should_checkpoint), this waits for the commit and raises Preempted."""
-        from .jobdir import JobDir
+        from ..job.folder import JobDir
 
         channel = self._channel
         channel.notices()
@@ -225,7 +234,7 @@ class WorkerLog:
         """A real logging.Logger writing to the same output, for libraries that want one."""
         import logging
 
-        logger = logging.getLogger(f"t2mpi.worker.{self.worker_id}")
+        logger = logging.getLogger(f"t2mpi.runtime.worker.{self.worker_id}")
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
         logger.addHandler(handler)

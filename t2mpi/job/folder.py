@@ -22,7 +22,7 @@ import os
 import pickle
 import time
 
-from .errors import JobError
+from ..errors import JobError
 
 TYPE_CHECKING = False   # typing costs every rank start-up time; annotations are strings
 if TYPE_CHECKING:

@@ -23,8 +23,8 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from t2mpi.errors import T2mpiError
-from t2mpi.topology import Node, format_bytes, format_cpuset
+from ..errors import T2mpiError
+from .topology import Node, format_bytes, format_cpuset
 
 POLICIES = ("compact", "spread")
 

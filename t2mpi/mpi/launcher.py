@@ -6,16 +6,16 @@ import os
 import shutil
 from collections import namedtuple
 
-from .errors import LaunchError
-from .procs import CommandError
-from .procs import run as run_command
-from .spec import THREAD_LIMIT_VARS, JobSpec
+from ..errors import LaunchError
+from ..procs import CommandError
+from ..procs import run as run_command
+from ..job.spec import THREAD_LIMIT_VARS, JobSpec
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-OPENMPI, MPICH, INTELMPI, UNKNOWN = "openmpi", "mpich", "intelmpi", "unknown"
+from .build import INTELMPI, MPICH, OPENMPI, UNKNOWN  # noqa: F401 (re-exported: the flavours)
 
 
 
@@ -103,9 +103,9 @@ def detect(path: str, cache: str | None = "~/.cache/t2mpi/launchers.json") -> Mp
 
 
 def components(mpi: MpiLauncher, cache: str | None = "~/.cache/t2mpi/launchers.json") -> dict:
-    """What the MPI was built with (t2mpi.fabric.mpi_components: ompi_info, mpichversion),
+    """What the MPI was built with (t2mpi.mpi.build.mpi_components: ompi_info, mpichversion),
     remembered like detect()'s answer while the launcher is the same file."""
-    from .fabric import mpi_components
+    from .build import mpi_components
 
     real, key = _file_key(mpi.path)
     cache_file = os.path.expanduser(cache) if cache else None
@@ -143,7 +143,7 @@ def _write_cache(cache_file: str, known: dict) -> None:
     """Best effort: a cache that cannot be written only costs the next run a --version."""
     import json
 
-    from .jobdir import write_atomic
+    from ..job.folder import write_atomic
 
     try:
         os.makedirs(os.path.dirname(cache_file), mode=0o700, exist_ok=True)
@@ -219,7 +219,7 @@ def command(mpi: MpiLauncher, spec: JobSpec, job_dir: str, python: str, host: Ho
             quiet: bool = True, network: dict[str, str] | None = None,
             late: Sequence[str] = ()) -> list[str]:
     """The argument list that runs `spec` as W+1 ranks of one MPI launch (no shell involved);
-    `network`: the transport's environment (t2mpi.fabric.choose); `late`: launcher words after
+    `network`: the transport's environment (t2mpi.net.choice.choose); `late`: launcher words after
     the environment's (a batch script's transport, chosen when the job starts)."""
     env = rank_environment(spec, network)
     idle = 0 if _names_hosts(spec.mpi.args) else 1   # the master, when all ranks run here

@@ -16,18 +16,18 @@ import os
 import signal
 import time
 
-from .launcher import rank_environment
+from ..mpi.launcher import rank_environment
 from .master import FAILED, KILLED, PREEMPTED, worker_list
 from .serve import new_master, serve
-from .transport import MasterPort
+from .channel import MasterPort
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-    from .jobdir import JobDir
-    from .spec import JobSpec
+    from ..job.folder import JobDir
+    from ..job.spec import JobSpec
 
 _END_GRACE = 5.0   # seconds for ended workers to go before they are killed
 

@@ -15,7 +15,7 @@ import threading
 import time
 from queue import Empty, SimpleQueue
 
-from t2mpi import _native
+from .. import _native
 
 START_TIMEOUT = 30.0  # seconds for every thread to pin itself and report back
 

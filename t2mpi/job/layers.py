@@ -5,7 +5,7 @@ Where maps a key path to where its value was set ("file:line", "--set a.b", "-n/
 
 from __future__ import annotations
 
-from .errors import SpecError
+from ..errors import SpecError
 
 TYPE_CHECKING = False   # typing costs every rank start-up time; annotations are strings
 if TYPE_CHECKING:

@@ -9,11 +9,11 @@ import os
 import re
 import shlex
 
-from . import __version__
-from . import launcher as mpilauncher
-from . import network
-from .errors import SpecError
-from .spec import JobSpec
+from .. import __version__
+from ..mpi import launcher as mpilauncher
+from ..net import first_node
+from ..errors import SpecError
+from ..job.spec import JobSpec
 
 MASTER_MEMORY = 256 << 20   # what the job master is given where memory is asked per job or node
 _SAFE_PATH = re.compile(r"[A-Za-z0-9_./+=,@:-]+")
@@ -106,7 +106,7 @@ class Scheduler:
                             f"with {self.kind} use mpiexec")
         inside = mpilauncher.Host(layout.tasks, host.root, None, self.kind == "slurm")
         argv = mpilauncher.command(mpi, spec, job_dir, python, inside, quiet=False,
-                                   late=[Array(network.ARRAY)])
+                                   late=[Array(first_node.ARRAY)])
         return argv[:3] + self.hostfile(mpi) + argv[3:]
 
     def hostfile(self, mpi: mpilauncher.MpiLauncher) -> list[str]:

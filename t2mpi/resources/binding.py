@@ -38,8 +38,8 @@ import os
 import time
 from collections import namedtuple
 
-from t2mpi import _native
-from t2mpi.errors import T2mpiError
+from .. import _native
+from ..errors import T2mpiError
 
 POOL_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
                   "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
@@ -361,7 +361,7 @@ def this_node(near: str = "none"):
 
     near_numa = None
     if near == "nic":
-        from .fabric import adapter_numa, scan
+        from ..net.fabric import adapter_numa, scan
 
         near_numa = adapter_numa(scan())
     return from_sysfs(), near_numa

@@ -7,18 +7,19 @@ import os
 import shlex
 import time
 
-from . import network, schedulers
-from .errors import JobError, T2mpiError
-from .jobdir import TERMINAL_STATES, JobDir
-from .procs import CommandError
-from .procs import run as run_command
+from ..net import first_node
+from ..scheduler import scripts
+from ..errors import JobError, T2mpiError
+from ..job.folder import TERMINAL_STATES, JobDir
+from ..procs import CommandError
+from ..procs import run as run_command
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from typing import Any
 
-    from .client import Launch
+    from ..client import Launch
 
 # Scheduler states (Slurm's words; PBS is mapped onto them) that end a job, and the t2mpi state
 # the job gets when the master did not write one.
@@ -35,17 +36,17 @@ class SchedulerError(T2mpiError):
 
 def script(launch: Launch, job_dir: str) -> str:
     """The batch script for a checked job (t2mpi script prints it; submit writes it)."""
-    return schedulers.get(launch.spec.batch.kind).script(launch.spec, job_dir, launch.mpi, launch.python,
-                                                         launch.host, network.described(launch.network))
+    return scripts.get(launch.spec.batch.kind).script(launch.spec, job_dir, launch.mpi, launch.python,
+                                                         launch.host, first_node.described(launch.network))
 
 
 def submit(launch: Launch) -> tuple[JobDir, str]:
     """Make the job folder with spec and script, submit the script, record the scheduler's id.
     A refused submission leaves no folder behind; its error shows the command and the answer."""
-    sched = schedulers.get(launch.spec.batch.kind)
+    sched = scripts.get(launch.spec.batch.kind)
     final = JobDir.new_path(launch.spec.jobs_dir, launch.spec.name)
     # spec.json also keeps the MPI's facts, for the transport's choice on the job's first node
-    jd = JobDir.make(final, dict(launch.spec.to_dict(), launcher=network.record(launch.mpi)),
+    jd = JobDir.make(final, dict(launch.spec.to_dict(), launcher=first_node.record(launch.mpi)),
                      script=script(launch, final))
     try:
         return jd, _submit_script(jd, sched)
@@ -61,13 +62,13 @@ def resubmit(jd: JobDir) -> str:
     assert record is not None
     jd.begin_restart("t2mpi restart", by="t2mpi restart")
     try:
-        return _submit_script(jd, schedulers.get(record["kind"]))
+        return _submit_script(jd, scripts.get(record["kind"]))
     except SchedulerError as exc:
         jd.settle("FAILED", f"t2mpi restart: {exc}")
         raise
 
 
-def _submit_script(jd: JobDir, sched: schedulers.Scheduler) -> str:
+def _submit_script(jd: JobDir, sched: scripts.Scheduler) -> str:
     """Submit the folder's job.sh; record and return the scheduler's id."""
     argv = sched.submit_argv(jd.script_file)
     try:
@@ -98,7 +99,7 @@ def scheduler_view(jd: JobDir) -> tuple[str, str] | None:
     record = jd.read_scheduler()
     if record is None:
         return None
-    sched = schedulers.get(record["kind"])
+    sched = scripts.get(record["kind"])
     try:
         done = run_command(sched.status_argv(record["id"]), timeout=60, check=False)
     except CommandError as exc:
@@ -145,7 +146,7 @@ def cancel(jd: JobDir) -> dict[str, Any]:
         master = (current.get("master") or {})
         raise JobError(f"job {jd.job_id} was started by t2mpi run (master pid {master.get('pid')} on "
                        f"{master.get('host')}), not submitted: end it with Ctrl-C where it runs")
-    sched = schedulers.get(record["kind"])
+    sched = scripts.get(record["kind"])
     run_command(sched.cancel_argv(record["id"]), timeout=60)
     deadline = time.monotonic() + _CANCEL_WAIT
     while time.monotonic() < deadline:

@@ -13,10 +13,10 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-    from .jobdir import JobDir
+    from ..job.folder import JobDir
     from .master import Master, Reply
-    from .spec import JobSpec
-    from .transport import MasterPort
+    from ..job.spec import JobSpec
+    from .channel import MasterPort
 
 STATE_EVERY = 0.2   # seconds between state.json rewrites while only progress changes
 STOP_LOOK_EVERY = 1.0   # seconds between looks for a stop request in the job folder

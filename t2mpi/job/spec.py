@@ -11,7 +11,7 @@ import os
 import re
 from collections import namedtuple
 
-from .errors import SpecError
+from ..errors import SpecError
 from .layers import Where, apply_override, deep_copy, merge, parse_override, read_yaml
 from .layers import kind_of as _kind
 
@@ -118,7 +118,7 @@ TRANSPORTS = ("auto", "ucx", "ofi", "tcp")
 THREAD_LIMIT_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                      "BLIS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
-# The variables by which a transport is chosen (t2mpi.fabric.choose writes them).
+# The variables by which a transport is chosen (t2mpi.net.choice.choose writes them).
 TRANSPORT_PREFIXES = ("OMPI_MCA_", "UCX_", "FI_", "I_MPI_", "MPICH_CH4_", "PMIX_MCA_")
 
 _FIELDS = ("name worker worker_dir workers resources config jobs_dir scratch_dir mpi timeouts master batch "

@@ -1,0 +1,352 @@
+"""The launch entry: `mpiexec -n W+1 python -m t2mpi.launch (JOBFILE | --job-dir DIR) [...]`.
+
+Rank roles are decided here and nowhere else: rank 0 is the job master, ranks 1..W run one
+IWorker each. Any uncaught error on any rank ends the whole launch with MPI_Abort: nothing hangs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from ..errors import T2mpiError
+
+TYPE_CHECKING = False   # typing costs every rank start-up time; annotations are strings
+if TYPE_CHECKING:
+    from typing import Any
+
+    from mpi4py import MPI
+
+    from .master import Master
+    from ..job.spec import JobSpec
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--spawned"]:
+        return _spawned_worker(argv[1:])
+    from mpi4py import MPI
+
+    world = MPI.COMM_WORLD
+    rank, size = world.Get_rank(), world.Get_size()
+    setup: Any = None
+    if rank == 0:
+        try:
+            setup = _prepare(argv)
+        except T2mpiError as exc:
+            setup = str(exc)
+        except BaseException:
+            _abort(world, f"t2mpi.launch: the job master failed to start:\n{_traceback()}")
+    if not _wait_for_everyone(world, setup[0].timeouts.start if isinstance(setup, tuple) else None):
+        _abort(world, f"t2mpi.launch: not all {size} ranks started within "
+                      f"timeouts.start = {setup[0].timeouts.start:g} s; the launch is ended")
+    setup = world.bcast(setup, root=0)
+    if isinstance(setup, str):  # rank 0 could not prepare the job: every rank ends, rank 0 says why
+        if rank == 0 and setup:
+            print(f"t2mpi.launch: {setup}", file=sys.stderr, flush=True)
+        return 2 if setup else 0   # "": help was asked for
+    spec, job_dir, quiet, make_dir = setup
+    if spec.master == "client" and size == 1:   # the client's master part, under mpiexec -n 1
+        return _spawning_master(spec, job_dir, make_dir)
+    if size != spec.world_size:
+        print(f"t2mpi.launch: rank {rank}: job '{spec.name}' needs {spec.world_size} MPI processes "
+              f"({spec.workers} workers + 1 master) but was started with {size}; run "
+              f"mpiexec -n {spec.world_size}, or give -n {size - 1} to run {size - 1} workers",
+              file=sys.stderr, flush=True)
+        _wait_for_everyone(world, None)   # every rank has said it before any exits,
+        MPI.Finalize()                    # and the launcher sees ends, not an abort
+        return 2
+    try:
+        if make_dir and rank == 0:  # after the broadcast: workers import meanwhile
+            from ..job.folder import JobDir
+
+            JobDir.make(job_dir, spec.to_dict())
+        return _run(world, rank, spec, job_dir, quiet)
+    except BaseException:
+        role = "the job master" if rank == 0 else f"worker {rank - 1}"
+        _abort(world, f"t2mpi.launch: {role} on {_host()} failed:\n{_traceback()}")
+    return 1
+
+
+def _wait_for_everyone(world: MPI.Intracomm, timeout: float | None) -> bool:
+    """A barrier that sleeps while it waits: workers idle here while rank 0 reads the job file,
+    and a blocking collective would spin on the cores that rank 0 needs. Rank 0 gives up after
+    the job's start timeout (False); workers wait for rank 0, which either comes or aborts."""
+    from .channel import Backoff
+
+    request = world.Ibarrier()
+    backoff = Backoff(longest=0.001)  # the barrier's rounds advance only while ranks look
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while not request.Test():
+        if deadline is not None and time.monotonic() > deadline:
+            return False
+        backoff.idle()
+    return True
+
+
+def _prepare(argv: list[str]) -> tuple[JobSpec, str, bool, bool] | str:
+    """Rank 0: resolve the spec (job file, or a job folder the client made) and the job folder
+    (its path, and whether it is still to be made)."""
+    from ..job import spec as specmod
+    from ..job.folder import JobDir
+
+    args = _parse_args(argv)
+    if isinstance(args, str):
+        return args
+    if (args.job is None) == (args.job_dir is None):
+        return "give a job file or --job-dir, not both or neither"
+    if args.job_dir:
+        if args.workers is not None or args.set:
+            return "-n and --set go with a job file; a job folder's spec is already resolved"
+        return _prepared_spec(args.job_dir), JobDir(args.job_dir).path, args.quiet, False
+    spec = specmod.load(args.job, workers=args.workers, overrides=args.set)
+    return spec, JobDir.new_path(spec.jobs_dir, spec.name), args.quiet, True
+
+
+def _prepared_spec(job_dir: str) -> JobSpec:
+    """The resolved spec of a job folder the client made."""
+    from ..job.folder import JobDir
+    from ..job.spec import JobSpec
+
+    return JobSpec.from_dict(JobDir(job_dir).read_spec())
+
+
+_USAGE = """usage: python -m t2mpi.launch (JOBFILE [-n N] [--set KEY=VALUE ...] | --job-dir DIR) [--quiet]
+
+Run a t2mpi job as the ranks of this MPI launch: rank 0 is the job master, ranks 1..N the workers.
+  JOBFILE            the job file (YAML); a job folder is made under its jobs_dir
+  --job-dir DIR      a job folder prepared by the t2mpi client (holds the resolved spec.json)
+  -n, --workers N    number of workers (overrides the job file)
+  --set KEY=VALUE    override a job file key, e.g. --set resources.cpus=2 (repeatable)
+  --quiet            the master prints errors only"""
+
+
+class _Args:
+    job: str | None = None
+    job_dir: str | None = None
+    workers: int | None = None
+    quiet = False
+
+    def __init__(self) -> None:
+        self.set: list[str] = []
+
+
+def _parse_args(argv: list[str]) -> _Args | str:
+    """The launch entry's options (argparse would cost rank 0, and so every rank, 5 ms)."""
+    args, rest = _Args(), list(argv)
+    while rest:
+        arg = rest.pop(0)
+        if arg in ("-h", "--help"):
+            print(_USAGE)
+            return ""
+        if arg == "--quiet":
+            args.quiet = True
+        elif arg in ("--job-dir", "-n", "--workers", "--set") or arg.startswith(("--job-dir=", "--workers=", "--set=")):
+            name, eq, value = arg.partition("=")
+            if not eq:
+                if not rest:
+                    return f"{name} needs a value\n{_USAGE}"
+                value = rest.pop(0)
+            if name == "--job-dir":
+                args.job_dir = value
+            elif name == "--set":
+                args.set.append(value)
+            else:
+                try:
+                    args.workers = int(value)
+                except ValueError:
+                    return f"{name}: {value!r} is not a whole number"
+        elif arg.startswith("-") or args.job is not None:
+            return f"unexpected argument {arg!r}\n{_USAGE}"
+        else:
+            args.job = arg
+    return args
+
+
+def _run(world: MPI.Intracomm, rank: int, spec: JobSpec, job_dir: str, quiet: bool) -> int:
+    from mpi4py import MPI
+
+    ctrl = world.Dup()                    # control traffic never meets the user's messages
+    comm = world.Split(0 if rank else MPI.UNDEFINED, rank)
+    if rank == 0:
+        from ..job.folder import JobDir
+        from .serve import new_master
+
+        master = new_master(spec, JobDir(job_dir))
+    else:
+        master = None
+    # the master's entry also carries the checkpoint the run starts from and the restart count
+    me = (_host(), os.getpid()) if master is None else (_host(), os.getpid(), master.committed, master.restarts)
+    registrations = ctrl.allgather(me)
+    if rank == 0:
+        assert master is not None
+        return _serve(world, ctrl, master, spec, job_dir, registrations, quiet)
+    return _work(world, ctrl, comm, rank - 1, spec, job_dir, registrations)
+
+
+def _spawned_worker(argv: list[str]) -> int:
+    """A worker started by a master with MPI_Comm_spawn: --spawned --job-dir DIR."""
+    from mpi4py import MPI
+
+    world, parent = MPI.COMM_WORLD, MPI.Comm.Get_parent()
+    try:
+        if argv[:1] != ["--job-dir"] or len(argv) != 2 or parent == MPI.COMM_NULL:
+            raise RuntimeError(f"--spawned is for workers that a t2mpi master spawns, got {argv}")
+        spec = _prepared_spec(argv[1])
+        me = (_host(), os.getpid())
+        master = parent.allgather(me)            # the master learns the workers, they the master
+        registrations = master + world.allgather(me)
+        rc = _work(world, parent, world, world.Get_rank(), spec, argv[1], registrations)
+    except BaseException:
+        _abort(world, f"t2mpi.launch: spawned worker {world.Get_rank()} on {_host()} failed:\n{_traceback()}")
+    parent.Disconnect()
+    return rc
+
+
+def _spawning_master(spec: JobSpec, job_dir: str, make_dir: bool) -> int:
+    """`master: client`: this one-rank launch is the master and spawns the workers, with the
+    transport chosen for the job (by t2mpi run where it runs, in spec.json; by a batch job on
+    its first node, in network.json)."""
+    from .. import console
+    from ..job.folder import JobDir
+    from .spawn import run_master
+
+    jd = JobDir.make(job_dir, spec.to_dict()) if make_dir else JobDir(job_dir)
+    client = None if make_dir else jd.read_client()
+    transport = {} if make_dir else (jd.read_spec().get("transport")
+                                     or (jd.read_network() or {}).get("env") or {})
+    snapshot = run_master(spec, jd, sys.executable, transport=transport, client=client)
+    if snapshot["state"] != "COMPLETED":
+        # MPI_Finalize is collective over connected processes, and the workers are gone:
+        # end this launch with an abort instead of waiting for them forever.
+        from mpi4py import MPI
+
+        _abort(MPI.COMM_WORLD, console.failure_report(snapshot))
+    return 0
+
+
+def _host() -> str:
+    return os.uname().nodename
+
+
+# ------------------------------------------------------------------ the master
+
+def _serve(world: MPI.Intracomm, ctrl: MPI.Intracomm, master: Master, spec: JobSpec, job_dir: str,
+           registrations: list[tuple[str, int]], quiet: bool) -> int:
+    from .. import console
+    from ..job.folder import JobDir
+    from .master import FAILED, PREEMPTED, worker_list
+    from .serve import serve
+    from .channel import MasterPort
+
+    master.joined(worker_list(registrations[1:]), registrations[0][:2], time.time())
+    if spec.binding.mode == "cores":   # the master, too, where the plan puts it on its node
+        from ..resources.binding import bind_master
+
+        here = sum(1 for host, *_ in registrations[1:] if host == registrations[0][0])
+        try:
+            master.binding = bind_master(here, spec.resources, spec.binding.policy, spec.binding.near)
+        except Exception as exc:   # e.g. the workers do not fit: they say so themselves
+            master.binding = {"error": str(exc)}
+    say = (lambda text: None) if quiet else (lambda text: print(f"[master] {text}", flush=True))
+    say(f"job {master.job_id}: {spec.workers} workers on "
+        f"{', '.join(sorted({h for h, _ in registrations[1:]}))}; folder {job_dir}")
+    snapshot = serve(MasterPort(ctrl, first_worker_rank=1), master, JobDir(job_dir), spec.timeouts.abort)
+    if master.state == FAILED:
+        print(console.failure_report(snapshot), file=sys.stderr, flush=True)
+        world.Abort(1)
+    if master.state == PREEMPTED and not master.all_stopped:   # workers that did not stop: end them
+        print(f"t2mpi.launch: {snapshot['reason']}; ending the workers", file=sys.stderr, flush=True)
+        world.Abort(1)
+    say(console.summary(snapshot))
+    return 0
+
+
+# ------------------------------------------------------------------ a worker
+
+def _work(world: MPI.Intracomm, ctrl: MPI.Intracomm, comm: MPI.Intracomm, wid: int, spec: JobSpec,
+          job_dir: str, registrations: list[tuple[str, int]]) -> int:
+    from ..console import PrefixedOutput
+    from ..job.folder import JobDir
+    from .master import worker_list
+    from ..job.spec import THREAD_LIMIT_VARS, TRANSPORT_PREFIXES
+    from .channel import WorkerPort
+    from .worker import Preempted, WorkerContext, WorkerController, load_worker_class
+
+    host = _host()
+    port = WorkerPort(ctrl, wid, spec.timeouts.abort)
+    port.start_heartbeat(spec.timeouts.heartbeat / 3)
+    port.report({"network": {k: v for k, v in os.environ.items()   # the transport it runs with
+                             if k.startswith(TRANSPORT_PREFIXES)}})
+    PrefixedOutput.install(f"[w{wid}] ", JobDir(job_dir).worker_log(wid))
+    started = time.monotonic()
+    for var in THREAD_LIMIT_VARS:   # before the user's module loads a BLAS or OpenMP runtime,
+        os.environ.setdefault(var, str(spec.resources.threads))   # however the ranks were started
+    try:
+        workers = worker_list(registrations[1:])
+        thread_cores = None
+        if spec.binding.mode == "cores":   # before the user's module starts any thread pool
+            thread_cores = _bind(port, comm, workers[wid], spec)
+        cls = load_worker_class(spec)
+        controller = WorkerController(workers, port, spec.timeouts.barrier)
+        _mhost, _mpid, committed, restarts = registrations[0]
+        ctx = WorkerContext(spec=spec, worker_id=wid, host=host, comm=comm, controller=controller,
+                            channel=port, job_dir=job_dir, thread_cores=thread_cores,
+                            committed=committed, restart_count=restarts)
+        try:
+            result = cls().execute(ctx)
+        finally:
+            ctx.close()
+        port.completed(result, time.monotonic() - started)
+    except Preempted:   # its checkpoint is committed: end in order, the next run goes on from it
+        port.stopped()
+    except BaseException as exc:
+        header = f"worker {wid} of {spec.workers} on {host} (pid {os.getpid()})"
+        if isinstance(exc, T2mpiError):
+            detail = str(exc)
+        else:
+            detail = _traceback().rstrip()
+        sys.stderr.write(f"{header} failed:\n{detail}\n")
+        sys.stderr.flush()
+        port.failed(f"{header}:\n{detail}", time.monotonic() - started)
+        port.await_abort(spec.timeouts.abort)
+        world.Abort(1)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    return 0
+
+
+def _bind(port: Any, comm: MPI.Intracomm, me: Any, spec: JobSpec) -> tuple[int, ...]:
+    """Pin this worker to its planned cores. One worker per node (its local 0) reads the node's
+    topology and tells its node's workers and the master; each plans the node and takes its part."""
+    from ..resources.binding import bind_on_this_node, node_facts, this_node
+
+    node_comm = comm.Split(me.node, me.local)
+    try:
+        found = this_node(spec.binding.near) if me.local == 0 else None
+        if found is not None:
+            port.report({"topology": node_facts(found[0])})
+        node, near_numa = node_comm.bcast(found, root=0)
+        count = node_comm.Get_size()
+    finally:
+        node_comm.Free()
+    part, report = bind_on_this_node(me.local, count, spec.resources, spec.binding.policy, node, near_numa)
+    port.bound(report)
+    return part.thread_cores
+
+
+def _traceback() -> str:
+    import traceback
+
+    return traceback.format_exc()
+
+
+def _abort(world: MPI.Intracomm, message: str) -> None:
+    try:
+        print(message, file=sys.stderr, flush=True)
+    finally:
+        world.Abort(1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
