@@ -354,7 +354,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         node = (from_xml(args.xml) if args.xml else from_synthetic(args.synthetic, hwloc=args.hwloc)
                 if args.synthetic else from_sysfs(args.sysfs) if args.sysfs else from_machine())  # fmt: skip
-    except TopologyError as e:
+    except T2mpiError as e:   # run as __main__, the parser raises the imported module's TopologyError
         print(f"t2mpi.resources.topology: {e}", file=sys.stderr)
         return 2
     print(json.dumps(to_dict(node)) if args.json else summary(node))
