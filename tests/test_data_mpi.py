@@ -176,7 +176,7 @@ def test_a_failure_on_one_rank_fails_every_rank_and_nothing_hangs(tmp_path, n):
         kind, text = got["error"]
         if rank == last:
             assert kind == "UserFunctionError" and "ZeroDivisionError" in text
-            assert text.startswith(f"map at driver.py:") and f"on worker {last} of {n}" in text
+            assert text.startswith("map at driver.py:") and f"on worker {last} of {n}" in text
         else:
             assert kind == "RemoteFailure" and f"worker {last} failed: map at driver.py:" in text
             assert text.startswith("reduce_by_key at driver.py:")
