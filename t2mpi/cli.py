@@ -10,6 +10,7 @@ import sys
 import time
 
 from .errors import JobError, T2mpiError
+from .job import states
 
 TYPE_CHECKING = False   # typing costs ~10 ms of start-up
 if TYPE_CHECKING:
@@ -237,7 +238,7 @@ def _restart(args: argparse.Namespace) -> int:
 
     jd = _job(args)
     state = control.status(jd)
-    if state.get("state") not in ("FAILED", "KILLED", "PREEMPTED"):
+    if state.get("state") not in states.RESTARTABLE:
         raise JobError(f"job {jd.job_id} is {state.get('state')}: only a FAILED, KILLED or stopped "
                        "(PREEMPTED) job can be restarted")
     if jd.read_scheduler() is not None:
@@ -409,7 +410,7 @@ def _follow_submitted(jd: Any) -> int:
     status.close()
     print(console.summary(final) if final.get("workers") else
           f"job {jd.job_id}: {final['state']} — {final.get('reason', '')}", file=sys.stderr)
-    return 0 if final["state"] == "COMPLETED" else 1
+    return 0 if final["state"] == states.COMPLETED else 1
 
 
 def _out(text: str) -> None:

@@ -11,7 +11,8 @@ import time
 from collections import namedtuple
 
 from .mpi import launcher as mpilauncher
-from .job.folder import TERMINAL_STATES, JobDir
+from .job import states
+from .job.folder import JobDir
 from .net.first_node import choose_network
 from .job.spec import JobSpec, load
 from .runtime.worker import load_worker_class
@@ -46,7 +47,7 @@ class JobResult(namedtuple("JobResult", "job_id job_dir state reason results err
 
     @property
     def ok(self) -> bool:
-        return self.state == "COMPLETED"
+        return self.state == states.COMPLETED
 
 
 def _write(stream: Any) -> Callable[[str], None]:
@@ -175,7 +176,7 @@ def _run_once(launch: Launch, jd: JobDir, follower: Follower) -> JobResult:
     except BaseException as exc:
         _end_launch(proc)
         why = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else f"client error: {exc!r}"
-        jd.settle("KILLED", why)
+        jd.settle(states.KILLED, why)
         raise
     return _result(jd, proc.returncode, stderr_tail)
 
@@ -256,19 +257,19 @@ def _end_launch(proc: subprocess.Popen[bytes]) -> None:
 
 def _result(jd: JobDir, returncode: int, stderr_tail: list[str]) -> JobResult:
     state = jd.read_state()
-    if state is None or state.get("state") not in (*TERMINAL_STATES, "PREEMPTED"):
+    if state is None or state.get("state") not in states.ENDED:
         last = next((line for line in reversed(stderr_tail) if line.strip()), "")
-        jd.settle("FAILED", f"the MPI launch exited with status {returncode} "
+        jd.settle(states.FAILED, f"the MPI launch exited with status {returncode} "
                                     f"before the job ended" + (f": {last.strip()}" if last else ""))
         state = jd.read_state()
     assert state is not None
     workers = state.get("workers", [])
     return JobResult(
         job_id=jd.job_id, job_dir=str(jd.path), state=state["state"], reason=state.get("reason", ""),
-        results=jd.read_results() if state["state"] == "COMPLETED" else {},
+        results=jd.read_results() if state["state"] == states.COMPLETED else {},
         errors={w["id"]: w["error"] for w in workers if w.get("error")},
         wall_time=(state.get("ended") or time.time()) - (state.get("started") or time.time()),
         worker_times={w["id"]: w["ended"] - w["started"] for w in workers
                       if w.get("ended") and w.get("started")},
-        exit_code=0 if state["state"] == "COMPLETED" else 1,
+        exit_code=0 if state["state"] == states.COMPLETED else 1,
     )

@@ -6,6 +6,8 @@ import io
 import sys
 import time
 
+from .job import states
+
 TYPE_CHECKING = False   # typing costs every rank start-up time; annotations are strings
 if TYPE_CHECKING:
     from typing import Any, TextIO
@@ -69,7 +71,7 @@ def status_line(state: dict[str, Any] | None, job_id: str, now: float | None = N
     if state is None:
         return f"{job_id}: STARTING · waiting for the MPI launch"
     line = f"{job_id}: {state['state']} · {_counts(state)} · {_elapsed(state, now):.1f} s"
-    busy = [w for w in state.get("workers", []) if w.get("message") and w["state"] == "RUNNING"]
+    busy = [w for w in state.get("workers", []) if w.get("message") and w["state"] == states.RUNNING]
     if busy:
         w = busy[0]
         frac = f" {w['progress'] * 100:.0f}%" if w.get("progress") is not None else ""
@@ -102,7 +104,7 @@ def summary(state: dict[str, Any]) -> str:
     lines.append(f"  {'worker':>6}  {'host':<16} {'state':<10} {'time':>8}  result / error")
     for i, w in enumerate(shown):
         took = (w["ended"] - w["started"]) if w.get("ended") and w.get("started") else None
-        what = w.get("result") if w["state"] == "COMPLETED" else _last_line(w.get("error"))
+        what = w.get("result") if w["state"] == states.COMPLETED else _last_line(w.get("error"))
         lines.append(f"  {w['id']:>6}  {str(w.get('host') or '-'):<16} {w['state']:<10} "
                      f"{(f'{took:.2f} s' if took is not None else '-'):>8}  {what or ''}")
         if i == 9 and len(workers) > 20:

@@ -23,14 +23,12 @@ import pickle
 import time
 
 from ..errors import JobError
+from .states import FINAL, KILLED, STARTING
 
 TYPE_CHECKING = False   # typing costs every rank start-up time; annotations are strings
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any, BinaryIO
-
-TERMINAL_STATES = ("COMPLETED", "FAILED", "KILLED")
-
 
 def write_atomic(path: str, data: bytes | Callable[[BinaryIO], None]) -> None:
     """Write `data` (bytes, or a function that writes to the open file) to `path` so that
@@ -239,7 +237,7 @@ class JobDir:
                                     "why": why})
         _write_json(self.restarts_file, restarts, indent=1)
         self.clear_stop()
-        self.write_state({"job_id": self.job_id, "name": last.get("name"), "state": "STARTING",
+        self.write_state({"job_id": self.job_id, "name": last.get("name"), "state": STARTING,
                           "reason": f"restart {restarts['count']}: {why}", "restarts": restarts["count"],
                           "started": now, "ended": None, "num_workers": last.get("num_workers"),
                           "workers": []})
@@ -274,15 +272,15 @@ class JobDir:
         """Write a terminal state for a job that ended without its master writing one (a launch
         that died, a cancel); a state that is already terminal stays. Returns the state."""
         current = self.read_state()
-        if current is not None and current.get("state") in TERMINAL_STATES:
+        if current is not None and current.get("state") in FINAL:
             return current
         now = time.time()
         settled = dict(current or {"job_id": self.job_id, "num_workers": None, "started": now,
                                    "workers": []})
         settled.update(state=state, reason=reason, ended=now)
         for w in settled.get("workers", []):
-            if w.get("state") not in TERMINAL_STATES:
-                w["state"] = "KILLED"
+            if w.get("state") not in FINAL:
+                w["state"] = KILLED
         self.write_state(settled)
         self.append_events([{"t": now, "event": "ended", "state": state, "reason": reason, "by": by}])
         return settled

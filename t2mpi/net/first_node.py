@@ -24,6 +24,7 @@ import time
 
 from ..mpi import launcher as mpilauncher
 from ..errors import T2mpiError
+from ..job import states
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -113,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         why = str(exc) if isinstance(exc, T2mpiError) else f"{args.job_dir}: cannot read the job: {exc!r}"
         print(f"t2mpi: on {host}: {why}", file=sys.stderr, flush=True)
         try:
-            jd.settle("FAILED", f"on {host}: {why}", by="t2mpi")
+            jd.settle(states.FAILED, f"on {host}: {why}", by="t2mpi")
         except OSError:
             pass
         return 2

@@ -209,6 +209,7 @@ def _spawning_master(spec: JobSpec, job_dir: str, make_dir: bool) -> int:
     its first node, in network.json)."""
     from .. import console
     from ..job.folder import JobDir
+    from ..job.states import COMPLETED
     from .spawn import run_master
 
     jd = JobDir.make(job_dir, spec.to_dict()) if make_dir else JobDir(job_dir)
@@ -216,7 +217,7 @@ def _spawning_master(spec: JobSpec, job_dir: str, make_dir: bool) -> int:
     transport = {} if make_dir else (jd.read_spec().get("transport")
                                      or (jd.read_network() or {}).get("env") or {})
     snapshot = run_master(spec, jd, sys.executable, transport=transport, client=client)
-    if snapshot["state"] != "COMPLETED":
+    if snapshot["state"] != COMPLETED:
         # MPI_Finalize is collective over connected processes, and the workers are gone:
         # end this launch with an abort instead of waiting for them forever.
         from mpi4py import MPI
@@ -235,7 +236,8 @@ def _serve(world: MPI.Intracomm, ctrl: MPI.Intracomm, master: Master, spec: JobS
            registrations: list[tuple[str, int]], quiet: bool) -> int:
     from .. import console
     from ..job.folder import JobDir
-    from .master import FAILED, PREEMPTED, worker_list
+    from ..job.states import FAILED, PREEMPTED
+    from .master import worker_list
     from .serve import serve
     from .channel import MasterPort
 

@@ -1,8 +1,8 @@
 """The job master's decisions, in plain Python: no MPI, no files, no clock of its own.
 
-A transport (MPI today) feeds it what workers say and the time; it answers with the
-replies to send, keeps the job state machine STARTING -> RUNNING -> COMPLETED | FAILED | KILLED,
-and queues events for the job folder.
+The master's loop (runtime/serve.py, over MPI) feeds it what workers say and the time; it
+answers with the replies to send, keeps the job state machine (t2mpi.job.states)
+STARTING -> RUNNING -> COMPLETED | FAILED | KILLED | PREEMPTED, and queues events for the job folder.
 """
 
 from __future__ import annotations
@@ -13,9 +13,7 @@ TYPE_CHECKING = False   # typing and dataclasses cost every rank start-up time
 if TYPE_CHECKING:
     from typing import Any
 
-STARTING, RUNNING, COMPLETED, FAILED, KILLED = "STARTING", "RUNNING", "COMPLETED", "FAILED", "KILLED"
-PREEMPTED = "PREEMPTED"   # stopped on request (preemption, walltime): a restart goes on from its checkpoint
-TERMINAL = (COMPLETED, FAILED, KILLED, PREEMPTED)
+from ..job.states import COMPLETED, ENDED, FAILED, KILLED, PREEMPTED, RUNNING, STARTING
 
 
 WorkerInfo = namedtuple("WorkerInfo", "id host pid node local")
@@ -152,7 +150,7 @@ class Master:
 
     def finished_ok(self, wid: int, value: Any, elapsed: float, now: float) -> list[Reply]:
         st = self.status[wid]
-        if st.state in TERMINAL:
+        if st.state in ENDED:
             raise ValueError(f"worker {wid} reported its end twice")
         st.state, st.ended = COMPLETED, now
         st.result = _short_repr(value)
@@ -268,7 +266,7 @@ class Master:
 
     @property
     def done(self) -> bool:
-        return self.state in TERMINAL
+        return self.state in ENDED
 
     def drain_events(self) -> list[dict[str, Any]]:
         events, self.events = self.events, []
@@ -306,7 +304,7 @@ class Master:
             return
         self.state, self.reason, self.ended = state, reason, now
         for st in self.status:
-            if st.state not in TERMINAL:
+            if st.state not in ENDED:
                 st.state = {COMPLETED: st.state, PREEMPTED: PREEMPTED}.get(state, KILLED)
         self.events.append({"t": now, "event": "ended", "state": state, "reason": reason})
 

@@ -40,7 +40,7 @@ def serve(port: MasterPort, master: Master, jd: JobDir, stop_grace: float = 10.0
     after a stop (PREEMPTED) the workers get `stop_grace` seconds to say they stopped
     (master.all_stopped tells whether they did). `gone()`, asked once a second, says why the
     job is to end now (KILLED), e.g. the client that started it died; None: it goes on."""
-    from .master import FAILED, PREEMPTED
+    from ..job.states import FAILED, PREEMPTED
 
     last = _persist(jd, master, None, on_events)
     next_look = 0.0

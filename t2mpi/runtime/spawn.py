@@ -17,7 +17,8 @@ import signal
 import time
 
 from ..mpi.launcher import rank_environment
-from .master import FAILED, KILLED, PREEMPTED, worker_list
+from ..job.states import FAILED, KILLED, PREEMPTED
+from .master import worker_list
 from .serve import new_master, serve
 from .channel import MasterPort
 

@@ -10,7 +10,8 @@ import time
 from ..net import first_node
 from ..scheduler import scripts
 from ..errors import JobError, T2mpiError
-from ..job.folder import TERMINAL_STATES, JobDir
+from ..job import states
+from ..job.folder import JobDir
 from ..procs import CommandError
 from ..procs import run as run_command
 
@@ -23,9 +24,10 @@ if TYPE_CHECKING:
 
 # Scheduler states (Slurm's words; PBS is mapped onto them) that end a job, and the t2mpi state
 # the job gets when the master did not write one.
-_ENDED = {"COMPLETED": "FAILED", "FAILED": "FAILED", "TIMEOUT": "FAILED", "OUT_OF_MEMORY": "FAILED",
-          "NODE_FAIL": "FAILED", "BOOT_FAIL": "FAILED", "DEADLINE": "FAILED", "PREEMPTED": "KILLED",
-          "CANCELLED": "KILLED", "REVOKED": "KILLED"}
+_ENDED = {"COMPLETED": states.FAILED, "FAILED": states.FAILED, "TIMEOUT": states.FAILED,
+          "OUT_OF_MEMORY": states.FAILED, "NODE_FAIL": states.FAILED, "BOOT_FAIL": states.FAILED,
+          "DEADLINE": states.FAILED, "PREEMPTED": states.KILLED, "CANCELLED": states.KILLED,
+          "REVOKED": states.KILLED}
 _CANCEL_WAIT = 30.0   # seconds for a cancelled job to end
 _DRAIN = 30.0         # seconds to read a finished job's last output
 
@@ -64,7 +66,7 @@ def resubmit(jd: JobDir) -> str:
     try:
         return _submit_script(jd, scripts.get(record["kind"]))
     except SchedulerError as exc:
-        jd.settle("FAILED", f"t2mpi restart: {exc}")
+        jd.settle(states.FAILED, f"t2mpi restart: {exc}")
         raise
 
 
@@ -111,25 +113,25 @@ def status(jd: JobDir) -> dict[str, Any]:
     """The job's state, the master's state file merged with the scheduler's view. The state file is
     the truth once it is final; a job the scheduler ended without one is settled here."""
     state = jd.read_state()
-    if state is not None and state.get("state") in TERMINAL_STATES:
+    if state is not None and state.get("state") in states.FINAL:
         return state
     record = jd.read_scheduler()
     if record is None:
-        return state or {"job_id": jd.job_id, "state": "STARTING", "reason": "", "workers": []}
+        return state or {"job_id": jd.job_id, "state": states.STARTING, "reason": "", "workers": []}
     view = scheduler_view(jd)
     if view is None:
         state = jd.read_state()   # the job may have ended between the two looks
-        if state is not None and state.get("state") in TERMINAL_STATES:
+        if state is not None and state.get("state") in states.FINAL:
             return state
-        return jd.settle("FAILED", f"{record['kind']} no longer knows job {record['id']} and its "
+        return jd.settle(states.FAILED, f"{record['kind']} no longer knows job {record['id']} and its "
                                    "master wrote no end", by=record["kind"])
     sched_state, reason = view
     if sched_state in _ENDED:
         return jd.settle(_ENDED[sched_state], f"{record['kind']} job {record['id']}: {sched_state}"
                          + (f" ({reason})" if reason not in ("None", "") else ""), by=record["kind"])
-    merged = dict(state or {"job_id": jd.job_id, "workers": [], "state": "STARTING", "reason": ""})
+    merged = dict(state or {"job_id": jd.job_id, "workers": [], "state": states.STARTING, "reason": ""})
     if state is None:
-        merged["state"] = "PENDING" if sched_state in ("PENDING", "CONFIGURING") else "STARTING"
+        merged["state"] = states.PENDING if sched_state in ("PENDING", "CONFIGURING") else states.STARTING
         merged["reason"] = f"{record['kind']} job {record['id']}: {sched_state}" + (
             f" ({reason})" if reason not in ("None", "") else "")
     merged["scheduler"] = {**record, "state": sched_state, "reason": reason}
@@ -139,7 +141,7 @@ def status(jd: JobDir) -> dict[str, Any]:
 def cancel(jd: JobDir) -> dict[str, Any]:
     """Cancel a submitted job; its state ends KILLED."""
     current = status(jd)
-    if current.get("state") in TERMINAL_STATES:
+    if current.get("state") in states.FINAL:
         raise JobError(f"job {jd.job_id} already ended ({current['state']}): nothing to cancel")
     record = jd.read_scheduler()
     if record is None:
@@ -154,7 +156,7 @@ def cancel(jd: JobDir) -> dict[str, Any]:
         if view is None or view[0] in _ENDED:
             break
         time.sleep(0.2)
-    return jd.settle("KILLED", f"cancelled ({shlex.join(sched.cancel_argv(record['id']))})",
+    return jd.settle(states.KILLED, f"cancelled ({shlex.join(sched.cancel_argv(record['id']))})",
                      by=record["kind"])
 
 
@@ -176,7 +178,7 @@ def list_jobs(jobs_dir: str) -> list[dict[str, Any]]:
         except JobError as exc:
             rows.append({"job_id": name, "state": "UNREADABLE", "reason": str(exc)})
             continue
-        rows.append({"job_id": name, "state": state.get("state") or ("SUBMITTED" if record else "STARTING"),
+        rows.append({"job_id": name, "state": state.get("state") or (states.SUBMITTED if record else states.STARTING),
                      "workers": spec.get("workers"), "scheduler": record.get("kind", "-"),
                      "scheduler_id": record.get("id", "-"), "started": state.get("started"),
                      "ended": state.get("ended")})
@@ -193,7 +195,7 @@ def follow(jd: JobDir, out: Callable[[str], None], on_state: Callable[[dict[str,
         for path in files:
             offsets[path] = _tail(path, offsets[path], out)
         state = jd.read_state()
-        if state is not None and state.get("state") in TERMINAL_STATES:
+        if state is not None and state.get("state") in states.FINAL:
             current = state
         elif time.monotonic() - last_asked >= max(poll, 2.0) or state is None:
             last_asked = time.monotonic()
@@ -201,7 +203,7 @@ def follow(jd: JobDir, out: Callable[[str], None], on_state: Callable[[dict[str,
         else:
             current = state
         on_state(current)
-        if current.get("state") in TERMINAL_STATES:
+        if current.get("state") in states.FINAL:
             _drain(jd, files, offsets, out)
             return current
         time.sleep(poll)

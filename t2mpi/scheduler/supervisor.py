@@ -18,7 +18,8 @@ import os
 import signal
 import sys
 
-from ..job.folder import TERMINAL_STATES, JobDir
+from ..job import states
+from ..job.folder import JobDir
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -34,14 +35,14 @@ def next_step(state: dict[str, Any] | None, restarts: int, max_restarts: int) ->
     REQUEUE | GIVE_UP, why). Completed and killed jobs are done; a failed run restarts and a
     stopped (PREEMPTED) one is requeued while fewer than max_restarts restarts were made."""
     name = (state or {}).get("state")
-    if name in ("COMPLETED", "KILLED"):
+    if name in (states.COMPLETED, states.KILLED):
         return DONE, ""
     reason = (state or {}).get("reason") or ""
     why = f"the last run ended {name}" + (f": {reason}" if reason else "") if name else \
         "the last run ended without a final state"
     if restarts >= max_restarts:
         return GIVE_UP, why
-    return (REQUEUE if name == "PREEMPTED" else RESTART), why
+    return (REQUEUE if name == states.PREEMPTED else RESTART), why
 
 
 def give_up(jd: JobDir, state: dict[str, Any] | None, max_restarts: int) -> dict[str, Any]:
@@ -49,7 +50,7 @@ def give_up(jd: JobDir, state: dict[str, Any] | None, max_restarts: int) -> dict
     committed = jd.committed_version()
     where = f"checkpoint {committed}" if committed is not None else "the start (no checkpoint)"
     reason = (state or {}).get("reason") or "the run ended without a final state"
-    return jd.settle("FAILED", f"{reason}; no restarts left (max_restarts {max_restarts}); "
+    return jd.settle(states.FAILED, f"{reason}; no restarts left (max_restarts {max_restarts}); "
                                f"`t2mpi restart {jd.job_id}` goes on from {where}", by="t2mpi")
 
 
@@ -79,10 +80,10 @@ def supervise(job_dir: str, argv: Sequence[str], requeue: Callable[[], str | Non
     signal.signal(STOP_SIGNAL, signals.stop)
     signal.signal(signal.SIGTERM, signals.terminate)
     state = jd.read_state()
-    if state is not None and state.get("state") in ("COMPLETED", "KILLED"):
+    if state is not None and state.get("state") in (states.COMPLETED, states.KILLED):
         print(f"t2mpi.restart: job {jd.job_id} already ended {state['state']}; nothing to run", flush=True)
-        return 0 if state["state"] == "COMPLETED" else 1
-    if state is not None and state.get("state") != "STARTING":   # the scheduler runs it again
+        return 0 if state["state"] == states.COMPLETED else 1
+    if state is not None and state.get("state") != states.STARTING:   # the scheduler runs it again
         why = f"the batch job was started again (requeued) after a run that was {state.get('state')}"
         if jd.restarts()["count"] >= max_restarts:
             give_up(jd, dict(state, reason=why), max_restarts)
@@ -95,12 +96,12 @@ def supervise(job_dir: str, argv: Sequence[str], requeue: Callable[[], str | Non
         if signals.terminated:   # cancelled, or requeued by the scheduler: its state stays as it is
             return returncode or 1
         state = jd.read_state()
-        if state is None or state.get("state") not in (*TERMINAL_STATES, "PREEMPTED"):
-            state = jd.settle("FAILED", f"the MPI launch exited with status {returncode} before the job ended",
+        if state is None or state.get("state") not in states.ENDED:
+            state = jd.settle(states.FAILED, f"the MPI launch exited with status {returncode} before the job ended",
                               by="batch")
         action, why = next_step(state, jd.restarts()["count"], max_restarts)
         if action == DONE:
-            return 0 if state["state"] == "COMPLETED" else 1
+            return 0 if state["state"] == states.COMPLETED else 1
         if action == GIVE_UP:
             give_up(jd, state, max_restarts)
             return 1
