@@ -7,7 +7,7 @@ allocation beyond the worker's memory raise MemoryError in that worker instead o
 node down.  Pure Python over t2mpi._native: no MPI, no hwloc, and cheap on every rank (no
 dataclasses or typing: Binding and MemoryLimit are namedtuples).
 
-Thread pools: the variables in POOL_VARIABLES are always set; a BLAS or OpenMP runtime reads them
+Thread pools: the variables in t2mpi.job.spec.THREAD_LIMIT_VARS are always set; a BLAS or OpenMP runtime reads them
 when it loads, which costs nothing now.  A runtime that is already loaded (numpy imported before
 bind_worker) ignores them, so then, and only then, threadpoolctl.threadpool_limits() is applied
 as well: importing threadpoolctl costs 35-60 ms in a bare interpreter (about 7 ms once numpy is
@@ -40,10 +40,9 @@ from collections import namedtuple
 
 from .. import _native
 from ..errors import T2mpiError
+from ..job.spec import THREAD_LIMIT_VARS
 
-POOL_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
-                  "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
-# Shared libraries whose thread pools ignore POOL_VARIABLES once loaded (names in /proc/self/maps).
+# Shared libraries whose thread pools ignore THREAD_LIMIT_VARS once loaded (names in /proc/self/maps).
 POOL_LIBRARIES = ("openblas", "libmkl", "mkl_rt", "libgomp", "libomp", "libiomp", "libblis", "flexiblas")
 HEADROOM = 64 << 20
 HEADROOM_PER_CPU = 96 << 20
@@ -127,7 +126,7 @@ def _bind_memory(numa: int, mode: str | None) -> str:
 
 
 def _cap_pools(threads: int) -> str:
-    for name in POOL_VARIABLES:
+    for name in THREAD_LIMIT_VARS:
         os.environ[name] = str(threads)
     loaded = loaded_pool_libraries()
     if not loaded:
