@@ -56,11 +56,19 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
-    work = job_folder("ckpt", WORKER, {"worker": "ckpt:Job", "workers": args.workers,
-                                        "resources": {"memory": "2G"},
-                                        "config": {"mb": args.mb, "rounds": args.rounds}})
-    done = subprocess.run([os.path.join(BIN, "t2mpi"), "run", "ckpt.yaml", "-q"], cwd=work,
-                          capture_output=True, text=True)
+    work = job_folder(
+        "ckpt",
+        WORKER,
+        {
+            "worker": "ckpt:Job",
+            "workers": args.workers,
+            "resources": {"memory": "2G"},
+            "config": {"mb": args.mb, "rounds": args.rounds},
+        },
+    )
+    done = subprocess.run(
+        [os.path.join(BIN, "t2mpi"), "run", "ckpt.yaml", "-q"], cwd=work, capture_output=True, text=True
+    )
     if done.returncode != 0:
         sys.exit(f"the benchmark job failed:\n{done.stderr}")
     [job] = os.listdir(os.path.join(work, "t2mpi-jobs"))
@@ -68,8 +76,10 @@ def main() -> None:
         results = pickle.load(fh)
     ckpt = [t for r in results.values() for t in r["checkpoint"]]
     plain = [t for r in results.values() for t in r["plain"]]
-    print(f"checkpoint of {args.mb} MB per worker, {args.workers} workers, {mpi_flavour()}, "
-          f"{args.rounds} rounds (folder {work})")
+    print(
+        f"checkpoint of {args.mb} MB per worker, {args.workers} workers, {mpi_flavour()}, "
+        f"{args.rounds} rounds (folder {work})"
+    )
     print(describe("ctx.checkpoint(state)", ckpt))
     synced = [t for r in results.values() for t in r["fsync"]]
     print(describe("plain write of the same bytes", plain))

@@ -18,7 +18,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import job_folder, BIN, mpi_flavour
+from common import BIN, job_folder, mpi_flavour
 
 WORKER = """
 import ctypes, threading
@@ -40,7 +40,7 @@ def one(work: str, how: str) -> float:
         argv += ["--set", "config.hold_gil=true"]
     proc = subprocess.Popen(argv, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:     # until both workers have said they run
+    while time.monotonic() < deadline:  # until both workers have said they run
         new = set(glob.glob(os.path.join(work, "t2mpi-jobs", "*"))) - before
         try:
             state = json.load(open(os.path.join(new.pop(), "state.json"))) if new else None
@@ -64,8 +64,9 @@ def main() -> None:
     parser.add_argument("--heartbeat", type=float, default=3.0)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    work = job_folder("faults", WORKER, {"worker": "faults:Job", "workers": 2,
-                                         "timeouts": {"heartbeat": args.heartbeat}})
+    work = job_folder(
+        "faults", WORKER, {"worker": "faults:Job", "workers": 2, "timeouts": {"heartbeat": args.heartbeat}}
+    )
     print(f"fault detection under {mpi_flavour()}: timeouts.heartbeat {args.heartbeat:g} s, {args.runs} runs")
     for how in ("SIGSTOP", "SIGKILL", "GIL"):
         times = [one(work, how) for _ in range(args.runs)]

@@ -22,8 +22,12 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=1_000_000)
     parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--binding", choices=("none", "cores"), default="none",
-                        help="the t2mpi job's binding.mode (the bare script is never bound)")
+    parser.add_argument(
+        "--binding",
+        choices=("none", "cores"),
+        default="none",
+        help="the t2mpi job's binding.mode (the bare script is never bound)",
+    )
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="t2mpi-bench-")
     job = os.path.join(ROOT, "jobs", "kmeans.yaml")
@@ -34,18 +38,41 @@ def main() -> None:
     same_env = dict(os.environ, **{var: "1" for var in THREAD_LIMIT_VARS})
     cases = {
         f"t2mpi kmeans job, {w} workers + master, binding {args.binding}": lambda: timed(
-            mpiexec(w + 1, idle=1) + [PYTHON, "-m", "t2mpi.launch", job, "-n", str(w), "--quiet",
-                              "--set", f"config.points={args.points}",
-                              "--set", f"config.iterations={args.iterations}",
-                              "--set", f"binding.mode={args.binding}"], cwd=work),
+            mpiexec(w + 1, idle=1)
+            + [
+                PYTHON,
+                "-m",
+                "t2mpi.launch",
+                job,
+                "-n",
+                str(w),
+                "--quiet",
+                "--set",
+                f"config.points={args.points}",
+                "--set",
+                f"config.iterations={args.iterations}",
+                "--set",
+                f"binding.mode={args.binding}",
+            ],
+            cwd=work,
+        ),
         f"bare mpi4py kmeans, {w} ranks": lambda: timed(
-            mpiexec(w) + [PYTHON, os.path.join(ROOT, "bench", "kmeans_mpi.py"),
-                          f"points={args.points}", f"iterations={args.iterations}"],
-            env=same_env, cwd=work),
+            mpiexec(w)
+            + [
+                PYTHON,
+                os.path.join(ROOT, "bench", "kmeans_mpi.py"),
+                f"points={args.points}",
+                f"iterations={args.iterations}",
+            ],
+            env=same_env,
+            cwd=work,
+        ),
     }
     res = interleave(cases, args.rounds)
-    print(f"K-Means under {mpi_flavour()}: {args.points} points, {args.iterations} iterations, "
-          f"{args.rounds} interleaved rounds")
+    print(
+        f"K-Means under {mpi_flavour()}: {args.points} points, {args.iterations} iterations, "
+        f"{args.rounds} interleaved rounds"
+    )
     for name, samples in res.items():
         print(describe(name, samples))
     t2, bare = res.values()

@@ -15,7 +15,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import job_folder, PYTHON, mpi_flavour, mpiexec
+from common import PYTHON, job_folder, mpi_flavour, mpiexec
 
 WORKER = """
 import time
@@ -32,18 +32,30 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    work = job_folder("sleeper", WORKER, {"worker": "sleeper:Sleeper", "workers": 2,
-                                          "config": {"seconds": args.seconds}})
+    work = job_folder(
+        "sleeper", WORKER, {"worker": "sleeper:Sleeper", "workers": 2, "config": {"seconds": args.seconds}}
+    )
     shares = []
     for _ in range(args.runs):
-        before = set(os.listdir(os.path.join(work, "t2mpi-jobs"))) if os.path.isdir(
-            os.path.join(work, "t2mpi-jobs")) else set()
-        proc = subprocess.Popen(mpiexec(3, idle=1) + [PYTHON, "-m", "t2mpi.launch", "sleeper.yaml", "--quiet"],
-                                cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        before = (
+            set(os.listdir(os.path.join(work, "t2mpi-jobs")))
+            if os.path.isdir(os.path.join(work, "t2mpi-jobs"))
+            else set()
+        )
+        proc = subprocess.Popen(
+            mpiexec(3, idle=1) + [PYTHON, "-m", "t2mpi.launch", "sleeper.yaml", "--quiet"],
+            cwd=work,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         state_file, joined = None, None
-        while proc.poll() is None and joined is None:   # the first state.json is written on join
-            new = set(os.listdir(os.path.join(work, "t2mpi-jobs"))) - before if os.path.isdir(
-                os.path.join(work, "t2mpi-jobs")) else set()
+        while proc.poll() is None and joined is None:  # the first state.json is written on join
+            new = (
+                set(os.listdir(os.path.join(work, "t2mpi-jobs"))) - before
+                if os.path.isdir(os.path.join(work, "t2mpi-jobs"))
+                else set()
+            )
             if new:
                 state_file = os.path.join(work, "t2mpi-jobs", new.pop(), "state.json")
                 if os.path.exists(state_file):
@@ -58,8 +70,10 @@ def main() -> None:
         shares.append(cpu / wall)
         print(f"run: master CPU {cpu * 1000:.1f} ms over {wall:.2f} s wall = {cpu / wall * 100:.3f} %")
     shares.sort()
-    print(f"master idle cost under {mpi_flavour()}: median {shares[len(shares) // 2] * 100:.3f} % "
-          f"of wall time (goal < 2 %)")
+    print(
+        f"master idle cost under {mpi_flavour()}: median {shares[len(shares) // 2] * 100:.3f} % "
+        f"of wall time (goal < 2 %)"
+    )
 
 
 if __name__ == "__main__":

@@ -75,13 +75,14 @@ def main() -> None:
     args = parser.parse_args()
 
     rounds = [one_round(args.workers) for _ in range(args.repeat)]
-    print(f"job master, {args.workers} simulated workers ({PER_HOST} per host), {args.repeat} rounds; "
-          f"python {sys.version.split()[0]}")
+    print(
+        f"job master, {args.workers} simulated workers ({PER_HOST} per host), {args.repeat} rounds; "
+        f"python {sys.version.split()[0]}"
+    )
     for phase in rounds[0]:
         print(describe(phase, [r[phase] for r in rounds]))
     total = statistics.median(r["total"] for r in rounds)
-    print(f"{'round total':<44} median {total:8.4f} s  goal: under 1 s  "
-          f"({'met' if total < 1.0 else 'NOT met'})")
+    print(f"{'round total':<44} median {total:8.4f} s  goal: under 1 s  ({'met' if total < 1.0 else 'NOT met'})")
 
     costs = [state_file_cost(args.workers) for _ in range(args.repeat)]
     print(describe("state.json: snapshot() + json.dumps", [c[0] for c in costs]))

@@ -67,8 +67,10 @@ def main() -> None:
         "kmeans, 1 node x 3 workers": run_on("n1", kmeans, work, *sizes),
     }
     res = interleave(cases, args.rounds)
-    print(f"3 nodes against 1 node under {flavour} (t2mpi run, namespaces of slurm/multinode.sh): "
-          f"K-Means {args.points} points, {args.iterations} iterations, {args.rounds} interleaved rounds")
+    print(
+        f"3 nodes against 1 node under {flavour} (t2mpi run, namespaces of slurm/multinode.sh): "
+        f"K-Means {args.points} points, {args.iterations} iterations, {args.rounds} interleaved rounds"
+    )
     for name, samples in res.items():
         print(describe(name, samples))
     s3, s1, k3, k1 = res.values()

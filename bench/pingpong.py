@@ -25,7 +25,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import job_folder, PYTHON, ROOT, describe, mpi_flavour, mpiexec, ratio_line
+from common import PYTHON, ROOT, describe, job_folder, mpi_flavour, mpiexec, ratio_line
 
 WORKER = """
 import sys
@@ -38,9 +38,12 @@ class PingPong(IWorker):
         return measure(ctx.comm)
 """
 
-FIGURES = (("latency_us", "latency 8 B", "us"), ("bandwidth_mib_s", "bandwidth 4 MiB", "MiB/s"),
-           ("allreduce_ms", "Allreduce 1M float64", "ms"))
-RUN_TIMEOUT = 180.0   # past the job's timeouts.start (120 s), so t2mpi reports a start that hangs
+FIGURES = (
+    ("latency_us", "latency 8 B", "us"),
+    ("bandwidth_mib_s", "bandwidth 4 MiB", "MiB/s"),
+    ("allreduce_ms", "Allreduce 1M float64", "ms"),
+)
+RUN_TIMEOUT = 180.0  # past the job's timeouts.start (120 s), so t2mpi reports a start that hangs
 
 
 def run(argv: list[str], env: dict[str, str], cwd: str) -> str:
@@ -60,14 +63,15 @@ def main() -> None:
     args = parser.parse_args()
     from t2mpi.job.spec import THREAD_LIMIT_VARS
 
-    work = job_folder("pingpong", WORKER.format(bench=os.path.join(ROOT, "bench")),
-                      {"worker": "pingpong:PingPong", "workers": 2})
+    work = job_folder(
+        "pingpong", WORKER.format(bench=os.path.join(ROOT, "bench")), {"worker": "pingpong:PingPong", "workers": 2}
+    )
     jobs = os.path.join(work, "t2mpi-jobs")
     # the same environment for all: t2mpi gives every rank one BLAS thread per worker thread,
     # and the transport it chooses for this node (t2mpi run sets it; the others get it here)
+    from t2mpi.job.spec import load
     from t2mpi.mpi import launcher
     from t2mpi.net.first_node import choose_network
-    from t2mpi.job.spec import load
 
     job = load(os.path.join(work, "pingpong.yaml"))
     chosen = choose_network(job, launcher.detect(launcher.find(job, PYTHON)))
@@ -80,20 +84,20 @@ def main() -> None:
         if len(new) != 1:
             sys.exit(f"expected one new job folder under {jobs}, found {sorted(new)}")
         with open(os.path.join(jobs, new.pop(), "results.pkl"), "rb") as fh:
-            return pickle.load(fh)[0]    # worker 0's figures (results are keyed by worker id)
+            return pickle.load(fh)[0]  # worker 0's figures (results are keyed by worker id)
 
     def bare(ranks: int) -> dict[str, float]:
         argv = mpiexec(ranks, idle=ranks - 2) + [PYTHON, os.path.join(ROOT, "bench", "pingpong_mpi.py")]
         return json.loads(run(argv, same_env, work).strip().splitlines()[-1])
 
     t2mpi_run = [PYTHON, "-m", "t2mpi", "run", "pingpong.yaml", "--quiet"]
-    sides = {   # t2mpi: ctx.comm of 2 workers, + the master
+    sides = {  # t2mpi: ctx.comm of 2 workers, + the master
         "t2mpi": lambda: from_job(t2mpi_run),
         "t2mpi, master client": lambda: from_job(t2mpi_run + ["--master", "client"]),
         "bare": lambda: bare(2),
         "bare + idle rank": lambda: bare(3),
     }
-    for side in sides.values():   # warm the page cache and the MPI's first start
+    for side in sides.values():  # warm the page cache and the MPI's first start
         side()
     samples: dict[str, dict[str, list[float]]] = {name: {key: [] for key, _, _ in FIGURES} for name in sides}
     for _ in range(args.rounds):
@@ -101,9 +105,11 @@ def main() -> None:
             for key, value in side().items():
                 samples[name][key].append(value)
 
-    print(f"ping-pong, bandwidth, Allreduce under {mpi_flavour()}; {args.rounds} interleaved rounds; "
-          f"{len(os.sched_getaffinity(0))} cores; python {sys.version.split()[0]}; transport {chosen.transport} "
-          + " ".join(f"{k}={v}" for k, v in sorted(chosen.env.items())))
+    print(
+        f"ping-pong, bandwidth, Allreduce under {mpi_flavour()}; {args.rounds} interleaved rounds; "
+        f"{len(os.sched_getaffinity(0))} cores; python {sys.version.split()[0]}; transport {chosen.transport} "
+        + " ".join(f"{k}={v}" for k, v in sorted(chosen.env.items()))
+    )
     for key, what, unit in FIGURES:
         for name in sides:
             print(describe(f"{what}, {name}", samples[name][key], unit))

@@ -14,8 +14,15 @@ import time
 import numpy as np
 from mpi4py import MPI
 
-DEFAULTS = {"latency_iters": 20000, "latency_warmup": 2000, "bw_iters": 64, "bw_window": 8,
-            "bw_warmup": 8, "allreduce_iters": 40, "allreduce_warmup": 5}
+DEFAULTS = {
+    "latency_iters": 20000,
+    "latency_warmup": 2000,
+    "bw_iters": 64,
+    "bw_window": 8,
+    "bw_warmup": 8,
+    "allreduce_iters": 40,
+    "allreduce_warmup": 5,
+}
 LATENCY_BYTES = 8
 BW_BYTES = 4 * 2**20
 ALLREDUCE_COUNT = 2**20
@@ -103,7 +110,7 @@ if __name__ == "__main__":
     else:
         comm = world
     result = measure(comm, **options)
-    if result is not None:   # rank 0 lets the idle ranks go
+    if result is not None:  # rank 0 lets the idle ranks go
         for idle_rank in range(2, world.Get_size()):
             world.send(None, dest=idle_rank, tag=99)
     if result is not None:

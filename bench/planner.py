@@ -15,8 +15,7 @@ import json
 import statistics
 import time
 
-from t2mpi.resources import placement
-from t2mpi.resources import topology
+from t2mpi.resources import placement, topology
 
 MACHINE = "package:2 [numa(256GiB)] core:64 pu:2(indexes=core:pu)"
 GOAL_S = 1.0
@@ -43,18 +42,22 @@ def main() -> None:
     nodes = [topology.from_dict(json.loads(t)) for t in text]
     read_s = time.perf_counter() - start
     workers = sum(len(n.cores) for n in nodes)
-    print(f"cluster: {args.nodes} nodes × {len(nodes[0].cores)} cores ({MACHINE}); "
-          f"{workers} workers × 1 cpu, 1 GiB each")  # fmt: skip
+    print(
+        f"cluster: {args.nodes} nodes × {len(nodes[0].cores)} cores ({MACHINE}); {workers} workers × 1 cpu, 1 GiB each"
+    )
     print(f"read {args.nodes} node JSONs: {read_s:.3f} s")
-    unshared = [topology.Node(n.hostname, n.packages, tuple(list(n.cores)), tuple(list(n.numa)), n.allowed)
-                for n in nodes]  # fmt: skip
-    for label, cluster, policy in (("compact", nodes, "compact"), ("spread", nodes, "spread"),
-                                   ("compact, nothing shared", unshared, "compact")):  # fmt: skip
+    unshared = [
+        topology.Node(n.hostname, n.packages, tuple(list(n.cores)), tuple(list(n.numa)), n.allowed) for n in nodes
+    ]
+    for label, cluster, policy in (
+        ("compact", nodes, "compact"),
+        ("spread", nodes, "spread"),
+        ("compact, nothing shared", unshared, "compact"),
+    ):
         median, times = median_time(cluster, workers, policy, args.repeat)
         runs = ", ".join(f"{t:.3f}" for t in times)
         verdict = "met" if median < GOAL_S else "MISSED"
-        print(f"plan {label:<24} median {median:.3f} s of {args.repeat} ({runs}); goal < {GOAL_S:g} s: "
-              f"{verdict}")
+        print(f"plan {label:<24} median {median:.3f} s of {args.repeat} ({runs}); goal < {GOAL_S:g} s: {verdict}")
 
 
 if __name__ == "__main__":

@@ -27,15 +27,19 @@ def main() -> None:
     work = tempfile.mkdtemp(prefix="t2mpi-bench-")
     cases = {
         "bare mpi4py Barrier, 3 ranks": lambda: timed(
-            mpiexec(3) + [PYTHON, "-c", "from mpi4py import MPI; MPI.COMM_WORLD.Barrier()"]),
+            mpiexec(3) + [PYTHON, "-c", "from mpi4py import MPI; MPI.COMM_WORLD.Barrier()"]
+        ),
         "(a) mpiexec -n 3 python -m t2mpi.launch": lambda: timed(
-            mpiexec(3, idle=1) + [PYTHON, "-m", "t2mpi.launch", hello, "-n", "2", "--quiet"], cwd=work),
+            mpiexec(3, idle=1) + [PYTHON, "-m", "t2mpi.launch", hello, "-n", "2", "--quiet"], cwd=work
+        ),
         "(b) t2mpi run hello -n 2": lambda: timed(
-            [os.path.join(BIN, "t2mpi"), "run", hello, "-n", "2", "--quiet"], cwd=work),
+            [os.path.join(BIN, "t2mpi"), "run", hello, "-n", "2", "--quiet"], cwd=work
+        ),
         "(c) t2mpi run hello -n 2 --master client": lambda: timed(
-            [os.path.join(BIN, "t2mpi"), "run", hello, "-n", "2", "--quiet", "--master", "client"], cwd=work),
+            [os.path.join(BIN, "t2mpi"), "run", hello, "-n", "2", "--quiet", "--master", "client"], cwd=work
+        ),
     }
-    for case in cases.values():   # warm the page cache and the MPI's first start
+    for case in cases.values():  # warm the page cache and the MPI's first start
         case()
     res = interleave(cases, args.rounds)
     print(f"start-up under {mpi_flavour()}; {args.rounds} interleaved rounds; python {sys.version.split()[0]}")

@@ -14,7 +14,7 @@ import statistics
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import job_folder, interleave, mpi_flavour
+from common import interleave, job_folder, mpi_flavour
 
 WORKER = """
 import time
@@ -48,10 +48,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
-    work = job_folder("stream", WORKER, {
-        "worker": "stream:Stream", "workers": args.workers,
-        "resources": {"cpus": args.threads, "threads": args.threads, "memory": "2G"},
-        "config": {"mib": args.mib, "seconds": args.seconds}})
+    work = job_folder(
+        "stream",
+        WORKER,
+        {
+            "worker": "stream:Stream",
+            "workers": args.workers,
+            "resources": {"cpus": args.threads, "threads": args.threads, "memory": "2G"},
+            "config": {"mib": args.mib, "seconds": args.seconds},
+        },
+    )
     import t2mpi
     from t2mpi.client import Follower
 
@@ -59,24 +65,32 @@ def main() -> None:
         cwd = os.getcwd()
         os.chdir(work)
         try:
-            result = t2mpi.run("stream.yaml", overrides=[f"binding.mode={mode}"],
-                               follower=Follower(lambda s: None, lambda s: None))
+            result = t2mpi.run(
+                "stream.yaml", overrides=[f"binding.mode={mode}"], follower=Follower(lambda s: None, lambda s: None)
+            )
         finally:
             os.chdir(cwd)
         if not result.ok:
             sys.exit(f"the stream job failed ({mode}): {result.reason}")
         return sum(result.results.values()) / 2**30
 
-    res = interleave({"bound (binding: cores)": lambda: run("cores"), "unbound (binding: none)":
-                      lambda: run("none")}, args.rounds)
-    print(f"STREAM triad under {mpi_flavour()}: {args.workers} workers x {args.threads} threads, "
-          f"{args.mib} MiB per worker, {args.seconds} s per run, {args.rounds} interleaved rounds")
+    res = interleave(
+        {"bound (binding: cores)": lambda: run("cores"), "unbound (binding: none)": lambda: run("none")}, args.rounds
+    )
+    print(
+        f"STREAM triad under {mpi_flavour()}: {args.workers} workers x {args.threads} threads, "
+        f"{args.mib} MiB per worker, {args.seconds} s per run, {args.rounds} interleaved rounds"
+    )
     for name, samples in res.items():
-        print(f"{name:<26} median {statistics.median(samples):7.2f} GiB/s  spread "
-              f"{max(samples) - min(samples):6.2f} GiB/s  (min {min(samples):.2f}, max {max(samples):.2f})")
+        print(
+            f"{name:<26} median {statistics.median(samples):7.2f} GiB/s  spread "
+            f"{max(samples) - min(samples):6.2f} GiB/s  (min {min(samples):.2f}, max {max(samples):.2f})"
+        )
     bound, unbound = res.values()
-    print(f"bound / unbound median: {statistics.median(bound) / statistics.median(unbound):.3f} "
-          "(goal: >= 1, with a smaller spread)")
+    print(
+        f"bound / unbound median: {statistics.median(bound) / statistics.median(unbound):.3f} "
+        "(goal: >= 1, with a smaller spread)"
+    )
 
 
 if __name__ == "__main__":

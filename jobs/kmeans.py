@@ -39,8 +39,9 @@ def update(centroids, sums):
 
 def kmeans_sequential(cfg, parts):
     """The reference: the same algorithm in one process over all partitions."""
-    points = np.concatenate([make_points(cfg["seed"], cfg["points"], cfg["dims"], cfg["clusters"], parts, p)
-                             for p in range(parts)])
+    points = np.concatenate(
+        [make_points(cfg["seed"], cfg["points"], cfg["dims"], cfg["clusters"], parts, p) for p in range(parts)]
+    )
     centroids = initial_centroids(cfg["seed"], cfg["dims"], cfg["clusters"])
     for _ in range(cfg["iterations"]):
         centroids = update(centroids, partial_sums(points, centroids))
@@ -50,8 +51,7 @@ def kmeans_sequential(cfg, parts):
 class KMeans(IWorker):
     def execute(self, ctx):
         cfg = ctx.config
-        points = make_points(cfg["seed"], cfg["points"], cfg["dims"], cfg["clusters"],
-                             ctx.num_workers, ctx.worker_id)
+        points = make_points(cfg["seed"], cfg["points"], cfg["dims"], cfg["clusters"], ctx.num_workers, ctx.worker_id)
         # a restarted job goes on from its last committed checkpoint
         done, centroids = ctx.restored or (0, initial_centroids(cfg["seed"], cfg["dims"], cfg["clusters"]))
         every = cfg.get("checkpoint_every", 0)
@@ -62,5 +62,5 @@ class KMeans(IWorker):
             if ctx.worker_id == 0 and (it + 1) % 10 == 0:
                 ctx.progress((it + 1) / cfg["iterations"], f"iteration {it + 1}")
             if every and (it + 1) % every == 0 or ctx.should_checkpoint():
-                ctx.checkpoint((it + 1, centroids))   # stops here when the job is asked to stop
+                ctx.checkpoint((it + 1, centroids))  # stops here when the job is asked to stop
         return centroids

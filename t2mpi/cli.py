@@ -12,7 +12,7 @@ import time
 from .errors import JobError, T2mpiError
 from .job import states
 
-TYPE_CHECKING = False   # typing costs ~10 ms of start-up
+TYPE_CHECKING = False  # typing costs ~10 ms of start-up
 if TYPE_CHECKING:
     from typing import Any
 
@@ -32,111 +32,167 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
-        prog="t2mpi", description="Run Python jobs (a job master and IWorkers) on MPI.",
+        prog="t2mpi",
+        description="Run Python jobs (a job master and IWorkers) on MPI.",
         epilog=f"Exit status {INTERNAL_ERROR}: an unexpected error inside t2mpi (one line; --debug or "
-               f"{DEBUG_VARIABLE}=1 shows its traceback).")
-    parser.add_argument("--debug", action="store_true",
-                        help=f"show the traceback of an unexpected error (or set {DEBUG_VARIABLE}=1)")
+        f"{DEBUG_VARIABLE}=1 shows its traceback).",
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help=f"show the traceback of an unexpected error (or set {DEBUG_VARIABLE}=1)"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    run = sub.add_parser("run", help="run a job here with mpiexec and follow it to its end",
-                         description="Run a job with the MPI launcher (workers + 1 ranks; rank 0 is "
-                                     "the job master), show its live status and a summary. Exit "
-                                     "status: 0 if the job completed, 1 if it failed or was killed, "
-                                     "2 for bad input, 130 after Ctrl-C (every rank is ended). "
-                                     "max_restarts in the job file re-runs a failed run from its "
-                                     "last committed checkpoint; SIGUSR1 asks the job to checkpoint "
-                                     "and stop (PREEMPTED, exit 1; t2mpi restart goes on from there).")
+    run = sub.add_parser(
+        "run",
+        help="run a job here with mpiexec and follow it to its end",
+        description="Run a job with the MPI launcher (workers + 1 ranks; rank 0 is "
+        "the job master), show its live status and a summary. Exit "
+        "status: 0 if the job completed, 1 if it failed or was killed, "
+        "2 for bad input, 130 after Ctrl-C (every rank is ended). "
+        "max_restarts in the job file re-runs a failed run from its "
+        "last committed checkpoint; SIGUSR1 asks the job to checkpoint "
+        "and stop (PREEMPTED, exit 1; t2mpi restart goes on from there).",
+    )
     run.add_argument("job", help="job file (YAML)")
     run.add_argument("-n", "--workers", type=int, help="number of workers (overrides the job file)")
-    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a job file key, e.g. --set resources.cpus=2 (repeatable)")
-    run.add_argument("--master", choices=("rank0", "client"),
-                     help="where the job master runs: MPI rank 0 (default), or beside this client "
-                          "as a one-rank launch that spawns the workers (client)")
-    run.add_argument("--dry-run", action="store_true",
-                     help="print the exact command and environment instead of running")
+    run.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a job file key, e.g. --set resources.cpus=2 (repeatable)",
+    )
+    run.add_argument(
+        "--master",
+        choices=("rank0", "client"),
+        help="where the job master runs: MPI rank 0 (default), or beside this client "
+        "as a one-rank launch that spawns the workers (client)",
+    )
+    run.add_argument(
+        "--dry-run", action="store_true", help="print the exact command and environment instead of running"
+    )
     run.add_argument("-q", "--quiet", action="store_true", help="no live status, only output and summary")
-    run.add_argument("--report-bindings", action="store_true",
-                     help="after the summary, each worker's planned cores and what its kernel reports "
-                          "(with binding: cores)")
+    run.add_argument(
+        "--report-bindings",
+        action="store_true",
+        help="after the summary, each worker's planned cores and what its kernel reports (with binding: cores)",
+    )
 
-    for name, helptext in (("topology", "describe a node: packages, cores, NUMA domains, allowed cpuset "
-                                        "(and of this machine: the filesystems of jobs_dir and scratch, "
-                                        "network interfaces and addresses)"),
-                           ("plan", "show where a job's workers would run (cores, NUMA) on a node")):
-        cmd = sub.add_parser(name, help=helptext, description=helptext + ". The node is this machine "
-                             "(hwloc) unless --xml, --synthetic or --sysfs names another.")
+    for name, helptext in (
+        (
+            "topology",
+            "describe a node: packages, cores, NUMA domains, allowed cpuset "
+            "(and of this machine: the filesystems of jobs_dir and scratch, "
+            "network interfaces and addresses)",
+        ),
+        ("plan", "show where a job's workers would run (cores, NUMA) on a node"),
+    ):
+        cmd = sub.add_parser(
+            name,
+            help=helptext,
+            description=helptext + ". The node is this machine "
+            "(hwloc) unless --xml, --synthetic or --sysfs names another.",
+        )
         if name == "plan":
             cmd.add_argument("job", help="job file (YAML)")
             cmd.add_argument("-n", "--workers", type=int, help="number of workers (overrides the job file)")
-            cmd.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                             help="override a job file key")
+            cmd.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a job file key")
             cmd.add_argument("--nodes", type=int, default=1, help="that many nodes like it (default 1)")
         source = cmd.add_mutually_exclusive_group()
         source.add_argument("--xml", metavar="FILE", help="an `lstopo --of xml` export of a compute node")
-        source.add_argument("--synthetic", metavar="DESC", help="an hwloc synthetic description, e.g. "
-                                                                "'package:2 numa:2 core:8 pu:2'")
+        source.add_argument(
+            "--synthetic", metavar="DESC", help="an hwloc synthetic description, e.g. 'package:2 numa:2 core:8 pu:2'"
+        )
         source.add_argument("--sysfs", action="store_true", help="this machine from /sys, without hwloc")
         if name == "topology":
             cmd.add_argument("--json", action="store_true", help="print JSON")
 
-    for name, helptext in (("script", "print the batch script of a job (nothing is written or submitted)"),
-                           ("submit", "submit a job to the batch scheduler (sbatch / qsub)")):
-        cmd = sub.add_parser(name, help=helptext, description=helptext + ". The job's network transport "
-                             "is chosen when it starts, on its first node, by the script's first step "
-                             "(python -m t2mpi.network); what this node lacks is only a note here.")
+    for name, helptext in (
+        ("script", "print the batch script of a job (nothing is written or submitted)"),
+        ("submit", "submit a job to the batch scheduler (sbatch / qsub)"),
+    ):
+        cmd = sub.add_parser(
+            name,
+            help=helptext,
+            description=helptext + ". The job's network transport "
+            "is chosen when it starts, on its first node, by the script's first step "
+            "(python -m t2mpi.network); what this node lacks is only a note here.",
+        )
         cmd.add_argument("job", help="job file (YAML)")
-        cmd.add_argument("--scheduler", choices=("slurm", "pbs", "torque"),
-                         help="the scheduler (default: scheduler.kind of the job file, else slurm)")
+        cmd.add_argument(
+            "--scheduler",
+            choices=("slurm", "pbs", "torque"),
+            help="the scheduler (default: scheduler.kind of the job file, else slurm)",
+        )
         cmd.add_argument("-n", "--workers", type=int, help="number of workers (overrides the job file)")
-        cmd.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                         help="override a job file key, e.g. --set scheduler.time=01:00:00")
+        cmd.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override a job file key, e.g. --set scheduler.time=01:00:00",
+        )
         if name == "submit":
-            cmd.add_argument("--wait", action="store_true",
-                             help="follow the job to its end and exit with its status")
+            cmd.add_argument("--wait", action="store_true", help="follow the job to its end and exit with its status")
     restart = sub.add_parser(
-        "restart", help="run a failed, killed or stopped job again from its last committed checkpoint",
+        "restart",
+        help="run a failed, killed or stopped job again from its last committed checkpoint",
         description="Run a job that ended (FAILED, KILLED, or stopped: PREEMPTED) again in its job "
-                    "folder; each worker gets its part of the last committed checkpoint as "
-                    "ctx.restored, and ctx.restart_count counts the restarts. A job started with "
-                    "t2mpi run runs here again (exit status as for run); a submitted job is "
-                    "submitted again. A job is named by its t2mpi job id or its folder.")
+        "folder; each worker gets its part of the last committed checkpoint as "
+        "ctx.restored, and ctx.restart_count counts the restarts. A job started with "
+        "t2mpi run runs here again (exit status as for run); a submitted job is "
+        "submitted again. A job is named by its t2mpi job id or its folder.",
+    )
     restart.add_argument("job", help="job id (see t2mpi list) or job folder")
-    restart.add_argument("--jobs-dir", help="where job folders are (default: the site config's "
-                                            "jobs_dir, else ./t2mpi-jobs)")
+    restart.add_argument(
+        "--jobs-dir", help="where job folders are (default: the site config's jobs_dir, else ./t2mpi-jobs)"
+    )
     restart.add_argument("-q", "--quiet", action="store_true", help="no live status, only output and summary")
     restart.add_argument("--wait", action="store_true", help="a submitted job: follow it to its end")
-    for name, helptext in (("status", "show a job's state (the scheduler's view merged with the master's)"),
-                           ("logs", "print a job's output (the batch output, or a worker's log)"),
-                           ("cancel", "cancel a submitted job (scancel / qdel); its state ends KILLED")):
-        cmd = sub.add_parser(name, help=helptext, description=helptext + ". A job is named by its "
-                             "t2mpi job id or its folder.")
+    for name, helptext in (
+        ("status", "show a job's state (the scheduler's view merged with the master's)"),
+        ("logs", "print a job's output (the batch output, or a worker's log)"),
+        ("cancel", "cancel a submitted job (scancel / qdel); its state ends KILLED"),
+    ):
+        cmd = sub.add_parser(
+            name, help=helptext, description=helptext + ". A job is named by its t2mpi job id or its folder."
+        )
         cmd.add_argument("job", help="job id (see t2mpi list) or job folder")
-        cmd.add_argument("--jobs-dir", help="where job folders are (default: the site config's "
-                                            "jobs_dir, else ./t2mpi-jobs)")
+        cmd.add_argument(
+            "--jobs-dir", help="where job folders are (default: the site config's jobs_dir, else ./t2mpi-jobs)"
+        )
         if name == "status":
             cmd.add_argument("--json", action="store_true", help="print the state as JSON")
         if name == "logs":
             cmd.add_argument("--worker", type=int, metavar="N", help="worker N's own log")
             cmd.add_argument("-f", "--follow", action="store_true", help="keep printing until the job ends")
-    doctor = sub.add_parser("doctor", help="what this node's network offers and the MPI transport "
-                                           "a job would use, and why",
-                            description="Show this node's fabric (InfiniBand, RoCE, Omni-Path, TCP "
-                                        "interfaces, the UCX and libfabric libraries), the MPI, the "
-                                        "transport a job would use and the environment that selects it.")
-    doctor.add_argument("job", nargs="?", help="job file (its network section and MPI); default: "
-                                               "a job with the default settings")
-    doctor.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a job file key, e.g. --set network.transport=tcp")
+    doctor = sub.add_parser(
+        "doctor",
+        help="what this node's network offers and the MPI transport a job would use, and why",
+        description="Show this node's fabric (InfiniBand, RoCE, Omni-Path, TCP "
+        "interfaces, the UCX and libfabric libraries), the MPI, the "
+        "transport a job would use and the environment that selects it.",
+    )
+    doctor.add_argument(
+        "job", nargs="?", help="job file (its network section and MPI); default: a job with the default settings"
+    )
+    doctor.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a job file key, e.g. --set network.transport=tcp",
+    )
     doctor.add_argument("--json", action="store_true", help="print JSON")
-    lst = sub.add_parser("list", help="list the jobs in the jobs folder",
-                         description="List the jobs in the jobs folder, one line each.")
-    lst.add_argument("--jobs-dir", help="where job folders are (default: the site config's jobs_dir, "
-                                        "else ./t2mpi-jobs)")
+    lst = sub.add_parser(
+        "list", help="list the jobs in the jobs folder", description="List the jobs in the jobs folder, one line each."
+    )
+    lst.add_argument(
+        "--jobs-dir", help="where job folders are (default: the site config's jobs_dir, else ./t2mpi-jobs)"
+    )
     return parser
 
 
-INTERNAL_ERROR = 3              # the exit status of an error t2mpi did not foresee
+INTERNAL_ERROR = 3  # the exit status of an error t2mpi did not foresee
 DEBUG_VARIABLE = "T2MPI_DEBUG"  # =1: such an error shows its traceback
 
 
@@ -150,14 +206,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("t2mpi: interrupted; every rank was ended", file=sys.stderr)
         return 130
-    except BrokenPipeError:    # output piped into `head`: stop quietly, as other tools do
+    except BrokenPipeError:  # output piped into `head`: stop quietly, as other tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
-    except Exception as exc:   # a bug or a missing library: one line, the traceback when asked
+    except Exception as exc:  # a bug or a missing library: one line, the traceback when asked
         if args.debug or os.environ.get(DEBUG_VARIABLE, "") not in ("", "0"):
             raise
-        print(f"t2mpi {args.command}: unexpected error: {_one_line(_described(exc))} "
-              f"(--debug or {DEBUG_VARIABLE}=1 shows the traceback)", file=sys.stderr)
+        print(
+            f"t2mpi {args.command}: unexpected error: {_one_line(_described(exc))} "
+            f"(--debug or {DEBUG_VARIABLE}=1 shows the traceback)",
+            file=sys.stderr,
+        )
         return INTERNAL_ERROR
 
 
@@ -171,22 +230,23 @@ def _run(args: argparse.Namespace) -> int:
     from . import client
     from .mpi.launcher import rank_environment
 
-    launch = client.prepare(args.job, workers=args.workers, master=args.master, overrides=args.set)
+    job = client.prepare(args.job, workers=args.workers, master=args.master, overrides=args.set)
     if not args.dry_run:
-        return _run_here(launch, lambda follower: client.execute(launch, follower), args.quiet,
-                         args.report_bindings)
-    env = rank_environment(launch.spec, launch.network.env)
-    print(f"# {launch.mpi.flavour} {launch.mpi.version} ({launch.mpi.path}); "
-          f"{launch.spec.workers} workers + 1 master; the job folder is made at launch")
-    print(f"# transport: {launch.network.transport} ({'; '.join(launch.network.why)})")
+        return _run_here(job, lambda follower: client.execute(job, follower), args.quiet, args.report_bindings)
+    env = rank_environment(job.spec, job.network.env)
+    print(
+        f"# {job.mpi.flavour} {job.mpi.version} ({job.mpi.path}); "
+        f"{job.spec.workers} workers + 1 master; the job folder is made at launch"
+    )
+    print(f"# transport: {job.network.transport} ({'; '.join(job.network.why)})")
     print("# environment for every rank (passed by the launcher):")
     for key, value in sorted(env.items()):
         print(f"#   {key}={value}")
-    print(shlex.join(launch.argv(f"{launch.spec.jobs_dir}/{launch.spec.name}-<timestamp>")))
+    print(shlex.join(job.argv(f"{job.spec.jobs_dir}/{job.spec.name}-<timestamp>")))
     return 0
 
 
-def _run_here(launch: Any, runner: Any, quiet: bool, report_bindings: bool) -> int:
+def _run_here(job: Any, runner: Any, quiet: bool, report_bindings: bool) -> int:
     """Run a job on this node through `runner(follower)` with live status and a summary;
     SIGUSR1 asks the job for a checkpoint and a stop (as a batch scheduler's signal would)."""
     from . import client, console
@@ -196,8 +256,11 @@ def _run_here(launch: Any, runner: Any, quiet: bool, report_bindings: bool) -> i
     def started(jd: Any, argv: list[str]) -> None:
         live["jd"] = jd
         live["status"] = console.LiveStatus(jd.job_id) if not quiet else None
-        print(f"t2mpi: job {jd.job_id} ({launch.spec.workers} workers, {launch.mpi.flavour}); "
-              f"folder {jd.path}", file=sys.stderr, flush=True)
+        print(
+            f"t2mpi: job {jd.job_id} ({job.spec.workers} workers, {job.mpi.flavour}); folder {jd.path}",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def output(stream: Any) -> Any:
         def write(text: str) -> None:
@@ -207,6 +270,7 @@ def _run_here(launch: Any, runner: Any, quiet: bool, report_bindings: bool) -> i
                 stream.flush()
             else:
                 status.output(lambda t: (stream.write(t), stream.flush()), text)
+
         return write
 
     def events(evs: list[dict[str, Any]], state: dict[str, Any] | None) -> None:
@@ -214,10 +278,12 @@ def _run_here(launch: Any, runner: Any, quiet: bool, report_bindings: bool) -> i
             live["status"].events(evs, state)
 
     signal.signal(signal.SIGTERM, _terminate)
-    signal.signal(signal.SIGUSR1, lambda signum, frame: live["jd"].request_stop("SIGUSR1 to t2mpi")
-                  if "jd" in live else None)
-    follower = client.Follower(on_stdout=output(sys.stdout), on_stderr=output(sys.stderr),
-                               on_events=events, on_start=started)
+    signal.signal(
+        signal.SIGUSR1, lambda signum, frame: live["jd"].request_stop("SIGUSR1 to t2mpi") if "jd" in live else None
+    )
+    follower = client.Follower(
+        on_stdout=output(sys.stdout), on_stderr=output(sys.stderr), on_events=events, on_start=started
+    )
     try:
         result = runner(follower)
     finally:
@@ -239,16 +305,21 @@ def _restart(args: argparse.Namespace) -> int:
     jd = _job(args)
     state = control.status(jd)
     if state.get("state") not in states.RESTARTABLE:
-        raise JobError(f"job {jd.job_id} is {state.get('state')}: only a FAILED, KILLED or stopped "
-                       "(PREEMPTED) job can be restarted")
+        raise JobError(
+            f"job {jd.job_id} is {state.get('state')}: only a FAILED, KILLED or stopped "
+            "(PREEMPTED) job can be restarted"
+        )
     if jd.read_scheduler() is not None:
         sched_id = control.resubmit(jd)
-        print(f"t2mpi: resubmitted job {jd.job_id} ({jd.read_scheduler()['kind']} job {sched_id}) "
-              f"from checkpoint {jd.committed_version()}", file=sys.stderr, flush=True)
+        print(
+            f"t2mpi: resubmitted job {jd.job_id} ({jd.read_scheduler()['kind']} job {sched_id}) "
+            f"from checkpoint {jd.committed_version()}",
+            file=sys.stderr,
+            flush=True,
+        )
         return _follow_submitted(jd) if args.wait else 0
-    launch = client.load_launch(jd)
-    return _run_here(launch, lambda follower: client.resume(launch, jd, follower, "t2mpi restart"),
-                     args.quiet, False)
+    job = client.load_prepared(jd)
+    return _run_here(job, lambda follower: client.resume(job, jd, follower, "t2mpi restart"), args.quiet, False)
 
 
 def _node(args: argparse.Namespace) -> Any:
@@ -265,22 +336,25 @@ def _node(args: argparse.Namespace) -> Any:
         # process) cannot happen here; MPI ranks read their node from sysfs instead.
         return topology.from_machine()
     except (ImportError, OSError) as exc:
-        print(f"t2mpi: note: hwloc cannot be loaded ({type(exc).__name__}: {exc}); "
-              "reading this node from sysfs", file=sys.stderr)
+        print(
+            f"t2mpi: note: hwloc cannot be loaded ({type(exc).__name__}: {exc}); reading this node from sysfs",
+            file=sys.stderr,
+        )
         return topology.from_sysfs()
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    from .net import choice as netchoice, fabric
-    from .mpi import launcher as mpilauncher
     from .job.spec import load
+    from .mpi import launcher as mpilauncher
+    from .net import choice as netchoice
+    from .net import fabric
 
     if args.job:
         spec = load(args.job, overrides=args.set)
     else:
         import tempfile
 
-        with tempfile.TemporaryDirectory() as folder:   # a job file of defaults, for its settings
+        with tempfile.TemporaryDirectory() as folder:  # a job file of defaults, for its settings
             path = os.path.join(folder, "doctor.yaml")
             with open(path, "w") as fh:
                 fh.write("name: doctor\nworker: doctor:Doctor\n")
@@ -302,7 +376,7 @@ def _topology(args: argparse.Namespace) -> int:
     from .resources import topology
 
     node = _node(args)
-    here = not (args.xml or args.synthetic)   # storage and network only of this machine
+    here = not (args.xml or args.synthetic)  # storage and network only of this machine
     if args.json:
         import json
 
@@ -312,13 +386,17 @@ def _topology(args: argparse.Namespace) -> int:
         if here:
             info = _storage_and_network()
             for v in info["storage"]:
-                print(f"  {v['role']}: {v['path']} on {v['mount']} ({v['fstype']} {v['source']}"
-                      f"{', shared' if v['shared'] else ''}): {topology.format_bytes(v['free'])} free "
-                      f"of {topology.format_bytes(v['total'])}")
+                print(
+                    f"  {v['role']}: {v['path']} on {v['mount']} ({v['fstype']} {v['source']}"
+                    f"{', shared' if v['shared'] else ''}): {topology.format_bytes(v['free'])} free "
+                    f"of {topology.format_bytes(v['total'])}"
+                )
             for n in info["network"]:
                 speed = f" {n['speed']} Mb/s" if n["speed"] else ""
-                print(f"  network: {n['name']} {n['state']}{speed} {n['address'] or '(no IPv4 address)'}"
-                      f"{' (loopback)' if n['loopback'] else ''}")
+                print(
+                    f"  network: {n['name']} {n['state']}{speed} {n['address'] or '(no IPv4 address)'}"
+                    f"{' (loopback)' if n['loopback'] else ''}"
+                )
     return 0
 
 
@@ -327,25 +405,33 @@ def _storage_and_network() -> dict[str, Any]:
     temporary folder), and the node's network interfaces with their IPv4 addresses."""
     import tempfile
 
+    from .job.spec import default_jobs_dir
     from .net import fabric
     from .resources import storage
-    from .job.spec import default_jobs_dir
 
     volumes = []
     for role, path in (("jobs_dir", default_jobs_dir()), ("scratch", tempfile.gettempdir())):
         v = storage.volume(path)
         volumes.append({"role": role, **v._asdict(), "shared": storage.is_shared(v)})
-    nets = [{"name": n.name, "state": n.operstate, "speed": n.speed, "loopback": n.loopback,
-             "address": fabric.ipv4_address(n.name)} for n in fabric.scan().nets]
+    nets = [
+        {
+            "name": n.name,
+            "state": n.operstate,
+            "speed": n.speed,
+            "loopback": n.loopback,
+            "address": fabric.ipv4_address(n.name),
+        }
+        for n in fabric.scan().nets
+    ]
     return {"storage": volumes, "network": nets}
 
 
-_MAX_NODES = 100_000   # plan --nodes: more would only fill memory with copies of one node
+_MAX_NODES = 100_000  # plan --nodes: more would only fill memory with copies of one node
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from .resources.placement import format_plan, plan
     from .job.spec import load
+    from .resources.placement import format_plan, plan
 
     spec = load(args.job, workers=args.workers, overrides=args.set)
     if not 1 <= args.nodes <= _MAX_NODES:
@@ -374,21 +460,27 @@ def _prepared(args: argparse.Namespace) -> Any:
 def _script(args: argparse.Namespace) -> int:
     from .scheduler import control
 
-    launch = _prepared(args)
-    print(control.script(launch, f"{launch.spec.jobs_dir}/{launch.spec.name}-JOBID"), end="")
+    job = _prepared(args)
+    print(control.script(job, f"{job.spec.jobs_dir}/{job.spec.name}-JOBID"), end="")
     return 0
 
 
 def _submit(args: argparse.Namespace) -> int:
     from .scheduler import control
 
-    launch = _prepared(args)
-    if launch.network.transport is None:   # the job's first node chooses again when it starts
-        print(f"t2mpi: note: {launch.network.why[0]} (a batch job chooses its transport on its "
-              "first node when it starts)", file=sys.stderr, flush=True)
-    jd, sched_id = control.submit(launch)
-    print(f"t2mpi: submitted job {jd.job_id} ({jd.read_scheduler()['kind']} job {sched_id}); "
-          f"folder {jd.path}", file=sys.stderr, flush=True)
+    job = _prepared(args)
+    if job.network.transport is None:  # the job's first node chooses again when it starts
+        print(
+            f"t2mpi: note: {job.network.why[0]} (a batch job chooses its transport on its first node when it starts)",
+            file=sys.stderr,
+            flush=True,
+        )
+    jd, sched_id = control.submit(job)
+    print(
+        f"t2mpi: submitted job {jd.job_id} ({jd.read_scheduler()['kind']} job {sched_id}); folder {jd.path}",
+        file=sys.stderr,
+        flush=True,
+    )
     print(jd.job_id)
     return _follow_submitted(jd) if args.wait else 0
 
@@ -400,16 +492,20 @@ def _follow_submitted(jd: Any) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     status = console.LiveStatus(jd.job_id)
     try:
-        final = control.follow(jd, lambda text: status.output(_out, text),
-                              lambda state: status.events([], state), [jd.batch_out])
+        final = control.follow(
+            jd, lambda text: status.output(_out, text), lambda state: status.events([], state), [jd.batch_out]
+        )
     except KeyboardInterrupt:
         status.close()
-        print(f"t2mpi: stopped following; the job goes on (t2mpi cancel {jd.job_id} ends it)",
-              file=sys.stderr)
+        print(f"t2mpi: stopped following; the job goes on (t2mpi cancel {jd.job_id} ends it)", file=sys.stderr)
         return 130
     status.close()
-    print(console.summary(final) if final.get("workers") else
-          f"job {jd.job_id}: {final['state']} — {final.get('reason', '')}", file=sys.stderr)
+    print(
+        console.summary(final)
+        if final.get("workers")
+        else f"job {jd.job_id}: {final['state']} — {final.get('reason', '')}",
+        file=sys.stderr,
+    )
     return 0 if final["state"] == states.COMPLETED else 1
 
 
@@ -419,8 +515,8 @@ def _out(text: str) -> None:
 
 
 def _job(args: argparse.Namespace) -> Any:
-    from .scheduler import control
     from .job.spec import default_jobs_dir
+    from .scheduler import control
 
     return control.find(args.job, args.jobs_dir or default_jobs_dir())
 
@@ -445,21 +541,24 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from .scheduler import control
     from .job.spec import default_jobs_dir
+    from .scheduler import control
 
     jobs_dir = args.jobs_dir or default_jobs_dir()
     if os.path.exists(jobs_dir) and not os.path.isdir(jobs_dir):
         from .errors import SpecError
 
-        raise SpecError(f"{jobs_dir}: not a folder (--jobs-dir or the site config's jobs_dir names "
-                        "the folder of job folders)")
+        raise SpecError(
+            f"{jobs_dir}: not a folder (--jobs-dir or the site config's jobs_dir names the folder of job folders)"
+        )
     rows = control.list_jobs(jobs_dir)
     print(f"{'job':<40} {'state':<10} {'workers':>7}  {'scheduler':<16} started")
     for r in rows:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["started"])) if r.get("started") else "-"
-        print(f"{r['job_id']:<40} {r['state']:<10} {str(r.get('workers', '-')):>7}  "
-              f"{r.get('scheduler', '-') + ' ' + str(r.get('scheduler_id', '')):<16} {started}")
+        print(
+            f"{r['job_id']:<40} {r['state']:<10} {str(r.get('workers', '-')):>7}  "
+            f"{r.get('scheduler', '-') + ' ' + str(r.get('scheduler_id', '')):<16} {started}"
+        )
     return 0
 
 
@@ -468,7 +567,7 @@ def _logs(args: argparse.Namespace) -> int:
 
     jd = _job(args)
     files = control.log_files(jd, args.worker)
-    if args.worker is not None:   # whose log, and where it ran
+    if args.worker is not None:  # whose log, and where it ran
         for w in (jd.read_state() or {}).get("workers", []):
             if w.get("id") == args.worker:
                 print(f"# worker {w['id']} on {w.get('host')} (pid {w.get('pid')})", flush=True)
@@ -493,6 +592,16 @@ def _cancel(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"run": _run, "doctor": _doctor, "topology": _topology, "plan": _plan, "script": _script,
-             "submit": _submit, "status": _status, "list": _list, "logs": _logs, "cancel": _cancel,
-             "restart": _restart}
+_COMMANDS = {
+    "run": _run,
+    "doctor": _doctor,
+    "topology": _topology,
+    "plan": _plan,
+    "script": _script,
+    "submit": _submit,
+    "status": _status,
+    "list": _list,
+    "logs": _logs,
+    "cancel": _cancel,
+    "restart": _restart,
+}

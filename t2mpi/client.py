@@ -10,23 +10,23 @@ import sys
 import time
 from collections import namedtuple
 
-from .mpi import launcher as mpilauncher
 from .job import states
 from .job.folder import JobDir
-from .net.first_node import choose_network
 from .job.spec import JobSpec, load
+from .mpi import launcher as mpilauncher
+from .net.first_node import choose_network
 from .runtime.worker import load_worker_class
 
-TYPE_CHECKING = False   # typing and dataclasses would cost the client ~30 ms of start-up
+TYPE_CHECKING = False  # typing and dataclasses would cost the client ~30 ms of start-up
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from typing import Any
 
-_POLL = 0.1           # seconds between looks at the job folder while output is quiet
-_TERM_GRACE = 5.0     # seconds between SIGTERM and SIGKILL when ending a launch
+_POLL = 0.1  # seconds between looks at the job folder while output is quiet
+_TERM_GRACE = 5.0  # seconds between SIGTERM and SIGKILL when ending a launch
 
 
-class Launch(namedtuple("Launch", "spec mpi host python network")):
+class PreparedJob(namedtuple("PreparedJob", "spec mpi host python network")):
     """A checked job (JobSpec), its MPI launcher and host facts, the Python the ranks run, and
     the transport chosen for this node (t2mpi.net.fabric.Choice)."""
 
@@ -34,12 +34,10 @@ class Launch(namedtuple("Launch", "spec mpi host python network")):
 
     def argv(self, job_dir: str) -> list[str]:
         """The exact command that runs the job in `job_dir`."""
-        return mpilauncher.command(self.mpi, self.spec, job_dir, self.python, self.host,
-                                   network=self.network.env)
+        return mpilauncher.command(self.mpi, self.spec, job_dir, self.python, self.host, network=self.network.env)
 
 
-class JobResult(namedtuple("JobResult", "job_id job_dir state reason results errors wall_time "
-                                        "worker_times exit_code")):
+class JobResult(namedtuple("JobResult", "job_id job_dir state reason results errors wall_time worker_times exit_code")):
     """How a job ended: its state and reason, each worker's return value (results) or error text
     (errors) by worker id, wall and per-worker times in seconds, its folder, the CLI exit code."""
 
@@ -54,6 +52,7 @@ def _write(stream: Any) -> Callable[[str], None]:
     def write(text: str) -> None:
         stream.write(text)
         stream.flush()
+
     return write
 
 
@@ -61,18 +60,28 @@ class Follower:
     """Callbacks for a run: output lines as they come (by default to this process's stdout and
     stderr), new events with the state they left, and the start (job folder and command)."""
 
-    def __init__(self, on_stdout: Callable[[str], None] | None = None,
-                 on_stderr: Callable[[str], None] | None = None,
-                 on_events: Callable[[list[dict[str, Any]], dict[str, Any] | None], None] | None = None,
-                 on_start: Callable[[JobDir, list[str]], None] | None = None):
+    def __init__(
+        self,
+        on_stdout: Callable[[str], None] | None = None,
+        on_stderr: Callable[[str], None] | None = None,
+        on_events: Callable[[list[dict[str, Any]], dict[str, Any] | None], None] | None = None,
+        on_start: Callable[[JobDir, list[str]], None] | None = None,
+    ):
         self.on_stdout = on_stdout or _write(sys.stdout)
         self.on_stderr = on_stderr or _write(sys.stderr)
         self.on_events = on_events or (lambda events, state: None)
         self.on_start = on_start or (lambda job_dir, argv: None)
 
 
-def prepare(job: str | os.PathLike[str], *, workers: int | None = None, master: str | None = None,
-            overrides: Sequence[str] = (), python: str | None = None, batch: bool = False) -> Launch:
+def prepare(
+    job: str | os.PathLike[str],
+    *,
+    workers: int | None = None,
+    master: str | None = None,
+    overrides: Sequence[str] = (),
+    python: str | None = None,
+    batch: bool = False,
+) -> PreparedJob:
     """Resolve and check everything that can be checked before anything is launched. `batch`:
     for a batch script, whose transport is chosen on its first node when it starts, so a port,
     interface or library this node lacks is no error here (network.transport is None, and
@@ -82,7 +91,7 @@ def prepare(job: str | os.PathLike[str], *, workers: int | None = None, master: 
     return _checked(load(job, workers=workers, overrides=overrides), python, batch)
 
 
-def _checked(spec: JobSpec, python: str | None, batch: bool = False) -> Launch:
+def _checked(spec: JobSpec, python: str | None, batch: bool = False) -> PreparedJob:
     from .net import fabric
 
     load_worker_class(spec)
@@ -94,24 +103,30 @@ def _checked(spec: JobSpec, python: str | None, batch: bool = False) -> Launch:
         if not batch:
             raise
         network = fabric.Choice(None, {}, [str(exc)])
-    launch = Launch(spec, mpi, mpilauncher.Host.here(), python, network)
-    launch.argv("<job-dir>")  # an unsupported launcher fails here, before a folder is made
-    return launch
+    job = PreparedJob(spec, mpi, mpilauncher.Host.here(), python, network)
+    job.argv("<job-dir>")  # an unsupported launcher fails here, before a folder is made
+    return job
 
 
-def run(job: str | os.PathLike[str], *, workers: int | None = None, master: str | None = None,
-        overrides: Sequence[str] = (), follower: Follower | None = None,
-        progress: Callable[[dict[str, Any]], None] | None = None) -> JobResult:
+def run(
+    job: str | os.PathLike[str],
+    *,
+    workers: int | None = None,
+    master: str | None = None,
+    overrides: Sequence[str] = (),
+    follower: Follower | None = None,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> JobResult:
     """Run a job to its end and return its JobResult. Ctrl-C ends every rank (state KILLED).
 
     master="client" runs the job master beside this process, as a one-rank launch that spawns
     the workers (see spawn.py for why not inside it); `progress` is called with each worker's
     progress event as it comes."""
-    launch = prepare(job, workers=workers, master=master, overrides=overrides)
+    prepared = prepare(job, workers=workers, master=master, overrides=overrides)
     follower = follower or Follower()
     if progress is not None:
         follower = _with_progress(follower, progress)
-    return execute(launch, follower)
+    return execute(prepared, follower)
 
 
 def _with_progress(follower: Follower, progress: Callable[[dict[str, Any]], None]) -> Follower:
@@ -122,54 +137,66 @@ def _with_progress(follower: Follower, progress: Callable[[dict[str, Any]], None
             if event.get("event") == "progress":
                 progress(event)
         inner(events, state)
+
     return Follower(follower.on_stdout, follower.on_stderr, on_events, follower.on_start)
 
 
-def execute(launch: Launch, follower: Follower) -> JobResult:
+def execute(job: PreparedJob, follower: Follower) -> JobResult:
     """Make the job folder and run the job to its end, restarting a failed run from its last
     committed checkpoint while fewer than max_restarts restarts were made."""
-    # spec.json also keeps the transport chosen here, for a master that spawns the workers
-    jd = JobDir.create(launch.spec.jobs_dir, launch.spec.name,
-                       dict(launch.spec.to_dict(), transport=launch.network.env))
-    follower.on_start(jd, launch.argv(str(jd.path)))
-    return _runs(launch, jd, follower)
+    # network.json keeps the transport chosen here, for a master that spawns the workers
+    choice = job.network
+    jd = JobDir.create(
+        job.spec.jobs_dir,
+        job.spec.name,
+        job.spec.to_dict(),
+        network={
+            "host": os.uname().nodename,
+            "transport": choice.transport,
+            "env": dict(choice.env),
+            "why": list(choice.why),
+        },
+    )
+    follower.on_start(jd, job.argv(str(jd.path)))
+    return _runs(job, jd, follower)
 
 
-def resume(launch: Launch, jd: JobDir, follower: Follower, why: str) -> JobResult:
+def resume(job: PreparedJob, jd: JobDir, follower: Follower, why: str) -> JobResult:
     """Run a job that ended (failed, killed, stopped) again in its folder, from its last
     committed checkpoint (t2mpi restart)."""
     jd.begin_restart(why, by="t2mpi restart")
-    follower.on_start(jd, launch.argv(str(jd.path)))
-    return _runs(launch, jd, follower)
+    follower.on_start(jd, job.argv(str(jd.path)))
+    return _runs(job, jd, follower)
 
 
-def load_launch(jd: JobDir, python: str | None = None) -> Launch:
-    """The Launch of a job folder's resolved spec, on this node."""
+def load_prepared(jd: JobDir, python: str | None = None) -> PreparedJob:
+    """The PreparedJob of a job folder's resolved spec, on this node."""
     return _checked(JobSpec.from_dict(jd.read_spec()), python)
 
 
-def _runs(launch: Launch, jd: JobDir, follower: Follower) -> JobResult:
+def _runs(job: PreparedJob, jd: JobDir, follower: Follower) -> JobResult:
     from .scheduler import supervisor
 
     while True:
-        result = _run_once(launch, jd, follower)
-        action, why = supervisor.next_step({"state": result.state, "reason": result.reason},
-                                        jd.restarts()["count"], launch.spec.max_restarts)
+        result = _run_once(job, jd, follower)
+        action, why = supervisor.next_step(
+            {"state": result.state, "reason": result.reason}, jd.restarts()["count"], job.spec.max_restarts
+        )
         if action == supervisor.RESTART:
             number = jd.begin_restart(why)
-            follower.on_stderr(f"t2mpi: restart {number} of {launch.spec.max_restarts} from checkpoint "
-                               f"{jd.committed_version()}: {why}\n")
+            follower.on_stderr(
+                f"t2mpi: restart {number} of {job.spec.max_restarts} from checkpoint {jd.committed_version()}: {why}\n"
+            )
             continue
-        return result   # done, out of restarts, or stopped on request (t2mpi restart goes on)
+        return result  # done, out of restarts, or stopped on request (t2mpi restart goes on)
 
 
-def _run_once(launch: Launch, jd: JobDir, follower: Follower) -> JobResult:
+def _run_once(job: PreparedJob, jd: JobDir, follower: Follower) -> JobResult:
     from .procs import start
 
-    jd.write_client(os.uname().nodename, os.getpid())   # a master: client ends the job if this dies
+    jd.write_client(os.uname().nodename, os.getpid())  # a master: client ends the job if this dies
 
-    proc = start(launch.argv(str(jd.path)), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                 start_new_session=True)
+    proc = start(job.argv(str(jd.path)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     stderr_tail: list[str] = []
     try:
         _follow(proc, jd, follower, stderr_tail, _size(jd.events_file))
@@ -188,8 +215,9 @@ def _size(path: str) -> int:
         return 0
 
 
-def _follow(proc: subprocess.Popen[bytes], jd: JobDir, follower: Follower, stderr_tail: list[str],
-            offset: int = 0) -> None:
+def _follow(
+    proc: subprocess.Popen[bytes], jd: JobDir, follower: Follower, stderr_tail: list[str], offset: int = 0
+) -> None:
     sel = selectors.DefaultSelector()
     assert proc.stdout is not None and proc.stderr is not None
     sinks = {proc.stdout: follower.on_stdout, proc.stderr: follower.on_stderr}
@@ -259,17 +287,22 @@ def _result(jd: JobDir, returncode: int, stderr_tail: list[str]) -> JobResult:
     state = jd.read_state()
     if state is None or state.get("state") not in states.ENDED:
         last = next((line for line in reversed(stderr_tail) if line.strip()), "")
-        jd.settle(states.FAILED, f"the MPI launch exited with status {returncode} "
-                                    f"before the job ended" + (f": {last.strip()}" if last else ""))
+        jd.settle(
+            states.FAILED,
+            f"the MPI launch exited with status {returncode} "
+            f"before the job ended" + (f": {last.strip()}" if last else ""),
+        )
         state = jd.read_state()
     assert state is not None
     workers = state.get("workers", [])
     return JobResult(
-        job_id=jd.job_id, job_dir=str(jd.path), state=state["state"], reason=state.get("reason", ""),
+        job_id=jd.job_id,
+        job_dir=str(jd.path),
+        state=state["state"],
+        reason=state.get("reason", ""),
         results=jd.read_results() if state["state"] == states.COMPLETED else {},
         errors={w["id"]: w["error"] for w in workers if w.get("error")},
         wall_time=(state.get("ended") or time.time()) - (state.get("started") or time.time()),
-        worker_times={w["id"]: w["ended"] - w["started"] for w in workers
-                      if w.get("ended") and w.get("started")},
+        worker_times={w["id"]: w["ended"] - w["started"] for w in workers if w.get("ended") and w.get("started")},
         exit_code=0 if state["state"] == states.COMPLETED else 1,
     )

@@ -8,7 +8,7 @@ import time
 
 from .job import states
 
-TYPE_CHECKING = False   # typing costs every rank start-up time; annotations are strings
+TYPE_CHECKING = False  # typing costs every rank start-up time; annotations are strings
 if TYPE_CHECKING:
     from typing import Any, TextIO
 
@@ -97,16 +97,20 @@ def event_line(event: dict[str, Any]) -> str | None:
 def summary(state: dict[str, Any]) -> str:
     """The one-screen summary: state, wall time, each worker's result or error."""
     n = state.get("num_workers", 0)
-    lines = [f"job {state['job_id']}: {state['state']} in {_elapsed(state):.2f} s "
-             f"({n} worker{'s' if n != 1 else ''}) — {state.get('reason', '')}"]
+    lines = [
+        f"job {state['job_id']}: {state['state']} in {_elapsed(state):.2f} s "
+        f"({n} worker{'s' if n != 1 else ''}) — {state.get('reason', '')}"
+    ]
     workers = state.get("workers", [])
     shown = workers if len(workers) <= 20 else workers[:10] + workers[-5:]
     lines.append(f"  {'worker':>6}  {'host':<16} {'state':<10} {'time':>8}  result / error")
     for i, w in enumerate(shown):
         took = (w["ended"] - w["started"]) if w.get("ended") and w.get("started") else None
         what = w.get("result") if w["state"] == states.COMPLETED else _last_line(w.get("error"))
-        lines.append(f"  {w['id']:>6}  {str(w.get('host') or '-'):<16} {w['state']:<10} "
-                     f"{(f'{took:.2f} s' if took is not None else '-'):>8}  {what or ''}")
+        lines.append(
+            f"  {w['id']:>6}  {str(w.get('host') or '-'):<16} {w['state']:<10} "
+            f"{(f'{took:.2f} s' if took is not None else '-'):>8}  {what or ''}"
+        )
         if i == 9 and len(workers) > 20:
             lines.append(f"  {'…':>6}  ({len(workers) - 15} more)")
     return "\n".join(lines)
@@ -114,31 +118,37 @@ def summary(state: dict[str, Any]) -> str:
 
 def bindings(state: dict[str, Any]) -> str:
     """Each worker's planned cores and NUMA domain against what its kernel reported."""
-    lines = [f"  {'worker':>6}  {'host':<16} {'planned cores':<14} {'kernel affinity':<16} "
-             f"{'numa':>4}  memory policy"]
+    lines = [f"  {'worker':>6}  {'host':<16} {'planned cores':<14} {'kernel affinity':<16} {'numa':>4}  memory policy"]
     for w in state.get("workers", []):
         b = w.get("binding")
         if not b:
             lines.append(f"  {w['id']:>6}  {str(w.get('host') or '-'):<16} not bound (binding: none)")
             continue
         policy = f"{b['mempolicy'][0]} {','.join(map(str, b['mempolicy'][1]))}".strip()
-        lines.append(f"  {w['id']:>6}  {str(w.get('host')):<16} {_ranges(b['cores']):<14} "
-                     f"{_ranges(b['affinity']):<16} {b['numa']:>4}  {policy}"
-                     + (f"  threads on {_ranges(b['thread_cores'])}" if len(b["thread_cores"]) > 1 else ""))
+        lines.append(
+            f"  {w['id']:>6}  {str(w.get('host')):<16} {_ranges(b['cores']):<14} "
+            f"{_ranges(b['affinity']):<16} {b['numa']:>4}  {policy}"
+            + (f"  threads on {_ranges(b['thread_cores'])}" if len(b["thread_cores"]) > 1 else "")
+        )
         lines += [f"          MISMATCH: {m}" for m in b.get("mismatches", [])]
     master = (state.get("master") or {}).get("binding")
     if master and "pu" in master:
-        beside = ("a core of its own" if master["shares_with"] is None
-                  else f"sharing worker {master['shares_with']}'s core")
-        lines.append(f"  {'master':>6}  {str(state['master'].get('host')):<16} PU {master['pu']} ({beside}), "
-                     f"kernel affinity {_ranges(master['affinity'])}")
+        beside = (
+            "a core of its own" if master["shares_with"] is None else f"sharing worker {master['shares_with']}'s core"
+        )
+        lines.append(
+            f"  {'master':>6}  {str(state['master'].get('host')):<16} PU {master['pu']} ({beside}), "
+            f"kernel affinity {_ranges(master['affinity'])}"
+        )
     elif master:
         lines.append(f"  {'master':>6}  not bound: {master.get('error')}")
     return "\n".join(lines)
 
 
 def _ranges(ids: list[int]) -> str:
-    return ",".join(map(str, ids)) if ids else "-"
+    from .resources.cpuset import format_cpuset
+
+    return format_cpuset(ids) or "-"
 
 
 def failure_report(state: dict[str, Any]) -> str:

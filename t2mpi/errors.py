@@ -19,3 +19,7 @@ class JobError(T2mpiError):
     """A job folder or job id does not name a usable job."""
 
     exit_code = 1
+
+
+class TopologyError(T2mpiError, ValueError):
+    """A topology source, description or cpuset that cannot be understood; one line."""

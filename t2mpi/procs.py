@@ -22,12 +22,25 @@ class CommandError(T2mpiError):
         super().__init__(f"command failed ({what}): {shown}" + (f": {tail[0]}" if tail[0] else ""))
 
 
-def run(argv: Sequence[str], *, timeout: float = 60.0, env: Mapping[str, str] | None = None,
-        check: bool = True, cwd: str | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    argv: Sequence[str],
+    *,
+    timeout: float = 60.0,
+    env: Mapping[str, str] | None = None,
+    check: bool = True,
+    cwd: str | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Run `argv` to completion with a timeout; raise CommandError on failure when `check`."""
     try:
-        done = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout,
-                              env=None if env is None else dict(env), cwd=cwd, stdin=subprocess.DEVNULL)
+        done = subprocess.run(
+            list(argv),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=None if env is None else dict(env),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+        )
     except FileNotFoundError as exc:
         raise CommandError(argv, None, "", str(exc), why="not found") from None
     except subprocess.TimeoutExpired as exc:

@@ -17,8 +17,10 @@ import t2mpi
 
 ROOT = Path(__file__).resolve().parents[1]
 if Path(t2mpi.__file__).resolve().parent == ROOT / "t2mpi":
-    raise pytest.UsageError("the tests run against the installed t2mpi, not the source tree: "
-                            "run `pytest` (not `python -m pytest`) after `./dev install`, or `./dev test`")
+    raise pytest.UsageError(
+        "the tests run against the installed t2mpi, not the source tree: "
+        "run `pytest` (not `python -m pytest`) after `./dev install`, or `./dev test`"
+    )
 JOBS = ROOT / "jobs"
 PYTHON = sys.executable
 
@@ -38,13 +40,14 @@ def write_job(folder: Path, name: str, code: str, **keys: object) -> Path:
     (folder / f"{name}.py").write_text(textwrap.dedent(code))
     spec = {"name": name, "worker": f"{name}:Job", "workers": 2, **keys}
     path = folder / f"{name}.yaml"
-    path.write_text(json.dumps(spec))   # JSON is YAML
+    path.write_text(json.dumps(spec))  # JSON is YAML
     return path
 
 
 def t2mpi(*args: str, cwd: Path, timeout: float = 120, **kw: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([PYTHON, "-m", "t2mpi", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, **kw)
+    return subprocess.run(
+        [PYTHON, "-m", "t2mpi", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, **kw
+    )
 
 
 def job_dirs(work: Path) -> list[Path]:
@@ -129,12 +132,23 @@ def interrupt_run(work: Path, *args: str, workers: int = 2):
     import signal
 
     job = write_job(work, "sleepy", SLEEPY, workers=workers)
-    client = subprocess.Popen([PYTHON, "-m", "t2mpi", "run", str(job), *args], cwd=work,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    client = subprocess.Popen(
+        [PYTHON, "-m", "t2mpi", "run", str(job), *args],
+        cwd=work,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         jobdir = wait_for(lambda: (job_dirs(work) or [None])[0], 60, "the job folder")
-        wait_for(lambda: (jobdir / "events.jsonl").exists()
-                 and sum(e["event"] == "progress" for e in events_of(jobdir)) == workers, 60, "the workers")
+        wait_for(
+            lambda: (
+                (jobdir / "events.jsonl").exists()
+                and sum(e["event"] == "progress" for e in events_of(jobdir)) == workers
+            ),
+            60,
+            "the workers",
+        )
         family = psutil.Process(client.pid).children(recursive=True)
         ranks = sum(1 for p in family if is_rank(p))
         client.send_signal(signal.SIGINT)
@@ -149,7 +163,7 @@ def interrupt_run(work: Path, *args: str, workers: int = 2):
 def _no_leftovers(tmp_path: Path):
     """Every test: no process that mentions the test's folder outlives it."""
     yield
-    left = gone(processes_mentioning(str(tmp_path)), timeout=5)   # ending ones get a moment
+    left = gone(processes_mentioning(str(tmp_path)), timeout=5)  # ending ones get a moment
     if left:
         shown = []
         for p in left:

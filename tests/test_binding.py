@@ -32,8 +32,16 @@ def synthetic_domains() -> T.Node:
 
 
 def as_json(p: P.WorkerPlacement) -> str:
-    return json.dumps({"worker": p.worker, "node": p.node, "numa": p.numa, "cores": p.cores,
-                       "thread_cores": p.thread_cores, "memory": p.memory})
+    return json.dumps(
+        {
+            "worker": p.worker,
+            "node": p.node,
+            "numa": p.numa,
+            "cores": p.cores,
+            "thread_cores": p.thread_cores,
+            "memory": p.memory,
+        }
+    )
 
 
 # A rank gets its placement without importing t2mpi.resources.placement (and numpy): a namedtuple alike.
@@ -102,7 +110,9 @@ def test_one_core_worker_last_ran_on_that_core(tmp_path):
 
 def test_threads_that_already_run_are_moved_onto_the_cores(tmp_path):
     p = P.plan([this_machine()], workers=2, cpus=1, threads=1, memory=64 * MiB).worker(1)
-    out = in_subprocess(tmp_path, """
+    out = in_subprocess(
+        tmp_path,
+        """
         import threading
         from t2mpi.resources import binding
         stop = threading.Event()
@@ -116,7 +126,9 @@ def test_threads_that_already_run_are_moved_onto_the_cores(tmp_path):
         early.join(10)
         print(json.dumps({"tid": early.native_id, "before": before, "after": after, "rebound": b.rebound,
                           "check": binding.check(PLACEMENT, report)}))
-    """, placement=p)
+    """,
+        placement=p,
+    )
     assert out["before"] == CPUS
     assert out["after"] == list(p.cores)
     assert out["tid"] in out["rebound"]
@@ -135,8 +147,10 @@ def test_a_domain_that_is_not_a_memory_node_here_is_skipped_and_said_why(tmp_pat
         else:
             assert f"NUMA {p.numa} is not a memory node" in b["mem_note"]
             assert b["mempolicy"] == ["default", []]
-            assert out["check"] == [f"worker {p.worker}: the plan's NUMA domain {p.numa} is not a memory node here "
-                                    f"(memory nodes: {binding._ranges(here)}): was the plan made for another node?"]
+            assert out["check"] == [
+                f"worker {p.worker}: the plan's NUMA domain {p.numa} is not a memory node here "
+                f"(memory nodes: {binding.format_cpuset(here)}): was the plan made for another node?"
+            ]
     assert any(p.numa not in here for p in plan), "on this machine the synthetic plan has a domain that is not here"
 
 
@@ -154,15 +168,21 @@ def test_memory_policy_can_be_preferred_or_left_alone(tmp_path):
 def test_cores_this_process_may_not_use_raise_a_binding_error(tmp_path):
     outside = max(CPUS) + 1
     p = P.WorkerPlacement(0, 0, 0, (outside,), (outside,), 64 * MiB)
-    out = in_subprocess(tmp_path, """
+    out = in_subprocess(
+        tmp_path,
+        """
         from t2mpi.resources import binding
         try:
             binding.bind_worker(PLACEMENT)
         except binding.BindingError as exc:
             print(json.dumps({"error": str(exc), "affinity": sorted(os.sched_getaffinity(0))}))
-    """, placement=p)
-    assert out["error"] == (f"worker 0: cannot bind to CPUs {outside}: Invalid argument; this process may use "
-                            f"CPUs {binding._ranges(CPUS)} (was the plan made for another node?)")
+    """,
+        placement=p,
+    )
+    assert out["error"] == (
+        f"worker 0: cannot bind to CPUs {outside}: Invalid argument; this process may use "
+        f"CPUs {binding.format_cpuset(CPUS)} (was the plan made for another node?)"
+    )
     assert out["affinity"] == CPUS
 
 
@@ -179,7 +199,9 @@ def test_pools_are_capped_by_environment_alone_when_no_blas_is_loaded(tmp_path):
 
 def test_a_blas_already_loaded_is_capped_with_threadpoolctl(tmp_path):
     p = P.plan([this_machine()], workers=1, cpus=2, threads=1, memory=64 * MiB).worker(0)
-    out = in_subprocess(tmp_path, """
+    out = in_subprocess(
+        tmp_path,
+        """
         import numpy
         import threadpoolctl
         before = [i["num_threads"] for i in threadpoolctl.threadpool_info()]
@@ -187,7 +209,9 @@ def test_a_blas_already_loaded_is_capped_with_threadpoolctl(tmp_path):
         b = binding.bind_worker(PLACEMENT)
         after = [i["num_threads"] for i in threadpoolctl.threadpool_info()]
         print(json.dumps({"pools": b.pools, "before": before, "after": after}))
-    """, placement=p)
+    """,
+        placement=p,
+    )
     assert out["pools"].startswith("env + threadpoolctl (")
     assert out["before"] and max(out["before"]) > 1
     assert out["after"] == [1] * len(out["before"])
@@ -209,31 +233,43 @@ def test_read_binding_lists_every_thread_of_this_process():
 
 def test_check_reports_a_worker_bound_to_another_workers_core(tmp_path):
     plan = P.plan([this_machine()], workers=2, cpus=1, threads=1, memory=64 * MiB)
-    out = in_subprocess(tmp_path, f"""
+    out = in_subprocess(
+        tmp_path,
+        f"""
         from t2mpi.resources import binding
         OTHER = WorkerPlacement(**json.loads({as_json(plan.worker(1))!r}))
         binding.bind_worker(PLACEMENT)
         print(json.dumps(binding.check(OTHER, binding.read_binding())))
-    """, placement=plan.worker(0))
+    """,
+        placement=plan.worker(0),
+    )
     tid = "[0-9]+"
     assert len(out) == 2
     assert re.fullmatch(rf"worker 1: its thread {tid} may run on CPUs {CPUS[0]}; the plan gives it {CPUS[1]}", out[0])
-    assert re.fullmatch(rf"worker 1: its thread {tid} last ran on CPU {CPUS[0]}, outside its cores {CPUS[1]}",
-                        out[1])  # fmt: skip
+    assert re.fullmatch(rf"worker 1: its thread {tid} last ran on CPU {CPUS[0]}, outside its cores {CPUS[1]}", out[1])
 
 
 def test_check_names_each_kind_of_mismatch():
     p = P.WorkerPlacement(4, 0, 0, (2, 3), (2, 3), 64 * MiB)
     report = {
-        "pid": 1, "tid": 10, "affinity": [2, 3], "mempolicy": {"mode": "default", "nodes": []},
-        "memory_nodes": [0], "memory_limit": None,
-        "threads": [{"tid": 10, "name": "python", "affinity": [2, 3], "last_cpu": 3},
-                    {"tid": 11, "name": "mpi-progress", "affinity": [0, 1, 2, 3], "last_cpu": 0},
-                    {"tid": 12, "name": "t2mpi-thread-0", "affinity": [2], "last_cpu": 2},
-                    {"tid": 13, "name": "t2mpi-thread-1", "affinity": [2], "last_cpu": 2}],
-        "pool": [{"thread": 0, "tid": 12, "core": 2}, {"thread": 1, "tid": 13, "core": 3},
-                 {"thread": 2, "tid": 14, "core": 3}],
-    }  # fmt: skip
+        "pid": 1,
+        "tid": 10,
+        "affinity": [2, 3],
+        "mempolicy": {"mode": "default", "nodes": []},
+        "memory_nodes": [0],
+        "memory_limit": None,
+        "threads": [
+            {"tid": 10, "name": "python", "affinity": [2, 3], "last_cpu": 3},
+            {"tid": 11, "name": "mpi-progress", "affinity": [0, 1, 2, 3], "last_cpu": 0},
+            {"tid": 12, "name": "t2mpi-thread-0", "affinity": [2], "last_cpu": 2},
+            {"tid": 13, "name": "t2mpi-thread-1", "affinity": [2], "last_cpu": 2},
+        ],
+        "pool": [
+            {"thread": 0, "tid": 12, "core": 2},
+            {"thread": 1, "tid": 13, "core": 3},
+            {"thread": 2, "tid": 14, "core": 3},
+        ],
+    }
     assert binding.check(p, report) == [
         "worker 4: thread 11 (mpi-progress) may run on CPUs 0-3, outside the worker's cores 2-3",
         "worker 4: pool thread 1 (tid 13) may run on CPUs 2; the plan pins it to CPU 3",
@@ -266,12 +302,16 @@ OVER_THE_LIMIT = """
 
 
 def test_an_allocation_beyond_the_limit_raises_memory_error_and_the_worker_goes_on(tmp_path):
-    out = in_subprocess(tmp_path, """
+    out = in_subprocess(
+        tmp_path,
+        """
         import numpy as np
         from t2mpi.resources import binding
         limit = binding.limit_memory(300 * 2**20)
         out = {"limit": limit._asdict()}
-    """, OVER_THE_LIMIT)
+    """,
+        OVER_THE_LIMIT,
+    )
     limit = out["limit"]
     assert limit["resource"] == "RLIMIT_DATA" and limit["nbytes"] == 300 * MiB
     assert limit["soft"] == out["soft"] == limit["base"] + 300 * MiB + limit["headroom"]
@@ -282,7 +322,9 @@ def test_an_allocation_beyond_the_limit_raises_memory_error_and_the_worker_goes_
 
 def test_a_limit_set_before_numpy_mpi_and_threads_lets_them_all_start(tmp_path):
     p = P.plan([this_machine()], workers=1, cpus=len(CPUS), threads=len(CPUS), memory=64 * MiB).worker(0)
-    out = in_subprocess(tmp_path, """
+    out = in_subprocess(
+        tmp_path,
+        """
         from t2mpi.resources import binding
         binding.bind_worker(PLACEMENT)
         limit = binding.limit_memory(300 * 2**20)   # before any of them
@@ -294,7 +336,10 @@ def test_a_limit_set_before_numpy_mpi_and_threads_lets_them_all_start(tmp_path):
         with WorkerThreads(PLACEMENT.thread_cores) as pool:
             sums = pool.run_on_each(lambda: float((a @ a).sum()))
         out = {"total": total, "sums": sums}
-    """, OVER_THE_LIMIT, placement=p)
+    """,
+        OVER_THE_LIMIT,
+        placement=p,
+    )
     assert out["total"] == 1
     assert out["sums"] == [200.0**3] * len(CPUS)
     assert out["raised"] is True and out["small"] == 499500

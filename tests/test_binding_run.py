@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from conftest import JOBS, only_job, state_of, t2mpi, write_job
 
 pytestmark = pytest.mark.mpi
@@ -33,7 +32,7 @@ def test_each_worker_runs_on_its_planned_core(work):
     result = t2mpi.run(job)
     assert result.ok, result.reason
     seen = [tuple(result.results[w]["process"]) for w in range(len(CORES))]
-    assert sorted(seen) == [(c,) for c in CORES]                    # one distinct core each
+    assert sorted(seen) == [(c,) for c in CORES]  # one distinct core each
     state = state_of(only_job(work))
     for w in state["workers"]:
         b = w["binding"]
@@ -69,8 +68,14 @@ def test_the_master_gets_a_core_no_worker_uses_when_there_is_one(work):
 def test_threads_of_one_worker_each_on_one_core(work):
     import t2mpi
 
-    job = write_job(work, "threads", REPORTER, workers=1, binding={"mode": "cores"},
-                    resources={"cpus": len(CORES), "threads": len(CORES), "memory": "1G"})
+    job = write_job(
+        work,
+        "threads",
+        REPORTER,
+        workers=1,
+        binding={"mode": "cores"},
+        resources={"cpus": len(CORES), "threads": len(CORES), "memory": "1G"},
+    )
     result = t2mpi.run(job)
     assert result.ok, result.reason
     r = result.results[0]
@@ -80,16 +85,20 @@ def test_threads_of_one_worker_each_on_one_core(work):
 
 
 def test_a_job_that_does_not_fit_the_node_says_why(work):
-    done = t2mpi("run", str(JOBS / "hello.yaml"), "-n", str(len(CORES) + 1), "--set", "binding.mode=cores",
-                 cwd=work)
+    done = t2mpi("run", str(JOBS / "hello.yaml"), "-n", str(len(CORES) + 1), "--set", "binding.mode=cores", cwd=work)
     assert done.returncode == 1
     n = len(CORES) + 1
-    assert (f"{n} workers × 1 cpu = {n} cores; node {os.uname().nodename} has {len(CORES)} allowed cores"
-            in state_of(only_job(work))["reason"])
+    assert (
+        f"{n} workers × 1 cpu = {n} cores; node {os.uname().nodename} has {len(CORES)} allowed cores"
+        in state_of(only_job(work))["reason"]
+    )
 
 
 def test_memory_past_the_limit_is_a_memory_error_in_that_worker(work):
-    job = write_job(work, "greedy", """
+    job = write_job(
+        work,
+        "greedy",
+        """
         import numpy as np
         from t2mpi import IWorker
 
@@ -98,17 +107,24 @@ def test_memory_past_the_limit_is_a_memory_error_in_that_worker(work):
                 if ctx.worker_id == 0:
                     return np.ones(2 << 30, dtype=np.uint8).sum()   # 2 GiB against 256 MiB
                 return 0
-    """, workers=1, binding={"mode": "cores"}, resources={"cpus": 1, "threads": 1, "memory": "256M"})
+    """,
+        workers=1,
+        binding={"mode": "cores"},
+        resources={"cpus": 1, "threads": 1, "memory": "256M"},
+    )
     done = t2mpi("run", str(job), cwd=work)
     assert done.returncode == 1
     state = state_of(only_job(work))
-    assert state["reason"].startswith(f"worker 0 on {os.uname().nodename} failed: ") and "MemoryError" in state["reason"]
+    assert (
+        state["reason"].startswith(f"worker 0 on {os.uname().nodename} failed: ") and "MemoryError" in state["reason"]
+    )
 
 
 def test_report_bindings_prints_planned_and_actual(work):
-    done = t2mpi("run", str(JOBS / "hello.yaml"), "-n", "1", "--set", "binding.mode=cores", "--report-bindings",
-                 "-q", cwd=work)
+    done = t2mpi(
+        "run", str(JOBS / "hello.yaml"), "-n", "1", "--set", "binding.mode=cores", "--report-bindings", "-q", cwd=work
+    )
     assert done.returncode == 0, done.stderr
-    table = done.stderr[done.stderr.index("planned cores"):]
+    table = done.stderr[done.stderr.index("planned cores") :]
     assert f"       0  {os.uname().nodename}" in table and "bind 0" in table
     assert f"  master  {os.uname().nodename:<16} PU " in table and "kernel affinity" in table

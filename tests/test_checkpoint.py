@@ -12,8 +12,8 @@ import subprocess
 
 import numpy as np
 import pytest
-
 from conftest import JOBS, PYTHON, events_of, is_rank, job_dirs, only_job, state_of, t2mpi, wait_for, write_job
+
 from t2mpi.job.folder import JobDir
 from t2mpi.runtime.master import PREEMPTED, RUNNING, Master, Reply, worker_list
 from t2mpi.scheduler.supervisor import DONE, GIVE_UP, REQUEUE, RESTART, next_step
@@ -23,6 +23,7 @@ T0 = 1000.0
 
 # ---------------------------------------------------------------- the job folder's checkpoints
 
+
 def test_commit_makes_a_version_current_and_drops_older_ones(tmp_path):
     jd = JobDir.make(str(tmp_path / "job"), {"name": "x"})
     assert jd.committed_version() is None
@@ -31,7 +32,7 @@ def test_commit_makes_a_version_current_and_drops_older_ones(tmp_path):
             jd.write_checkpoint(v, w, pickle.dumps((v, w)))
     jd.commit_checkpoint(1, 2)
     assert jd.committed_version() == 1
-    jd.write_checkpoint(3, 0, b"partial")   # a version not every worker wrote yet
+    jd.write_checkpoint(3, 0, b"partial")  # a version not every worker wrote yet
     jd.commit_checkpoint(2, 2)
     assert jd.committed_version() == 2
     assert sorted(os.listdir(jd.checkpoints_dir)) == ["2", "3", "committed.json"]
@@ -45,16 +46,18 @@ def test_a_writer_killed_mid_write_leaves_the_committed_version_whole(tmp_path):
     jd = JobDir.make(str(tmp_path / "job"), {"name": "x"})
     jd.write_checkpoint(1, 0, b"one" * 1000)
     jd.commit_checkpoint(1, 1)
-    code = (f"import os, signal, threading\n"
-            f"from t2mpi.job.folder import JobDir\n"
-            f"jd = JobDir({jd.path!r})\n"
-            f"folder = os.path.join(jd.checkpoints_dir, '2')\n"
-            f"def killer():\n"
-            f"    while not (os.path.isdir(folder) and any(n.endswith('.tmp') for n in os.listdir(folder))):\n"
-            f"        pass\n"
-            f"    os.kill(os.getpid(), signal.SIGKILL)\n"
-            f"threading.Thread(target=killer, daemon=True).start()\n"
-            f"jd.write_checkpoint(2, 0, b'x' * (1 << 30))\n")
+    code = (
+        f"import os, signal, threading\n"
+        f"from t2mpi.job.folder import JobDir\n"
+        f"jd = JobDir({jd.path!r})\n"
+        f"folder = os.path.join(jd.checkpoints_dir, '2')\n"
+        f"def killer():\n"
+        f"    while not (os.path.isdir(folder) and any(n.endswith('.tmp') for n in os.listdir(folder))):\n"
+        f"        pass\n"
+        f"    os.kill(os.getpid(), signal.SIGKILL)\n"
+        f"threading.Thread(target=killer, daemon=True).start()\n"
+        f"jd.write_checkpoint(2, 0, b'x' * (1 << 30))\n"
+    )
     done = subprocess.run([PYTHON, "-c", code], timeout=120)
     assert done.returncode == -signal.SIGKILL
     assert jd.committed_version() == 1
@@ -72,11 +75,12 @@ def test_begin_restart_counts_and_keeps_how_the_last_run_ended(tmp_path):
     assert jd.restarts()["history"][0]["state"] == "FAILED"
     assert jd.restarts()["history"][0]["reason"] == "worker 1 on a failed: boom"
     assert jd.read_state()["state"] == "STARTING"
-    assert jd.stop_request() is None   # a stop asked of the last run does not stop the next
+    assert jd.stop_request() is None  # a stop asked of the last run does not stop the next
     assert jd.begin_restart("again") == 2
 
 
 # ---------------------------------------------------------------- the master's decisions
+
 
 def master(n=2, committed=None):
     m = Master("job-1", "ck", n, T0, committed=committed, checkpoint_timeout=5.0)
@@ -98,9 +102,11 @@ def test_a_version_is_due_for_commit_only_when_every_worker_wrote_it():
 
 def test_a_stop_request_asks_every_worker_and_ends_preempted_after_the_commit():
     m = master(2, committed=4)
-    assert m.stop_requested("walltime", T0 + 1) == [Reply(0, ("checkpoint", "walltime")),
-                                                    Reply(1, ("checkpoint", "walltime"))]
-    assert m.stop_requested("walltime", T0 + 1) == []   # asked once
+    assert m.stop_requested("walltime", T0 + 1) == [
+        Reply(0, ("checkpoint", "walltime")),
+        Reply(1, ("checkpoint", "walltime")),
+    ]
+    assert m.stop_requested("walltime", T0 + 1) == []  # asked once
     m.checkpointed(0, 5, T0 + 2)
     m.checkpointed(1, 5, T0 + 2)
     assert m.commit(m.commit_due, T0 + 3) == [Reply(0, ("stop", 5)), Reply(1, ("stop", 5))]
@@ -123,16 +129,19 @@ def test_a_stop_without_a_checkpoint_ends_the_job_after_the_checkpoint_timeout()
     assert "no checkpoint within timeouts.checkpoint 5 s (a restart uses checkpoint 4)" in m.reason
 
 
-@pytest.mark.parametrize("state, restarts, most, action", [
-    ({"state": "COMPLETED"}, 0, 3, DONE),
-    ({"state": "KILLED"}, 0, 3, DONE),
-    ({"state": "FAILED", "reason": "boom"}, 0, 1, RESTART),
-    ({"state": "FAILED"}, 1, 1, GIVE_UP),
-    ({"state": "PREEMPTED"}, 0, 1, REQUEUE),
-    ({"state": "PREEMPTED"}, 2, 2, GIVE_UP),
-    (None, 0, 1, RESTART),
-    ({"state": "RUNNING"}, 0, 0, GIVE_UP),
-])
+@pytest.mark.parametrize(
+    "state, restarts, most, action",
+    [
+        ({"state": "COMPLETED"}, 0, 3, DONE),
+        ({"state": "KILLED"}, 0, 3, DONE),
+        ({"state": "FAILED", "reason": "boom"}, 0, 1, RESTART),
+        ({"state": "FAILED"}, 1, 1, GIVE_UP),
+        ({"state": "PREEMPTED"}, 0, 1, REQUEUE),
+        ({"state": "PREEMPTED"}, 2, 2, GIVE_UP),
+        (None, 0, 1, RESTART),
+        ({"state": "RUNNING"}, 0, 0, GIVE_UP),
+    ],
+)
 def test_next_step(state, restarts, most, action):
     assert next_step(state, restarts, most)[0] == action
 
@@ -174,8 +183,9 @@ def test_max_restarts_reruns_a_failed_job_from_its_last_checkpoint(work):
     assert "restart 2 of 2 from checkpoint " in done.stderr
     assert state_of(jd)["state"] == "COMPLETED" and state_of(jd)["restarts"] == 2
     got = results(jd)
-    assert {w: (r["total"], r["restarts"], r["version"]) for w, r in got.items()} == \
-        {w: (2 * sum(range(10)), 2, 10) for w in (0, 1)}
+    assert {w: (r["total"], r["restarts"], r["version"]) for w, r in got.items()} == {
+        w: (2 * sum(range(10)), 2, 10) for w in (0, 1)
+    }
     assert got[0]["first"] in (4, 5)
     history = json.loads((jd / "restarts.json").read_text())["history"]
     assert [h["state"] for h in history] == ["FAILED", "FAILED"]
@@ -193,15 +203,17 @@ def test_out_of_restarts_the_job_fails_and_t2mpi_restart_goes_on(work):
     assert state_of(jd)["state"] == "FAILED" and "injected failure at 2" in state_of(jd)["reason"]
     again = t2mpi("restart", jd.name, "-q", cwd=work)
     assert again.returncode == 0, again.stderr
-    assert job_dirs(work) == [jd]   # the same folder
+    assert job_dirs(work) == [jd]  # the same folder
     got = results(jd)
-    assert {w: (r["total"], r["restarts"], r["version"]) for w, r in got.items()} == \
-        {w: (2 * sum(range(8)), 1, 8) for w in (0, 1)}
-    assert got[0]["first"] in (1, 2)   # from checkpoint 2 (steps 0, 1), or 1 when the failure came first
+    assert {w: (r["total"], r["restarts"], r["version"]) for w, r in got.items()} == {
+        w: (2 * sum(range(8)), 1, 8) for w in (0, 1)
+    }
+    assert got[0]["first"] in (1, 2)  # from checkpoint 2 (steps 0, 1), or 1 when the failure came first
     refused = t2mpi("restart", jd.name, cwd=work)
     assert refused.returncode == 1
-    assert refused.stderr.strip() == (f"t2mpi: job {jd.name} is COMPLETED: only a FAILED, KILLED or "
-                                      "stopped (PREEMPTED) job can be restarted")
+    assert refused.stderr.strip() == (
+        f"t2mpi: job {jd.name} is COMPLETED: only a FAILED, KILLED or stopped (PREEMPTED) job can be restarted"
+    )
 
 
 STOPPABLE = """
@@ -229,12 +241,23 @@ STOPPABLE = """
 @pytest.mark.mpi
 def test_sigusr1_stops_a_run_after_a_checkpoint_and_restart_goes_on_from_it(work):
     job = write_job(work, "stoppable", STOPPABLE, config={"n": 1000})
-    client = subprocess.Popen([PYTHON, "-m", "t2mpi", "run", str(job), "-q"], cwd=work,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    client = subprocess.Popen(
+        [PYTHON, "-m", "t2mpi", "run", str(job), "-q"],
+        cwd=work,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         jd = wait_for(lambda: (job_dirs(work) or [None])[0], 60, "the job folder")
-        wait_for(lambda: (jd / "events.jsonl").exists() and any(
-            e["event"] == "progress" and e["message"] == "step 6" for e in events_of(jd)), 60, "step 6")
+        wait_for(
+            lambda: (
+                (jd / "events.jsonl").exists()
+                and any(e["event"] == "progress" and e["message"] == "step 6" for e in events_of(jd))
+            ),
+            60,
+            "step 6",
+        )
         ranks = [p for p in __import__("psutil").Process(client.pid).children(recursive=True) if is_rank(p)]
         client.send_signal(signal.SIGUSR1)
         _, err = client.communicate(timeout=60)
@@ -257,8 +280,7 @@ def test_sigusr1_stops_a_run_after_a_checkpoint_and_restart_goes_on_from_it(work
 
 
 def kmeans_config(**extra):
-    return [f"--set=config.{k}={v}" for k, v in
-            {"points": 40000, "iterations": 400, "clusters": 8, **extra}.items()]
+    return [f"--set=config.{k}={v}" for k, v in {"points": 40000, "iterations": 400, "clusters": 8, **extra}.items()]
 
 
 @pytest.mark.mpi
@@ -266,12 +288,28 @@ def test_kmeans_killed_mid_run_and_restarted_reaches_the_same_centroids(work):
     plain = t2mpi("run", str(JOBS / "kmeans.yaml"), "-q", *kmeans_config(), cwd=work, timeout=300)
     assert plain.returncode == 0, plain.stderr
     expected = results(only_job(work))[0]
-    client = subprocess.Popen([PYTHON, "-m", "t2mpi", "run", str(JOBS / "kmeans.yaml"), "-q",
-                               "--set=max_restarts=1", *kmeans_config(checkpoint_every=20)],
-                              cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    client = subprocess.Popen(
+        [
+            PYTHON,
+            "-m",
+            "t2mpi",
+            "run",
+            str(JOBS / "kmeans.yaml"),
+            "-q",
+            "--set=max_restarts=1",
+            *kmeans_config(checkpoint_every=20),
+        ],
+        cwd=work,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
-        jd = wait_for(lambda: next((d for d in job_dirs(work) if JobDir(str(d)).committed_version()), None),
-                      120, "a committed checkpoint")
+        jd = wait_for(
+            lambda: next((d for d in job_dirs(work) if JobDir(str(d)).committed_version()), None),
+            120,
+            "a committed checkpoint",
+        )
         victim = state_of(jd)["workers"][1]["pid"]
         os.kill(victim, signal.SIGKILL)
         _, err = client.communicate(timeout=300)

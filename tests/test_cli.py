@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import JOBS, job_dirs, t2mpi, write_job
 
 OK_WORKER = """
@@ -23,14 +22,22 @@ def one_line_error(done) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("name: x\nworker: [\n", ":3: not valid YAML"),
-    ("name: x\nworker: hello:Hello\nresource: {cpus: 2}\n", ":3: unknown key 'resource'; did you mean 'resources'?"),
-    ("name: x\nworker: hello:Hello\nworkers: 0\n", ":3: workers: must be at least 1, got 0"),
-    ("name: x\nworker: hello:Hello\nresources: {cpus: 1, threads: 2}\n",
-     ":3: resources.threads: 2 threads need at least 2 cpus"),
-    ("name: x\nworker: hello:Hello\nresources:\n  memory: lots\n", ":4: resources.memory: cannot read size 'lots'"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("name: x\nworker: [\n", ":3: not valid YAML"),
+        (
+            "name: x\nworker: hello:Hello\nresource: {cpus: 2}\n",
+            ":3: unknown key 'resource'; did you mean 'resources'?",
+        ),
+        ("name: x\nworker: hello:Hello\nworkers: 0\n", ":3: workers: must be at least 1, got 0"),
+        (
+            "name: x\nworker: hello:Hello\nresources: {cpus: 1, threads: 2}\n",
+            ":3: resources.threads: 2 threads need at least 2 cpus",
+        ),
+        ("name: x\nworker: hello:Hello\nresources:\n  memory: lots\n", ":4: resources.memory: cannot read size 'lots'"),
+    ],
+)
 def test_bad_job_file(work, text, expected):
     (work / "hello.py").write_text((JOBS / "hello.py").read_text())
     (work / "job.yaml").write_text(text)
@@ -83,5 +90,5 @@ def test_launcher_detection_is_remembered_while_the_file_is_the_same(tmp_path):
     cache = str(tmp_path / "cache.json")
     assert detect(str(fake), cache=cache)[1:] == ("mpich", "4.9")
     assert str(fake) in open(cache).read()
-    fake.write_text("#!/bin/sh\necho 'mpirun (Open MPI) 5.0.11'\n")   # another file now
+    fake.write_text("#!/bin/sh\necho 'mpirun (Open MPI) 5.0.11'\n")  # another file now
     assert detect(str(fake), cache=cache)[1:] == ("openmpi", "5.0.11")

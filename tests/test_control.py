@@ -7,8 +7,8 @@ import os
 import stat
 
 import pytest
-
 from conftest import JOBS, t2mpi
+
 from t2mpi.job.folder import JobDir
 from t2mpi.job.spec import load
 
@@ -26,20 +26,23 @@ def _job_with_fake_scontrol(work, answer: str):
     return jd, env
 
 
-@pytest.mark.parametrize("answer, state, reason", [
-    ("JobId=7 JobState=TIMEOUT Reason=TimeLimit", "FAILED", "slurm job 7: TIMEOUT (TimeLimit)"),
-    ("JobId=7 JobState=OUT_OF_MEMORY Reason=OutOfMemory", "FAILED", "slurm job 7: OUT_OF_MEMORY (OutOfMemory)"),
-    ("JobId=7 JobState=NODE_FAIL Reason=NodeDown", "FAILED", "slurm job 7: NODE_FAIL (NodeDown)"),
-    ("JobId=7 JobState=PREEMPTED Reason=None", "KILLED", "slurm job 7: PREEMPTED"),
-    ("JobId=7 JobState=CANCELLED Reason=None", "KILLED", "slurm job 7: CANCELLED"),
-])
+@pytest.mark.parametrize(
+    "answer, state, reason",
+    [
+        ("JobId=7 JobState=TIMEOUT Reason=TimeLimit", "FAILED", "slurm job 7: TIMEOUT (TimeLimit)"),
+        ("JobId=7 JobState=OUT_OF_MEMORY Reason=OutOfMemory", "FAILED", "slurm job 7: OUT_OF_MEMORY (OutOfMemory)"),
+        ("JobId=7 JobState=NODE_FAIL Reason=NodeDown", "FAILED", "slurm job 7: NODE_FAIL (NodeDown)"),
+        ("JobId=7 JobState=PREEMPTED Reason=None", "KILLED", "slurm job 7: PREEMPTED"),
+        ("JobId=7 JobState=CANCELLED Reason=None", "KILLED", "slurm job 7: CANCELLED"),
+    ],
+)
 def test_a_job_the_scheduler_ended_is_settled_with_its_reason(work, answer, state, reason):
     jd, env = _job_with_fake_scontrol(work, answer)
     done = t2mpi("status", jd.job_id, "--json", cwd=work, env=env)
     assert done.returncode == 0, done.stderr
     shown = json.loads(done.stdout)
     assert (shown["state"], shown["reason"]) == (state, reason)
-    assert json.loads(open(jd.state_file).read())["state"] == state    # written, and final now
+    assert json.loads(open(jd.state_file).read())["state"] == state  # written, and final now
 
 
 def test_a_pending_job_says_why(work):
@@ -52,8 +55,17 @@ def test_a_pending_job_says_why(work):
 
 def test_the_master_state_wins_once_final(work):
     jd, env = _job_with_fake_scontrol(work, "JobId=7 JobState=FAILED Reason=NonZeroExitCode")
-    jd.write_state({"job_id": jd.job_id, "state": "COMPLETED", "reason": "all workers completed",
-                    "num_workers": 1, "started": 1.0, "ended": 2.0, "workers": []})
+    jd.write_state(
+        {
+            "job_id": jd.job_id,
+            "state": "COMPLETED",
+            "reason": "all workers completed",
+            "num_workers": 1,
+            "started": 1.0,
+            "ended": 2.0,
+            "workers": [],
+        }
+    )
     shown = json.loads(t2mpi("status", jd.job_id, "--json", cwd=work, env=env).stdout)
     assert shown["state"] == "COMPLETED"
 

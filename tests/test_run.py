@@ -14,9 +14,20 @@ import time
 import numpy as np
 import psutil
 import pytest
-
-from conftest import (interrupt_run, JOBS, PYTHON, events_of, gone, job_dirs, mpiexec, only_job, state_of, t2mpi,
-                      wait_for, write_job)
+from conftest import (
+    JOBS,
+    PYTHON,
+    events_of,
+    gone,
+    interrupt_run,
+    job_dirs,
+    mpiexec,
+    only_job,
+    state_of,
+    t2mpi,
+    wait_for,
+    write_job,
+)
 
 pytestmark = pytest.mark.mpi
 HOST = os.uname().nodename
@@ -33,7 +44,9 @@ def test_hello_runs_to_completion(work):
     state = state_of(job)
     assert state["state"] == "COMPLETED"
     assert [(w["id"], w["host"], w["node"], w["local"], w["result"]) for w in state["workers"]] == [
-        (0, HOST, 0, 0, "0"), (1, HOST, 0, 1, "2")]
+        (0, HOST, 0, 0, "0"),
+        (1, HOST, 0, 1, "2"),
+    ]
     assert pickle.loads((job / "results.pkl").read_bytes()) == {0: 0, 1: 2}
     kinds = [e["event"] for e in events_of(job)]
     assert kinds[:2] == ["started", "joined"] and kinds[-1] == "ended"
@@ -53,19 +66,32 @@ def test_python_api_returns_results(work):
 
 
 def test_direct_mpiexec_launch(work):
-    done = subprocess.run(mpiexec(3) + [PYTHON, "-m", "t2mpi.launch", str(JOBS / "hello.yaml"), "-n", "2"],
-                          cwd=work, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        mpiexec(3) + [PYTHON, "-m", "t2mpi.launch", str(JOBS / "hello.yaml"), "-n", "2"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert "COMPLETED" in done.stdout and "[master]" in done.stdout
     assert state_of(only_job(work))["state"] == "COMPLETED"
 
 
 def test_world_size_mismatch_is_one_error_from_every_rank(work):
-    done = subprocess.run(mpiexec(3) + [PYTHON, "-m", "t2mpi.launch", str(JOBS / "hello.yaml")],
-                          cwd=work, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        mpiexec(3) + [PYTHON, "-m", "t2mpi.launch", str(JOBS / "hello.yaml")],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2
-    said = re.findall(r"t2mpi\.launch: (rank \d): job 'hello' needs 5 MPI processes \(4 workers \+ 1 "
-                      r"master\) but was started with 3", done.stdout + done.stderr)
+    said = re.findall(
+        r"t2mpi\.launch: (rank \d): job 'hello' needs 5 MPI processes \(4 workers \+ 1 "
+        r"master\) but was started with 3",
+        done.stdout + done.stderr,
+    )
     assert sorted(said) == ["rank 0", "rank 1", "rank 2"], done.stderr
     assert job_dirs(work) == []
 
@@ -95,21 +121,28 @@ def test_worker_exception_fails_the_job_and_ends_every_rank(work):
 
 
 def test_bad_result_is_reported_not_hung(work):
-    job = write_job(work, "badresult", """
+    job = write_job(
+        work,
+        "badresult",
+        """
         import threading
         from t2mpi import IWorker
 
         class Job(IWorker):
             def execute(self, ctx):
                 return threading.Lock()   # cannot be pickled to the master
-    """)
+    """,
+    )
     done = t2mpi("run", str(job), cwd=work)
     assert done.returncode == 1
     assert "cannot pickle '_thread.lock' object" in state_of(only_job(work))["reason"]
 
 
 def test_controller_workers_barrier_and_progress(work):
-    job = write_job(work, "ctl", """
+    job = write_job(
+        work,
+        "ctl",
+        """
         import sys
         from t2mpi import IWorker
 
@@ -122,7 +155,9 @@ def test_controller_workers_barrier_and_progress(work):
                 # pyhwloc and the Open MPI wheel break in one process: ranks never load it
                 assert "pyhwloc" not in sys.modules
                 return [tuple(w) for w in ctx.controller.workers()], total, ctx.persistent_dir
-    """, workers=3)
+    """,
+        workers=3,
+    )
     import t2mpi
 
     result = t2mpi.run(job)
@@ -137,7 +172,10 @@ def test_controller_workers_barrier_and_progress(work):
 
 
 def test_barrier_timeout_names_the_missing_worker(work):
-    job = write_job(work, "late", """
+    job = write_job(
+        work,
+        "late",
+        """
         import threading
         from t2mpi import IWorker
 
@@ -146,7 +184,9 @@ def test_barrier_timeout_names_the_missing_worker(work):
                 if ctx.worker_id == 0:
                     threading.Event().wait(600)   # never arrives: ended by the abort
                 ctx.controller.barrier(timeout=1)
-    """, workers=3)
+    """,
+        workers=3,
+    )
     done = t2mpi("run", str(job), cwd=work)
     assert done.returncode == 1
     assert "BarrierError: barrier 1 timed out; workers not there: 0" in done.stderr
@@ -154,7 +194,7 @@ def test_barrier_timeout_names_the_missing_worker(work):
 
 def test_sigint_to_the_client_ends_every_rank(work):
     code, err, family, ranks, jobdir = interrupt_run(work)
-    assert ranks == 3      # master and two workers were running
+    assert ranks == 3  # master and two workers were running
     assert code == 130, err
     assert gone(family) == []
     state = state_of(jobdir)
@@ -190,22 +230,32 @@ def test_dry_run_prints_the_command_and_launches_nothing(work):
 
 
 def test_launch_entry_help_and_bad_arguments(work):
-    done = subprocess.run(mpiexec(2) + [PYTHON, "-m", "t2mpi.launch", "--help"], cwd=work,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        mpiexec(2) + [PYTHON, "-m", "t2mpi.launch", "--help"], cwd=work, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0 and "usage: python -m t2mpi.launch" in done.stdout
-    done = subprocess.run(mpiexec(2) + [PYTHON, "-m", "t2mpi.launch", str(JOBS / "hello.yaml"), "-n", "x"],
-                          cwd=work, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        mpiexec(2) + [PYTHON, "-m", "t2mpi.launch", str(JOBS / "hello.yaml"), "-n", "x"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2
     assert "t2mpi.launch: -n: 'x' is not a whole number" in done.stderr
     assert job_dirs(work) == []
 
 
 def _run_until_running(work, job, *args):
-    client = subprocess.Popen([PYTHON, "-m", "t2mpi", "run", str(job), *args], cwd=work,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    client = subprocess.Popen(
+        [PYTHON, "-m", "t2mpi", "run", str(job), *args],
+        cwd=work,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     jobdir = wait_for(lambda: (job_dirs(work) or [None])[0], 60, "the job folder")
-    wait_for(lambda: (jobdir / "state.json").exists() and state_of(jobdir)["state"] == "RUNNING", 60,
-             "the job to run")
+    wait_for(lambda: (jobdir / "state.json").exists() and state_of(jobdir)["state"] == "RUNNING", 60, "the job to run")
     return client, jobdir
 
 
@@ -224,12 +274,11 @@ LIVE = """
 
 @pytest.mark.parametrize("how", ["SIGSTOP", "GIL"])
 def test_a_silent_worker_is_found_and_every_rank_ends(work, how):
-    job = write_job(work, "silent", LIVE, workers=2, timeouts={"heartbeat": 3},
-                    config={"hold_gil": how == "GIL"})
+    job = write_job(work, "silent", LIVE, workers=2, timeouts={"heartbeat": 3}, config={"hold_gil": how == "GIL"})
     client, jobdir = _run_until_running(work, job)
     try:
         family = psutil.Process(client.pid).children(recursive=True)
-        if how == "SIGSTOP":   # once its progress is in: the report names it
+        if how == "SIGSTOP":  # once its progress is in: the report names it
             wait_for(lambda: state_of(jobdir)["workers"][1]["message"] == "halfway", 60, "its progress")
             os.kill(state_of(jobdir)["workers"][1]["pid"], signal.SIGSTOP)
         _, err = client.communicate(timeout=60)

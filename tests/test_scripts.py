@@ -14,16 +14,15 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import JOBS, PYTHON, t2mpi
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from t2mpi.errors import SpecError
+from t2mpi.job.spec import load
+from t2mpi.mpi.launcher import Host, MpiLauncher, command
 from t2mpi.net import first_node
 from t2mpi.scheduler import scripts
-from t2mpi.errors import SpecError
-from t2mpi.mpi.launcher import Host, MpiLauncher, command
-from t2mpi.job.spec import load
-
-from conftest import JOBS, PYTHON, t2mpi
 
 GOLDEN = Path(__file__).parent / "golden"
 MPICH = MpiLauncher("/opt/mpi/bin/mpiexec", "mpich", "5.0")
@@ -32,20 +31,39 @@ HOST = Host(cpus=2, root=False, ofi_fabric=False)
 
 VARIANTS = {
     "slurm-default": ([], MPICH),
-    "slurm-full": (["workers=3", "scheduler.time=1-02:03:04", "scheduler.partition=debug",
-                    "scheduler.account=proj1", "scheduler.qos=high", "scheduler.nodes=2",
-                    "scheduler.directives=[--exclusive, --constraint=ib]",
-                    'scheduler.prologue=["module load python/3.12", "source /opt/venv/bin/activate"]',
-                    "mpi.env={UCX_TLS: rc}"], MPICH),
+    "slurm-full": (
+        [
+            "workers=3",
+            "scheduler.time=1-02:03:04",
+            "scheduler.partition=debug",
+            "scheduler.account=proj1",
+            "scheduler.qos=high",
+            "scheduler.nodes=2",
+            "scheduler.directives=[--exclusive, --constraint=ib]",
+            'scheduler.prologue=["module load python/3.12", "source /opt/venv/bin/activate"]',
+            "mpi.env={UCX_TLS: rc}",
+        ],
+        MPICH,
+    ),
     "slurm-cpus2-openmpi": (["resources.cpus=2", "resources.threads=2", "scheduler.skip=[mem]"], OPENMPI),
     "slurm-srun-mpich": (["scheduler.launcher=srun"], MPICH),
     "slurm-srun-openmpi": (["scheduler.launcher=srun", "resources.cpus=2"], OPENMPI),
     "slurm-restarts": (["max_restarts=3", "scheduler.time=02:00:00", "scheduler.signal=120"], MPICH),
     "pbs-default": (["scheduler.kind=pbs"], MPICH),
     "pbs-restarts": (["scheduler.kind=pbs", "max_restarts=1"], OPENMPI),
-    "pbs-full": (["scheduler.kind=pbs", "workers=8", "resources.cpus=4", "scheduler.nodes=2",
-                  "scheduler.time=48:00", "scheduler.partition=workq", "scheduler.account=proj1",
-                  "scheduler.directives=['-l place=scatter']"], OPENMPI),
+    "pbs-full": (
+        [
+            "scheduler.kind=pbs",
+            "workers=8",
+            "resources.cpus=4",
+            "scheduler.nodes=2",
+            "scheduler.time=48:00",
+            "scheduler.partition=workq",
+            "scheduler.account=proj1",
+            "scheduler.directives=['-l place=scatter']",
+        ],
+        OPENMPI,
+    ),
     "torque-default": (["scheduler.kind=torque", "scheduler.time=90"], MPICH),
     "torque-nodes": (["scheduler.kind=torque", "workers=6", "scheduler.nodes=3"], OPENMPI),
 }
@@ -61,34 +79,36 @@ def test_golden_scripts(variant):
     overrides, mpi = VARIANTS[variant]
     text = render(overrides, mpi)
     golden = GOLDEN / f"{variant}.sh"
-    if os.environ.get("T2MPI_REGOLD"):   # regenerate after a deliberate change, then review the diff
+    if os.environ.get("T2MPI_REGOLD"):  # regenerate after a deliberate change, then review the diff
         golden.write_text(text)
     assert text == golden.read_text()
 
 
 def test_master_costs_at_most_one_core():
     one = render(["workers=4"], MPICH)
-    assert "--ntasks=5\n" in one and "--cpus-per-task=1\n" in one      # 4 + 1 cores
+    assert "--ntasks=5\n" in one and "--cpus-per-task=1\n" in one  # 4 + 1 cores
     four = render(["workers=4", "resources.cpus=4"], MPICH)
-    assert "--ntasks=4\n" in four and "--cpus-per-task=4\n" in four     # 16 cores, master beside
+    assert "--ntasks=4\n" in four and "--cpus-per-task=4\n" in four  # 16 cores, master beside
     pbs = render(["scheduler.kind=pbs", "workers=4", "resources.cpus=4"], MPICH)
     assert "select=1:ncpus=17:mpiprocs=5:" in pbs
 
 
 def test_site_defaults_per_scheduler(tmp_path):
     site = tmp_path / "site.yaml"
-    site.write_text(textwrap.dedent("""\
+    site.write_text(
+        textwrap.dedent("""\
         scheduler:
           account: general
           slurm: {partition: batch, prologue: ["module load mpi"]}
           pbs: {partition: workq}
-    """))
+    """)
+    )
     env = {"HOME": str(tmp_path), "T2MPI_CONFIG": str(site)}
     slurm = render([], MPICH, environ=env)
     assert "#SBATCH --partition=batch\n" in slurm and "#SBATCH --account=general\n" in slurm
     assert "\nmodule load mpi\n" in slurm
     assert "#PBS -q workq\n" in render(["scheduler.kind=pbs"], MPICH, environ=env)
-    mine = render(["scheduler.partition=mine"], MPICH, environ=env)   # the job's own key wins
+    mine = render(["scheduler.partition=mine"], MPICH, environ=env)  # the job's own key wins
     assert "#SBATCH --partition=mine\n" in mine
 
 
@@ -99,8 +119,25 @@ def _fake_launcher(folder: Path) -> MpiLauncher:
     return MpiLauncher(str(fake), "mpich", "fake")
 
 
-NASTY = st.sampled_from(["$(touch MARK)", "`touch MARK`", "; touch MARK", "&& touch MARK", "| touch MARK",
-                         "> MARK", "'", '"', "\\", "$HOME", "${X:-y}", "\n touch MARK", "#", "*", "~"])
+NASTY = st.sampled_from(
+    [
+        "$(touch MARK)",
+        "`touch MARK`",
+        "; touch MARK",
+        "&& touch MARK",
+        "| touch MARK",
+        "> MARK",
+        "'",
+        '"',
+        "\\",
+        "$HOME",
+        "${X:-y}",
+        "\n touch MARK",
+        "#",
+        "*",
+        "~",
+    ]
+)
 TEXT = st.lists(st.one_of(NASTY, st.text(min_size=1, max_size=8)), min_size=1, max_size=5).map("".join)
 
 
@@ -112,42 +149,56 @@ def test_user_strings_never_run_as_shell_code(tmp_path_factory, prologue, env_va
     job_dir.mkdir()
     mpi = _fake_launcher(folder)
     dump = lambda value: json.dumps(value, ensure_ascii=False)  # noqa: E731
-    overrides = ["scheduler.prologue=" + dump(["true " + line for line in prologue]),
-                 "mpi.env=" + dump({"T2X": env_value}), "config.v=" + dump(config_value)]
+    overrides = [
+        "scheduler.prologue=" + dump(["true " + line for line in prologue]),
+        "mpi.env=" + dump({"T2X": env_value}),
+        "config.v=" + dump(config_value),
+    ]
     try:
         spec = load(JOBS / "hello.yaml", overrides=overrides, environ={"HOME": str(folder)})
-    except SpecError as exc:        # refused (e.g. a newline, an unbalanced quote): a clear message
+    except SpecError as exc:  # refused (e.g. a newline, an unbalanced quote): a clear message
         assert "\n" not in str(exc)
         return
     # the job folder as submit makes it: the script's first step chooses the transport from it
-    (job_dir / "spec.json").write_text(json.dumps(dict(spec.to_dict(), launcher=dict(
-        mpi._asdict(), components={}))))
-    script = folder / "job.sh"   # `here` (a comment) may quote the job file too
+    (job_dir / "spec.json").write_text(json.dumps(spec.to_dict()))
+    (job_dir / "mpi.json").write_text(json.dumps(dict(mpi._asdict(), components={})))
+    script = folder / "job.sh"  # `here` (a comment) may quote the job file too
     script.write_text(scripts.get("slurm").script(spec, str(job_dir), mpi, PYTHON, HOST, here=config_value))
-    done = subprocess.run(["bash", str(script)], cwd=folder, capture_output=True, text=True, timeout=30,
-                          env={"PATH": os.environ["PATH"], "HOME": str(folder)})
+    done = subprocess.run(
+        ["bash", str(script)],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"PATH": os.environ["PATH"], "HOME": str(folder)},
+    )
     assert done.returncode == 0, done.stderr
     assert not list(folder.rglob("MARK")), script.read_text()
-    argv = (folder / "argv.txt").read_text().split("\n")   # not splitlines: a value may hold \x85
-    assert argv[argv.index("T2X") + 1] == env_value       # passed through exactly, as one word
+    argv = (folder / "argv.txt").read_text().split("\n")  # not splitlines: a value may hold \x85
+    assert argv[argv.index("T2X") + 1] == env_value  # passed through exactly, as one word
     chosen = json.loads((job_dir / "network.json").read_text())["env"]
-    for key, value in chosen.items():                     # and the transport chosen at the start
-        assert argv[argv.index(key) - 1:argv.index(key) + 2] == ["-genv", key, value]
+    for key, value in chosen.items():  # and the transport chosen at the start
+        assert argv[argv.index(key) - 1 : argv.index(key) + 2] == ["-genv", key, value]
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["scheduler.kind=lsf"], "scheduler.kind: 'lsf' is not a scheduler t2mpi knows; use one of slurm, pbs, torque"),
-    (["scheduler.time=forever"], "scheduler.time: cannot read walltime 'forever'"),
-    (["scheduler.partition=a b"], "scheduler.partition: 'a b' is not valid"),
-    (["scheduler.skip=[output]"], "scheduler.skip: 'output' is not a generated directive"),
-    (['scheduler.directives=["--x\\n#SBATCH --y"]'], "has a newline or another control character"),
-    (['mpi.env={X: "a\\nb"}'], "mpi.env.X: 'a\\nb' has a newline or another control character"),
-    (["scheduler.prologue=['echo \"unbalanced']"], "scheduler.prologue: 'echo \"unbalanced': No closing quotation"),
-    (["scheduler.launcher=aprun"], "scheduler.launcher: 'aprun': use one of mpiexec, srun"),
-    (["max_restarts=1", "scheduler.time=1", "scheduler.signal=30"],
-     "scheduler.signal: 30 s before a walltime of 60 s: Slurm may send it up to 30 s early"),
-    (["max_restarts=-1"], "max_restarts: must be at least 0, got -1"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["scheduler.kind=lsf"], "scheduler.kind: 'lsf' is not a scheduler t2mpi knows; use one of slurm, pbs, torque"),
+        (["scheduler.time=forever"], "scheduler.time: cannot read walltime 'forever'"),
+        (["scheduler.partition=a b"], "scheduler.partition: 'a b' is not valid"),
+        (["scheduler.skip=[output]"], "scheduler.skip: 'output' is not a generated directive"),
+        (['scheduler.directives=["--x\\n#SBATCH --y"]'], "has a newline or another control character"),
+        (['mpi.env={X: "a\\nb"}'], "mpi.env.X: 'a\\nb' has a newline or another control character"),
+        (["scheduler.prologue=['echo \"unbalanced']"], "scheduler.prologue: 'echo \"unbalanced': No closing quotation"),
+        (["scheduler.launcher=aprun"], "scheduler.launcher: 'aprun': use one of mpiexec, srun"),
+        (
+            ["max_restarts=1", "scheduler.time=1", "scheduler.signal=30"],
+            "scheduler.signal: 30 s before a walltime of 60 s: Slurm may send it up to 30 s early",
+        ),
+        (["max_restarts=-1"], "max_restarts: must be at least 0, got -1"),
+    ],
+)
 def test_bad_scheduler_settings(overrides, message):
     with pytest.raises(SpecError) as info:
         load(JOBS / "hello.yaml", overrides=overrides, environ={"HOME": "/nonexistent"})
@@ -170,22 +221,26 @@ def test_script_command_prints_and_writes_nothing(work):
     assert bad.returncode == 2 and "invalid choice: 'lsf'" in bad.stderr
 
 
-@pytest.mark.parametrize("flavour, launcher, words", [
-    ("openmpi", "mpiexec", ["-x", "FI_TCP_IFACE=e 0'$(touch MARK)`x`", "-x", "UCX_TLS=rc,sm"]),
-    ("mpich", "mpiexec", ["-genv", "FI_TCP_IFACE", "e 0'$(touch MARK)`x`", "-genv", "UCX_TLS", "rc,sm"]),
-    ("mpich", "srun", []),     # srun passes the exported environment itself
-])
+@pytest.mark.parametrize(
+    "flavour, launcher, words",
+    [
+        ("openmpi", "mpiexec", ["-x", "FI_TCP_IFACE=e 0'$(touch MARK)`x`", "-x", "UCX_TLS=rc,sm"]),
+        ("mpich", "mpiexec", ["-genv", "FI_TCP_IFACE", "e 0'$(touch MARK)`x`", "-genv", "UCX_TLS", "rc,sm"]),
+        ("mpich", "srun", []),  # srun passes the exported environment itself
+    ],
+)
 def test_the_transport_chosen_at_the_start_reaches_the_script_exactly(tmp_path, flavour, launcher, words):
     env = {"FI_TCP_IFACE": "e 0'$(touch MARK)`x`", "UCX_TLS": "rc,sm"}
     text = first_node.shell_text(env, flavour, launcher)
-    probe = ('eval "$1"; printf "%s\\n" "$FI_TCP_IFACE" "$UCX_TLS" "${#T2MPI_NETWORK[@]}"; '
-             'printf "%s\\n" "${T2MPI_NETWORK[@]}"')
-    done = subprocess.run(["bash", "-c", probe, "bash", text], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=30)
+    probe = (
+        'eval "$1"; printf "%s\\n" "$FI_TCP_IFACE" "$UCX_TLS" "${#T2MPI_NETWORK[@]}"; '
+        'printf "%s\\n" "${T2MPI_NETWORK[@]}"'
+    )
+    done = subprocess.run(["bash", "-c", probe, "bash", text], cwd=tmp_path, capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.split("\n")[:-1]
     assert lines[:3] == [env["FI_TCP_IFACE"], "rc,sm", str(len(words))]
-    assert lines[3:] == (words or [""])   # printf prints one empty line for an empty array
+    assert lines[3:] == (words or [""])  # printf prints one empty line for an empty array
     assert not (tmp_path / "MARK").exists()
 
 
@@ -198,14 +253,16 @@ def test_open_mpi_gives_the_idle_master_a_slot_rather_than_oversubscribing():
         spec = load(JOBS / "hello.yaml", overrides=list(overrides), environ={"HOME": "/nonexistent"})
         return command(mpi, spec, "/jobs/j", "/opt/venv/bin/python", host)
 
-    two = argv("workers=2")              # 2 workers on 2 cores, + the master
+    two = argv("workers=2")  # 2 workers on 2 cores, + the master
     assert two[two.index("--host") + 1] == "vm:3" and ":OVERSUBSCRIBE" not in two
     spawning = argv("workers=2", "master=client")
     assert spawning[spawning.index("--host") + 1] == "vm:3"
-    for crowded in (argv("workers=3"),                                 # the workers alone lack cores
-                    argv("workers=2", 'mpi.args=["--host", "n1:2,n2:2"]'),   # the job names hosts
-                    argv("workers=2", host=here._replace(slurm_allocation=True)),
-                    argv("workers=2", host=here._replace(name=None))):
+    for crowded in (
+        argv("workers=3"),  # the workers alone lack cores
+        argv("workers=2", 'mpi.args=["--host", "n1:2,n2:2"]'),  # the job names hosts
+        argv("workers=2", host=here._replace(slurm_allocation=True)),
+        argv("workers=2", host=here._replace(name=None)),
+    ):
         assert crowded[crowded.index("--map-by") + 1] == ":OVERSUBSCRIBE"
         assert "vm:3" not in crowded
     assert "--host" not in argv("workers=2", mpi=MPICH) and "--host" not in argv("workers=1")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from conftest import JOBS, gone, interrupt_run, job_dirs, only_job, state_of, t2mpi, write_job
 
 pytestmark = pytest.mark.mpi
@@ -30,7 +29,7 @@ def test_results_come_back_as_objects_with_progress(work):
     job = write_job(work, "reporter", REPORTER, workers=3)
     seen = []
     first = t2mpi.run(job, master="client", progress=seen.append)
-    second = t2mpi.run(job, master="client", workers=2)   # several jobs from one process
+    second = t2mpi.run(job, master="client", workers=2)  # several jobs from one process
     assert first.ok and second.ok, (first.reason, second.reason)
     assert sorted(first.results) == [0, 1, 2]
     assert {r["total"] for r in first.results.values()} == {3}
@@ -44,7 +43,10 @@ def test_results_come_back_as_objects_with_progress(work):
 
 
 def test_worker_exception_fails_the_job_and_ends_the_workers(work):
-    job = write_job(work, "failing", """
+    job = write_job(
+        work,
+        "failing",
+        """
         from t2mpi import IWorker
 
         class Job(IWorker):
@@ -52,7 +54,9 @@ def test_worker_exception_fails_the_job_and_ends_the_workers(work):
                 if ctx.worker_id == 2:
                     raise RuntimeError("worker two gives up")
                 ctx.comm.Barrier()
-    """, workers=3)
+    """,
+        workers=3,
+    )
     done = t2mpi("run", str(job), "--master", "client", cwd=work)
     assert done.returncode == 1
     assert "RuntimeError: worker two gives up" in done.stderr
@@ -63,7 +67,7 @@ def test_worker_exception_fails_the_job_and_ends_the_workers(work):
 
 def test_sigint_ends_the_master_and_every_worker(work):
     code, err, family, ranks, jobdir = interrupt_run(work, "--master", "client")
-    assert ranks == 3      # the master and the two it spawned
+    assert ranks == 3  # the master and the two it spawned
     assert code == 130, err
     assert gone(family) == []
     assert state_of(jobdir)["state"] == "KILLED"
@@ -82,23 +86,31 @@ def test_a_killed_client_ends_its_master_and_every_worker(work):
     import subprocess
 
     import psutil
-
     from conftest import PYTHON, SLEEPY, events_of, wait_for
 
     job = write_job(work, "sleepy", SLEEPY, workers=2)
-    client = subprocess.Popen([PYTHON, "-m", "t2mpi", "run", str(job), "--master", "client", "-q"], cwd=work,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = subprocess.Popen(
+        [PYTHON, "-m", "t2mpi", "run", str(job), "--master", "client", "-q"],
+        cwd=work,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         jobdir = wait_for(lambda: (job_dirs(work) or [None])[0], 60, "the job folder")
-        wait_for(lambda: (jobdir / "events.jsonl").exists()
-                 and sum(e["event"] == "progress" for e in events_of(jobdir)) == 2, 60, "the workers")
+        wait_for(
+            lambda: (
+                (jobdir / "events.jsonl").exists() and sum(e["event"] == "progress" for e in events_of(jobdir)) == 2
+            ),
+            60,
+            "the workers",
+        )
         family = psutil.Process(client.pid).children(recursive=True)
         client.send_signal(signal.SIGKILL)
         client.wait(timeout=10)
     finally:
         if client.poll() is None:
             client.kill()
-    assert len(family) >= 4   # mpiexec, the master and its two workers (and hydra's proxies)
+    assert len(family) >= 4  # mpiexec, the master and its two workers (and hydra's proxies)
     assert gone(family, timeout=20) == []
     state = wait_for(lambda: state_of(jobdir) if state_of(jobdir)["state"] != "RUNNING" else None, 10, "the end")
     assert state["state"] == "KILLED"

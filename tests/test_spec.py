@@ -13,8 +13,8 @@ import textwrap
 
 import pytest
 
-from t2mpi.job import spec as spec_mod
 from t2mpi.errors import SpecError
+from t2mpi.job import spec as spec_mod
 from t2mpi.job.spec import JobSpec, MpiOptions, Resources, Timeouts, load, parse_size
 from t2mpi.runtime.worker import IWorker, load_worker_class
 
@@ -55,7 +55,9 @@ def test_valid_job_resolves_every_field(tmp_path, env, monkeypatch):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     monkeypatch.chdir(run_dir)
-    path = job(tmp_path / "jobs", """\
+    path = job(
+        tmp_path / "jobs",
+        """\
         name: hello
         worker: hello:Hello
         workers: 4
@@ -64,7 +66,8 @@ def test_valid_job_resolves_every_field(tmp_path, env, monkeypatch):
           threads: 2
           memory: 512M
         config: {greeting: hi, nested: {n: 3}}
-        """)
+        """,
+    )
     s = load(path, environ=env)
     assert isinstance(s, JobSpec)
     assert s.name == "hello"
@@ -80,7 +83,9 @@ def test_valid_job_resolves_every_field(tmp_path, env, monkeypatch):
     assert s.jobs_dir == os.path.realpath(run_dir / "t2mpi-jobs")
     assert s.scratch_dir is None
     assert s.mpi == MpiOptions(launcher=None, args=(), env=())
-    assert s.timeouts == Timeouts(start=120.0, barrier=300.0, abort=10.0, heartbeat=60.0, progress=None, checkpoint=30.0)
+    assert s.timeouts == Timeouts(
+        start=120.0, barrier=300.0, abort=10.0, heartbeat=60.0, progress=None, checkpoint=30.0
+    )
     assert all(isinstance(t, float) for t in s.timeouts[:4])
     assert s.source == path
 
@@ -95,8 +100,9 @@ def test_minimal_job_takes_the_packaged_defaults(tmp_path, env):
 
 def test_loading_does_not_change_the_packaged_defaults(tmp_path, env):
     before = json.dumps(spec_mod.DEFAULTS, sort_keys=True)
-    s = load(job(tmp_path, MIN_JOB + "config: {}\n"), environ=env,
-             overrides=["config.x=1", "mpi.args=[-v]", "mpi.env.A=1"])
+    s = load(
+        job(tmp_path, MIN_JOB + "config: {}\n"), environ=env, overrides=["config.x=1", "mpi.args=[-v]", "mpi.env.A=1"]
+    )
     assert s.config == {"x": 1}
     assert json.dumps(spec_mod.DEFAULTS, sort_keys=True) == before
     assert load(job(tmp_path, MIN_JOB, "other.yaml"), environ=env).config == {}
@@ -115,12 +121,19 @@ def test_tilde_in_jobs_dir_uses_the_given_home(tmp_path, env):
 
 
 def test_mpi_options_are_normalised(tmp_path, env):
-    s = load(job(tmp_path, MIN_JOB + textwrap.dedent("""\
+    s = load(
+        job(
+            tmp_path,
+            MIN_JOB
+            + textwrap.dedent("""\
         mpi:
           launcher: /opt/mpi/bin/mpiexec
           args: [--bind-to, none, -n, 2, 1.5]
           env: {OMP_NUM_THREADS: 4, DEBUG: true, QUIET: false, NAME: x}
-        """)), environ=env)
+        """),
+        ),
+        environ=env,
+    )
     assert s.mpi.launcher == "/opt/mpi/bin/mpiexec"
     assert s.mpi.args == ("--bind-to", "none", "-n", "2", "1.5")
     assert s.mpi.env == (("OMP_NUM_THREADS", "4"), ("DEBUG", "1"), ("QUIET", "0"), ("NAME", "x"))
@@ -151,11 +164,11 @@ def test_site_config_from_T2MPI_CONFIG_lies_under_the_job_file(tmp_path, env):
     site = write(tmp_path / "etc" / "site.yaml", SITE.format(jobs=tmp_path / "site-jobs"))
     path = job(tmp_path, MIN_JOB + "resources: {cpus: 4}\nconfig: {greeting: job}\n")
     s = load(path, environ=dict(env, T2MPI_CONFIG=site))
-    assert s.resources == Resources(cpus=4, threads=1, memory=2 * 2**30)   # cpus: job; memory: site
+    assert s.resources == Resources(cpus=4, threads=1, memory=2 * 2**30)  # cpus: job; memory: site
     assert s.timeouts == Timeouts(120.0, 60.0, 10.0, 60.0, None, 30.0)
     assert s.mpi.args == ("--site",)
     assert s.jobs_dir == os.path.realpath(tmp_path / "site-jobs")
-    assert s.config == {"from_site": 1, "greeting": "job"}   # mappings merge key by key
+    assert s.config == {"from_site": 1, "greeting": "job"}  # mappings merge key by key
 
 
 def test_site_config_from_home(tmp_path, env):
@@ -182,8 +195,9 @@ def test_T2MPI_CONFIG_missing_file(tmp_path, env):
 def test_command_line_lies_over_the_job_file(tmp_path, env):
     site = write(tmp_path / "site.yaml", "resources: {cpus: 8}\n")
     path = job(tmp_path, MIN_JOB + "workers: 4\nresources: {cpus: 4}\nconfig: {greeting: hi, n: 1}\n")
-    s = load(path, environ=dict(env, T2MPI_CONFIG=site), workers=7,
-             overrides=["resources.cpus=2", "config.greeting=yo"])
+    s = load(
+        path, environ=dict(env, T2MPI_CONFIG=site), workers=7, overrides=["resources.cpus=2", "config.greeting=yo"]
+    )
     assert s.workers == 7
     assert s.resources.cpus == 2
     assert s.config == {"greeting": "yo", "n": 1}
@@ -201,10 +215,10 @@ def test_launcher_layers(tmp_path, env):
     with_site = dict(env, T2MPI_CONFIG=site)
     both = dict(with_site, T2MPI_MPIEXEC="/env/mpiexec")
     assert load(plain, environ=with_site).mpi.launcher == "/site/mpiexec"
-    assert load(plain, environ=both).mpi.launcher == "/env/mpiexec"        # env over site
-    assert load(own, environ=both).mpi.launcher == "/job/mpiexec"          # job file over env
+    assert load(plain, environ=both).mpi.launcher == "/env/mpiexec"  # env over site
+    assert load(own, environ=both).mpi.launcher == "/job/mpiexec"  # job file over env
     assert load(own, environ=both, overrides=["mpi.launcher=/cli/mpiexec"]).mpi.launcher == "/cli/mpiexec"
-    assert load(plain, environ=dict(env, T2MPI_MPIEXEC="")).mpi.launcher is None   # empty: unset
+    assert load(plain, environ=dict(env, T2MPI_MPIEXEC="")).mpi.launcher is None  # empty: unset
 
 
 @pytest.mark.parametrize("key, line", [("name", "name: x"), ("worker", "worker: m:C"), ("workers", "workers: 4")])
@@ -229,11 +243,15 @@ def test_an_unknown_site_key_names_the_site_file(tmp_path, env):
 def test_bad_values_from_the_command_line_name_the_option(tmp_path, env):
     path = job(tmp_path, MIN_JOB + "workers: 2\nresources: {cpus: 2}\n")
     assert load_error(path, environ=env, workers=0) == "-n/--workers: workers: must be at least 1, got 0"
-    assert (load_error(path, environ=env, overrides=["resources.cpus=0"])
-            == "--set resources.cpus: resources.cpus: must be at least 1, got 0")
-    assert (load_error(path, environ=env, overrides=["resources.cpu=2"])
-            == "--set resources.cpu: unknown key 'resources.cpu'; did you mean 'cpus'? "
-               "(valid keys here: cpus, memory, threads)")
+    assert (
+        load_error(path, environ=env, overrides=["resources.cpus=0"])
+        == "--set resources.cpus: resources.cpus: must be at least 1, got 0"
+    )
+    assert (
+        load_error(path, environ=env, overrides=["resources.cpu=2"])
+        == "--set resources.cpu: unknown key 'resources.cpu'; did you mean 'cpus'? "
+        "(valid keys here: cpus, memory, threads)"
+    )
 
 
 def test_an_unknown_key_from_set_names_the_option(tmp_path, env):
@@ -298,18 +316,29 @@ def test_a_folder_is_not_a_job_file(tmp_path, env):
 def test_unknown_top_level_key_lists_valid_keys_and_suggests(tmp_path, env):
     path = job(tmp_path, MIN_JOB + "resource: {cpus: 2}\n")
     assert load_error(path, environ=env) == (
-        f"{path}:3: unknown key 'resource'; did you mean 'resources'? (valid keys here: {VALID_KEYS})")
+        f"{path}:3: unknown key 'resource'; did you mean 'resources'? (valid keys here: {VALID_KEYS})"
+    )
 
 
-@pytest.mark.parametrize("text, line, key, hint, valid", [
-    ("resources:\n  cpu: 2\n", 4, "resources.cpu", "cpus", "cpus, memory, threads"),
-    ("timeouts:\n  strat: 5\n", 4, "timeouts.strat", "start", "abort, barrier, checkpoint, heartbeat, progress, start"),
-    ("mpi:\n  launch: x\n", 4, "mpi.launch", "launcher", "args, env, launcher"),
-])
+@pytest.mark.parametrize(
+    "text, line, key, hint, valid",
+    [
+        ("resources:\n  cpu: 2\n", 4, "resources.cpu", "cpus", "cpus, memory, threads"),
+        (
+            "timeouts:\n  strat: 5\n",
+            4,
+            "timeouts.strat",
+            "start",
+            "abort, barrier, checkpoint, heartbeat, progress, start",
+        ),
+        ("mpi:\n  launch: x\n", 4, "mpi.launch", "launcher", "args, env, launcher"),
+    ],
+)
 def test_unknown_nested_key(tmp_path, env, text, line, key, hint, valid):
     path = job(tmp_path, MIN_JOB + text)
     assert load_error(path, environ=env) == (
-        f"{path}:{line}: unknown key '{key}'; did you mean '{hint}'? (valid keys here: {valid})")
+        f"{path}:{line}: unknown key '{key}'; did you mean '{hint}'? (valid keys here: {valid})"
+    )
 
 
 def test_unknown_key_without_a_close_match_has_no_suggestion(tmp_path, env):
@@ -327,19 +356,22 @@ def test_config_keys_are_free(tmp_path, env):
 # ---------------------------------------------------------------- types and values
 
 
-@pytest.mark.parametrize("text, line, message", [
-    ('workers: "four"\n', 3, "workers: must be a whole number, got a string 'four'"),
-    ("workers: true\n", 3, "workers: must be a whole number, got a boolean True"),
-    ("workers: 2.0\n", 3, "workers: must be a whole number, got a number 2.0"),
-    ("resources:\n  cpus: 1.5\n", 4, "resources.cpus: must be a whole number, got a number 1.5"),
-    ("resources: 4\n", 3, "resources: must be a mapping, got an integer"),
-    ("config: [1]\n", 3, "config: must be a mapping, got a list"),
-    ("config: x\n", 3, "config: must be a mapping, got a string"),
-    ("mpi: [a]\n", 3, "mpi: must be a mapping, got a list"),
-    ("timeouts: 5\n", 3, "timeouts: must be a mapping, got an integer"),
-    ("jobs_dir: 5\n", 3, "jobs_dir: must be a string, got an integer"),
-    ("mpi:\n  launcher: [a]\n", 4, "mpi.launcher: must be a string, got a list"),
-])
+@pytest.mark.parametrize(
+    "text, line, message",
+    [
+        ('workers: "four"\n', 3, "workers: must be a whole number, got a string 'four'"),
+        ("workers: true\n", 3, "workers: must be a whole number, got a boolean True"),
+        ("workers: 2.0\n", 3, "workers: must be a whole number, got a number 2.0"),
+        ("resources:\n  cpus: 1.5\n", 4, "resources.cpus: must be a whole number, got a number 1.5"),
+        ("resources: 4\n", 3, "resources: must be a mapping, got an integer"),
+        ("config: [1]\n", 3, "config: must be a mapping, got a list"),
+        ("config: x\n", 3, "config: must be a mapping, got a string"),
+        ("mpi: [a]\n", 3, "mpi: must be a mapping, got a list"),
+        ("timeouts: 5\n", 3, "timeouts: must be a mapping, got an integer"),
+        ("jobs_dir: 5\n", 3, "jobs_dir: must be a string, got an integer"),
+        ("mpi:\n  launcher: [a]\n", 4, "mpi.launcher: must be a string, got a list"),
+    ],
+)
 def test_wrong_types(tmp_path, env, text, line, message):
     path = job(tmp_path, MIN_JOB + text)
     assert load_error(path, environ=env) == f"{path}:{line}: {message}"
@@ -359,8 +391,7 @@ def test_workers_at_least_one(tmp_path, env, workers, shown):
 def test_threads_above_cpus(tmp_path, env):
     path = job(tmp_path, MIN_JOB + "resources:\n  cpus: 2\n  threads: 4\n")
     msg = load_error(path, environ=env)
-    assert msg.startswith(f"{path}:5: resources.threads: 4 threads need at least 4 cpus, "
-                          "but resources.cpus is 2")
+    assert msg.startswith(f"{path}:5: resources.threads: 4 threads need at least 4 cpus, but resources.cpus is 2")
 
 
 def test_threads_equal_to_cpus_is_fine(tmp_path, env):
@@ -368,22 +399,32 @@ def test_threads_equal_to_cpus_is_fine(tmp_path, env):
     assert (s.resources.cpus, s.resources.threads) == (4, 4)
 
 
-@pytest.mark.parametrize("value, message", [
-    ("lots", "resources.memory: cannot read size 'lots'; write e.g. 512M, 4G or 1.5T"),
-    ("512", "resources.memory: size 512 has no unit; write e.g. 512M or 512G"),
-    ("'512'", "resources.memory: size '512' has no unit; write e.g. 512M or 512G"),
-    ("0G", "resources.memory: size '0G' must be more than zero"),
-    ("1.5", "resources.memory: expected a size such as 512M or 4G, got 1.5"),
-])
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("lots", "resources.memory: cannot read size 'lots'; write e.g. 512M, 4G or 1.5T"),
+        ("512", "resources.memory: size 512 has no unit; write e.g. 512M or 512G"),
+        ("'512'", "resources.memory: size '512' has no unit; write e.g. 512M or 512G"),
+        ("0G", "resources.memory: size '0G' must be more than zero"),
+        ("1.5", "resources.memory: expected a size such as 512M or 4G, got 1.5"),
+    ],
+)
 def test_memory_unreadable(tmp_path, env, value, message):
     path = job(tmp_path, MIN_JOB + f"resources:\n  memory: {value}\n")
     assert load_error(path, environ=env) == f"{path}:4: {message}"
 
 
-@pytest.mark.parametrize("value, nbytes", [
-    ("512M", 512 * 2**20), ("1.5G", 3 * 2**29), ("2GiB", 2 * 2**30), ("4096K", 4 * 2**20),
-    ("2gb", 2 * 2**30), ("1T", 2**40),
-])
+@pytest.mark.parametrize(
+    "value, nbytes",
+    [
+        ("512M", 512 * 2**20),
+        ("1.5G", 3 * 2**29),
+        ("2GiB", 2 * 2**30),
+        ("4096K", 4 * 2**20),
+        ("2gb", 2 * 2**30),
+        ("1T", 2**40),
+    ],
+)
 def test_memory_units(tmp_path, env, value, nbytes):
     s = load(job(tmp_path, MIN_JOB + f"resources: {{memory: {value}}}\n"), environ=env)
     assert s.resources.memory == nbytes
@@ -405,18 +446,22 @@ def test_name_valid(tmp_path, env, name):
 def test_worker_not_module_colon_class(tmp_path, env, worker):
     path = job(tmp_path, f"name: hello\nworker: {json.dumps(worker)}\n")
     assert load_error(path, environ=env) == (
-        f"{path}:2: worker: {worker!r} is not valid: write module:Class, e.g. hello:Hello")
+        f"{path}:2: worker: {worker!r} is not valid: write module:Class, e.g. hello:Hello"
+    )
 
 
 def test_dotted_worker_module(tmp_path, env):
     assert load(job(tmp_path, "name: a\nworker: pkg.sub.mod:Cls\n"), environ=env).worker == "pkg.sub.mod:Cls"
 
 
-@pytest.mark.parametrize("text", [
-    'name: "hello\\n"\nworker: hello:Hello\n',
-    'name: hello\nworker: "hello:Hello\\n"\n',
-    'name: hello\nworker: hello:Hello\nmpi: {env: {"FOO\\n": x}}\n',
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        'name: "hello\\n"\nworker: hello:Hello\n',
+        'name: hello\nworker: "hello:Hello\\n"\n',
+        'name: hello\nworker: hello:Hello\nmpi: {env: {"FOO\\n": x}}\n',
+    ],
+)
 def test_trailing_newline_is_refused(tmp_path, env, text):
     load_error(job(tmp_path, text), environ=env)
 
@@ -427,27 +472,35 @@ def test_empty_name_message_says_it_is_empty(tmp_path, env):
     assert "got a string" not in msg
 
 
-@pytest.mark.parametrize("text, key", [("worker: hello:Hello\n", "name"), ("name: hello\n", "worker"),
-                                       ("name: ~\nworker: hello:Hello\n", "name")])
+@pytest.mark.parametrize(
+    "text, key",
+    [("worker: hello:Hello\n", "name"), ("name: hello\n", "worker"), ("name: ~\nworker: hello:Hello\n", "name")],
+)
 def test_missing_name_or_worker(tmp_path, env, text, key):
     path = job(tmp_path, text)
     assert load_error(path, environ=env) == f"{path}: required key '{key}' is missing"
 
 
-@pytest.mark.parametrize("text", [
-    "mpi:\n  args: --verbose\n", "mpi:\n  args: {a: 1}\n", "mpi:\n  args: [[-v]]\n", "mpi:\n  args: [~]\n",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "mpi:\n  args: --verbose\n",
+        "mpi:\n  args: {a: 1}\n",
+        "mpi:\n  args: [[-v]]\n",
+        "mpi:\n  args: [~]\n",
+    ],
+)
 def test_mpi_args_not_a_list_of_strings(tmp_path, env, text):
     path = job(tmp_path, MIN_JOB + text)
     assert load_error(path, environ=env) == (
-        f"{path}:4: mpi.args: must be a list of strings, e.g. [--mca, btl, self,tcp]")
+        f"{path}:4: mpi.args: must be a list of strings, e.g. [--mca, btl, self,tcp]"
+    )
 
 
 @pytest.mark.parametrize("var", ["1BAD", "A-B", "A B", "X.Y"])
 def test_mpi_env_bad_variable_name(tmp_path, env, var):
     path = job(tmp_path, MIN_JOB + f"mpi:\n  env:\n    OK: 1\n    {json.dumps(var)}: x\n")
-    assert load_error(path, environ=env) == (
-        f"{path}:6: mpi.env.{var}: is not a valid environment variable name")
+    assert load_error(path, environ=env) == (f"{path}:6: mpi.env.{var}: is not a valid environment variable name")
 
 
 @pytest.mark.parametrize("value, kind", [("[1]", "a list"), ("{a: 1}", "a mapping"), ("~", "nothing")])
@@ -465,7 +518,8 @@ def test_mpi_env_not_a_mapping(tmp_path, env):
 def test_timeouts_must_be_positive_seconds(tmp_path, env, value, shown):
     path = job(tmp_path, MIN_JOB + f"timeouts:\n  barrier: {value}\n")
     assert load_error(path, environ=env) == (
-        f"{path}:4: timeouts.barrier: must be a number of seconds above 0, got {shown}")
+        f"{path}:4: timeouts.barrier: must be a number of seconds above 0, got {shown}"
+    )
 
 
 def test_fractional_timeouts(tmp_path, env):
@@ -484,10 +538,19 @@ def test_set_malformed(tmp_path, env, text):
 
 def test_set_nested_keys(tmp_path, env):
     path = job(tmp_path, MIN_JOB + "resources: {cpus: 4, memory: 1G}\nconfig: {a: {b: 1, c: 2}}\n")
-    s = load(path, environ=env, overrides=[
-        "resources.memory=2G", "timeouts.barrier=5", "mpi.env.OMP_NUM_THREADS=4",
-        "config.a.b=x", "mpi.args=[-v, --tag-output]", "config.empty=", "config.broken=[1",
-    ])
+    s = load(
+        path,
+        environ=env,
+        overrides=[
+            "resources.memory=2G",
+            "timeouts.barrier=5",
+            "mpi.env.OMP_NUM_THREADS=4",
+            "config.a.b=x",
+            "mpi.args=[-v, --tag-output]",
+            "config.empty=",
+            "config.broken=[1",
+        ],
+    )
     assert s.resources == Resources(4, 1, 2 * 2**30)
     assert s.timeouts.barrier == 5.0
     assert s.mpi.env == (("OMP_NUM_THREADS", "4"),)
@@ -496,8 +559,11 @@ def test_set_nested_keys(tmp_path, env):
 
 
 def test_set_values_are_yaml_scalars(tmp_path, env):
-    s = load(job(tmp_path, MIN_JOB), environ=env, overrides=["config.i=3", "config.f=1.5", "config.b=true",
-                                                            "config.s=hello world", "config.eq=a=b"])
+    s = load(
+        job(tmp_path, MIN_JOB),
+        environ=env,
+        overrides=["config.i=3", "config.f=1.5", "config.b=true", "config.s=hello world", "config.eq=a=b"],
+    )
     assert s.config == {"i": 3, "f": 1.5, "b": True, "s": "hello world", "eq": "a=b"}
 
 
@@ -515,21 +581,34 @@ def test_parse_override():
 
 
 def test_to_dict_from_dict_round_trip(tmp_path, env):
-    s = load(job(tmp_path, MIN_JOB + textwrap.dedent("""\
+    s = load(
+        job(
+            tmp_path,
+            MIN_JOB
+            + textwrap.dedent("""\
         workers: 3
         resources: {cpus: 2, memory: 3G}
         config: {greeting: hi, list: [1, 2]}
         scratch_dir: /tmp/x
         mpi: {launcher: mpiexec, args: [-v, 2], env: {A: 1, B: x}}
         timeouts: {start: 1.5}
-        """)), environ=env)
+        """),
+        ),
+        environ=env,
+    )
     d = s.to_dict()
     assert d["resources"] == {"cpus": 2, "threads": 1, "memory": 3 * 2**30}
-    assert d["timeouts"] == {"start": 1.5, "barrier": 300.0, "abort": 10.0, "heartbeat": 60.0, "progress": None,
-                             "checkpoint": 30.0}
+    assert d["timeouts"] == {
+        "start": 1.5,
+        "barrier": 300.0,
+        "abort": 10.0,
+        "heartbeat": 60.0,
+        "progress": None,
+        "checkpoint": 30.0,
+    }
     assert d["mpi"]["env"] == (("A", "1"), ("B", "x"))
     assert JobSpec.from_dict(d) == s
-    through_json = json.loads(json.dumps(dict(d, job_id="hello-1")))   # as spec.json holds it
+    through_json = json.loads(json.dumps(dict(d, job_id="hello-1")))  # as spec.json holds it
     back = JobSpec.from_dict(through_json)
     assert back == s
     assert isinstance(back.resources, Resources) and isinstance(back.timeouts, Timeouts)
@@ -551,21 +630,43 @@ def test_jobspec_is_immutable(tmp_path, env):
 # ---------------------------------------------------------------- sizes
 
 
-@pytest.mark.parametrize("text, nbytes", [
-    ("1K", 1024), ("512M", 512 * 2**20), ("512MB", 512 * 2**20), ("512MiB", 512 * 2**20),
-    ("512mib", 512 * 2**20), (" 4G ", 4 * 2**30), ("1.5T", 3 * 2**39), ("1P", 2**50), ("4096 K", 4 * 2**20),
-    ("1.1K", 1126),
-])
+@pytest.mark.parametrize(
+    "text, nbytes",
+    [
+        ("1K", 1024),
+        ("512M", 512 * 2**20),
+        ("512MB", 512 * 2**20),
+        ("512MiB", 512 * 2**20),
+        ("512mib", 512 * 2**20),
+        (" 4G ", 4 * 2**30),
+        ("1.5T", 3 * 2**39),
+        ("1P", 2**50),
+        ("4096 K", 4 * 2**20),
+        ("1.1K", 1126),
+    ],
+)
 def test_parse_size(text, nbytes):
     assert parse_size(text) == nbytes
 
 
-@pytest.mark.parametrize("value, fragment", [
-    (512, "size 512 has no unit"), ("512", "size '512' has no unit"), ("0M", "must be more than zero"),
-    ("0.0001K", "must be more than zero"), ("lots", "cannot read size 'lots'"), ("-1G", "cannot read size"),
-    ("512Mi", "cannot read size"), ("", "cannot read size"), ("1000B", "cannot read size"),
-    (1.5, "expected a size"), (True, "expected a size"), (None, "expected a size"), ([1], "expected a size"),
-])
+@pytest.mark.parametrize(
+    "value, fragment",
+    [
+        (512, "size 512 has no unit"),
+        ("512", "size '512' has no unit"),
+        ("0M", "must be more than zero"),
+        ("0.0001K", "must be more than zero"),
+        ("lots", "cannot read size 'lots'"),
+        ("-1G", "cannot read size"),
+        ("512Mi", "cannot read size"),
+        ("", "cannot read size"),
+        ("1000B", "cannot read size"),
+        (1.5, "expected a size"),
+        (True, "expected a size"),
+        (None, "expected a size"),
+        ([1], "expected a size"),
+    ],
+)
 def test_parse_size_errors(value, fragment):
     with pytest.raises(ValueError) as info:
         parse_size(value)
@@ -605,8 +706,9 @@ def worker_error(s: JobSpec) -> str:
 
 
 def test_worker_class_loads(worker_job, tmp_path):
-    s, module = worker_job("from t2mpi import IWorker\nclass Cls(IWorker):\n    def execute(self, ctx):\n"
-                           "        return 1\n")
+    s, module = worker_job(
+        "from t2mpi import IWorker\nclass Cls(IWorker):\n    def execute(self, ctx):\n        return 1\n"
+    )
     cls = load_worker_class(s)
     assert cls.__name__ == "Cls" and issubclass(cls, IWorker)
     assert sys.modules[module].__file__ == str(tmp_path / f"{module}.py")
@@ -616,7 +718,8 @@ def test_worker_module_missing_names_the_folder(worker_job, tmp_path):
     s, module = worker_job(None)
     assert worker_error(s) == (
         f"{s.source}: worker: {module}:Cls: no module '{module}' in {os.path.realpath(tmp_path)} "
-        "(the worker module is looked up beside the job file)")
+        "(the worker module is looked up beside the job file)"
+    )
 
 
 def test_worker_class_missing(worker_job):
@@ -626,8 +729,9 @@ def test_worker_class_missing(worker_job):
     assert msg.endswith(f"{module}.py) has no class 'Cls'")
 
 
-@pytest.mark.parametrize("body", ["class Cls:\n    def execute(self, ctx):\n        pass\n", "Cls = 42\n",
-                                  "def Cls(ctx):\n    pass\n"])
+@pytest.mark.parametrize(
+    "body", ["class Cls:\n    def execute(self, ctx):\n        pass\n", "Cls = 42\n", "def Cls(ctx):\n    pass\n"]
+)
 def test_worker_class_not_an_iworker(worker_job, body):
     s, module = worker_job(body)
     assert worker_error(s) == f"{s.source}: worker: {module}:Cls: 'Cls' is not a subclass of t2mpi.IWorker"
@@ -636,23 +740,25 @@ def test_worker_class_not_an_iworker(worker_job, body):
 def test_worker_module_raising_at_import(worker_job):
     s, module = worker_job("raise RuntimeError('boom at import')\n")
     assert worker_error(s) == (
-        f"{s.source}: worker: {module}:Cls: importing '{module}' failed: RuntimeError: boom at import")
+        f"{s.source}: worker: {module}:Cls: importing '{module}' failed: RuntimeError: boom at import"
+    )
 
 
 def test_worker_module_with_a_syntax_error(worker_job):
     s, module = worker_job("def broken(:\n")
-    assert worker_error(s).startswith(f"{s.source}: worker: {module}:Cls: importing '{module}' failed: "
-                                      "SyntaxError: ")
+    assert worker_error(s).startswith(f"{s.source}: worker: {module}:Cls: importing '{module}' failed: SyntaxError: ")
 
 
 def test_worker_module_importing_a_missing_module(worker_job):
     s, module = worker_job("import zz_t2mpi_no_such_dependency\n")
-    assert worker_error(s) == (f"{s.source}: worker: {module}:Cls: importing '{module}' failed: "
-                               "No module named 'zz_t2mpi_no_such_dependency'")
+    assert worker_error(s) == (
+        f"{s.source}: worker: {module}:Cls: importing '{module}' failed: No module named 'zz_t2mpi_no_such_dependency'"
+    )
 
 
 def test_worker_module_importing_a_missing_prefix_module(worker_job, tmp_path):
-    dependency = f"w_{tmp_path.name}"           # the worker module is named w_<tmp>_worker
+    dependency = f"w_{tmp_path.name}"  # the worker module is named w_<tmp>_worker
     s, module = worker_job(f"import {dependency}\n", suffix="_worker")
-    assert worker_error(s) == (f"{s.source}: worker: {module}:Cls: importing '{module}' failed: "
-                               f"No module named '{dependency}'")
+    assert worker_error(s) == (
+        f"{s.source}: worker: {module}:Cls: importing '{module}' failed: No module named '{dependency}'"
+    )

@@ -23,8 +23,9 @@ INTEL_SNC2 = "package:2 numa:2(memory=128GiB) core:20 pu:2(indexes=core:pu)"
 
 
 def run_module(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "t2mpi.resources.topology", *args], capture_output=True, text=True,
-                          timeout=120)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "t2mpi.resources.topology", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 def run_json(*args: str) -> T.Node:
@@ -38,9 +39,15 @@ def run_json(*args: str) -> T.Node:
 
 @pytest.mark.parametrize(
     "pus, text",
-    [((), ""), ((3,), "3"), ((0, 1, 2, 3), "0-3"), ((0, 1, 2, 3, 8), "0-3,8"), ((0, 2, 4), "0,2,4"),
-     ((0, 1, 16, 17, 18), "0-1,16-18")],
-)  # fmt: skip
+    [
+        ((), ""),
+        ((3,), "3"),
+        ((0, 1, 2, 3), "0-3"),
+        ((0, 1, 2, 3, 8), "0-3,8"),
+        ((0, 2, 4), "0,2,4"),
+        ((0, 1, 16, 17, 18), "0-1,16-18"),
+    ],
+)
 def test_cpuset_text(pus, text):
     assert T.format_cpuset(pus) == text
     assert T.parse_cpuset(text) == pus
@@ -73,7 +80,7 @@ def test_bad_cpuset_is_one_line():
         ("pack:2 core:2 pu:2(indexes=0,4,1,5,2,6,3,7)", 2, 4, 8, 1, (0, 4), "0-7", 16 * GiB, 0),
         ("machine:1 package:2 die:2 l2:2 core:2 pu:1", 2, 16, 16, 1, (0,), "0-15", 16 * GiB, 0),
     ],
-)  # fmt: skip
+)
 def test_synthetic_machines(desc, packages, cores, pus, numa, core0, numa0, memory, l3_groups):
     node = T.from_synthetic(desc)
     assert (len(node.packages), len(node.cores), len(node.pus), len(node.numa)) == (packages, cores, pus, numa)
@@ -95,11 +102,19 @@ def test_epyc_cores_sit_in_their_package_domain_and_l3():
 
 @pytest.mark.parametrize(
     "desc",
-    [EPYC_NPS4, INTEL_SNC2, "pack:2 [numa(32GB)] core:8 pu:1", "package:1 core:16", "numa:2 core:2 pu:2",
-     "package:2 l3:2 core:4 pu:2(indexes=core:pu)", "pack:2 core:2 pu:2(indexes=4*2:1*4)",
-     "[numa(3GB)] package:2 core:2 pu:1", "l3:2 pack:2 numa:2 core:2 pu:2",
-     "pack:2 core:2 pu:2(indexes=0,4,1,5,2,6,3,7)"],
-)  # fmt: skip
+    [
+        EPYC_NPS4,
+        INTEL_SNC2,
+        "pack:2 [numa(32GB)] core:8 pu:1",
+        "package:1 core:16",
+        "numa:2 core:2 pu:2",
+        "package:2 l3:2 core:4 pu:2(indexes=core:pu)",
+        "pack:2 core:2 pu:2(indexes=4*2:1*4)",
+        "[numa(3GB)] package:2 core:2 pu:1",
+        "l3:2 pack:2 numa:2 core:2 pu:2",
+        "pack:2 core:2 pu:2(indexes=0,4,1,5,2,6,3,7)",
+    ],
+)
 def test_synthetic_parser_agrees_with_libhwloc(desc):
     assert run_json("--synthetic", desc, "--hwloc") == T.from_synthetic(desc)
 
@@ -107,18 +122,25 @@ def test_synthetic_parser_agrees_with_libhwloc(desc):
 @pytest.mark.parametrize(
     "desc, message",
     [
-        ("package:2 cores:8", "bad level 'cores:8' in synthetic description 'package:2 cores:8': "
-                              "use package:N, numa:N, [numa(32GiB)], l3:N, core:N, pu:N"),
+        (
+            "package:2 cores:8",
+            "bad level 'cores:8' in synthetic description 'package:2 cores:8': "
+            "use package:N, numa:N, [numa(32GiB)], l3:N, core:N, pu:N",
+        ),
         ("package:2 pu:2", "synthetic description 'package:2 pu:2' must end with core:N pu:N (one of each)"),
         ("package core:2", "level 'package' in 'package core:2' needs a count of at least 1, e.g. core:8"),
         ("numa:2 [numa] core:2", "synthetic description 'numa:2 [numa] core:2' gives NUMA domains twice"),
-        ("numa:2(lots) core:2", "bad memory size 'lots' in 'numa:2(lots) core:2': "
-                                "write e.g. 32GiB, 32GB or 34359738368"),
+        (
+            "numa:2(lots) core:2",
+            "bad memory size 'lots' in 'numa:2(lots) core:2': write e.g. 32GiB, 32GB or 34359738368",
+        ),
         ("core:2 pu:2(indexes=0,1,2)", "indexes= in 'core:2 pu:2(indexes=0,1,2)' lists 3 distinct PUs, not 4"),
-        ("core:2 pu:2(indexes=numa:pu)", "bad indexes=numa:pu in 'core:2 pu:2(indexes=numa:pu)': "
-                                         "name its levels, e.g. core:pu"),
+        (
+            "core:2 pu:2(indexes=numa:pu)",
+            "bad indexes=numa:pu in 'core:2 pu:2(indexes=numa:pu)': name its levels, e.g. core:pu",
+        ),
     ],
-)  # fmt: skip
+)
 def test_synthetic_errors_say_what_is_wrong(desc, message):
     with pytest.raises(T.TopologyError) as e:
         T.from_synthetic(desc)
@@ -134,8 +156,10 @@ def test_allowed_subset_and_unknown_pus():
 
 
 def test_hwloc_is_not_loaded_by_importing_or_planning():
-    code = ("import sys, t2mpi.resources.topology as t, t2mpi.resources.placement as p; n = t.from_synthetic('core:4');"
-            "p.plan([n], 2, 2, 1, 0); t.from_sysfs(); print('pyhwloc' in sys.modules)")  # fmt: skip
+    code = (
+        "import sys, t2mpi.resources.topology as t, t2mpi.resources.placement as p; n = t.from_synthetic('core:4');"
+        "p.plan([n], 2, 2, 1, 0); t.from_sysfs(); print('pyhwloc' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "False", out.stderr
 
@@ -170,8 +194,12 @@ def test_from_sysfs_reads_a_fake_tree(tmp_path):
     node = T.from_sysfs(fake_sysfs(tmp_path), hostname="fake", allowed=[0, 1, 4, 5])
     assert node.hostname == "fake"
     assert node.packages == (0, 1)
-    assert node.cores == (T.Core((0, 4), 0, 0, 0), T.Core((1, 5), 0, 0, 0), T.Core((2, 6), 1, 1, 1),
-                          T.Core((3, 7), 1, 1, 1))  # fmt: skip
+    assert node.cores == (
+        T.Core((0, 4), 0, 0, 0),
+        T.Core((1, 5), 0, 0, 0),
+        T.Core((2, 6), 1, 1, 1),
+        T.Core((3, 7), 1, 1, 1),
+    )
     assert node.numa == (T.NumaDomain(0, (0, 1, 4, 5), 1024 * 1024), T.NumaDomain(1, (2, 3, 6, 7), 2048 * 1024))
     assert node.allowed == (0, 1, 4, 5)
 
@@ -212,13 +240,16 @@ def test_from_machine_matches_the_os_and_sysfs():
     sysfs = T.from_sysfs()
     assert sorted(c.pus for c in node.cores) == sorted(c.pus for c in sysfs.cores)
     assert [(d.os_index, d.cpuset) for d in node.numa if d.cpuset] == [
-        (d.os_index, d.cpuset) for d in sysfs.numa if d.cpuset]
+        (d.os_index, d.cpuset) for d in sysfs.numa if d.cpuset
+    ]
 
 
 def test_from_xml_reads_an_lstopo_export(tmp_path):
     xml = tmp_path / "epyc.xml"
-    code = (f"import pyhwloc; t = pyhwloc.from_synthetic({EPYC_NPS4.replace('core:pu', '2*128:1*2')!r}, load=True);"
-            f"t.export_xml_file({str(xml)!r})")  # fmt: skip
+    code = (
+        f"import pyhwloc; t = pyhwloc.from_synthetic({EPYC_NPS4.replace('core:pu', '2*128:1*2')!r}, load=True);"
+        f"t.export_xml_file({str(xml)!r})"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
     node = run_json("--xml", str(xml))
     expected = T.from_synthetic(EPYC_NPS4)
@@ -229,8 +260,10 @@ def test_from_xml_reads_an_lstopo_export(tmp_path):
 def test_cli_errors_are_one_line(tmp_path):
     done = run_module("--xml", str(tmp_path / "none.xml"))
     assert done.returncode == 2
-    assert done.stderr == f"t2mpi.resources.topology: topology XML {tmp_path / 'none.xml'} does not exist: " \
-                          "export one with lstopo --of xml\n"  # fmt: skip
+    assert (
+        done.stderr == f"t2mpi.resources.topology: topology XML {tmp_path / 'none.xml'} does not exist: "
+        "export one with lstopo --of xml\n"
+    )
     done = run_module("--synthetic", "package:2 cores:8")
     assert (done.returncode, done.stderr.count("\n")) == (2, 1)
 
@@ -248,9 +281,16 @@ def test_json_round_trip():
     nodes = [
         T.from_synthetic(EPYC_NPS4, hostname="epyc", allowed=range(8, 24)),
         T.from_synthetic("pack:2 [numa(32GB)] core:8 pu:1"),
-        T.Node("gpu1", (0,), (T.Core((0, 1), 0, 0, None),), (T.NumaDomain(0, (0, 1), GiB), T.NumaDomain(1, (), GiB)),
-               (0,), gpus=(T.Device("cuda0", "gpu", 0),), nics=(T.Device("mlx5_0", "nic", None),)),
-    ]  # fmt: skip
+        T.Node(
+            "gpu1",
+            (0,),
+            (T.Core((0, 1), 0, 0, None),),
+            (T.NumaDomain(0, (0, 1), GiB), T.NumaDomain(1, (), GiB)),
+            (0,),
+            gpus=(T.Device("cuda0", "gpu", 0),),
+            nics=(T.Device("mlx5_0", "nic", None),),
+        ),
+    ]
     for node in nodes:
         assert T.from_dict(json.loads(json.dumps(T.to_dict(node)))) == node
 
@@ -258,10 +298,13 @@ def test_json_round_trip():
 @pytest.mark.parametrize(
     "change, message",
     [
-        ({"extra": 1}, "node JSON: unknown key 'extra'; valid keys: hostname, packages, cores, numa, allowed, gpus, nics"),
+        (
+            {"extra": 1},
+            "node JSON: unknown key 'extra'; valid keys: hostname, packages, cores, numa, allowed, gpus, nics",
+        ),
         ({"cores": None}, "node JSON for 'vm' is malformed: TypeError 'NoneType' object is not iterable"),
     ],
-)  # fmt: skip
+)
 def test_from_dict_errors(change, message):
     data = {**T.to_dict(T.from_synthetic("core:2", hostname="vm")), **change}
     with pytest.raises(T.TopologyError) as e:
@@ -274,23 +317,35 @@ def test_from_dict_errors(change, message):
 
 def test_summary_names_domains_memory_and_allowed_cpuset():
     node = T.from_synthetic(INTEL_SNC2, hostname="snc", allowed=[*range(0, 10), *range(80, 90)])
-    assert T.summary(node) == "\n".join([
-        "node snc: 2 package(s), 80 cores, 160 PUs (2 per core), 4 NUMA domain(s)",
-        "  NUMA 0: PUs 0-19,80-99, 10 allowed cores, 128 GiB",
-        "  NUMA 1: PUs 20-39,100-119, 0 allowed cores, 128 GiB",
-        "  NUMA 2: PUs 40-59,120-139, 0 allowed cores, 128 GiB",
-        "  NUMA 3: PUs 60-79,140-159, 0 allowed cores, 128 GiB",
-        "  allowed: 0-9,80-89 (20 of 160 PUs, 10 cores)",
-    ])  # fmt: skip
+    assert T.summary(node) == "\n".join(
+        [
+            "node snc: 2 package(s), 80 cores, 160 PUs (2 per core), 4 NUMA domain(s)",
+            "  NUMA 0: PUs 0-19,80-99, 10 allowed cores, 128 GiB",
+            "  NUMA 1: PUs 20-39,100-119, 0 allowed cores, 128 GiB",
+            "  NUMA 2: PUs 40-59,120-139, 0 allowed cores, 128 GiB",
+            "  NUMA 3: PUs 60-79,140-159, 0 allowed cores, 128 GiB",
+            "  allowed: 0-9,80-89 (20 of 160 PUs, 10 cores)",
+        ]
+    )
 
 
-@pytest.mark.parametrize("n, text", [(0, "0 B"), (512, "512 B"), (GiB, "1 GiB"), (32 * 10**9, "29.8 GiB"),
-                                     (3 * 2**40, "3 TiB"), (1536 * 2**20, "1.5 GiB")])  # fmt: skip
+@pytest.mark.parametrize(
+    "n, text",
+    [
+        (0, "0 B"),
+        (512, "512 B"),
+        (GiB, "1 GiB"),
+        (32 * 10**9, "29.8 GiB"),
+        (3 * 2**40, "3 TiB"),
+        (1536 * 2**20, "1.5 GiB"),
+    ],
+)
 def test_format_bytes(n, text):
     assert T.format_bytes(n) == text
 
 
 # ---- storage and network of this machine (t2mpi topology without --xml/--synthetic) ----------
+
 
 def test_volume_picks_the_deepest_mount_and_unescapes_it(tmp_path):
     from t2mpi.resources.storage import is_shared, volume
@@ -299,7 +354,8 @@ def test_volume_picks_the_deepest_mount_and_unescapes_it(tmp_path):
     info.write_text(
         "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n"
         f"30 22 0:40 / {tmp_path}/my\\040data rw - nfs4 server:/export\\040x rw\n"
-        f"31 22 0:41 / {tmp_path}/my rw - tmpfs tmpfs rw\n")
+        f"31 22 0:41 / {tmp_path}/my rw - tmpfs tmpfs rw\n"
+    )
     (tmp_path / "my data").mkdir()
     (tmp_path / "my").mkdir()
     v = volume(str(tmp_path / "my data" / "jobs" / "not-yet"), mountinfo=str(info))
@@ -314,8 +370,14 @@ def test_volume_picks_the_deepest_mount_and_unescapes_it(tmp_path):
 def test_topology_shows_where_job_folders_go_and_the_interfaces(tmp_path):
     env = dict(os.environ, HOME=str(tmp_path), TMPDIR=str(tmp_path))
     env.pop("T2MPI_CONFIG", None)
-    done = subprocess.run([sys.executable, "-m", "t2mpi", "topology", "--json"], capture_output=True, text=True,
-                          env=env, cwd=tmp_path, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "t2mpi", "topology", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     info = json.loads(done.stdout)
     roles = {v["role"]: v for v in info["storage"]}
@@ -326,9 +388,16 @@ def test_topology_shows_where_job_folders_go_and_the_interfaces(tmp_path):
     lo = next(n for n in info["network"] if n["name"] == "lo")
     assert lo["loopback"] and lo["address"] == "127.0.0.1"
     assert {n["name"] for n in info["network"]} == set(os.listdir("/sys/class/net"))
-    text = subprocess.run([sys.executable, "-m", "t2mpi", "topology"], capture_output=True, text=True,
-                          env=env, cwd=tmp_path, timeout=60).stdout
+    text = subprocess.run(
+        [sys.executable, "-m", "t2mpi", "topology"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60
+    ).stdout
     assert f"  scratch: {tmp_path} on " in text and "  network: lo unknown 127.0.0.1 (loopback)" in text
-    synthetic = subprocess.run([sys.executable, "-m", "t2mpi", "topology", "--synthetic", "core:2 pu:1"],
-                               capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60).stdout
-    assert "network:" not in synthetic   # another machine's description: nothing of this one
+    synthetic = subprocess.run(
+        [sys.executable, "-m", "t2mpi", "topology", "--synthetic", "core:2 pu:1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+    ).stdout
+    assert "network:" not in synthetic  # another machine's description: nothing of this one

@@ -37,6 +37,7 @@ class Data:
         self.memory_budget = memory_budget
         try:
             import socket
+
             self.host = socket.gethostname()
         except OSError:
             self.host = "?"
@@ -49,7 +50,7 @@ class Data:
 
     def _source(self, name: str, part: Callable[[int, int], Any]) -> DataSet:
         rank, size = self.rank, self.size
-        return DataSet(self, lambda: (lambda: part(rank, size)), name)
+        return DataSet(self, lambda: lambda: part(rank, size), name)
 
     def from_iterable(self, items: Iterable[Any]) -> DataSet:
         """A contiguous share of `items` per worker (every worker passes the same items)."""
@@ -103,6 +104,7 @@ class Data:
                 raise
             except Exception as exc:
                 raise where.failed(exc) from exc
+
         return self._source("from_function", part)
 
     def broadcast(self, value: Any = None, root: int = 0) -> Any:

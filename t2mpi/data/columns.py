@@ -44,8 +44,16 @@ def ufunc_of(fn: Any) -> Any:
     """The numpy ufunc that does what fn does to two values, or None."""
     import numpy as np
 
-    return {operator.add: np.add, np.add: np.add, operator.mul: np.multiply, np.multiply: np.multiply,
-            max: np.maximum, np.maximum: np.maximum, min: np.minimum, np.minimum: np.minimum}.get(fn)
+    return {
+        operator.add: np.add,
+        np.add: np.add,
+        operator.mul: np.multiply,
+        np.multiply: np.multiply,
+        max: np.maximum,
+        np.maximum: np.maximum,
+        min: np.minimum,
+        np.minimum: np.minimum,
+    }.get(fn)
 
 
 def vectorisable(part: Any, create: Any, merge_value: Any, merge_combiners: Any) -> Any:

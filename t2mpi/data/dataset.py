@@ -29,8 +29,7 @@ _MPI_OPS = {operator.add: "SUM", operator.mul: "PROD", max: "MAX", min: "MIN"}
 def _mpi_op(fn: Any) -> str | None:
     import numpy as np
 
-    return _MPI_OPS.get(fn) or {np.add: "SUM", np.multiply: "PROD", np.maximum: "MAX",
-                                np.minimum: "MIN"}.get(fn)
+    return _MPI_OPS.get(fn) or {np.add: "SUM", np.multiply: "PROD", np.maximum: "MAX", np.minimum: "MIN"}.get(fn)
 
 
 def is_block(part: Any) -> bool:
@@ -86,6 +85,7 @@ class DataSet:
         def plan():
             run = parent()
             return lambda: stage(where, fn, run())
+
         return DataSet(self.data, plan, op)
 
     def map(self, fn: Callable[[Any], Any]) -> DataSet:
@@ -129,7 +129,9 @@ class DataSet:
                 if result._cached is None:
                     result._cached = (materialize(run()),)
                 return result._cached[0]
+
             return fill
+
         result._plan = plan
         return result
 
@@ -147,6 +149,7 @@ class DataSet:
         def plan():
             runs = [p() for p in plans]
             return lambda: itertools.chain.from_iterable(run() for run in runs)
+
         return DataSet(self.data, plan, "union")
 
     def broadcast(self, root: int = 0) -> DataSet:
@@ -158,6 +161,7 @@ class DataSet:
             run = parent()
             held = self.data.exchange.bcast(where, lambda: materialize(run()), root)
             return lambda: held
+
         return DataSet(self.data, plan, "broadcast")
 
     def gather(self, root: int = 0) -> DataSet:
@@ -170,6 +174,7 @@ class DataSet:
             parts = self.data.exchange.gather(where, lambda: materialize(run()), root)
             held = concat(parts) if parts is not None else []
             return lambda: held
+
         return DataSet(self.data, plan, "gather")
 
     def all_gather(self) -> DataSet:
@@ -181,6 +186,7 @@ class DataSet:
             run = parent()
             held = concat(self.data.exchange.allgather(where, lambda: materialize(run())))
             return lambda: held
+
         return DataSet(self.data, plan, "all_gather")
 
     def repartition(self, n: int | Callable[[Any], int] | None = None) -> DataSet:
@@ -224,10 +230,11 @@ class DataSet:
             if is_block(value) and ex.mpi is not None and _mpi_op(fn):
                 return ("array", value.shape, value.dtype.str)
             return ("value", has, value)
+
         metas = ex.allgather(where, local)
         if all(m[0] == "array" for m in metas) and len({m[1:] for m in metas}) == 1:
             return ex.allreduce_array(partial[1], _mpi_op(fn), root)
-        if any(m[0] == "array" for m in metas):     # some arrays stayed home: send them now
+        if any(m[0] == "array" for m in metas):  # some arrays stayed home: send them now
             values = ex.allgather(where, lambda: (partial[0], partial[1]))
         else:
             values = [(m[1], m[2]) for m in metas]
@@ -250,18 +257,21 @@ class DataSet:
         return self._reduce("all_reduce", fn, None, call_site())
 
     # -- keyed operations (keyed.py): a local combine, then one exchange --------------------------
-    def combine_by_key(self, create: Callable[[Any], Any], merge_value: Callable[[Any, Any], Any],
-                       merge_combiners: Callable[[Any, Any], Any],
-                       partitioner: Callable[[Any], int] | None = None) -> DataSet:
+    def combine_by_key(
+        self,
+        create: Callable[[Any], Any],
+        merge_value: Callable[[Any, Any], Any],
+        merge_combiners: Callable[[Any, Any], Any],
+        partitioner: Callable[[Any], int] | None = None,
+    ) -> DataSet:
         """The mechanism under the keyed reductions: per key, create(v) then merge_value(c, v) on each
         worker, one shuffle, then merge_combiners(c1, c2) where the key lands."""
-        return keyed.combine_by_key(self, self._where("combine_by_key", call_site()),
-                                    create, merge_value, merge_combiners, partitioner)
+        return keyed.combine_by_key(
+            self, self._where("combine_by_key", call_site()), create, merge_value, merge_combiners, partitioner
+        )
 
-    def reduce_by_key(self, fn: Callable[[Any, Any], Any],
-                      partitioner: Callable[[Any], int] | None = None) -> DataSet:
-        return keyed.combine_by_key(self, self._where("reduce_by_key", call_site()),
-                                    None, fn, fn, partitioner)
+    def reduce_by_key(self, fn: Callable[[Any, Any], Any], partitioner: Callable[[Any], int] | None = None) -> DataSet:
+        return keyed.combine_by_key(self, self._where("reduce_by_key", call_site()), None, fn, fn, partitioner)
 
     def group_by_key(self, sort: bool = False) -> DataSet:
         """(key, [values]) per key; with sort=True, keys in global order (a range partition)."""
@@ -272,8 +282,9 @@ class DataSet:
 
     def count_by_key(self) -> DataSet:
         """(key, count) per key."""
-        return keyed.combine_by_key(self, self._where("count_by_key", call_site()),
-                                    keyed.one, keyed.plus_one, operator.add, None)
+        return keyed.combine_by_key(
+            self, self._where("count_by_key", call_site()), keyed.one, keyed.plus_one, operator.add, None
+        )
 
     def distinct(self) -> DataSet:
         where = self._where("distinct", call_site())
@@ -312,6 +323,7 @@ class DataSet:
         def local():
             part = run()
             return len(part) if is_block(part) or type(part) is list else sum(1 for _ in part)
+
         return sum(self.data.exchange.allgather(where, local))
 
     def take(self, n: int) -> list[Any]:
@@ -335,6 +347,7 @@ class DataSet:
                 raise
             except Exception as exc:
                 raise where.failed(exc) from exc
+
         bests = self.data.exchange.allgather(where, local)
         return heapq.nlargest(n, itertools.chain.from_iterable(bests), key=key)
 
@@ -346,6 +359,7 @@ class DataSet:
         def local():
             for _ in narrow.map_stage(where, fn, run()):
                 pass
+
         self.data.exchange.allgather(where, local)
 
     def write_text(self, folder: str) -> list[str]:
@@ -368,6 +382,7 @@ class DataSet:
                 os.fsync(f.fileno())
             os.replace(tmp, path)
             return path
+
         return self.data.exchange.allgather(where, local)
 
     def write_npy(self, folder: str) -> list[str]:
@@ -391,6 +406,7 @@ class DataSet:
                 os.fsync(f.fileno())
             os.replace(tmp, path)
             return path
+
         return self.data.exchange.allgather(where, local)
 
 
@@ -401,4 +417,5 @@ def _pairs_of(parent: Callable[[], Callable[[], Any]]) -> Callable[[], Callable[
     def plan():
         run = parent()
         return lambda: ((x, None) for x in run())
+
     return plan

@@ -41,8 +41,10 @@ class Where:
         self.op, self.site, self.worker, self.workers, self.host = op, site, worker, workers, host
 
     def __str__(self) -> str:
-        return (f"{self.op} at {self.site} on worker {self.worker} of {self.workers} on {self.host} "
-                f"(partition {self.worker})")
+        return (
+            f"{self.op} at {self.site} on worker {self.worker} of {self.workers} on {self.host} "
+            f"(partition {self.worker})"
+        )
 
     def failed(self, exc: BaseException) -> UserFunctionError:
         """The error to raise `from exc` when a user function failed here."""

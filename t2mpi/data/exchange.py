@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 def _run(produce: Callable[[], Any]) -> tuple[Any, BaseException | None]:
     try:
         return produce(), None
-    except Exception as exc:       # carried to the others, raised here after the collective
+    except Exception as exc:  # carried to the others, raised here after the collective
         return None, exc
 
 
@@ -39,7 +39,8 @@ class Exchange:
         self.size = comm.Get_size()
         try:
             from mpi4py import MPI
-            self.mpi = MPI if isinstance(comm, MPI.Comm) else None   # buffer paths need a real communicator
+
+            self.mpi = MPI if isinstance(comm, MPI.Comm) else None  # buffer paths need a real communicator
         except ImportError:
             self.mpi = None
 
@@ -49,13 +50,15 @@ class Exchange:
             if isinstance(exc, DataError):
                 raise exc
             raise where.failed(exc) from exc
-        for worker, op, text in headers:
+        for worker, _op, text in headers:
             if text is not None:
                 raise RemoteFailure(f"{where}: worker {worker} failed: {text}")
         for worker, op, _ in headers:
             if op != where.op:
-                raise DataError(f"{where}: worker {worker} is in {op} instead; every worker must call the "
-                                f"same operations in the same order (a data-dependent branch?)")
+                raise DataError(
+                    f"{where}: worker {worker} is in {op} instead; every worker must call the "
+                    f"same operations in the same order (a data-dependent branch?)"
+                )
 
     def _header(self, where: Where, exc: BaseException | None) -> tuple[int, str, str | None]:
         return (self.rank, where.op, None if exc is None else _describe(exc))
@@ -107,8 +110,7 @@ class Exchange:
             block = np.ascontiguousarray(block)
             meta = (block.dtype.str, block.shape[1:], list(counts))
         failure = self._header(where, exc)
-        got = self.comm.alltoall([(failure, None if exc else (meta[0], meta[1], meta[2][d]))
-                                  for d in range(self.size)])
+        got = self.comm.alltoall([(failure, None if exc else (meta[0], meta[1], meta[2][d])) for d in range(self.size)])
         self._settle(where, exc, [f for f, _ in got])
         shapes = {(m[0], tuple(m[1])) for _, m in got}
         if len(shapes) != 1:
@@ -120,9 +122,9 @@ class Exchange:
         import numpy as np
 
         block = np.ascontiguousarray(block)
-        if self.mpi is None:    # a stand-in communicator: pickled slices (numpy pickles its buffer whole)
+        if self.mpi is None:  # a stand-in communicator: pickled slices (numpy pickles its buffer whole)
             starts = np.concatenate([[0], np.cumsum(counts)]).astype(int)
-            parts = self.comm.alltoall([block[starts[d]:starts[d + 1]] for d in range(self.size)])
+            parts = self.comm.alltoall([block[starts[d] : starts[d + 1]] for d in range(self.size)])
             return np.concatenate(parts) if parts else block[:0]
         row_bytes = block.dtype.itemsize * int(np.prod(block.shape[1:], dtype=np.int64))
         send_counts = np.asarray(counts, dtype=np.int64) * row_bytes
@@ -130,8 +132,10 @@ class Exchange:
         out = np.empty((int(sum(rows_in)),) + tuple(block.shape[1:]), dtype=block.dtype)
         send = block.reshape(-1).view(np.uint8) if block.size else np.empty(0, np.uint8)
         recv = out.reshape(-1).view(np.uint8) if out.size else np.empty(0, np.uint8)
-        self.comm.Alltoallv([send, (send_counts.tolist(), _displs(send_counts).tolist()), self.mpi.BYTE],
-                            [recv, (recv_counts.tolist(), _displs(recv_counts).tolist()), self.mpi.BYTE])
+        self.comm.Alltoallv(
+            [send, (send_counts.tolist(), _displs(send_counts).tolist()), self.mpi.BYTE],
+            [recv, (recv_counts.tolist(), _displs(recv_counts).tolist()), self.mpi.BYTE],
+        )
         return out
 
     def shuffle(self, where: Where, produce: Callable[[], tuple], to_objects: Callable[[], list[Any]]) -> tuple:
@@ -158,7 +162,7 @@ class Exchange:
             if len(dtypes) == 1:
                 rows_in = [m[0] for _, _, m in got]
                 return ("columns", self._rows(keys, counts, rows_in), self._rows(values, counts, rows_in))
-        if "columns" in kinds:       # some workers hold columns, some objects: all go as objects
+        if "columns" in kinds:  # some workers hold columns, some objects: all go as objects
             mine = self.alltoall(where, to_objects if result[0] == "columns" else lambda: [[]] * self.size)
             return ("objects", [b if k == "objects" else m for (_, k, b), m in zip(got, mine)])
         return ("objects", [b for _, _, b in got])

@@ -36,12 +36,14 @@ def portable_hash(key: Any) -> int:
         return h
     if t is frozenset:
         return sum(portable_hash(item) for item in key) & _MASK
-    return hash(key)      # other types must hash alike in every process (or set PYTHONHASHSEED)
+    return hash(key)  # other types must hash alike in every process (or set PYTHONHASHSEED)
 
 
 def unhashable(where: Where, key: Any) -> DataError:
-    return DataError(f"{where}: a key of type {type(key).__name__} is not hashable ({_short(key)}); "
-                     f"use a hashable key (e.g. a tuple instead of a list)")
+    return DataError(
+        f"{where}: a key of type {type(key).__name__} is not hashable ({_short(key)}); "
+        f"use a hashable key (e.g. a tuple instead of a list)"
+    )
 
 
 def new_list(v: Any) -> list[Any]:
@@ -73,11 +75,13 @@ def first(a: Any, b: Any) -> Any:
 def destination(where: Where, partitioner: Callable[[Any], int] | None, size: int) -> Callable[[Any], int]:
     """key -> worker: partitioner(key), checked to be a worker's index; or a portable hash."""
     if partitioner is None:
+
         def by_hash(key: Any) -> int:
             try:
                 return portable_hash(key) % size
             except TypeError:
                 raise unhashable(where, key) from None
+
         return by_hash
 
     def checked(key: Any) -> int:
@@ -88,14 +92,18 @@ def destination(where: Where, partitioner: Callable[[Any], int] | None, size: in
         except Exception as exc:
             raise where.failed(exc) from exc
         if type(d) is not int or not 0 <= d < size:
-            raise DataError(f"{where}: the partitioner gave {d!r} for {_short(key)}; "
-                            f"it must be an int in 0..{size - 1} (one per worker)")
+            raise DataError(
+                f"{where}: the partitioner gave {d!r} for {_short(key)}; "
+                f"it must be an int in 0..{size - 1} (one per worker)"
+            )
         return d
+
     return checked
 
 
-def combine_local(where: Where, part: Any, create: Callable[[Any], Any] | None,
-                  merge_value: Callable[[Any, Any], Any]) -> dict[Any, Any]:
+def combine_local(
+    where: Where, part: Any, create: Callable[[Any], Any] | None, merge_value: Callable[[Any, Any], Any]
+) -> dict[Any, Any]:
     combined: dict[Any, Any] = {}
     get = combined.get
     for k, v in pairs(where, part):
@@ -122,9 +130,14 @@ def buckets_of(items: Any, dest: Callable[[Any], int], size: int) -> list[list[A
     return out
 
 
-def combine_by_key(ds: DataSet, where: Where, create: Callable[[Any], Any] | None,
-                   merge_value: Callable[[Any, Any], Any], merge_combiners: Callable[[Any, Any], Any],
-                   partitioner: Callable[[Any], int] | None) -> DataSet:
+def combine_by_key(
+    ds: DataSet,
+    where: Where,
+    create: Callable[[Any], Any] | None,
+    merge_value: Callable[[Any, Any], Any],
+    merge_combiners: Callable[[Any, Any], Any],
+    partitioner: Callable[[Any], int] | None,
+) -> DataSet:
     from .dataset import DataSet
 
     ex = ds.data.exchange
@@ -145,11 +158,13 @@ def combine_by_key(ds: DataSet, where: Where, create: Callable[[Any], Any] | Non
                 held.append(columns.Columns(keys, values))
                 return ("columns", *columns.by_destination(keys, values, ex.size))
             return ("objects", buckets_of(combine_local(where, part, create, merge_value).items(), dest, ex.size))
+
         got = ex.shuffle(where, local, lambda: buckets_of(iter(held[0]), dest, ex.size))
         if got[0] == "columns":
             ufunc = columns.ufunc_of(merge_combiners)
             return lambda: columns.Columns(*columns.reduce_columns(got[1], got[2], ufunc))
         return lambda: _merged(where, got[1], merge_combiners)
+
     return DataSet(ds.data, plan, where.op)
 
 
@@ -181,6 +196,7 @@ def partition_by_key(ds: DataSet, where: Where, partitioner: Callable[[Any], int
         run = parent()
         got = ex.alltoall(where, lambda: buckets_of(pairs(where, run()), dest, ex.size))
         return lambda: (kv for batch in got for kv in batch)
+
     return DataSet(ds.data, plan, where.op)
 
 
@@ -200,8 +216,10 @@ def repartition(ds: DataSet, n: Any, where: Where) -> DataSet:
                 for x in run():
                     out[dest(x)].append(x)
                 return out
+
             got = ex.alltoall(where, local)
             return lambda: (x for batch in got for x in batch)
+
         return DataSet(ds.data, by_function, where.op)
     n = ex.size if n is None else n
     if type(n) is not int or not 1 <= n <= ex.size:
@@ -212,16 +230,17 @@ def repartition(ds: DataSet, n: Any, where: Where) -> DataSet:
         held = []
         metas = ex.allgather(where, lambda: (held.append(materialize(run())), (len(held[0]), is_block(held[0])))[1])
         part, sizes = held[0], [m[0] for m in metas]
-        total, before = sum(sizes), sum(sizes[:ex.rank])
+        total, before = sum(sizes), sum(sizes[: ex.rank])
         # element with global index g goes to worker g * n // total: contiguous, order kept
         cuts = [0] + [min(len(part), max(0, -(-(d * total) // n) - before)) for d in range(1, n)] + [len(part)]
         counts = [cuts[d + 1] - cuts[d] for d in range(n)] + [0] * (ex.size - n)
         if all(m[1] for m in metas):
             block = ex.alltoallv(where, lambda: (part, counts))
             return lambda: block
-        got = ex.alltoall(where, lambda: [list(part[cuts[d]:cuts[d + 1]]) if d < n else [] for d in range(ex.size)])
+        got = ex.alltoall(where, lambda: [list(part[cuts[d] : cuts[d + 1]]) if d < n else [] for d in range(ex.size)])
         held_out = concat(got)
         return lambda: held_out
+
     return DataSet(ds.data, rebalance, where.op)
 
 
@@ -241,8 +260,10 @@ def join(left: DataSet, right: DataSet, how: str, where: Where) -> DataSet:
             lb = buckets_of(pairs(where, lrun()), dest, ex.size)
             rb = buckets_of(pairs(where, rrun()), dest, ex.size)
             return list(zip(lb, rb))
+
         got = ex.alltoall(where, local)
         return lambda: _hash_join(got, how)
+
     return DataSet(left.data, plan, where.op)
 
 
@@ -310,6 +331,7 @@ def sort_by(ds: DataSet, key: Callable[[Any], Any] | None, ascending: bool, wher
                 raise where.failed(exc) from exc
             held.append(items)
             return ("objects", _sample([it[0] for it in items], ex.size))
+
         metas = ex.allgather(where, local)
         splitters = _splitters([m[1] for m in metas], ex.size)
         if all(m[0] == "block" for m in metas):
@@ -325,12 +347,13 @@ def sort_by(ds: DataSet, key: Callable[[Any], Any] | None, ascending: bool, wher
             return lambda: out if ascending else out[::-1]
         items = held[0] if metas[ex.rank][0] == "objects" else [(x, 0, x) for x in held[0].tolist()]
         cuts = [0] + [_bisect_key(items, s) for s in splitters]
-        cuts += [len(items)] * (ex.size + 1 - len(cuts))     # no samples anywhere: nothing to cut
-        batches = [items[cuts[d]:cuts[d + 1]] for d in range(ex.size)]
+        cuts += [len(items)] * (ex.size + 1 - len(cuts))  # no samples anywhere: nothing to cut
+        batches = [items[cuts[d] : cuts[d + 1]] for d in range(ex.size)]
         if not ascending:
             batches = [b[::-1] for b in batches[::-1]]
         got = ex.alltoall(where, lambda: [[(k, x) for k, _, x in b] for b in batches])
         return lambda: _merge_runs(got, ascending)
+
     return DataSet(ds.data, plan, where.op)
 
 
@@ -368,6 +391,7 @@ def sorted_groups(ds: DataSet, where: Where) -> DataSet:
     def local_groups():
         run = parent()
         return lambda: iter(combine_local(where, run(), new_list, append).items())
+
     grouped._plan = local_groups
     by_key = sort_by(grouped, _first, True, where)
     sorted_plan = by_key._plan
@@ -381,5 +405,7 @@ def sorted_groups(ds: DataSet, where: Where) -> DataSet:
                 for _, vs in runs:
                     values.extend(vs)
                 yield k, values
+
         return merged
+
     return DataSet(ds.data, plan, where.op)

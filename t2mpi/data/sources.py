@@ -85,7 +85,7 @@ def read_lines(name: str, start: int, stop: int) -> Iterator[str]:
         pos = start
         if start > 0:
             f.seek(start - 1)
-            if f.read(1) != b"\n":          # a line began before start: it belongs to the previous range
+            if f.read(1) != b"\n":  # a line began before start: it belongs to the previous range
                 pos += len(f.readline())
         while pos < stop:
             line = f.readline()

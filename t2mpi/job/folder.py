@@ -7,6 +7,8 @@
     results.pkl               the workers' return values {worker_id: value}, written atomically
     job.sh, scheduler.json    a submitted job's batch script, and the scheduler's name for it
     client.json               the t2mpi run process (host, pid) running the job now
+    network.json              the transport chosen for the job, where and why
+    mpi.json                  a submitted job's MPI (path, flavour, version, components)
     batch.out                 the batch job's output
     logs/worker-<id>.log      each worker's output and log
     workers/<id>/             each worker's persistent folder (made on first use)
@@ -25,10 +27,11 @@ import time
 from ..errors import JobError
 from .states import FINAL, KILLED, STARTING
 
-TYPE_CHECKING = False   # typing costs every rank start-up time; annotations are strings
+TYPE_CHECKING = False  # typing costs every rank start-up time; annotations are strings
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any, BinaryIO
+
 
 def write_atomic(path: str, data: bytes | Callable[[BinaryIO], None]) -> None:
     """Write `data` (bytes, or a function that writes to the open file) to `path` so that
@@ -66,6 +69,7 @@ class JobDir:
         self.scheduler_file = os.path.join(self.path, "scheduler.json")
         self.client_file = os.path.join(self.path, "client.json")
         self.network_file = os.path.join(self.path, "network.json")
+        self.mpi_file = os.path.join(self.path, "mpi.json")
         self.batch_out = os.path.join(self.path, "batch.out")
         self.checkpoints_dir = os.path.join(self.path, "checkpoints")
         self.committed_file = os.path.join(self.checkpoints_dir, "committed.json")
@@ -81,9 +85,12 @@ class JobDir:
     # -------------------------------------------------------------- creating
 
     @classmethod
-    def create(cls, jobs_dir: str | os.PathLike[str], name: str, spec: dict[str, Any]) -> JobDir:
-        """Make a new private job folder holding spec.json; it appears whole or not at all."""
-        return cls.make(cls.new_path(jobs_dir, name), spec)
+    def create(
+        cls, jobs_dir: str | os.PathLike[str], name: str, spec: dict[str, Any], network: dict[str, Any] | None = None
+    ) -> JobDir:
+        """Make a new private job folder holding spec.json (and network.json, as in make); it
+        appears whole or not at all."""
+        return cls.make(cls.new_path(jobs_dir, name), spec, network=network)
 
     @staticmethod
     def new_path(jobs_dir: str | os.PathLike[str], name: str) -> str:
@@ -95,9 +102,17 @@ class JobDir:
                 return final
 
     @classmethod
-    def make(cls, final: str, spec: dict[str, Any], script: str | None = None) -> JobDir:
-        """Make the job folder `final` (from new_path) holding spec.json (and the batch script
-        job.sh), whole or not at all."""
+    def make(
+        cls,
+        final: str,
+        spec: dict[str, Any],
+        script: str | None = None,
+        network: dict[str, Any] | None = None,
+        mpi: dict[str, Any] | None = None,
+    ) -> JobDir:
+        """Make the job folder `final` (from new_path) holding spec.json, and if given the batch
+        script job.sh, the chosen transport network.json (see write_network) and the MPI the job
+        was prepared with, mpi.json (see read_mpi); whole or not at all."""
         import json
 
         parent, job_id = os.path.split(final)
@@ -114,6 +129,9 @@ class JobDir:
             write_atomic(os.path.join(staging, "spec.json"), json.dumps(spec, indent=2).encode())
             if script is not None:
                 write_atomic(os.path.join(staging, "job.sh"), script.encode())
+            for name, data in (("network.json", network), ("mpi.json", mpi)):
+                if data is not None:
+                    write_atomic(os.path.join(staging, name), json.dumps(data, indent=1).encode())
             os.rename(staging, final)
         except OSError as exc:
             _remove_tree(staging)
@@ -167,16 +185,21 @@ class JobDir:
     def read_client(self) -> dict[str, Any] | None:
         try:
             return _read_json(self.client_file, None)
-        except JobError:   # nothing to watch
+        except JobError:  # nothing to watch
             return None
 
     def write_network(self, choice: dict[str, Any]) -> None:
-        """The transport a batch job chose on its first node (t2mpi.network): host, transport,
-        env, why."""
+        """The transport chosen for the job: host, transport, env, why (t2mpi run where it runs;
+        a batch job on its first node, t2mpi.network)."""
         _write_json(self.network_file, choice, indent=1)
 
     def read_network(self) -> dict[str, Any] | None:
         return _read_json(self.network_file, None)
+
+    def read_mpi(self) -> dict[str, Any] | None:
+        """The MPI a submitted job was prepared with (mpi.json, written by t2mpi submit): path,
+        flavour, version and compiled-in components, for the transport's choice on its first node."""
+        return _read_json(self.mpi_file, None)
 
     def write_scheduler(self, kind: str, job_id: str) -> None:
         _write_json(self.scheduler_file, {"kind": kind, "id": job_id, "submitted": time.time()})
@@ -197,8 +220,7 @@ class JobDir:
 
     def save_checkpoint(self, version: int, worker_id: int, state: Any) -> None:
         """Pickle `state` straight into the checkpoint file (large arrays are not copied first)."""
-        self.write_checkpoint(version, worker_id,
-                              lambda fh: pickle.dump(state, fh, protocol=pickle.HIGHEST_PROTOCOL))
+        self.write_checkpoint(version, worker_id, lambda fh: pickle.dump(state, fh, protocol=pickle.HIGHEST_PROTOCOL))
 
     def read_checkpoint(self, version: int, worker_id: int) -> bytes:
         return _read(self.checkpoint_file(version, worker_id))
@@ -213,7 +235,7 @@ class JobDir:
 
     def commit_checkpoint(self, version: int, workers: int) -> None:
         """Make `version` the one a restart uses (one atomic rename), then drop older versions."""
-        _fsync_dir(os.path.join(self.checkpoints_dir, str(version)))   # its files' renames are durable
+        _fsync_dir(os.path.join(self.checkpoints_dir, str(version)))  # its files' renames are durable
         _write_json(self.committed_file, {"version": version, "workers": workers, "committed": time.time()})
         _fsync_dir(self.checkpoints_dir)
         for name in os.listdir(self.checkpoints_dir):
@@ -233,16 +255,34 @@ class JobDir:
         last = self.read_state() or {}
         restarts["count"] += 1
         now = time.time()
-        restarts["history"].append({"t": now, "state": last.get("state"), "reason": last.get("reason"),
-                                    "why": why})
+        restarts["history"].append({"t": now, "state": last.get("state"), "reason": last.get("reason"), "why": why})
         _write_json(self.restarts_file, restarts, indent=1)
         self.clear_stop()
-        self.write_state({"job_id": self.job_id, "name": last.get("name"), "state": STARTING,
-                          "reason": f"restart {restarts['count']}: {why}", "restarts": restarts["count"],
-                          "started": now, "ended": None, "num_workers": last.get("num_workers"),
-                          "workers": []})
-        self.append_events([{"t": now, "event": "restarting", "restart": restarts["count"], "why": why,
-                             "by": by, "checkpoint": self.committed_version()}])
+        self.write_state(
+            {
+                "job_id": self.job_id,
+                "name": last.get("name"),
+                "state": STARTING,
+                "reason": f"restart {restarts['count']}: {why}",
+                "restarts": restarts["count"],
+                "started": now,
+                "ended": None,
+                "num_workers": last.get("num_workers"),
+                "workers": [],
+            }
+        )
+        self.append_events(
+            [
+                {
+                    "t": now,
+                    "event": "restarting",
+                    "restart": restarts["count"],
+                    "why": why,
+                    "by": by,
+                    "checkpoint": self.committed_version(),
+                }
+            ]
+        )
         return restarts["count"]
 
     def request_stop(self, why: str) -> None:
@@ -275,8 +315,7 @@ class JobDir:
         if current is not None and current.get("state") in FINAL:
             return current
         now = time.time()
-        settled = dict(current or {"job_id": self.job_id, "num_workers": None, "started": now,
-                                   "workers": []})
+        settled = dict(current or {"job_id": self.job_id, "num_workers": None, "started": now, "workers": []})
         settled.update(state=state, reason=reason, ended=now)
         for w in settled.get("workers", []):
             if w.get("state") not in FINAL:
@@ -293,7 +332,6 @@ class JobDir:
             return pickle.loads(_read(self.results_file))
         except FileNotFoundError:
             return {}
-
 
 
 def _write_json(path: str, data: Any, indent: int | None = None) -> None:

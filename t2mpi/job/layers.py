@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ..errors import SpecError
 
-TYPE_CHECKING = False   # typing costs every rank start-up time; annotations are strings
+TYPE_CHECKING = False  # typing costs every rank start-up time; annotations are strings
 if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any
@@ -25,8 +25,9 @@ def read_yaml(path: str, where: Where) -> dict[str, Any]:
         raise SpecError(f"{path}: cannot read: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
         line = exc.object[: exc.start].count(b"\n") + 1
-        raise SpecError(f"{path}:{line}: not UTF-8 text (byte {exc.object[exc.start]:#04x}); "
-                        "save the file as UTF-8") from None
+        raise SpecError(
+            f"{path}:{line}: not UTF-8 text (byte {exc.object[exc.start]:#04x}); save the file as UTF-8"
+        ) from None
     try:
         loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
         try:
@@ -41,6 +42,8 @@ def read_yaml(path: str, where: Where) -> dict[str, Any]:
         line = f":{mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise SpecError(f"{path}{line}: not valid YAML: {problem}") from None
+    except (ValueError, TypeError, OverflowError) as exc:   # a tag's constructor: !!int on a word
+        raise SpecError(f"{path}: not valid YAML: a tagged value cannot be read ({exc})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -49,8 +52,8 @@ def read_yaml(path: str, where: Where) -> dict[str, Any]:
     return data
 
 
-MAX_DEPTH = 100          # nesting levels a YAML document may have
-MAX_VALUES = 100_000     # values aliases may expand a YAML document to (it is copied and written out whole)
+MAX_DEPTH = 100  # nesting levels a YAML document may have
+MAX_VALUES = 100_000  # values aliases may expand a YAML document to (it is copied and written out whole)
 
 
 def _check_shape(root: Any, fname: str) -> None:
@@ -64,8 +67,13 @@ def _check_shape(root: Any, fname: str) -> None:
     todo: list[tuple[Any, int, bool]] = [(root, 1, False)]
     while todo:
         node, depth, closing = todo.pop()
-        children = ([n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode)
-                    else node.value if isinstance(node, yaml.SequenceNode) else [])
+        children = (
+            [n for pair in node.value for n in pair]
+            if isinstance(node, yaml.MappingNode)
+            else node.value
+            if isinstance(node, yaml.SequenceNode)
+            else []
+        )
         if closing:
             open_nodes.discard(id(node))
             sizes[id(node)] = 1 + sum(sizes[id(child)] for child in children)
@@ -73,8 +81,10 @@ def _check_shape(root: Any, fname: str) -> None:
         if id(node) in sizes:
             continue
         if id(node) in open_nodes:
-            raise SpecError(f"{fname}:{node.start_mark.line + 1}: a YAML alias refers to an anchor "
-                            "that contains it (a loop); a job file must be a tree")
+            raise SpecError(
+                f"{fname}:{node.start_mark.line + 1}: a YAML alias refers to an anchor "
+                "that contains it (a loop); a job file must be a tree"
+            )
         if depth > MAX_DEPTH:
             raise SpecError(f"{fname}:{node.start_mark.line + 1}: nested more than {MAX_DEPTH} levels deep")
         open_nodes.add(id(node))
@@ -82,8 +92,10 @@ def _check_shape(root: Any, fname: str) -> None:
         todo.extend((child, depth + 1, False) for child in children)
     expanded = sizes[id(root)]
     if expanded > MAX_VALUES and expanded > len(sizes):
-        raise SpecError(f"{fname}: its YAML aliases expand it to {expanded} values (at most {MAX_VALUES}); "
-                        "write the data out without aliases")
+        raise SpecError(
+            f"{fname}: its YAML aliases expand it to {expanded} values (at most {MAX_VALUES}); "
+            "write the data out without aliases"
+        )
 
 
 def _record_lines(node: Any, path: tuple[str, ...], fname: str, where: Where) -> None:
@@ -95,8 +107,7 @@ def _record_lines(node: Any, path: tuple[str, ...], fname: str, where: Where) ->
     for key_node, value_node in node.value:
         key = str(key_node.value)
         if key in seen:
-            raise SpecError(f"{fname}:{key_node.start_mark.line + 1}: key "
-                            f"'{'.'.join(path + (key,))}' appears twice")
+            raise SpecError(f"{fname}:{key_node.start_mark.line + 1}: key '{'.'.join(path + (key,))}' appears twice")
         seen.add(key)
         where[path + (key,)] = f"{fname}:{key_node.start_mark.line + 1}"
         _record_lines(value_node, path + (key,), fname, where)
@@ -144,5 +155,12 @@ def apply_override(data: dict[str, Any], path: tuple[str, ...], value: Any) -> d
 
 def kind_of(value: Any) -> str:
     """'a list', 'an integer', … for messages."""
-    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
-            list: "a list", dict: "a mapping", type(None): "nothing"}.get(type(value), type(value).__name__)
+    return {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "a mapping",
+        type(None): "nothing",
+    }.get(type(value), type(value).__name__)

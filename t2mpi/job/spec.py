@@ -14,7 +14,7 @@ from collections import namedtuple
 from ..errors import SpecError
 from .layers import Where, apply_override, deep_copy, merge, parse_override, read_yaml
 
-TYPE_CHECKING = False   # typing costs every rank start-up time; annotations are strings
+TYPE_CHECKING = False  # typing costs every rank start-up time; annotations are strings
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from typing import Any
@@ -33,47 +33,47 @@ _UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50}
 # below, are the keys written here (t2mpi.job.validate checks the values).
 DEFAULTS: dict[str, Any] = {
     "workers": 1,
-    "max_restarts": 0,       # re-runs of a failed or preempted job from its last committed checkpoint
-    "master": "rank0",       # rank0: MPI rank 0 of the launch; client: a one-rank launch that spawns
-    "binding": {"mode": "none", "policy": "compact", "near": "none"},   # cores: pin workers, threads, memory
+    "max_restarts": 0,  # re-runs of a failed or preempted job from its last committed checkpoint
+    "master": "rank0",  # rank0: MPI rank 0 of the launch; client: a one-rank launch that spawns
+    "binding": {"mode": "none", "policy": "compact", "near": "none"},  # cores: pin workers, threads, memory
     "network": {"transport": "auto", "interface": None, "ucx_tls": None, "provider": None},
     "resources": {"cpus": 1, "threads": 1, "memory": "1G"},
     "config": {},
     "jobs_dir": "./t2mpi-jobs",
-    "scratch_dir": None,     # None: the node's temporary folder ($TMPDIR or /tmp) on each node
+    "scratch_dir": None,  # None: the node's temporary folder ($TMPDIR or /tmp) on each node
     "mpi": {
-        "launcher": None,    # None: $T2MPI_MPIEXEC, then mpiexec beside Python, then on PATH
-        "args": [],          # extra launcher arguments, before the program
-        "env": {},           # extra environment for every rank
+        "launcher": None,  # None: $T2MPI_MPIEXEC, then mpiexec beside Python, then on PATH
+        "args": [],  # extra launcher arguments, before the program
+        "env": {},  # extra environment for every rank
     },
     "scheduler": {
-        "kind": "slurm",     # slurm, pbs or torque (t2mpi script/submit --scheduler)
-        "time": None,        # walltime: [D-]HH:MM:SS, MM:SS or minutes; None: the queue's default
-        "partition": None,   # Slurm partition, PBS queue
+        "kind": "slurm",  # slurm, pbs or torque (t2mpi script/submit --scheduler)
+        "time": None,  # walltime: [D-]HH:MM:SS, MM:SS or minutes; None: the queue's default
+        "partition": None,  # Slurm partition, PBS queue
         "account": None,
-        "qos": None,         # Slurm only
-        "nodes": None,       # None: as many as the scheduler gives
+        "qos": None,  # Slurm only
+        "nodes": None,  # None: as many as the scheduler gives
         "launcher": "mpiexec",  # mpiexec (the MPI's own) or srun
-        "directives": [],    # extra directive lines, e.g. ["--exclusive"] or ["-l place=scatter"]
-        "skip": [],          # generated directives to leave out (site quirks), e.g. [mem]
-        "prologue": [],      # commands run first, e.g. ["module load python/3.12"]
-        "python": None,      # Python on the compute nodes; None: the client's
-        "signal": 60,        # Slurm: seconds before the walltime to ask for a checkpoint
-                             # (--signal=B:USR1@N, with max_restarts > 0); 0: no signal
+        "directives": [],  # extra directive lines, e.g. ["--exclusive"] or ["-l place=scatter"]
+        "skip": [],  # generated directives to leave out (site quirks), e.g. [mem]
+        "prologue": [],  # commands run first, e.g. ["module load python/3.12"]
+        "python": None,  # Python on the compute nodes; None: the client's
+        "signal": 60,  # Slurm: seconds before the walltime to ask for a checkpoint
+        # (--signal=B:USR1@N, with max_restarts > 0); 0: no signal
         # slurm: {...}, pbs: {...}, torque: {...}: site defaults for that scheduler only
     },
     "timeouts": {
-        "start": 120.0,      # seconds for all ranks to join
-        "barrier": 300.0,    # default timeout of ctx.controller.barrier()
-        "abort": 10.0,       # seconds a failed worker waits for the master's abort
-        "heartbeat": 60.0,   # seconds without a heartbeat before a worker counts as dead
-        "progress": None,    # seconds without ctx.progress() before a worker counts as hung
+        "start": 120.0,  # seconds for all ranks to join
+        "barrier": 300.0,  # default timeout of ctx.controller.barrier()
+        "abort": 10.0,  # seconds a failed worker waits for the master's abort
+        "heartbeat": 60.0,  # seconds without a heartbeat before a worker counts as dead
+        "progress": None,  # seconds without ctx.progress() before a worker counts as hung
         "checkpoint": 30.0,  # seconds for the workers' checkpoint after a stop request
     },
 }
 
 
-REQUIRED = ("name", "worker")   # the keys a job file must give (they have no default)
+REQUIRED = ("name", "worker")  # the keys a job file must give (they have no default)
 TOP_KEYS = (*REQUIRED, *DEFAULTS)
 
 
@@ -87,34 +87,63 @@ def _section(name: str, key: str, doc: str) -> type:
     return cls
 
 
-Resources = _section("Resources", "resources", "What one worker is given: cores, the threads that run its "
-                     "code, memory in bytes.")
-MpiOptions = _section("MpiOptions", "mpi", "launcher: path or name or None; args: extra launcher "
-                      "arguments; env: ((key, value), ...).")
-Timeouts = _section("Timeouts", "timeouts", """Seconds: all ranks joined, a barrier's default, a failed
+Resources = _section(
+    "Resources", "resources", "What one worker is given: cores, the threads that run its code, memory in bytes."
+)
+MpiOptions = _section(
+    "MpiOptions", "mpi", "launcher: path or name or None; args: extra launcher arguments; env: ((key, value), ...)."
+)
+Timeouts = _section(
+    "Timeouts",
+    "timeouts",
+    """Seconds: all ranks joined, a barrier's default, a failed
 worker's wait for the abort, silence after which a worker counts as dead (it heartbeats every third of
 it), (or None) time without ctx.progress() after which a worker counts as hung, and the wait for the
-workers' checkpoint after a stop request (preemption, walltime) before the job ends without one.""")
-Batch = _section("Batch", "scheduler", """The spec's scheduler section (t2mpi script / submit; the name
+workers' checkpoint after a stop request (preemption, walltime) before the job ends without one.""",
+)
+Batch = _section(
+    "Batch",
+    "scheduler",
+    """The spec's scheduler section (t2mpi script / submit; the name
 Batch is historical): kind (slurm, pbs, torque), time (walltime in seconds or None), partition (PBS:
 queue), account, qos, nodes (or None), launcher (mpiexec or srun), directives (extra directive lines),
 skip (generated directives to leave out), prologue (commands, each a tuple of words), python (on the
 compute nodes, or None), signal (seconds before the walltime at which Slurm asks for a checkpoint; 0:
-never).""")
-BindingOptions = _section("BindingOptions", "binding", """The spec's binding section. mode: none (the OS
+never).""",
+)
+BindingOptions = _section(
+    "BindingOptions",
+    "binding",
+    """The spec's binding section. mode: none (the OS
 places threads) or cores (each worker pinned to its planned cores, its threads each to one, its memory
 to their NUMA domain); policy: compact or spread on each node; near: nic (fill the NUMA domain of the
 active InfiniBand/RoCE/Omni-Path adapter first) or none. (What binding a worker did is
-t2mpi.resources.binding.Binding.)""")
-Network = _section("Network", "network", """transport: auto (what the node's fabric does best), ucx, ofi or
+t2mpi.resources.binding.Binding.)""",
+)
+Network = _section(
+    "Network",
+    "network",
+    """transport: auto (what the node's fabric does best), ucx, ofi or
 tcp; interface: the TCP interface (None: the first one up, not lo); ucx_tls: UCX_TLS if asked; provider:
-the libfabric provider (None: the best usable one).""")
+the libfabric provider (None: the best usable one).""",
+)
 
-SCHEDULERS = ("slurm", "pbs", "torque")   # the scheduler kinds (scheduler.kind)
-SIGNAL_SLACK = 30   # seconds Slurm may send --signal early (its time-limit check runs every 30 s)
+SCHEDULERS = ("slurm", "pbs", "torque")  # the scheduler kinds (scheduler.kind)
+SIGNAL_SLACK = 30  # seconds Slurm may send --signal early (its time-limit check runs every 30 s)
 BATCH_LAUNCHERS = ("mpiexec", "srun")
-SKIPPABLE = ("job-name", "ntasks", "cpus-per-task", "mem", "time", "partition", "account", "qos", "nodes",
-             "requeue", "signal")
+SKIPPABLE = (
+    "job-name",
+    "ntasks",
+    "cpus-per-task",
+    "mem",
+    "time",
+    "partition",
+    "account",
+    "qos",
+    "nodes",
+    "requeue",
+    "signal",
+)
 BINDING_MODES = ("none", "cores")
 BINDING_POLICIES = ("compact", "spread")
 BINDING_NEAR = ("none", "nic")
@@ -123,14 +152,21 @@ MASTER_MODES = ("rank0", "client")
 
 # Thread pools a worker's libraries start; each gets the worker's thread count so that
 # workers x library threads never oversubscribe a node.
-THREAD_LIMIT_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                     "BLIS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+THREAD_LIMIT_VARS = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "BLIS_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
 
 # The variables by which a transport is chosen (t2mpi.net.choice.choose writes them).
 TRANSPORT_PREFIXES = ("OMPI_MCA_", "UCX_", "FI_", "I_MPI_", "MPICH_CH4_", "PMIX_MCA_")
 
-_FIELDS = ("name worker worker_dir workers resources config jobs_dir scratch_dir mpi timeouts master batch "
-           "binding network max_restarts source")
+_FIELDS = (
+    "name worker worker_dir workers resources config jobs_dir scratch_dir mpi timeouts master batch "
+    "binding network max_restarts source"
+)
 
 
 class JobSpec(namedtuple("JobSpec", _FIELDS)):
@@ -212,6 +248,7 @@ def absolute_path(path: str | None, home: str) -> str | None:
 
 # ---------------------------------------------------------------- overrides and loading
 
+
 def site_config_path(environ: Mapping[str, str]) -> str | None:
     explicit = environ.get(ENV_CONFIG)
     if explicit:
@@ -232,8 +269,13 @@ def default_jobs_dir(environ: Mapping[str, str] | None = None) -> str:
     return absolute_path(jobs_dir, environ.get("HOME") or os.path.expanduser("~")) or jobs_dir
 
 
-def load(job_file: str | os.PathLike[str], *, workers: int | None = None,
-         overrides: Sequence[str] = (), environ: Mapping[str, str] | None = None) -> JobSpec:
+def load(
+    job_file: str | os.PathLike[str],
+    *,
+    workers: int | None = None,
+    overrides: Sequence[str] = (),
+    environ: Mapping[str, str] | None = None,
+) -> JobSpec:
     """Resolve a job file with its layers into a JobSpec; raise SpecError naming file:line and key."""
     environ = os.environ if environ is None else environ
     job_path = os.fspath(job_file)

@@ -7,15 +7,15 @@ states. PENDING and SUBMITTED are what `t2mpi status`/`list` say of a submitted 
 the scheduler has not started.
 """
 
-PENDING = "PENDING"       # queued in a scheduler, not started
-SUBMITTED = "SUBMITTED"   # t2mpi list: the folder has a scheduler record but no state yet
+PENDING = "PENDING"  # queued in a scheduler, not started
+SUBMITTED = "SUBMITTED"  # t2mpi list: the folder has a scheduler record but no state yet
 STARTING = "STARTING"
 RUNNING = "RUNNING"
 COMPLETED = "COMPLETED"
 FAILED = "FAILED"
 KILLED = "KILLED"
-PREEMPTED = "PREEMPTED"   # stopped on request (preemption, walltime): a restart goes on from its checkpoint
+PREEMPTED = "PREEMPTED"  # stopped on request (preemption, walltime): a restart goes on from its checkpoint
 
-FINAL = (COMPLETED, FAILED, KILLED)           # ended for good: nothing runs it again by itself
-ENDED = (*FINAL, PREEMPTED)                   # this run has ended (a PREEMPTED job is continued)
-RESTARTABLE = (FAILED, KILLED, PREEMPTED)     # what `t2mpi restart` continues
+FINAL = (COMPLETED, FAILED, KILLED)  # ended for good: nothing runs it again by itself
+ENDED = (*FINAL, PREEMPTED)  # this run has ended (a PREEMPTED job is continued)
+RESTARTABLE = (FAILED, KILLED, PREEMPTED)  # what `t2mpi restart` continues

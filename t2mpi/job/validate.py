@@ -12,10 +12,29 @@ import re
 
 from ..errors import SpecError
 from .layers import kind_of as _kind
-from .spec import (BATCH_LAUNCHERS, BINDING_MODES, BINDING_NEAR, BINDING_POLICIES, MASTER_MODES,
-                   REQUIRED, SCHEDULERS, SIGNAL_SLACK, SKIPPABLE, TOP_KEYS, TRANSPORTS, Batch,
-                   BindingOptions, JobSpec, MpiOptions, Network, Resources, Timeouts, absolute_path,
-                   parse_size, parse_walltime)
+from .spec import (
+    BATCH_LAUNCHERS,
+    BINDING_MODES,
+    BINDING_NEAR,
+    BINDING_POLICIES,
+    MASTER_MODES,
+    REQUIRED,
+    SCHEDULERS,
+    SIGNAL_SLACK,
+    SKIPPABLE,
+    TOP_KEYS,
+    TRANSPORTS,
+    Batch,
+    BindingOptions,
+    JobSpec,
+    MpiOptions,
+    Network,
+    Resources,
+    Timeouts,
+    absolute_path,
+    parse_size,
+    parse_walltime,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -28,7 +47,7 @@ _NAME_RE = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
 _WORKER_RE = r"([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*):([A-Za-z_][A-Za-z0-9_]*)"
 _ENV_NAME_RE = r"[A-Za-z_][A-Za-z0-9_]*"
 _SITE_NAME_RE = r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}"
-_MAX_SECONDS = 1e9   # a timeout's ceiling (31 years): a lock's wait overflows near 9.2e9
+_MAX_SECONDS = 1e9  # a timeout's ceiling (31 years): a lock's wait overflows near 9.2e9
 
 
 def _dotted(path: tuple[str, ...]) -> str:
@@ -37,6 +56,7 @@ def _dotted(path: tuple[str, ...]) -> str:
 
 
 # ---------------------------------------------------------------- validation
+
 
 class _Check:
     """Validates the merged layers, naming where each bad value came from."""
@@ -84,8 +104,9 @@ class _Check:
         close = difflib.get_close_matches(path[-1], allowed, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
         where = self.at(path)
-        return SpecError(f"{where}: unknown key '{_dotted(path)}'{hint} "
-                         f"(valid keys here: {', '.join(sorted(allowed))})")
+        return SpecError(
+            f"{where}: unknown key '{_dotted(path)}'{hint} (valid keys here: {', '.join(sorted(allowed))})"
+        )
 
     def integer(self, path: tuple[str, ...], minimum: int) -> int:
         value = self.get(path)
@@ -103,8 +124,9 @@ class _Check:
             raise self.fail(path, f"must be at most {_MAX_SECONDS:g} seconds, got {value!r}")
         return float(value)
 
-    def string(self, path: tuple[str, ...], pattern: str | None = None,
-               hint: str = "", optional: bool = False) -> str | None:
+    def string(
+        self, path: tuple[str, ...], pattern: str | None = None, hint: str = "", optional: bool = False
+    ) -> str | None:
         value = self.get(path)
         if value is None and optional:
             return None
@@ -123,16 +145,18 @@ class _Check:
             raise self.fail(path, str(exc)) from None
 
 
-def validate(data: dict[str, Any], where: Where, layers: dict[tuple[str, ...], int], job_file: str,
-             home: str) -> JobSpec:
+def validate(
+    data: dict[str, Any], where: Where, layers: dict[tuple[str, ...], int], job_file: str, home: str
+) -> JobSpec:
     """The JobSpec of the merged layers `data`, or a SpecError naming where a bad value came from."""
     c = _Check(data, where, layers)
     c.mapping((), TOP_KEYS)
     for key in REQUIRED:
         if data.get(key) is None:
             raise SpecError(f"{job_file}: required key '{key}' is missing")
-    name = c.string(("name",), _NAME_RE, "use letters, digits, '_', '.', '-' (at most 64, "
-                    "starting with a letter or digit)")
+    name = c.string(
+        ("name",), _NAME_RE, "use letters, digits, '_', '.', '-' (at most 64, starting with a letter or digit)"
+    )
     worker = c.string(("worker",), _WORKER_RE, "write module:Class, e.g. hello:Hello")
     workers = c.integer(("workers",), 1)
     max_restarts = c.integer(("max_restarts",), 0)
@@ -149,10 +173,22 @@ def validate(data: dict[str, Any], where: Where, layers: dict[tuple[str, ...], i
     binding = _binding(c)
     network = _network(c)
     return JobSpec(
-        name=name, worker=worker, worker_dir=os.path.dirname(os.path.realpath(job_file)),
-        workers=workers, resources=resources, config=data["config"], jobs_dir=jobs_dir,
-        scratch_dir=scratch_dir, mpi=mpi, timeouts=timeouts, master=master, batch=batch, binding=binding,
-        network=network, max_restarts=max_restarts, source=str(job_file),
+        name=name,
+        worker=worker,
+        worker_dir=os.path.dirname(os.path.realpath(job_file)),
+        workers=workers,
+        resources=resources,
+        config=data["config"],
+        jobs_dir=jobs_dir,
+        scratch_dir=scratch_dir,
+        mpi=mpi,
+        timeouts=timeouts,
+        master=master,
+        batch=batch,
+        binding=binding,
+        network=network,
+        max_restarts=max_restarts,
+        source=str(job_file),
     )
 
 
@@ -161,8 +197,11 @@ def _resources(c: _Check) -> Resources:
     cpus = c.integer(("resources", "cpus"), 1)
     threads = c.integer(("resources", "threads"), 1)
     if threads > cpus:
-        raise c.fail(("resources", "threads"), f"{threads} threads need at least {threads} cpus, "
-                     f"but resources.cpus is {cpus} (a worker's T threads can use at most T cores)")
+        raise c.fail(
+            ("resources", "threads"),
+            f"{threads} threads need at least {threads} cpus, "
+            f"but resources.cpus is {cpus} (a worker's T threads can use at most T cores)",
+        )
     return Resources(cpus, threads, c.converted(("resources", "memory"), parse_size))
 
 
@@ -185,8 +224,12 @@ def _mpi(c: _Check) -> MpiOptions:
 
 def _timeouts(c: _Check) -> Timeouts:
     c.mapping(("timeouts",), Timeouts._fields)
-    return Timeouts(*(None if k == "progress" and c.get(("timeouts", k)) is None
-                      else c.seconds(("timeouts", k)) for k in Timeouts._fields))
+    return Timeouts(
+        *(
+            None if k == "progress" and c.get(("timeouts", k)) is None else c.seconds(("timeouts", k))
+            for k in Timeouts._fields
+        )
+    )
 
 
 def _folders(c: _Check, home: str) -> tuple[str | None, str | None]:
@@ -217,9 +260,12 @@ def _network(c: _Check) -> Network:
     transport = c.string(("network", "transport"))
     if transport not in TRANSPORTS:
         raise c.fail(("network", "transport"), f"{transport!r}: use one of {', '.join(TRANSPORTS)}")
-    names = {key: c.string(("network", key), _SITE_NAME_RE.replace("+", "+,;:"),
-                           "use letters, digits and _ . + - , ; :", optional=True)
-             for key in Network._fields[1:]}
+    names = {
+        key: c.string(
+            ("network", key), _SITE_NAME_RE.replace("+", "+,;:"), "use letters, digits and _ . + - , ; :", optional=True
+        )
+        for key in Network._fields[1:]
+    }
     return Network(transport, **names)
 
 
@@ -228,12 +274,13 @@ def _batch(c: _Check) -> Batch:
     section = c.mapping(("scheduler",), (*Batch._fields, *SCHEDULERS))
     kind = c.string(("scheduler", "kind"))
     if kind not in SCHEDULERS:
-        raise c.fail(("scheduler", "kind"), f"{kind!r} is not a scheduler t2mpi knows; "
-                     f"use one of {', '.join(SCHEDULERS)}")
+        raise c.fail(
+            ("scheduler", "kind"), f"{kind!r} is not a scheduler t2mpi knows; use one of {', '.join(SCHEDULERS)}"
+        )
     for other in SCHEDULERS:
         if other in section:
             c.mapping(("scheduler", other), Batch._fields[1:])
-    if kind in section:   # site defaults for this scheduler, unless a later layer set the key itself
+    if kind in section:  # site defaults for this scheduler, unless a later layer set the key itself
         merged = dict(section)
         for key, value in section[kind].items():
             if c.layer(("scheduler", kind, key)) >= c.layer(("scheduler", key)):
@@ -245,8 +292,7 @@ def _batch(c: _Check) -> Batch:
     seconds = None if time_text is None else c.converted(path + ("time",), parse_walltime)
     names = {}
     for key in ("partition", "account", "qos"):
-        names[key] = c.string(path + (key,), _SITE_NAME_RE, "use letters, digits, '_', '.', '+', '-'",
-                              optional=True)
+        names[key] = c.string(path + (key,), _SITE_NAME_RE, "use letters, digits, '_', '.', '+', '-'", optional=True)
     nodes = None if c.get(path + ("nodes",)) is None else c.integer(path + ("nodes",), 1)
     launcher = c.string(path + ("launcher",))
     if launcher not in BATCH_LAUNCHERS:
@@ -255,19 +301,33 @@ def _batch(c: _Check) -> Batch:
     skip = _lines(c, path + ("skip",))
     for name in skip:
         if name not in SKIPPABLE:
-            raise c.fail(path + ("skip",), f"{name!r} is not a generated directive; "
-                         f"one of {', '.join(SKIPPABLE)}")
+            raise c.fail(path + ("skip",), f"{name!r} is not a generated directive; one of {', '.join(SKIPPABLE)}")
     prologue = _prologue(c, path + ("prologue",))
     python = c.string(path + ("python",), optional=True)
     signal = c.integer(path + ("signal",), 0)
     if signal and seconds is not None and c.get(("max_restarts",)) and seconds <= signal + SIGNAL_SLACK:
-        raise c.fail(path + ("signal",), f"{signal} s before a walltime of {seconds} s: Slurm may send it "
-                     f"up to {SIGNAL_SLACK} s early, so every run would be stopped as it starts; "
-                     "ask for a longer time or a smaller signal")
+        raise c.fail(
+            path + ("signal",),
+            f"{signal} s before a walltime of {seconds} s: Slurm may send it "
+            f"up to {SIGNAL_SLACK} s early, so every run would be stopped as it starts; "
+            "ask for a longer time or a smaller signal",
+        )
     if python is not None and (not os.path.isabs(python) or not python.isprintable()):
         raise c.fail(path + ("python",), f"{python!r} must be an absolute path")
-    return Batch(kind, seconds, names["partition"], names["account"], names["qos"], nodes, launcher,
-                 tuple(directives), tuple(skip), tuple(prologue), python, signal)
+    return Batch(
+        kind,
+        seconds,
+        names["partition"],
+        names["account"],
+        names["qos"],
+        nodes,
+        launcher,
+        tuple(directives),
+        tuple(skip),
+        tuple(prologue),
+        python,
+        signal,
+    )
 
 
 def _prologue(c: _Check, path: tuple[str, ...]) -> list[tuple[str, ...]]:
@@ -292,7 +352,6 @@ def _lines(c: _Check, path: tuple[str, ...]) -> list[str]:
         if not v.isprintable():
             raise c.fail(path, f"{v!r} has a newline or another control character")
     return value
-
 
 
 def _env_value(value: Any) -> str:

@@ -38,7 +38,7 @@ def parse_ompi_info(text: str) -> dict:
     """The pml, mtl and btl components in `ompi_info --parsable` output, in its order."""
     found = {"pml": [], "mtl": [], "btl": []}
     for line in text.splitlines():
-        parts = line.split(":")   # mca:pml:ucx:version:"component:5.0.11"
+        parts = line.split(":")  # mca:pml:ucx:version:"component:5.0.11"
         if len(parts) > 3 and parts[0] == "mca" and parts[3] == "version" and parts[1] in found:
             if parts[2] not in found[parts[1]]:
                 found[parts[1]].append(parts[2])

@@ -7,17 +7,14 @@ import shutil
 from collections import namedtuple
 
 from ..errors import LaunchError
+from ..job.spec import THREAD_LIMIT_VARS, JobSpec
 from ..procs import CommandError
 from ..procs import run as run_command
-from ..job.spec import THREAD_LIMIT_VARS, JobSpec
+from .build import INTELMPI, MPICH, OPENMPI, UNKNOWN  # noqa: F401 (re-exported: the flavours)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
-
-from .build import INTELMPI, MPICH, OPENMPI, UNKNOWN  # noqa: F401 (re-exported: the flavours)
-
-
 
 MpiLauncher = namedtuple("MpiLauncher", "path flavour version")
 
@@ -37,8 +34,9 @@ class Host(namedtuple("Host", "cpus root ofi_fabric slurm_allocation name", defa
             return os.path.isdir(folder) and bool(os.listdir(folder))
 
         fabric = any(has_entries(os.path.join(sysfs, "class", name)) for name in ("infiniband", "hfi1"))
-        return cls(len(os.sched_getaffinity(0)), os.geteuid() == 0, fabric, "SLURM_JOB_ID" in os.environ,
-                   os.uname().nodename)
+        return cls(
+            len(os.sched_getaffinity(0)), os.geteuid() == 0, fabric, "SLURM_JOB_ID" in os.environ, os.uname().nodename
+        )
 
 
 def find(spec: JobSpec, python: str) -> str:
@@ -48,9 +46,11 @@ def find(spec: JobSpec, python: str) -> str:
     if wanted:
         found = shutil.which(wanted)
         if found is None:
-            raise LaunchError(f"mpi.launcher: '{wanted}' is not an executable "
-                              f"{'file' if os.sep in wanted else 'on PATH'}; "
-                              "set mpi.launcher or $T2MPI_MPIEXEC to your MPI's mpiexec")
+            raise LaunchError(
+                f"mpi.launcher: '{wanted}' is not an executable "
+                f"{'file' if os.sep in wanted else 'on PATH'}; "
+                "set mpi.launcher or $T2MPI_MPIEXEC to your MPI's mpiexec"
+            )
         return found
     beside = os.path.join(os.path.dirname(python), "mpiexec")
     if os.access(beside, os.X_OK):
@@ -59,8 +59,10 @@ def find(spec: JobSpec, python: str) -> str:
         found = shutil.which(name)
         if found:
             return found
-    raise LaunchError("no MPI launcher: mpiexec is neither beside this Python nor on PATH; "
-                      "install one (pip install mpich) or set mpi.launcher / $T2MPI_MPIEXEC")
+    raise LaunchError(
+        "no MPI launcher: mpiexec is neither beside this Python nor on PATH; "
+        "install one (pip install mpich) or set mpi.launcher / $T2MPI_MPIEXEC"
+    )
 
 
 def recognise(version_text: str) -> tuple[str, str]:
@@ -115,8 +117,7 @@ def components(mpi: MpiLauncher, cache: str | None = "~/.cache/t2mpi/launchers.j
         return hit["components"]
     found = mpi_components(mpi.flavour, mpi.path)
     if cache_file:
-        known[real] = {**hit, "key": key, "flavour": mpi.flavour, "version": mpi.version,
-                       "components": found}
+        known[real] = {**hit, "key": key, "flavour": mpi.flavour, "version": mpi.version, "components": found}
         _write_cache(cache_file, known)
     return found
 
@@ -162,8 +163,9 @@ def rank_environment(spec: JobSpec, network: dict[str, str] | None = None) -> di
     return env
 
 
-def mpiexec_args(mpi: MpiLauncher, nprocs: int, host: Host, env: dict[str, str],
-                 slots: int | None = None, idle: int = 0) -> list[str]:
+def mpiexec_args(
+    mpi: MpiLauncher, nprocs: int, host: Host, env: dict[str, str], slots: int | None = None, idle: int = 0
+) -> list[str]:
     """The launcher and its options for `nprocs` ranks, each with `env`, where `slots` processes
     will run in all (spawned ones included), `idle` of them mostly asleep (the job master) on
     this node alone (no hosts given); the program follows."""
@@ -188,8 +190,10 @@ def mpiexec_args(mpi: MpiLauncher, nprocs: int, host: Host, env: dict[str, str],
             # chosen when a batch job starts, and its environment says it.)
             argv += ["--mca", "btl", "^ofi"]
     elif mpi.flavour not in (MPICH, INTELMPI):
-        raise LaunchError(f"MPI launcher {mpi.path}: not recognised as Open MPI, MPICH or Intel MPI "
-                          f"(--version said: {mpi.version!r}); set mpi.launcher to one of those")
+        raise LaunchError(
+            f"MPI launcher {mpi.path}: not recognised as Open MPI, MPICH or Intel MPI "
+            f"(--version said: {mpi.version!r}); set mpi.launcher to one of those"
+        )
     return argv + env_args(mpi.flavour, env)
 
 
@@ -207,22 +211,40 @@ def _names_launcher(args: tuple[str, ...]) -> bool:
     return any(a.split("=")[0] in ("-launcher", "-bootstrap", "--launcher", "--bootstrap") for a in args)
 
 
-_HOST_OPTIONS = ("--host", "-host", "-H", "--hostfile", "-hostfile", "--machinefile", "-machinefile",
-                 "--default-hostfile", "-f", "-hosts", "--hosts")
+_HOST_OPTIONS = (
+    "--host",
+    "-host",
+    "-H",
+    "--hostfile",
+    "-hostfile",
+    "--machinefile",
+    "-machinefile",
+    "--default-hostfile",
+    "-f",
+    "-hosts",
+    "--hosts",
+)
 
 
 def _names_hosts(args: tuple[str, ...]) -> bool:
     return any(a.split("=")[0] in _HOST_OPTIONS for a in args)
 
 
-def command(mpi: MpiLauncher, spec: JobSpec, job_dir: str, python: str, host: Host,
-            quiet: bool = True, network: dict[str, str] | None = None,
-            late: Sequence[str] = ()) -> list[str]:
+def command(
+    mpi: MpiLauncher,
+    spec: JobSpec,
+    job_dir: str,
+    python: str,
+    host: Host,
+    quiet: bool = True,
+    network: dict[str, str] | None = None,
+    late: Sequence[str] = (),
+) -> list[str]:
     """The argument list that runs `spec` as W+1 ranks of one MPI launch (no shell involved);
     `network`: the transport's environment (t2mpi.net.choice.choose); `late`: launcher words after
     the environment's (a batch script's transport, chosen when the job starts)."""
     env = rank_environment(spec, network)
-    idle = 0 if _names_hosts(spec.mpi.args) else 1   # the master, when all ranks run here
+    idle = 0 if _names_hosts(spec.mpi.args) else 1  # the master, when all ranks run here
     if spec.master == "client":
         # The master's part alone, as a one-rank launch; it spawns the workers.
         argv = mpiexec_args(mpi, 1, host, env, slots=spec.world_size, idle=idle)

@@ -10,9 +10,9 @@ from ..job.spec import TRANSPORTS
 from ..mpi.build import INTELMPI, MPICH, OPENMPI
 from .fabric import OFI_LIBRARY, UCX_LIBRARY, Choice, Fabric, FabricError, NotHereError, Port, is_active
 
-OPA_PROVIDERS = ("opx", "psm2")          # Omni-Path, best first
-IB_OFI_PROVIDERS = ("mlx", "verbs;ofi_rxm")   # InfiniBand/RoCE through libfabric, best first
-                                              # (mlx: Intel MPI's own libfabric, over UCX)
+OPA_PROVIDERS = ("opx", "psm2")  # Omni-Path, best first
+IB_OFI_PROVIDERS = ("mlx", "verbs;ofi_rxm")  # InfiniBand/RoCE through libfabric, best first
+# (mlx: Intel MPI's own libfabric, over UCX)
 
 
 def choose(fabric: Fabric, flavour: str, components: dict, network: dict) -> Choice:
@@ -27,8 +27,7 @@ def choose(fabric: Fabric, flavour: str, components: dict, network: dict) -> Cho
         why.append(f"network.provider {network['provider']} asks for ofi")
     if transport == "auto":
         transport = _auto(fabric, flavour, components, why)
-    env = {"ucx": _ucx_env, "ofi": _ofi_env, "tcp": _tcp_env}[transport](
-        fabric, flavour, components, network, why)
+    env = {"ucx": _ucx_env, "ofi": _ofi_env, "tcp": _tcp_env}[transport](fabric, flavour, components, network, why)
     if network.get("ucx_tls") and transport != "ucx" and "UCX_TLS" not in env:
         why.append(f"network.ucx_tls ignored: the transport is {transport}")
     return Choice(transport, env, why)
@@ -38,16 +37,17 @@ def _auto(fabric: Fabric, flavour: str, components: dict, why: list[str]) -> str
     ports = _active_fabric_ports(fabric)
     for port in fabric.ib_ports:
         if port not in ports:
-            why.append(f"{_port_name(port)} ({_layer(port)}) is not active ({port.state or 'no state'}): "
-                       "not used")
+            why.append(f"{_port_name(port)} ({_layer(port)}) is not active ({port.state or 'no state'}): not used")
     opa = [p for p in fabric.opa if is_active(p)]
     if fabric.opa and not opa:
         why.append(f"Omni-Path {fabric.opa[0].device} has no active port: not used")
     elif opa and _mpi_lacks(flavour, components, "ofi") is not None:
         why.append(f"Omni-Path {_port_name(opa[0])} is active but {_mpi_lacks(flavour, components, 'ofi')}")
     elif opa and _opa_provider(fabric) is None:
-        why.append(f"Omni-Path {_port_name(opa[0])} is active but libfabric has no usable "
-                   f"{' or '.join(OPA_PROVIDERS)} provider ({_ofi_seen(fabric)}): not used")
+        why.append(
+            f"Omni-Path {_port_name(opa[0])} is active but libfabric has no usable "
+            f"{' or '.join(OPA_PROVIDERS)} provider ({_ofi_seen(fabric)}): not used"
+        )
     elif opa:
         return "ofi"
     if ports:
@@ -64,24 +64,28 @@ def _ucx_env(fabric, flavour, components, network, why) -> dict[str, str]:
     ports = _active_fabric_ports(fabric)
     if not ports:
         down = ", ".join(f"{_port_name(p)} is {p.state or 'in no state'}" for p in fabric.ib_ports)
-        raise NotHereError("network.transport ucx: no active InfiniBand or RoCE port on this node"
-                           + (f" ({down})" if down else "") + "; use transport: auto or tcp")
+        raise NotHereError(
+            "network.transport ucx: no active InfiniBand or RoCE port on this node"
+            + (f" ({down})" if down else "")
+            + "; use transport: auto or tcp"
+        )
     lacks = _ucx_lacks(fabric, flavour, components)
-    if lacks is not None:   # the MPI's lack holds on every node; the library's only on this one
+    if lacks is not None:  # the MPI's lack holds on every node; the library's only on this one
         mpi = flavour == INTELMPI or _mpi_lacks(flavour, components, "ucx") is not None
         raise (FabricError if mpi else NotHereError)(f"network.transport ucx: {lacks}; use transport: auto")
     layer = ports[0].link_layer
     ports = [p for p in ports if p.link_layer == layer]
     env = {"UCX_NET_DEVICES": ",".join(_port_name(p) for p in ports)}
-    why.append(f"ucx over {_layer(ports[0])} {env['UCX_NET_DEVICES']} (active, {ports[0].rate or 'rate unknown'}), "
-               f"UCX {fabric.ucx}")
+    why.append(
+        f"ucx over {_layer(ports[0])} {env['UCX_NET_DEVICES']} (active, {ports[0].rate or 'rate unknown'}), "
+        f"UCX {fabric.ucx}"
+    )
     if network.get("ucx_tls"):
         env["UCX_TLS"] = network["ucx_tls"]
     if flavour == OPENMPI:
         env["OMPI_MCA_pml"] = "ucx"
         env["OMPI_MCA_btl"] = "^ofi"
-        why.append("Open MPI: pml ucx; the ofi btl is off (unused beside ucx, and it costs a 1 s "
-                   "shutdown sleep)")
+        why.append("Open MPI: pml ucx; the ofi btl is off (unused beside ucx, and it costs a 1 s shutdown sleep)")
     else:
         _mpich_netmod(components, "ucx", env, why)
     return env
@@ -93,16 +97,22 @@ def _ofi_env(fabric, flavour, components, network, why) -> dict[str, str]:
         raise FabricError(f"network.transport ofi: {lacks}; use transport: auto")
     provider = network.get("provider") or _ofi_provider(fabric)
     if provider is None:
-        raise NotHereError("network.transport ofi: no fabric provider is usable here (Omni-Path "
-                           f"needs opx or psm2, InfiniBand verbs; {_ofi_seen(fabric)}); "
-                           "use transport: auto or tcp")
+        raise NotHereError(
+            "network.transport ofi: no fabric provider is usable here (Omni-Path "
+            f"needs opx or psm2, InfiniBand verbs; {_ofi_seen(fabric)}); "
+            "use transport: auto or tcp"
+        )
     if fabric.ofi is None:
-        raise NotHereError(f"network.transport ofi: no libfabric ({OFI_LIBRARY}) on this node or "
-                           "beside the MPI; install libfabric or use transport: auto")
+        raise NotHereError(
+            f"network.transport ofi: no libfabric ({OFI_LIBRARY}) on this node or "
+            "beside the MPI; install libfabric or use transport: auto"
+        )
     missing = [part for part in provider.split(";") if part not in _provider_parts(fabric)]
     if missing:
-        raise NotHereError(f"network.provider: libfabric provider {missing[0]} is not usable here "
-                           f"({_ofi_seen(fabric)}); use one of them or transport: auto")
+        raise NotHereError(
+            f"network.provider: libfabric provider {missing[0]} is not usable here "
+            f"({_ofi_seen(fabric)}); use one of them or transport: auto"
+        )
     env = {"FI_PROVIDER": provider}
     why.append(f"ofi with libfabric provider {provider}" + _ofi_reason(fabric, provider))
     if flavour == OPENMPI:
@@ -126,8 +136,7 @@ def _tcp_env(fabric, flavour, components, network, why) -> dict[str, str]:
         env["OMPI_MCA_btl"] = f"self,{shared},tcp"
         if nif:
             env["OMPI_MCA_btl_tcp_if_include"] = nif
-        why.append(f"Open MPI: pml ob1 with btls self,{shared},tcp only (no fabric btl, no ofi "
-                   "shutdown sleep)")
+        why.append(f"Open MPI: pml ob1 with btls self,{shared},tcp only (no fabric btl, no ofi shutdown sleep)")
     elif flavour == INTELMPI or _uses_ofi_for_tcp(components):
         env["FI_PROVIDER"] = "tcp"
         if nif:
@@ -150,8 +159,9 @@ def _interface(fabric: Fabric, wanted: str | None, why: list[str]) -> str | None
     by_name = {n.name: n for n in fabric.nets}
     if wanted:
         if wanted not in by_name:
-            raise NotHereError(f"network.interface: {wanted} is not an interface on this node "
-                               f"(have: {', '.join(by_name) or 'none'})")
+            raise NotHereError(
+                f"network.interface: {wanted} is not an interface on this node (have: {', '.join(by_name) or 'none'})"
+            )
         if by_name[wanted].operstate == "down":
             raise NotHereError(f"network.interface: {wanted} is down; name an interface that is up")
         why.append(f"tcp over {wanted} (network.interface)")
@@ -160,8 +170,11 @@ def _interface(fabric: Fabric, wanted: str | None, why: list[str]) -> str | None
     if up:
         best = min(up, key=lambda n: (not n.physical, -(n.speed or 0), n.name))
         speed = f"{best.speed} Mb/s" if best.speed else "speed unknown"
-        why.append(f"tcp over {best.name} (up, {speed}; the first of: {', '.join(n.name for n in up)})"
-                   if len(up) > 1 else f"tcp over {best.name} (up, {speed})")
+        why.append(
+            f"tcp over {best.name} (up, {speed}; the first of: {', '.join(n.name for n in up)})"
+            if len(up) > 1
+            else f"tcp over {best.name} (up, {speed})"
+        )
         return best.name
     loop = next((n.name for n in fabric.nets if n.loopback), None)
     if loop:
@@ -172,8 +185,6 @@ def _interface(fabric: Fabric, wanted: str | None, why: list[str]) -> str | None
 
 
 # ---- small facts for choose ---------------------------------------------------------------
-
-
 
 
 def _active_fabric_ports(fabric: Fabric) -> list[Port]:
@@ -235,8 +246,10 @@ def _ucx_lacks(fabric: Fabric, flavour: str, components: dict) -> str | None:
     if fabric.ucx_resources is not None:
         ports = [_port_name(p) for p in _active_fabric_ports(fabric)]
         if ports and not any(r.split("/", 1)[1] in ports for r in fabric.ucx_resources):
-            return (f"UCX {fabric.ucx} has no transport on {', '.join(ports)} (it can use: "
-                    f"{', '.join(fabric.ucx_resources) or 'nothing'}; is its ib module installed?)")
+            return (
+                f"UCX {fabric.ucx} has no transport on {', '.join(ports)} (it can use: "
+                f"{', '.join(fabric.ucx_resources) or 'nothing'}; is its ib module installed?)"
+            )
     return _mpi_lacks(flavour, components, "ucx")
 
 
@@ -268,20 +281,29 @@ def _mpich_netmod(components: dict, netmod: str, env: dict[str, str], why: list[
 
 def summary(fabric: Fabric, choice: Choice) -> str:
     """Some lines for `t2mpi doctor`: what the node has, the transport, its environment, why."""
+
     def port_line(p: Port) -> str:
         numa = "" if p.numa is None else f", NUMA {p.numa}"
         return f"{_port_name(p)} {p.state or 'no state'}, {p.rate or 'rate unknown'}{numa}"
 
-    lines = ["InfiniBand/RoCE: " + ("; ".join(f"{_layer(p)} {port_line(p)}" for p in fabric.ib_ports) or "none"),
-             "Omni-Path: " + ("; ".join(port_line(p) for p in fabric.opa) or "none"),
-             "interfaces: " + ("; ".join(
-                 f"{n.name} {n.operstate}" + (f" {n.speed} Mb/s" if n.speed else "") + (" (loopback)" if n.loopback else "")
-                 for n in fabric.nets) or "none"),
-             f"UCX: {fabric.ucx or 'not found'}" + (
-                 f" (transports: {', '.join(fabric.ucx_resources) or 'none'})" if fabric.ucx_resources is not None
-                 else ""),
-             f"libfabric: {_ofi_seen(fabric)}",
-             f"transport: {choice.transport}"]
+    lines = [
+        "InfiniBand/RoCE: " + ("; ".join(f"{_layer(p)} {port_line(p)}" for p in fabric.ib_ports) or "none"),
+        "Omni-Path: " + ("; ".join(port_line(p) for p in fabric.opa) or "none"),
+        "interfaces: "
+        + (
+            "; ".join(
+                f"{n.name} {n.operstate}"
+                + (f" {n.speed} Mb/s" if n.speed else "")
+                + (" (loopback)" if n.loopback else "")
+                for n in fabric.nets
+            )
+            or "none"
+        ),
+        f"UCX: {fabric.ucx or 'not found'}"
+        + (f" (transports: {', '.join(fabric.ucx_resources) or 'none'})" if fabric.ucx_resources is not None else ""),
+        f"libfabric: {_ofi_seen(fabric)}",
+        f"transport: {choice.transport}",
+    ]
     lines += [f"  {key}={value}" for key, value in sorted(choice.env.items())]
     lines += [f"  - {reason}" for reason in choice.why]
     return "\n".join(lines)

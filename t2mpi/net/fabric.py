@@ -53,9 +53,11 @@ def scan(sysfs: str = "/sys") -> Fabric:
     known = {p.device for p in opa}
     for device in _entries(os.path.join(sysfs, "class", "hfi1")):
         if device.startswith("hfi1_") and device[5:].isdigit() and device not in known:
-            opa.append(Port(device, None, "", "", "", None))   # the adapter, no port seen
-    nets = [_net_interface(os.path.join(sysfs, "class", "net", name), name)
-            for name in _entries(os.path.join(sysfs, "class", "net"))]
+            opa.append(Port(device, None, "", "", "", None))  # the adapter, no port seen
+    nets = [
+        _net_interface(os.path.join(sysfs, "class", "net", name), name)
+        for name in _entries(os.path.join(sysfs, "class", "net"))
+    ]
     return Fabric(ib_ports, opa, nets, None, None)
 
 
@@ -70,7 +72,7 @@ def _read(path: str) -> str:
     try:
         with open(path, encoding="utf-8", errors="replace") as fh:
             return fh.read().strip()
-    except OSError:   # absent, or a value the driver cannot give now (speed of a down link)
+    except OSError:  # absent, or a value the driver cannot give now (speed of a down link)
         return ""
 
 
@@ -87,17 +89,28 @@ def _device_ports(folder: str, device: str) -> list[Port]:
     ports = []
     for name in sorted(_entries(os.path.join(folder, "ports")), key=lambda n: (len(n), n)):
         port = os.path.join(folder, "ports", name)
-        ports.append(Port(device, _number(name), _read(os.path.join(port, "state")),
-                          _read(os.path.join(port, "link_layer")), _read(os.path.join(port, "rate")),
-                          numa))
+        ports.append(
+            Port(
+                device,
+                _number(name),
+                _read(os.path.join(port, "state")),
+                _read(os.path.join(port, "link_layer")),
+                _read(os.path.join(port, "rate")),
+                numa,
+            )
+        )
     return ports
 
 
 def _net_interface(folder: str, name: str) -> NetIf:
-    loopback = name == "lo" or _read(os.path.join(folder, "type")) == "772"   # ARPHRD_LOOPBACK
-    return NetIf(name, _read(os.path.join(folder, "operstate")) or "unknown",
-                 _number(_read(os.path.join(folder, "speed"))), loopback,
-                 os.path.exists(os.path.join(folder, "device")))
+    loopback = name == "lo" or _read(os.path.join(folder, "type")) == "772"  # ARPHRD_LOOPBACK
+    return NetIf(
+        name,
+        _read(os.path.join(folder, "operstate")) or "unknown",
+        _number(_read(os.path.join(folder, "speed"))),
+        loopback,
+        os.path.exists(os.path.join(folder, "device")),
+    )
 
 
 def ipv4_address(name: str) -> str | None:
@@ -106,7 +119,7 @@ def ipv4_address(name: str) -> str | None:
     import socket
     import struct
 
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:   # never bound: no port
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:  # never bound: no port
         try:
             raw = fcntl.ioctl(sock.fileno(), 0x8915, struct.pack("256s", name.encode()[:15]))
         except OSError:
@@ -123,8 +136,7 @@ def library_dirs(launcher_path: str) -> list[str]:
     found = []
     for path in (launcher_path, os.path.realpath(launcher_path)):
         prefix = os.path.dirname(os.path.dirname(os.path.abspath(path)))
-        for sub in ("lib/openmpi", "lib/mpich", "lib", "lib64", "libfabric/lib",
-                    "opt/mpi/libfabric/lib"):
+        for sub in ("lib/openmpi", "lib/mpich", "lib", "lib64", "libfabric/lib", "opt/mpi/libfabric/lib"):
             folder = os.path.join(prefix, sub)
             if folder not in found:
                 found.append(folder)
@@ -141,7 +153,7 @@ def probe_libraries(fabric: Fabric, launcher_path: str | None = None, python: st
 
     from ..procs import run
 
-    argv = [python or sys.executable, "-P", "-m", "t2mpi.net.fabric"]   # -P: the t2mpi installed
+    argv = [python or sys.executable, "-P", "-m", "t2mpi.net.fabric"]  # -P: the t2mpi installed
     if launcher_path:
         argv += ["--launcher", launcher_path]
     found = json.loads(run(argv, timeout=60).stdout)
@@ -164,10 +176,15 @@ def libraries_here(launcher_path: str | None = None) -> dict:
     if version is not None:
         try:
             resources = parse_ucp_info(_native.ucx_context_info(ucx_path) or "")
-        except OSError:   # UCX cannot make a context here: it can carry nothing
+        except OSError:  # UCX cannot make a context here: it can carry nothing
             resources = []
-    return {"ucx": version, "ucx_path": ucx_path or UCX_LIBRARY, "ucx_resources": resources,
-            "ofi": _native.fabric_providers(ofi_path), "ofi_path": ofi_path or OFI_LIBRARY}
+    return {
+        "ucx": version,
+        "ucx_path": ucx_path or UCX_LIBRARY,
+        "ucx_resources": resources,
+        "ofi": _native.fabric_providers(ofi_path),
+        "ofi_path": ofi_path or OFI_LIBRARY,
+    }
 
 
 def parse_ucp_info(text: str) -> list[str]:
@@ -189,8 +206,7 @@ def is_active(port: Port) -> bool:
 
 def adapter_numa(fabric: Fabric) -> int | None:
     """The NUMA domain of the first active InfiniBand/RoCE/Omni-Path port, or None."""
-    return next((p.numa for p in (*fabric.ib_ports, *fabric.opa) if is_active(p) and p.numa is not None),
-                None)
+    return next((p.numa for p in (*fabric.ib_ports, *fabric.opa) if is_active(p) and p.numa is not None), None)
 
 
 # ---- for JSON --------------------------------------------------------------------------
@@ -198,10 +214,14 @@ def adapter_numa(fabric: Fabric) -> int | None:
 
 def to_dict(fabric: Fabric, choice: Choice | None = None) -> dict:
     """The fabric (and a choice made on it) as JSON-ready data."""
-    out = {"ib_ports": [p._asdict() for p in fabric.ib_ports], "opa": [p._asdict() for p in fabric.opa],
-           "nets": [n._asdict() for n in fabric.nets], "ucx": fabric.ucx,
-           "ucx_resources": fabric.ucx_resources,
-           "ofi": None if fabric.ofi is None else list(fabric.ofi)}
+    out = {
+        "ib_ports": [p._asdict() for p in fabric.ib_ports],
+        "opa": [p._asdict() for p in fabric.opa],
+        "nets": [n._asdict() for n in fabric.nets],
+        "ucx": fabric.ucx,
+        "ucx_resources": fabric.ucx_resources,
+        "ofi": None if fabric.ofi is None else list(fabric.ofi),
+    }
     if choice is not None:
         out["choice"] = {"transport": choice.transport, "env": dict(choice.env), "why": list(choice.why)}
     return out

@@ -22,9 +22,9 @@ import shlex
 import sys
 import time
 
-from ..mpi import launcher as mpilauncher
 from ..errors import T2mpiError
 from ..job import states
+from ..mpi import launcher as mpilauncher
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -33,14 +33,15 @@ if TYPE_CHECKING:
     from ..job.folder import JobDir
     from ..job.spec import JobSpec
 
-ARRAY = "T2MPI_NETWORK"   # the batch script's array of launcher options
+ARRAY = "T2MPI_NETWORK"  # the batch script's array of launcher options
 
 
 def choose_network(spec: JobSpec, mpi: mpilauncher.MpiLauncher, components: dict | None = None) -> Any:
     """The transport for this node (t2mpi.net.fabric.Choice): sysfs first; the UCX and libfabric
     libraries are probed (in a child process) only where a fabric is present or the job asks
     for one. `components`: what the MPI was built with, when already known."""
-    from . import choice as netchoice, fabric
+    from . import choice as netchoice
+    from . import fabric
 
     found = fabric.scan()
     if found.ib_ports or found.opa or spec.network.transport in ("ucx", "ofi") or spec.network.provider:
@@ -52,7 +53,7 @@ def choose_network(spec: JobSpec, mpi: mpilauncher.MpiLauncher, components: dict
 
 def record(mpi: mpilauncher.MpiLauncher) -> dict[str, Any]:
     """What a batch job's first node needs to know of the MPI that submitted it (kept in
-    spec.json as `launcher`): its path, flavour, version and compiled-in components."""
+    mpi.json): its path, flavour, version and compiled-in components."""
     return {**mpi._asdict(), "components": mpilauncher.components(mpi)}
 
 
@@ -77,13 +78,12 @@ def at_start(jd: JobDir, host: str) -> str:
     the shell text for its batch script."""
     from ..job.spec import JobSpec
 
-    data = jd.read_spec()
-    spec = JobSpec.from_dict(data)
-    known = data.get("launcher")
-    if known:   # as t2mpi submit found it
+    spec = JobSpec.from_dict(jd.read_spec())
+    known = jd.read_mpi()
+    if known:  # as t2mpi submit found it
         mpi = mpilauncher.MpiLauncher(known["path"], known["flavour"], known["version"])
         components = known["components"]
-    else:       # a folder made otherwise: the MPI this Python would use
+    else:  # a folder made otherwise: the MPI this Python would use
         mpi = mpilauncher.detect(mpilauncher.find(spec, sys.executable))
         components = None
     choice = choose_network(spec, mpi, components)
@@ -91,8 +91,9 @@ def at_start(jd: JobDir, host: str) -> str:
     env = {key: value for key, value in choice.env.items() if key not in dict(spec.mpi.env)}
     text = shell_text(env, mpi.flavour, spec.batch.launcher)
     jd.write_network({"host": host, "transport": choice.transport, "env": env, "why": list(choice.why)})
-    jd.append_events([{"t": time.time(), "event": "transport", "host": host, "transport": choice.transport,
-                       "env": env}])
+    jd.append_events(
+        [{"t": time.time(), "event": "transport", "host": host, "transport": choice.transport, "env": env}]
+    )
     print(f"t2mpi: transport chosen on {host}: {described(choice)}", file=sys.stderr, flush=True)
     return text
 

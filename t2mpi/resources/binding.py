@@ -41,35 +41,42 @@ from collections import namedtuple
 from .. import _native
 from ..errors import T2mpiError
 from ..job.spec import THREAD_LIMIT_VARS
+from .cpuset import format_cpuset
 
 # Shared libraries whose thread pools ignore THREAD_LIMIT_VARS once loaded (names in /proc/self/maps).
 POOL_LIBRARIES = ("openblas", "libmkl", "mkl_rt", "libgomp", "libomp", "libiomp", "libblis", "flexiblas")
 HEADROOM = 64 << 20
 HEADROOM_PER_CPU = 96 << 20
 
-Binding = namedtuple("Binding", [
-    "worker",      # the worker id of the placement
-    "cores",       # requested: the worker's cores (PU OS indices)
-    "affinity",    # read back: the calling thread's CPUs, from the kernel
-    "rebound",     # tids of the process's other threads, moved onto the cores too
-    "numa",        # requested: the NUMA domain of the worker's memory
-    "mem_policy",  # requested mode ("bind", "preferred", ...) or None
-    "mempolicy",   # read back: (mode, nodes) of the calling thread
-    "mem_note",    # "" when the policy was applied, else why not
-    "threads",     # the thread count that pools are capped at
-    "pools",       # how: "env", or "env + threadpoolctl (...)", or why threadpoolctl was not used
-    "ms",          # what binding cost, in milliseconds
-])
+Binding = namedtuple(
+    "Binding",
+    [
+        "worker",  # the worker id of the placement
+        "cores",  # requested: the worker's cores (PU OS indices)
+        "affinity",  # read back: the calling thread's CPUs, from the kernel
+        "rebound",  # tids of the process's other threads, moved onto the cores too
+        "numa",  # requested: the NUMA domain of the worker's memory
+        "mem_policy",  # requested mode ("bind", "preferred", ...) or None
+        "mempolicy",  # read back: (mode, nodes) of the calling thread
+        "mem_note",  # "" when the policy was applied, else why not
+        "threads",  # the thread count that pools are capped at
+        "pools",  # how: "env", or "env + threadpoolctl (...)", or why threadpoolctl was not used
+        "ms",  # what binding cost, in milliseconds
+    ],
+)
 
-MemoryLimit = namedtuple("MemoryLimit", [
-    "resource",    # "RLIMIT_DATA", or None when this kernel cannot limit (see note)
-    "nbytes",      # the worker's memory, as asked
-    "base",        # VmData when the limit was set
-    "headroom",    # bytes added for start-up reservations
-    "soft",        # the soft limit set (bytes); the hard limit is left as it was
-    "hard",
-    "note",
-])
+MemoryLimit = namedtuple(
+    "MemoryLimit",
+    [
+        "resource",  # "RLIMIT_DATA", or None when this kernel cannot limit (see note)
+        "nbytes",  # the worker's memory, as asked
+        "base",  # VmData when the limit was set
+        "headroom",  # bytes added for start-up reservations
+        "soft",  # the soft limit set (bytes); the hard limit is left as it was
+        "hard",
+        "note",
+    ],
+)
 
 
 class BindingError(T2mpiError, OSError):
@@ -90,15 +97,28 @@ def bind_worker(placement, *, mem_policy: str | None = "bind") -> Binding:
     try:
         _native.setaffinity(0, cores)
     except (OSError, ValueError) as exc:
-        raise BindingError(f"worker {worker}: cannot bind to CPUs {_ranges(cores)}: {_reason(exc)}; "
-                           f"this process may use CPUs {_ranges(os.sched_getaffinity(0))} "
-                           "(was the plan made for another node?)") from None
+        raise BindingError(
+            f"worker {worker}: cannot bind to CPUs {format_cpuset(cores)}: {_reason(exc)}; "
+            f"this process may use CPUs {format_cpuset(os.sched_getaffinity(0))} "
+            "(was the plan made for another node?)"
+        ) from None
     rebound = _rebind_other_threads(cores)
     mem_note = _bind_memory(placement.numa, mem_policy)
     threads = len(placement.thread_cores)
     pools = _cap_pools(threads)
-    return Binding(worker, cores, _native.getaffinity(), rebound, placement.numa, mem_policy,
-                   _native.get_mempolicy(), mem_note, threads, pools, (time.perf_counter() - started) * 1e3)
+    return Binding(
+        worker,
+        cores,
+        _native.getaffinity(),
+        rebound,
+        placement.numa,
+        mem_policy,
+        _native.get_mempolicy(),
+        mem_note,
+        threads,
+        pools,
+        (time.perf_counter() - started) * 1e3,
+    )
 
 
 def _rebind_other_threads(cores: tuple[int, ...]) -> tuple[int, ...]:
@@ -119,8 +139,10 @@ def _bind_memory(numa: int, mode: str | None) -> str:
         return "no memory policy was asked for"
     nodes = memory_nodes()
     if numa not in nodes:
-        return (f"NUMA {numa} is not a memory node this process may use "
-                f"(memory nodes: {_ranges(nodes) or 'none'}); memory policy left as it was")
+        return (
+            f"NUMA {numa} is not a memory node this process may use "
+            f"(memory nodes: {format_cpuset(nodes) or 'none'}); memory policy left as it was"
+        )
     _native.set_mempolicy(mode, (numa,))
     return ""
 
@@ -205,8 +227,9 @@ def read_binding(pool=None) -> dict:
     }
     if pool is not None:
         cores = pool.cores or [None] * len(pool_tids)
-        report["pool"] = [{"thread": t, "tid": tid, "core": core}
-                          for t, (tid, core) in enumerate(zip(pool_tids, cores))]
+        report["pool"] = [
+            {"thread": t, "tid": tid, "core": core} for t, (tid, core) in enumerate(zip(pool_tids, cores))
+        ]
     return report
 
 
@@ -218,15 +241,21 @@ def check(plan_part, report: dict, *, mem_policy: str | None = "bind") -> list[s
     by_tid = {t["tid"]: t for t in report["threads"]}
     mine = by_tid.get(report["tid"])
     if set(report["affinity"]) != cores:
-        problems.append(f"{where}: its thread {report['tid']} may run on CPUs {_ranges(report['affinity'])}; "
-                        f"the plan gives it {_ranges(cores)}")
+        problems.append(
+            f"{where}: its thread {report['tid']} may run on CPUs {format_cpuset(report['affinity'])}; "
+            f"the plan gives it {format_cpuset(cores)}"
+        )
     if mine is not None and mine["last_cpu"] not in cores:
-        problems.append(f"{where}: its thread {report['tid']} last ran on CPU {mine['last_cpu']}, "
-                        f"outside its cores {_ranges(cores)}")
+        problems.append(
+            f"{where}: its thread {report['tid']} last ran on CPU {mine['last_cpu']}, "
+            f"outside its cores {format_cpuset(cores)}"
+        )
     for t in report["threads"]:
         if t["tid"] != report["tid"] and not set(t["affinity"]) <= cores:
-            problems.append(f"{where}: thread {t['tid']} ({t['name']}) may run on CPUs {_ranges(t['affinity'])}, "
-                            f"outside the worker's cores {_ranges(cores)}")
+            problems.append(
+                f"{where}: thread {t['tid']} ({t['name']}) may run on CPUs {format_cpuset(t['affinity'])}, "
+                f"outside the worker's cores {format_cpuset(cores)}"
+            )
     for p in report.get("pool", ()):
         problems.extend(_check_pool_thread(where, plan_part.thread_cores, p, by_tid.get(p["tid"])))
     if mem_policy is not None:
@@ -244,19 +273,25 @@ def _check_pool_thread(where: str, thread_cores, entry: dict, seen: dict | None)
     if planned is None:
         return [f"{where}: pool thread {t} (tid {tid}) is beyond the plan's {len(thread_cores)} threads"]
     if seen["affinity"] != [planned] or core != planned:
-        return [f"{where}: pool thread {t} (tid {tid}) may run on CPUs {_ranges(seen['affinity'])}; "
-                f"the plan pins it to CPU {planned}"]
+        return [
+            f"{where}: pool thread {t} (tid {tid}) may run on CPUs {format_cpuset(seen['affinity'])}; "
+            f"the plan pins it to CPU {planned}"
+        ]
     return []
 
 
 def _check_memory(where: str, numa: int, mode: str, report: dict) -> list[str]:
     if numa not in report["memory_nodes"]:
-        return [f"{where}: the plan's NUMA domain {numa} is not a memory node here "
-                f"(memory nodes: {_ranges(report['memory_nodes']) or 'none'}): was the plan made for another node?"]
+        return [
+            f"{where}: the plan's NUMA domain {numa} is not a memory node here "
+            f"(memory nodes: {format_cpuset(report['memory_nodes']) or 'none'}): was the plan made for another node?"
+        ]
     policy = report["mempolicy"]
     if policy["mode"] != mode or policy["nodes"] != [numa]:
-        return [f"{where}: memory policy is {policy['mode']} on nodes {_ranges(policy['nodes']) or 'none'}; "
-                f"the plan wants {mode} on NUMA {numa}"]
+        return [
+            f"{where}: memory policy is {policy['mode']} on nodes {format_cpuset(policy['nodes']) or 'none'}; "
+            f"the plan wants {mode} on NUMA {numa}"
+        ]
     return []
 
 
@@ -282,8 +317,15 @@ def limit_memory(nbytes: int, *, headroom: int | None = None) -> MemoryLimit:
     hard = resource.getrlimit(resource.RLIMIT_DATA)[1]
     soft = base + int(nbytes) + int(headroom)
     if _kernel_version() < (4, 7):
-        return MemoryLimit(None, int(nbytes), base, int(headroom), None, hard,
-                           f"Linux {os.uname().release} < 4.7: RLIMIT_DATA does not count mmap; no limit set")
+        return MemoryLimit(
+            None,
+            int(nbytes),
+            base,
+            int(headroom),
+            None,
+            hard,
+            f"Linux {os.uname().release} < 4.7: RLIMIT_DATA does not count mmap; no limit set",
+        )
     note = ""
     if hard != resource.RLIM_INFINITY and soft > hard:
         soft, note = hard, f"lowered to the hard limit {hard}"
@@ -324,17 +366,6 @@ def _parse_list(text: str) -> set[int]:
     return out
 
 
-def _ranges(ids) -> str:
-    """Sorted ids as ranges: [0, 1, 2, 5] -> '0-2,5'."""
-    ids, runs = sorted(ids), []
-    for i in ids:
-        if runs and i == runs[-1][1] + 1:
-            runs[-1][1] = i
-        else:
-            runs.append([i, i])
-    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
-
-
 def _reason(exc: BaseException) -> str:
     """'Invalid argument' for OSError(EINVAL, ...): t2mpi._native puts the call in strerror."""
     return os.strerror(exc.errno) if isinstance(exc, OSError) and exc.errno else str(exc)
@@ -368,11 +399,14 @@ def this_node(near: str = "none"):
 
 def node_facts(node) -> dict:
     """A short description of a node for the job's state (one per node)."""
-    from .topology import format_cpuset
-
-    return {"hostname": node.hostname, "packages": len(node.packages), "cores": len(node.cores),
-            "pus": len(node.pus), "numa": [d.os_index for d in node.numa],
-            "allowed": format_cpuset(node.allowed)}
+    return {
+        "hostname": node.hostname,
+        "packages": len(node.packages),
+        "cores": len(node.cores),
+        "pus": len(node.pus),
+        "numa": [d.os_index for d in node.numa],
+        "allowed": format_cpuset(node.allowed),
+    }
 
 
 def bind_master(count: int, resources, policy: str, near: str = "none") -> dict:
@@ -382,15 +416,13 @@ def bind_master(count: int, resources, policy: str, near: str = "none") -> dict:
     placed = plan_for([node], count, resources, policy, near_numa)
     pu = placed.master_pu
     os.sched_setaffinity(0, {pu})
-    return {"pu": pu, "shares_with": placed.master_shares_with,
-            "affinity": sorted(os.sched_getaffinity(0))}
+    return {"pu": pu, "shares_with": placed.master_shares_with, "affinity": sorted(os.sched_getaffinity(0))}
 
 
 def plan_for(nodes, count: int, resources, policy: str, near_numa: int | None = None):
     from .placement import plan
 
-    return plan(nodes, count, resources.cpus, resources.threads, resources.memory, policy,
-                near_numa=near_numa)
+    return plan(nodes, count, resources.cpus, resources.threads, resources.memory, policy, near_numa=near_numa)
 
 
 def bind_on_this_node(local: int, count: int, resources, policy: str, node, near_numa: int | None = None):
@@ -402,8 +434,16 @@ def bind_on_this_node(local: int, count: int, resources, policy: str, node, near
     bound = bind_worker(part)
     limit = limit_memory(resources.memory)
     report = read_binding()
-    return part, {"cores": list(part.cores), "thread_cores": list(part.thread_cores), "numa": part.numa,
-                  "affinity": list(bound.affinity), "mempolicy": list(bound.mempolicy),
-                  "mem_note": bound.mem_note, "pools": bound.pools, "ms": round(bound.ms, 2),
-                  "memory_limit": limit.soft, "memory_limit_note": limit.note,
-                  "mismatches": check(part, report)}
+    return part, {
+        "cores": list(part.cores),
+        "thread_cores": list(part.thread_cores),
+        "numa": part.numa,
+        "affinity": list(bound.affinity),
+        "mempolicy": list(bound.mempolicy),
+        "mem_note": bound.mem_note,
+        "pools": bound.pools,
+        "ms": round(bound.ms, 2),
+        "memory_limit": limit.soft,
+        "memory_limit_note": limit.note,
+        "mismatches": check(part, report),
+    }

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import itertools
 import operator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -75,8 +75,7 @@ class Plan:
         if not 0 <= w < self.workers:
             raise IndexError(f"worker {w} is not in this plan of {self.workers} workers")
         cores = tuple(int(p) for p in self.cores_of[w])
-        return WorkerPlacement(w, int(self.node_of[w]), int(self.numa_of[w]), cores, cores[: self.threads],
-                               self.memory)  # fmt: skip
+        return WorkerPlacement(w, int(self.node_of[w]), int(self.numa_of[w]), cores, cores[: self.threads], self.memory)
 
     def __iter__(self) -> Iterator[WorkerPlacement]:
         return (self.worker(w) for w in range(self.workers))
@@ -96,7 +95,7 @@ class Plan:
 
 
 @dataclass(frozen=True)
-class _Layout:
+class NodeLayout:
     """What placement needs of one node: per NUMA domain with usable cores, one PU per core."""
 
     numa_ids: tuple[int, ...]
@@ -120,7 +119,7 @@ class _Group:
     short_of_memory: tuple[int, int] | None = None  # (NUMA, bytes) of a domain that limits it
 
 
-def _layout(node: Node) -> _Layout:
+def _layout(node: Node) -> NodeLayout:
     allowed, cores = set(node.allowed), node.cores
     first_pus = [core.pus[0] for core in cores]
     if not allowed.issuperset(first_pus):
@@ -130,10 +129,10 @@ def _layout(node: Node) -> _Layout:
         pools.setdefault(numa, []).extend(pu for _, pu in run if pu >= 0)
     memory = {d.os_index: d.memory for d in node.numa}
     ids = tuple(sorted(d for d, pool in pools.items() if pool))
-    return _Layout(ids, tuple(np.array(pools[d], np.int32) for d in ids), tuple(memory[d] for d in ids))
+    return NodeLayout(ids, tuple(np.array(pools[d], np.int32) for d in ids), tuple(memory[d] for d in ids))
 
 
-def _groups(layout: _Layout, cpus: int, memory: int, near_numa: int | None = None) -> tuple[_Group, ...]:
+def _groups(layout: NodeLayout, cpus: int, memory: int, near_numa: int | None = None) -> tuple[_Group, ...]:
     if cpus <= max((len(p) for p in layout.pools), default=0):
         groups = []
         for d, pool, have in zip(layout.numa_ids, layout.pools, layout.memory):
@@ -146,7 +145,7 @@ def _groups(layout: _Layout, cpus: int, memory: int, near_numa: int | None = Non
     return (_spanning_group(layout, cpus, memory),)
 
 
-def _spanning_group(layout: _Layout, cpus: int, memory: int) -> _Group:
+def _spanning_group(layout: NodeLayout, cpus: int, memory: int) -> _Group:
     pool = np.concatenate(layout.pools) if layout.pools else np.zeros(0, np.int32)
     domain_of_core = np.repeat(np.arange(len(layout.pools)), [len(p) for p in layout.pools])
     left = list(layout.memory)
@@ -180,30 +179,42 @@ def _round_robin(room: np.ndarray, totals: np.ndarray) -> np.ndarray:
     return counts + extra
 
 
-def _check_request(nodes: Sequence[Node], workers: int, cpus: int, threads: int, memory: int, policy: str,
-                   master_node: int) -> None:  # fmt: skip
+def _check_request(
+    nodes: Sequence[Node], workers: int, cpus: int, threads: int, memory: int, policy: str, master_node: int
+) -> None:
     if not nodes:
         raise PlacementError("no nodes to place workers on: give at least one node")
-    for name, value, least in (("workers", workers, 1), ("cpus", cpus, 1), ("threads", threads, 1),
-                               ("memory", memory, 0)):  # fmt: skip
+    for name, value, least in (
+        ("workers", workers, 1),
+        ("cpus", cpus, 1),
+        ("threads", threads, 1),
+        ("memory", memory, 0),
+    ):
         if not isinstance(value, (int, np.integer)) or value < least:
             raise PlacementError(f"{name} must be an integer of at least {least}, got {value!r}")
     if threads > cpus:
-        raise PlacementError(f"threads ({threads}) must not exceed cpus ({cpus}): "
-                             "thread t runs on the worker's core t")  # fmt: skip
+        raise PlacementError(f"threads ({threads}) must not exceed cpus ({cpus}): thread t runs on the worker's core t")
     if policy not in POLICIES:
         raise PlacementError(f"unknown placement policy {policy!r}; valid policies: {', '.join(POLICIES)}")
     if not 0 <= master_node < len(nodes):
         raise PlacementError(f"master_node {master_node} is out of range: there are {len(nodes)} nodes")
 
 
-def plan(nodes: Sequence[Node], workers: int, cpus: int, threads: int, memory: int,
-         policy: str = "compact", master_node: int = 0, near_numa: int | None = None) -> Plan:  # fmt: skip
+def plan(
+    nodes: Sequence[Node],
+    workers: int,
+    cpus: int,
+    threads: int,
+    memory: int,
+    policy: str = "compact",
+    master_node: int = 0,
+    near_numa: int | None = None,
+) -> Plan:
     """Place `workers` workers of `cpus` cores, `threads` threads and `memory` bytes each.
     near_numa: the NUMA domain (on every node) of the network adapter, filled first, so that
     workers that communicate most sit next to it."""
     _check_request(nodes, workers, cpus, threads, memory, policy, master_node)
-    layouts: dict[tuple, _Layout] = {}  # nodes read alike share their cores and numa tuples
+    layouts: dict[tuple, NodeLayout] = {}  # nodes read alike share their cores and numa tuples
     node_layout = []
     for node in nodes:
         key = (id(node.cores), id(node.numa), node.allowed)
@@ -239,8 +250,7 @@ def _fill(node_groups: list[tuple[_Group, ...]], counts: np.ndarray, cpus: int):
         for g, k in zip(gs, row):
             if k:
                 parts.append(g.pool[: k * cpus])
-                numa_parts.append(np.full(k, g.numa, np.int32) if g.numa >= 0 else
-                                  np.array(g.slot_numa[:k], np.int32))  # fmt: skip
+                numa_parts.append(np.full(k, g.numa, np.int32) if g.numa >= 0 else np.array(g.slot_numa[:k], np.int32))
     node_of = np.repeat(np.arange(len(node_groups), dtype=np.int32), counts.sum(axis=1))
     return node_of, np.concatenate(numa_parts), np.concatenate(parts).reshape(-1, cpus)
 
@@ -296,8 +306,10 @@ def _master_pu(node: Node, node_of: np.ndarray, cores_of: np.ndarray, index: int
             if best is None or rank < best[0]:
                 best = (rank, (free or used)[0], owner[used[0]])
     if best is None:
-        raise PlacementError(f"master node {node.hostname} has no allowed cores (allowed PUs: "
-                             f"{format_cpuset(node.allowed) or 'none'}): pick another master_node")  # fmt: skip
+        raise PlacementError(
+            f"master node {node.hostname} has no allowed cores (allowed PUs: "
+            f"{format_cpuset(node.allowed) or 'none'}): pick another master_node"
+        )
     return best[1], best[2]
 
 
@@ -305,8 +317,14 @@ def _count(n: int, thing: str) -> str:
     return f"{n} {thing}" + ("" if n == 1 else "s")
 
 
-def _why_not(nodes: Sequence[Node], layouts: list[_Layout], groups: list[tuple[_Group, ...]], workers: int,
-             cpus: int, memory: int) -> str:  # fmt: skip
+def _why_not(
+    nodes: Sequence[Node],
+    layouts: list[NodeLayout],
+    groups: list[tuple[_Group, ...]],
+    workers: int,
+    cpus: int,
+    memory: int,
+) -> str:
     usable = [lay.usable for lay in layouts]
     want = f"{_count(workers, 'worker')} × {_count(cpus, 'cpu')}"
     if sum(usable) < workers * cpus:
@@ -314,40 +332,54 @@ def _why_not(nodes: Sequence[Node], layouts: list[_Layout], groups: list[tuple[_
             cpuset = format_cpuset(nodes[0].allowed)
             where = f"node {nodes[0].hostname} has {usable[0]} allowed cores (cpuset {cpuset})"
         else:
-            each = f"{usable[0]} each" if len(set(usable)) == 1 else ", ".join(
-                f"{n.hostname}: {u}" for n, u in zip(nodes[:3], usable)) + (", …" if len(nodes) > 3 else "")
+            each = (
+                f"{usable[0]} each"
+                if len(set(usable)) == 1
+                else ", ".join(f"{n.hostname}: {u}" for n, u in zip(nodes[:3], usable))
+                + (", …" if len(nodes) > 3 else "")
+            )
             where = f"the {len(nodes)} nodes have {sum(usable)} allowed cores ({each})"
         return f"{want} = {workers * cpus} cores; {where}"
     if max(usable) < cpus:
         big = int(np.argmax(usable))
-        return (f"a worker needs {cpus} cpus on one node; the largest node, {nodes[big].hostname}, "
-                f"has {usable[big]} allowed cores (cpuset {format_cpuset(nodes[big].allowed)})")  # fmt: skip
+        return (
+            f"a worker needs {cpus} cpus on one node; the largest node, {nodes[big].hostname}, "
+            f"has {usable[big]} allowed cores (cpuset {format_cpuset(nodes[big].allowed)})"
+        )
     fit = sum(g.room for gs in groups for g in gs)
     if sum(g.core_room for gs in groups for g in gs) < workers:
         node = nodes[0].hostname + (f" (first of {len(nodes)})" if len(nodes) > 1 else "")
         if groups[0][0].numa < 0:
-            return (f"{want}: only {fit} fit, because a worker stays on one node; node {node} has "
-                    f"{usable[0]} allowed cores (room for {groups[0][0].core_room})")  # fmt: skip
-        rooms = ", ".join(f"NUMA {g.numa} has {len(g.pool)} allowed cores (room for {g.core_room})"
-                          for g in groups[0])  # fmt: skip
-        return (f"{want}: only {fit} fit, because a worker stays inside one NUMA domain; node {node}: {rooms}; "
-                "choose cpus that divide the domains' cores")  # fmt: skip
+            return (
+                f"{want}: only {fit} fit, because a worker stays on one node; node {node} has "
+                f"{usable[0]} allowed cores (room for {groups[0][0].core_room})"
+            )
+        rooms = ", ".join(f"NUMA {g.numa} has {len(g.pool)} allowed cores (room for {g.core_room})" for g in groups[0])
+        return (
+            f"{want}: only {fit} fit, because a worker stays inside one NUMA domain; node {node}: {rooms}; "
+            "choose cpus that divide the domains' cores"
+        )
     n, short = next((i, g.short_of_memory) for i, gs in enumerate(groups) for g in gs if g.short_of_memory)
     room = _count(short[1] // memory, "worker")
-    return (f"{_count(workers, 'worker')} × {format_bytes(memory)} memory: only {fit} fit; NUMA {short[0]} of "
-            f"node {nodes[n].hostname} has {format_bytes(short[1])}, room for {room} of {format_bytes(memory)}")
+    return (
+        f"{_count(workers, 'worker')} × {format_bytes(memory)} memory: only {fit} fit; NUMA {short[0]} of "
+        f"node {nodes[n].hostname} has {format_bytes(short[1])}, room for {room} of {format_bytes(memory)}"
+    )
 
 
 def format_plan(plan: Plan, nodes: Sequence[Node], max_rows: int = 64) -> str:
     """A table a person reads before a run: worker, node, NUMA, cores, thread→core, memory."""
-    head = (f"{_count(plan.workers, 'worker')} × {_count(plan.cpus, 'cpu')}, {_count(plan.threads, 'thread')},"
-            f" {format_bytes(plan.memory)} each; policy {plan.policy}")  # fmt: skip
+    head = (
+        f"{_count(plan.workers, 'worker')} × {_count(plan.cpus, 'cpu')}, {_count(plan.threads, 'thread')},"
+        f" {format_bytes(plan.memory)} each; policy {plan.policy}"
+    )
     rows = [("worker", "node", "NUMA", "cores", "thread→core", "memory")]
     for w in range(min(plan.workers, max_rows)):
         p = plan.worker(w)
         threads = " ".join(f"{t}→{c}" for t, c in enumerate(p.thread_cores))
-        rows.append((str(w), nodes[p.node].hostname, str(p.numa), format_cpuset(p.cores), threads,
-                     format_bytes(p.memory)))  # fmt: skip
+        rows.append(
+            (str(w), nodes[p.node].hostname, str(p.numa), format_cpuset(p.cores), threads, format_bytes(p.memory))
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = [head] + ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
     if plan.workers > max_rows:

@@ -7,18 +7,42 @@ from __future__ import annotations
 import functools
 import itertools
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
-from .topology import Core, DEFAULT_NUMA_MEMORY, MAX_PUS, Node, NumaDomain, TopologyError, _allowed_within, _from_hwloc, parse_cpuset
-
+from .topology import (
+    DEFAULT_NUMA_MEMORY,
+    MAX_PUS,
+    Core,
+    Node,
+    NumaDomain,
+    TopologyError,
+    allowed_within,
+    node_from_hwloc,
+    parse_cpuset,
+)
 
 _LEVEL_KINDS = {
-    "package": "package", "pack": "package", "socket": "package", "sock": "package",
-    "numa": "numa", "numanode": "numa", "node": "numa", "l3": "l3", "l3cache": "l3",
-    "core": "core", "pu": "pu", "group": "other", "die": "other", "l1": "other",
-    "l1cache": "other", "l2": "other", "l2cache": "other", "l4": "other", "l4cache": "other",
-}  # fmt: skip
+    "package": "package",
+    "pack": "package",
+    "socket": "package",
+    "sock": "package",
+    "numa": "numa",
+    "numanode": "numa",
+    "node": "numa",
+    "l3": "l3",
+    "l3cache": "l3",
+    "core": "core",
+    "pu": "pu",
+    "group": "other",
+    "die": "other",
+    "l1": "other",
+    "l1cache": "other",
+    "l2": "other",
+    "l2cache": "other",
+    "l4": "other",
+    "l4cache": "other",
+}
 _TOKEN = re.compile(r"^(\[)?([A-Za-z][A-Za-z0-9]*)(?::(\d+))?(?:\((.*)\))?(\])?$")
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kKmMgGtT]i?)?[bB]?$")
 _UNITS = {"k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
@@ -61,8 +85,10 @@ def _parse_synthetic(desc: str) -> _Synthetic:
         if m and m.group(2).lower() == "machine":
             continue
         if kind is None:
-            raise TopologyError(f"bad level {token!r} in synthetic description {desc!r}: "
-                                "use package:N, numa:N, [numa(32GiB)], l3:N, core:N, pu:N")  # fmt: skip
+            raise TopologyError(
+                f"bad level {token!r} in synthetic description {desc!r}: "
+                "use package:N, numa:N, [numa(32GiB)], l3:N, core:N, pu:N"
+            )
         if m.group(1) or m.group(5):
             if not (m.group(1) and m.group(5)) or kind != "numa" or m.group(3) or child_at is not None:
                 raise TopologyError(f"bad memory child {token!r} in {desc!r}: write [numa] or [numa(32GiB)]")
@@ -86,8 +112,9 @@ def _parse_synthetic(desc: str) -> _Synthetic:
     for i in range(len(levels) - 2, -1, -1):
         below[i] = below[i + 1] * levels[i + 1].count
     if below[0] * levels[0].count > MAX_PUS:
-        raise TopologyError(f"synthetic description {desc!r} has {below[0] * levels[0].count} PUs; "
-                            f"a node has at most {MAX_PUS}")
+        raise TopologyError(
+            f"synthetic description {desc!r} has {below[0] * levels[0].count} PUs; a node has at most {MAX_PUS}"
+        )
     numa_at = numa_levels[0] if numa_levels else -1 if child_at is None else child_at
     return _Synthetic(tuple(levels), numa_at, not numa_levels, memory, tuple(below))
 
@@ -127,8 +154,7 @@ def _interleave_loops(syn: _Synthetic, spec: str, desc: str) -> list[tuple[int, 
     except KeyError:
         raise TopologyError(f"bad indexes={spec} in {desc!r}: name its levels, e.g. core:pu") from None
     bigger = lambda d: max((e for e in chosen if e < d), default=None)  # noqa: E731
-    return [(syn.below[d], (syn.total if bigger(d) is None else syn.below[bigger(d)]) // syn.below[d])
-            for d in chosen]  # fmt: skip
+    return [(syn.below[d], (syn.total if bigger(d) is None else syn.below[bigger(d)]) // syn.below[d]) for d in chosen]
 
 
 def from_synthetic(
@@ -145,7 +171,7 @@ def from_synthetic(
     if hwloc:
         return _from_synthetic_hwloc(_parse_synthetic(desc), desc, hostname, allowed)
     node = _synthetic_node(desc)
-    allowed = node.allowed if allowed is None else _allowed_within(allowed, node.allowed, hostname)
+    allowed = node.allowed if allowed is None else allowed_within(allowed, node.allowed, hostname)
     return Node(hostname, node.packages, node.cores, node.numa, allowed)
 
 
@@ -158,13 +184,19 @@ def _synthetic_node(desc: str) -> Node:
     numa_span = syn.total if syn.numa_at < 0 else syn.below[syn.numa_at]
     per_core = syn.below[-2]
     cores = tuple(
-        Core(tuple(sorted(os_of[first : first + per_core])), first // span("package"), first // numa_span,
-             first // span("l3") if "l3" in kinds else None)  # fmt: skip
+        Core(
+            tuple(sorted(os_of[first : first + per_core])),
+            first // span("package"),
+            first // numa_span,
+            first // span("l3") if "l3" in kinds else None,
+        )
         for first in range(0, syn.total, per_core)
     )
     memory = DEFAULT_NUMA_MEMORY if syn.memory is None else syn.memory
-    numa = tuple(NumaDomain(d, tuple(sorted(os_of[d * numa_span : (d + 1) * numa_span])), memory)
-                 for d in range(syn.total // numa_span))  # fmt: skip
+    numa = tuple(
+        NumaDomain(d, tuple(sorted(os_of[d * numa_span : (d + 1) * numa_span])), memory)
+        for d in range(syn.total // numa_span)
+    )
     return Node("synthetic", tuple(range(syn.total // span("package"))), cores, numa, tuple(sorted(os_of)))
 
 
@@ -189,6 +221,4 @@ def _from_synthetic_hwloc(syn: _Synthetic, desc: str, hostname: str, allowed: It
     import pyhwloc
 
     with pyhwloc.from_synthetic(_hwloc_description(syn, desc), load=True) as topo:
-        return _from_hwloc(topo, hostname, list(topo.cpuset) if allowed is None else allowed, devices=False)
-
-
+        return node_from_hwloc(topo, hostname, list(topo.cpuset) if allowed is None else allowed, devices=False)

@@ -151,8 +151,10 @@ class WorkerThreads:
 
     def _start(self) -> None:
         hello: SimpleQueue = SimpleQueue()
-        threads = [threading.Thread(target=self._serve, args=(t, hello), name=f"{self._name}-{t}", daemon=True)
-                   for t in range(self._size)]  # fmt: skip
+        threads = [
+            threading.Thread(target=self._serve, args=(t, hello), name=f"{self._name}-{t}", daemon=True)
+            for t in range(self._size)
+        ]
         for thread in threads:
             thread.start()
         tids: list[int | None] = [None] * self._size
@@ -218,4 +220,3 @@ class WorkerThreads:
 def _results(futures: list, timeout: float | None) -> list:
     deadline = None if timeout is None else time.monotonic() + timeout
     return [f.result(None if deadline is None else max(0.0, deadline - time.monotonic())) for f in futures]
-

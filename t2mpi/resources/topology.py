@@ -11,61 +11,45 @@ NUMA domain without a memory size has DEFAULT_NUMA_MEMORY (16 GiB).
 
 from __future__ import annotations
 
-import argparse
 import functools
-import itertools
 import json
 import os
 import re
 import socket
 import sys
-from dataclasses import dataclass
+from collections import namedtuple
 from pathlib import Path
-from typing import Any, Iterable, Sequence
 
-from ..errors import T2mpiError
+from ..errors import T2mpiError, TopologyError
+from .cpuset import format_cpuset, parse_cpuset
+
+TYPE_CHECKING = False  # typing costs every rank start-up time; annotations are strings
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+    from typing import Any
 
 DEFAULT_NUMA_MEMORY = 16 * 2**30
 
 
-MAX_PUS = 1 << 16   # hardware threads in one node (the largest machines have a few thousand)
+MAX_PUS = 1 << 16  # hardware threads in one node (the largest machines have a few thousand)
 
 
-class TopologyError(T2mpiError, ValueError):
-    """A topology source or description that cannot be understood; one line."""
+# Named tuples, not dataclasses: an MPI rank that binds its worker reads its node with
+# from_sysfs, and importing dataclasses (and typing) would cost every rank start-up time.
+Core = namedtuple("Core", "pus package numa l3", defaults=(None,))
+Core.__doc__ = """A core: pus, the OS indices of its hardware threads (sorted); package; numa, the OS
+index of its NUMA domain; l3, the index of the L3 cache it shares (None when unknown)."""
+NumaDomain = namedtuple("NumaDomain", "os_index cpuset memory")
+NumaDomain.__doc__ = "A NUMA domain: its OS index, its PUs (sorted OS indices) and its memory in bytes."
+Device = namedtuple("Device", "name kind numa", defaults=(None,))
+Device.__doc__ = 'A PCI device: name, kind ("gpu" or "nic") and its NUMA domain (None when unknown).'
 
 
-@dataclass(frozen=True)
-class Core:
-    pus: tuple[int, ...]  # OS indices of its hardware threads, sorted
-    package: int
-    numa: int  # OS index of its NUMA domain
-    l3: int | None = None  # index of the L3 cache it shares, None when unknown
+class Node(namedtuple("Node", "hostname packages cores numa allowed gpus nics", defaults=((), ()))):
+    """One node: its hostname, packages, cores (Core), NUMA domains (NumaDomain), the PUs this
+    process may use (allowed, sorted), and its GPUs and NICs (Device)."""
 
-
-@dataclass(frozen=True)
-class NumaDomain:
-    os_index: int
-    cpuset: tuple[int, ...]  # sorted PU OS indices
-    memory: int  # bytes
-
-
-@dataclass(frozen=True)
-class Device:
-    name: str
-    kind: str  # "gpu" or "nic"
-    numa: int | None = None
-
-
-@dataclass(frozen=True)
-class Node:
-    hostname: str
-    packages: tuple[int, ...]
-    cores: tuple[Core, ...]
-    numa: tuple[NumaDomain, ...]
-    allowed: tuple[int, ...]  # PUs this process may use, sorted
-    gpus: tuple[Device, ...] = ()
-    nics: tuple[Device, ...] = ()
+    __slots__ = ()
 
     @property
     def pus(self) -> tuple[int, ...]:
@@ -77,44 +61,18 @@ class Node:
         return tuple(c for c in self.cores if allowed.intersection(c.pus))
 
 
-# ---- cpusets as text --------------------------------------------------------------
-
-
-def format_cpuset(pus: Iterable[int]) -> str:
-    """Sorted ranges, as Linux writes them: [0,1,2,3,8] -> '0-3,8'; empty -> ''."""
-    ids = sorted(set(pus))
-    parts = []
-    for _, run in itertools.groupby(enumerate(ids), lambda t: t[1] - t[0]):
-        run = [v for _, v in run]
-        parts.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else f"{run[0]}")
-    return ",".join(parts)
-
-
-@functools.lru_cache(maxsize=8192)
-def parse_cpuset(text: str) -> tuple[int, ...]:
-    """'0-3,8' -> (0, 1, 2, 3, 8); '' -> ().  Equal texts give the same tuple object."""
-    ids: set[int] = set()
-    for part in text.strip().split(","):
-        if not part:
-            continue
-        lo, _, hi = part.partition("-")
-        try:
-            ids.update(range(int(lo), int(hi or lo) + 1))
-        except ValueError:
-            raise TopologyError(f"bad cpuset {text.strip()!r}: expected ranges like 0-3,8") from None
-    return tuple(sorted(ids))
-
-
-def _allowed_within(allowed: Iterable[int], pus: Sequence[int], hostname: str) -> tuple[int, ...]:
+def allowed_within(allowed: Iterable[int], pus: Sequence[int], hostname: str) -> tuple[int, ...]:
     wanted = set(allowed)
     if unknown := wanted.difference(pus):
-        raise TopologyError(f"allowed PUs {format_cpuset(unknown)} are not on node {hostname} "
-                            f"(PUs {format_cpuset(pus)})")  # fmt: skip
+        raise TopologyError(
+            f"allowed PUs {format_cpuset(unknown)} are not on node {hostname} (PUs {format_cpuset(pus)})"
+        )
     return tuple(sorted(wanted))
 
 
-def from_synthetic(desc: str, hostname: str = "synthetic", allowed: Iterable[int] | None = None, *,
-                   hwloc: bool = False) -> Node:
+def from_synthetic(
+    desc: str, hostname: str = "synthetic", allowed: Iterable[int] | None = None, *, hwloc: bool = False
+) -> Node:
     """A node from an hwloc synthetic description (t2mpi.resources.synthetic.from_synthetic)."""
     from .synthetic import from_synthetic as made
 
@@ -124,8 +82,7 @@ def from_synthetic(desc: str, hostname: str = "synthetic", allowed: Iterable[int
 # ---- hwloc sources ------------------------------------------------------------------
 
 
-def from_xml(path: str | os.PathLike, hostname: str | None = None,
-             allowed: Iterable[int] | None = None) -> Node:  # fmt: skip
+def from_xml(path: str | os.PathLike, hostname: str | None = None, allowed: Iterable[int] | None = None) -> Node:
     """A node from an `lstopo --of xml` export; allowed=None means the export's allowed cpuset."""
     import pyhwloc
 
@@ -133,13 +90,14 @@ def from_xml(path: str | os.PathLike, hostname: str | None = None,
         raise TopologyError(f"topology XML {os.fspath(path)} does not exist: export one with lstopo --of xml")
     try:
         topo = pyhwloc.from_xml_file(path, load=True)
-    except Exception as exc:   # pyhwloc raises ValueError, OSError or its own errors
-        raise TopologyError(f"topology XML {os.fspath(path)}: hwloc cannot read it ({exc}); "
-                            "export one with lstopo --of xml") from None
+    except Exception as exc:  # pyhwloc raises ValueError, OSError or its own errors
+        raise TopologyError(
+            f"topology XML {os.fspath(path)}: hwloc cannot read it ({exc}); export one with lstopo --of xml"
+        ) from None
     with topo:
         if allowed is None:
             allowed = set(topo.allowed_cpuset) & set(topo.cpuset)
-        return _from_hwloc(topo, hostname, allowed, devices=True)
+        return node_from_hwloc(topo, hostname, allowed, devices=True)
 
 
 def from_machine(hostname: str | None = None) -> Node:
@@ -150,23 +108,28 @@ def from_machine(hostname: str | None = None) -> Node:
     topo = pyhwloc.from_this_system().set_io_types_filter(TypeFilter.KEEP_IMPORTANT)
     with topo:
         allowed = os.sched_getaffinity(0) & set(topo.cpuset)
-        return _from_hwloc(topo, hostname or socket.gethostname(), allowed, devices=True)
+        return node_from_hwloc(topo, hostname or socket.gethostname(), allowed, devices=True)
 
 
-def _from_hwloc(topo: Any, hostname: str | None, allowed: Iterable[int], devices: bool) -> Node:
+def node_from_hwloc(topo: Any, hostname: str | None, allowed: Iterable[int], devices: bool) -> Node:
     from pyhwloc.hwobject import ObjType
 
-    numa = tuple(NumaDomain(n.os_index, tuple(sorted(n.cpuset)), int(n.local_memory))
-                 for n in topo.iter_numa_nodes())  # fmt: skip
+    numa = tuple(NumaDomain(n.os_index, tuple(sorted(n.cpuset)), int(n.local_memory)) for n in topo.iter_numa_nodes())
     numa_of_pu = {pu: d.os_index for d in numa for pu in d.cpuset}
     cores = []
     for obj in list(topo.iter_cores()) or list(topo.iter_cpus()):
         pus = tuple(sorted(obj.cpuset))
         pkg, l3 = obj.get_ancestor_obj_by_type(ObjType.PACKAGE), obj.get_ancestor_obj_by_type(ObjType.L3CACHE)
-        cores.append(Core(pus, pkg.os_index if pkg else 0, numa_of_pu.get(pus[0], numa[0].os_index),
-                          l3.logical_index if l3 else None))  # fmt: skip
+        cores.append(
+            Core(
+                pus,
+                pkg.os_index if pkg else 0,
+                numa_of_pu.get(pus[0], numa[0].os_index),
+                l3.logical_index if l3 else None,
+            )
+        )
     hostname = hostname or topo.get_root_obj().info.get("HostName") or "unknown"
-    allowed = _allowed_within(allowed, sorted(p for c in cores for p in c.pus), hostname)
+    allowed = allowed_within(allowed, sorted(p for c in cores for p in c.pus), hostname)
     packages = tuple(p.os_index for p in topo.iter_packages()) or (0,)
     gpus, nics = (_hwloc_devices(topo, "gpu"), _hwloc_devices(topo, "nic")) if devices else ((), ())
     return Node(hostname, packages, tuple(cores), numa, allowed, gpus, nics)
@@ -198,8 +161,9 @@ def _read(path: Path) -> str:
         raise TopologyError(f"cannot read {path}: {e.strerror}") from None
 
 
-def from_sysfs(root: str | os.PathLike = "/sys", hostname: str | None = None,
-               allowed: Iterable[int] | None = None) -> Node:  # fmt: skip
+def from_sysfs(
+    root: str | os.PathLike = "/sys", hostname: str | None = None, allowed: Iterable[int] | None = None
+) -> Node:
     """This machine read from sysfs under root, in pure Python (safe inside an MPI rank).
 
     allowed=None means this process's affinity.  Without devices/system/node (a kernel
@@ -217,18 +181,24 @@ def from_sysfs(root: str | os.PathLike = "/sys", hostname: str | None = None,
             continue
         topo = cpu_dir / f"cpu{pu}/topology"
         sibs = topo / "core_cpus_list"
-        pus = tuple(p for p in parse_cpuset(_read(sibs if sibs.exists() else topo / "thread_siblings_list"))
-                    if p in online) or (pu,)  # fmt: skip
+        pus = tuple(
+            p for p in parse_cpuset(_read(sibs if sibs.exists() else topo / "thread_siblings_list")) if p in online
+        ) or (pu,)
         seen.update(pus)
         if pu not in numa_of_pu:
             raise TopologyError(f"PU {pu} under {cpu_dir} is in no NUMA domain of {root}/devices/system/node")
         l3 = _sysfs_l3(cpu_dir / f"cpu{pu}/cache")
-        cores.append(Core(pus, int(_read(topo / "physical_package_id")), numa_of_pu[pu],
-                          None if l3 is None else l3_sets.setdefault(l3, len(l3_sets))))  # fmt: skip
+        cores.append(
+            Core(
+                pus,
+                int(_read(topo / "physical_package_id")),
+                numa_of_pu[pu],
+                None if l3 is None else l3_sets.setdefault(l3, len(l3_sets)),
+            )
+        )
     cores.sort(key=lambda c: (c.package, c.numa, -1 if c.l3 is None else c.l3, c.pus))
     hostname = hostname or socket.gethostname()
-    allowed = _allowed_within(os.sched_getaffinity(0) & set(online) if allowed is None else allowed,
-                              online, hostname)  # fmt: skip
+    allowed = allowed_within(os.sched_getaffinity(0) & set(online) if allowed is None else allowed, online, hostname)
     return Node(hostname, tuple(sorted({c.package for c in cores})), tuple(cores), numa, allowed)
 
 
@@ -264,10 +234,8 @@ def to_dict(node: Node) -> dict[str, Any]:
     return {
         "hostname": node.hostname,
         "packages": list(node.packages),
-        "cores": [{"pus": format_cpuset(c.pus), "package": c.package, "numa": c.numa, "l3": c.l3}
-                  for c in node.cores],  # fmt: skip
-        "numa": [{"os_index": d.os_index, "cpuset": format_cpuset(d.cpuset), "memory": d.memory}
-                 for d in node.numa],  # fmt: skip
+        "cores": [{"pus": format_cpuset(c.pus), "package": c.package, "numa": c.numa, "l3": c.l3} for c in node.cores],
+        "numa": [{"os_index": d.os_index, "cpuset": format_cpuset(d.cpuset), "memory": d.memory} for d in node.numa],
         "allowed": format_cpuset(node.allowed),
         "gpus": devices(node.gpus),
         "nics": devices(node.nics),
@@ -285,8 +253,7 @@ def from_dict(data: dict[str, Any]) -> Node:
         return Node(
             hostname=str(data["hostname"]),
             packages=tuple(int(p) for p in data["packages"]),
-            cores=_cores_from_rows(tuple((c["pus"], c["package"], c["numa"], c.get("l3"))
-                                         for c in data["cores"])),  # fmt: skip
+            cores=_cores_from_rows(tuple((c["pus"], c["package"], c["numa"], c.get("l3")) for c in data["cores"])),
             numa=_numa_from_rows(tuple((d["os_index"], d["cpuset"], d["memory"]) for d in data["numa"])),
             allowed=parse_cpuset(data["allowed"]),
             gpus=tuple(Device(d["name"], d["kind"], d.get("numa")) for d in data.get("gpus", ())),
@@ -302,8 +269,9 @@ def from_dict(data: dict[str, Any]) -> Node:
 # Nodes read alike share their tuples, so that plan() works out each distinct layout once.
 @functools.lru_cache(maxsize=64)
 def _cores_from_rows(rows: tuple[tuple[str, int, int, int | None], ...]) -> tuple[Core, ...]:
-    return tuple(Core(parse_cpuset(pus), int(pkg), int(numa), None if l3 is None else int(l3))
-                 for pus, pkg, numa, l3 in rows)  # fmt: skip
+    return tuple(
+        Core(parse_cpuset(pus), int(pkg), int(numa), None if l3 is None else int(l3)) for pus, pkg, numa, l3 in rows
+    )
 
 
 @functools.lru_cache(maxsize=64)
@@ -331,11 +299,12 @@ def summary(node: Node) -> str:
     allowed = set(node.allowed)
     for d in node.numa:
         usable = sum(1 for c in node.cores if c.numa == d.os_index and allowed.intersection(c.pus))
-        lines.append(f"  NUMA {d.os_index}: PUs {format_cpuset(d.cpuset) or 'none'}, "
-                     f"{usable} allowed cores, {format_bytes(d.memory)}")  # fmt: skip
+        lines.append(
+            f"  NUMA {d.os_index}: PUs {format_cpuset(d.cpuset) or 'none'}, "
+            f"{usable} allowed cores, {format_bytes(d.memory)}"
+        )
     scope = "all PUs" if len(allowed) == len(pus) else f"{len(allowed)} of {len(pus)} PUs"
-    lines.append(f"  allowed: {format_cpuset(node.allowed) or 'none'} ({scope}, "
-                 f"{len(node.allowed_cores)} cores)")  # fmt: skip
+    lines.append(f"  allowed: {format_cpuset(node.allowed) or 'none'} ({scope}, {len(node.allowed_cores)} cores)")
     for label, devices in (("GPUs", node.gpus), ("NICs", node.nics)):
         if devices:
             lines.append(f"  {label}: " + ", ".join(f"{d.name} (NUMA {d.numa})" for d in devices))
@@ -343,7 +312,11 @@ def summary(node: Node) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m t2mpi.resources.topology", description="Print this node's topology.")
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m t2mpi.resources.topology", description="Print this node's topology."
+    )
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--xml", metavar="FILE", help="an lstopo --of xml export")
     source.add_argument("--synthetic", metavar="DESC", help="an hwloc synthetic description")
@@ -352,9 +325,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print JSON (for from_dict), not a summary")
     args = parser.parse_args(argv)
     try:
-        node = (from_xml(args.xml) if args.xml else from_synthetic(args.synthetic, hwloc=args.hwloc)
-                if args.synthetic else from_sysfs(args.sysfs) if args.sysfs else from_machine())  # fmt: skip
-    except T2mpiError as e:   # run as __main__, the parser raises the imported module's TopologyError
+        node = (
+            from_xml(args.xml)
+            if args.xml
+            else from_synthetic(args.synthetic, hwloc=args.hwloc)
+            if args.synthetic
+            else from_sysfs(args.sysfs)
+            if args.sysfs
+            else from_machine()
+        )
+    except T2mpiError as e:
         print(f"t2mpi.resources.topology: {e}", file=sys.stderr)
         return 2
     print(json.dumps(to_dict(node)) if args.json else summary(node))

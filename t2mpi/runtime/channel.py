@@ -11,18 +11,18 @@ import time
 from .master import NOTICES
 from .worker import BarrierError
 
-TYPE_CHECKING = False   # typing costs every rank ~10 ms of start-up; annotations are strings
+TYPE_CHECKING = False  # typing costs every rank ~10 ms of start-up; annotations are strings
 if TYPE_CHECKING:
     from typing import Any
 
     from mpi4py import MPI
 
-TAG_CONTROL = 11   # worker -> master
-TAG_REPLY = 12     # master -> worker: answers to what the worker asked (barriers, abort)
-TAG_NOTICE = 13    # master -> worker: whenever (a checkpoint request, stop)
+TAG_CONTROL = 11  # worker -> master
+TAG_REPLY = 12  # master -> worker: answers to what the worker asked (barriers, abort)
+TAG_NOTICE = 13  # master -> worker: whenever (a checkpoint request, stop)
 
 _MIN_NAP = 0.0002
-_WORKER_NAP = 0.01   # the longest a waiting worker sleeps between looks (barrier latency)
+_WORKER_NAP = 0.01  # the longest a waiting worker sleeps between looks (barrier latency)
 _MASTER_NAP = 0.025  # the longest the idle master sleeps: each look costs ~0.1 ms of CPU
 
 
@@ -102,9 +102,9 @@ class WorkerPort:
         self.grace = grace
         self._last_progress = (0.0, None, "")
         self._notice_lock = threading.Lock()
-        self.checkpoint_asked: str | None = None    # why the master asked for a checkpoint
-        self.stop_version: int | None = None        # the committed version after which to stop
-        self.on_checkpoint_request: Any = None      # a callable(why), from the heartbeat thread
+        self.checkpoint_asked: str | None = None  # why the master asked for a checkpoint
+        self.stop_version: int | None = None  # the committed version after which to stop
+        self.on_checkpoint_request: Any = None  # a callable(why), from the heartbeat thread
 
     def _tell(self, *message: Any) -> None:
         self.ctrl.send(message, dest=0, tag=TAG_CONTROL)
@@ -116,7 +116,7 @@ class WorkerPort:
 
         self._beating = threading.Event()
 
-        look = min(interval, 1.0)   # notices (a checkpoint request) are looked for more often
+        look = min(interval, 1.0)  # notices (a checkpoint request) are looked for more often
 
         def beat() -> None:
             next_beat = time.monotonic() + interval
@@ -144,8 +144,7 @@ class WorkerPort:
         self._tell("barrier", self.worker_id, seq, timeout)
         reply = self._reply(timeout + self.grace)
         if reply is None:
-            raise BarrierError(f"barrier {seq}: no answer from the job master within "
-                               f"{timeout + self.grace:g} s")
+            raise BarrierError(f"barrier {seq}: no answer from the job master within {timeout + self.grace:g} s")
         if reply[0] == "barrier_failed":
             raise BarrierError(reply[2])
         if reply[:2] != ("released", seq):
@@ -174,9 +173,11 @@ class WorkerPort:
 
     def wait_stop(self, timeout: float) -> bool:
         """Wait (boundedly) for the master's word that a checkpoint is committed and to stop."""
+
         def stopped() -> bool | None:
             self.notices()
             return True if self.stop_version is not None else None
+
         return _poll(stopped, timeout) is not None
 
     def checkpointed(self, version: int) -> None:

@@ -12,14 +12,15 @@ import time
 
 from ..errors import T2mpiError
 
-TYPE_CHECKING = False   # typing costs every rank start-up time; annotations are strings
+TYPE_CHECKING = False  # typing costs every rank start-up time; annotations are strings
 if TYPE_CHECKING:
     from typing import Any
 
     from mpi4py import MPI
 
-    from .master import Master
     from ..job.spec import JobSpec
+    from .master import Master
+
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
@@ -38,23 +39,29 @@ def main(argv: list[str] | None = None) -> int:
         except BaseException:
             _abort(world, f"t2mpi.launch: the job master failed to start:\n{_traceback()}")
     if not _wait_for_everyone(world, setup[0].timeouts.start if isinstance(setup, tuple) else None):
-        _abort(world, f"t2mpi.launch: not all {size} ranks started within "
-                      f"timeouts.start = {setup[0].timeouts.start:g} s; the launch is ended")
+        _abort(
+            world,
+            f"t2mpi.launch: not all {size} ranks started within "
+            f"timeouts.start = {setup[0].timeouts.start:g} s; the launch is ended",
+        )
     setup = world.bcast(setup, root=0)
     if isinstance(setup, str):  # rank 0 could not prepare the job: every rank ends, rank 0 says why
         if rank == 0 and setup:
             print(f"t2mpi.launch: {setup}", file=sys.stderr, flush=True)
-        return 2 if setup else 0   # "": help was asked for
+        return 2 if setup else 0  # "": help was asked for
     spec, job_dir, quiet, make_dir = setup
-    if spec.master == "client" and size == 1:   # the client's master part, under mpiexec -n 1
+    if spec.master == "client" and size == 1:  # the client's master part, under mpiexec -n 1
         return _spawning_master(spec, job_dir, make_dir)
     if size != spec.world_size:
-        print(f"t2mpi.launch: rank {rank}: job '{spec.name}' needs {spec.world_size} MPI processes "
-              f"({spec.workers} workers + 1 master) but was started with {size}; run "
-              f"mpiexec -n {spec.world_size}, or give -n {size - 1} to run {size - 1} workers",
-              file=sys.stderr, flush=True)
-        _wait_for_everyone(world, None)   # every rank has said it before any exits,
-        MPI.Finalize()                    # and the launcher sees ends, not an abort
+        print(
+            f"t2mpi.launch: rank {rank}: job '{spec.name}' needs {spec.world_size} MPI processes "
+            f"({spec.workers} workers + 1 master) but was started with {size}; run "
+            f"mpiexec -n {spec.world_size}, or give -n {size - 1} to run {size - 1} workers",
+            file=sys.stderr,
+            flush=True,
+        )
+        _wait_for_everyone(world, None)  # every rank has said it before any exits,
+        MPI.Finalize()  # and the launcher sees ends, not an abort
         return 2
     try:
         if make_dir and rank == 0:  # after the broadcast: workers import meanwhile
@@ -166,7 +173,7 @@ def _parse_args(argv: list[str]) -> _Args | str:
 def _run(world: MPI.Intracomm, rank: int, spec: JobSpec, job_dir: str, quiet: bool) -> int:
     from mpi4py import MPI
 
-    ctrl = world.Dup()                    # control traffic never meets the user's messages
+    ctrl = world.Dup()  # control traffic never meets the user's messages
     comm = world.Split(0 if rank else MPI.UNDEFINED, rank)
     if rank == 0:
         from ..job.folder import JobDir
@@ -194,7 +201,7 @@ def _spawned_worker(argv: list[str]) -> int:
             raise RuntimeError(f"--spawned is for workers that a t2mpi master spawns, got {argv}")
         spec = _prepared_spec(argv[1])
         me = (_host(), os.getpid())
-        master = parent.allgather(me)            # the master learns the workers, they the master
+        master = parent.allgather(me)  # the master learns the workers, they the master
         registrations = master + world.allgather(me)
         rc = _work(world, parent, world, world.Get_rank(), spec, argv[1], registrations)
     except BaseException:
@@ -205,8 +212,8 @@ def _spawned_worker(argv: list[str]) -> int:
 
 def _spawning_master(spec: JobSpec, job_dir: str, make_dir: bool) -> int:
     """`master: client`: this one-rank launch is the master and spawns the workers, with the
-    transport chosen for the job (by t2mpi run where it runs, in spec.json; by a batch job on
-    its first node, in network.json)."""
+    transport chosen for the job (network.json: by t2mpi run where it runs, by a batch job on
+    its first node)."""
     from .. import console
     from ..job.folder import JobDir
     from ..job.states import COMPLETED
@@ -214,9 +221,8 @@ def _spawning_master(spec: JobSpec, job_dir: str, make_dir: bool) -> int:
 
     jd = JobDir.make(job_dir, spec.to_dict()) if make_dir else JobDir(job_dir)
     client = None if make_dir else jd.read_client()
-    transport = {} if make_dir else (jd.read_spec().get("transport")
-                                     or (jd.read_network() or {}).get("env") or {})
-    snapshot = run_master(spec, jd, sys.executable, transport=transport, client=client)
+    network_env = {} if make_dir else (jd.read_network() or {}).get("env") or {}
+    snapshot = run_master(spec, jd, sys.executable, network_env=network_env, client=client)
     if snapshot["state"] != COMPLETED:
         # MPI_Finalize is collective over connected processes, and the workers are gone:
         # end this launch with an abort instead of waiting for them forever.
@@ -232,32 +238,42 @@ def _host() -> str:
 
 # ------------------------------------------------------------------ the master
 
-def _serve(world: MPI.Intracomm, ctrl: MPI.Intracomm, master: Master, spec: JobSpec, job_dir: str,
-           registrations: list[tuple[str, int]], quiet: bool) -> int:
+
+def _serve(
+    world: MPI.Intracomm,
+    ctrl: MPI.Intracomm,
+    master: Master,
+    spec: JobSpec,
+    job_dir: str,
+    registrations: list[tuple[str, int]],
+    quiet: bool,
+) -> int:
     from .. import console
     from ..job.folder import JobDir
     from ..job.states import FAILED, PREEMPTED
+    from .channel import MasterPort
     from .master import worker_list
     from .serve import serve
-    from .channel import MasterPort
 
     master.joined(worker_list(registrations[1:]), registrations[0][:2], time.time())
-    if spec.binding.mode == "cores":   # the master, too, where the plan puts it on its node
+    if spec.binding.mode == "cores":  # the master, too, where the plan puts it on its node
         from ..resources.binding import bind_master
 
         here = sum(1 for host, *_ in registrations[1:] if host == registrations[0][0])
         try:
             master.binding = bind_master(here, spec.resources, spec.binding.policy, spec.binding.near)
-        except Exception as exc:   # e.g. the workers do not fit: they say so themselves
+        except Exception as exc:  # e.g. the workers do not fit: they say so themselves
             master.binding = {"error": str(exc)}
     say = (lambda text: None) if quiet else (lambda text: print(f"[master] {text}", flush=True))
-    say(f"job {master.job_id}: {spec.workers} workers on "
-        f"{', '.join(sorted({h for h, _ in registrations[1:]}))}; folder {job_dir}")
+    say(
+        f"job {master.job_id}: {spec.workers} workers on "
+        f"{', '.join(sorted({h for h, _ in registrations[1:]}))}; folder {job_dir}"
+    )
     snapshot = serve(MasterPort(ctrl, first_worker_rank=1), master, JobDir(job_dir), spec.timeouts.abort)
     if master.state == FAILED:
         print(console.failure_report(snapshot), file=sys.stderr, flush=True)
         world.Abort(1)
-    if master.state == PREEMPTED and not master.all_stopped:   # workers that did not stop: end them
+    if master.state == PREEMPTED and not master.all_stopped:  # workers that did not stop: end them
         print(f"t2mpi.launch: {snapshot['reason']}; ending the workers", file=sys.stderr, flush=True)
         world.Abort(1)
     say(console.summary(snapshot))
@@ -266,41 +282,65 @@ def _serve(world: MPI.Intracomm, ctrl: MPI.Intracomm, master: Master, spec: JobS
 
 # ------------------------------------------------------------------ a worker
 
-def _work(world: MPI.Intracomm, ctrl: MPI.Intracomm, comm: MPI.Intracomm, wid: int, spec: JobSpec,
-          job_dir: str, registrations: list[tuple[str, int]]) -> int:
+
+def _work(
+    world: MPI.Intracomm,
+    ctrl: MPI.Intracomm,
+    comm: MPI.Intracomm,
+    wid: int,
+    spec: JobSpec,
+    job_dir: str,
+    registrations: list[tuple[str, int]],
+) -> int:
     from ..console import PrefixedOutput
     from ..job.folder import JobDir
-    from .master import worker_list
     from ..job.spec import THREAD_LIMIT_VARS, TRANSPORT_PREFIXES
     from .channel import WorkerPort
+    from .master import worker_list
     from .worker import Preempted, WorkerContext, WorkerController, load_worker_class
 
     host = _host()
     port = WorkerPort(ctrl, wid, spec.timeouts.abort)
     port.start_heartbeat(spec.timeouts.heartbeat / 3)
-    port.report({"network": {k: v for k, v in os.environ.items()   # the transport it runs with
-                             if k.startswith(TRANSPORT_PREFIXES)}})
+    port.report(
+        {
+            "network": {
+                k: v
+                for k, v in os.environ.items()  # the transport it runs with
+                if k.startswith(TRANSPORT_PREFIXES)
+            }
+        }
+    )
     PrefixedOutput.install(f"[w{wid}] ", JobDir(job_dir).worker_log(wid))
     started = time.monotonic()
-    for var in THREAD_LIMIT_VARS:   # before the user's module loads a BLAS or OpenMP runtime,
-        os.environ.setdefault(var, str(spec.resources.threads))   # however the ranks were started
+    for var in THREAD_LIMIT_VARS:  # before the user's module loads a BLAS or OpenMP runtime,
+        os.environ.setdefault(var, str(spec.resources.threads))  # however the ranks were started
     try:
         workers = worker_list(registrations[1:])
         thread_cores = None
-        if spec.binding.mode == "cores":   # before the user's module starts any thread pool
+        if spec.binding.mode == "cores":  # before the user's module starts any thread pool
             thread_cores = _bind(port, comm, workers[wid], spec)
         cls = load_worker_class(spec)
         controller = WorkerController(workers, port, spec.timeouts.barrier)
         _mhost, _mpid, committed, restarts = registrations[0]
-        ctx = WorkerContext(spec=spec, worker_id=wid, host=host, comm=comm, controller=controller,
-                            channel=port, job_dir=job_dir, thread_cores=thread_cores,
-                            committed=committed, restart_count=restarts)
+        ctx = WorkerContext(
+            spec=spec,
+            worker_id=wid,
+            host=host,
+            comm=comm,
+            controller=controller,
+            channel=port,
+            job_dir=job_dir,
+            thread_cores=thread_cores,
+            committed=committed,
+            restart_count=restarts,
+        )
         try:
             result = cls().execute(ctx)
         finally:
             ctx.close()
         port.completed(result, time.monotonic() - started)
-    except Preempted:   # its checkpoint is committed: end in order, the next run goes on from it
+    except Preempted:  # its checkpoint is committed: end in order, the next run goes on from it
         port.stopped()
     except BaseException as exc:
         header = f"worker {wid} of {spec.workers} on {host} (pid {os.getpid()})"

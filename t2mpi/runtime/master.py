@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from collections import namedtuple
 
-TYPE_CHECKING = False   # typing and dataclasses cost every rank start-up time
-if TYPE_CHECKING:
-    from typing import Any
-
 from ..job.states import COMPLETED, ENDED, FAILED, KILLED, PREEMPTED, RUNNING, STARTING
 
+TYPE_CHECKING = False  # typing and dataclasses cost every rank start-up time
+if TYPE_CHECKING:
+    from typing import Any
 
 WorkerInfo = namedtuple("WorkerInfo", "id host pid node local")
 WorkerInfo.__doc__ = """One worker as every worker sees it in ctx.controller.workers(): its id, host, pid,
@@ -51,10 +50,10 @@ class _WorkerStatus:
         self.message = ""
         self.started: float | None = None
         self.ended: float | None = None
-        self.result: str | None = None    # a short repr for people; the value goes to results
+        self.result: str | None = None  # a short repr for people; the value goes to results
         self.error: str | None = None
-        self.binding: dict[str, Any] | None = None   # what the worker's kernel says of its binding
-        self.facts: dict[str, Any] = {}              # what the worker reported of itself (network)
+        self.binding: dict[str, Any] | None = None  # what the worker's kernel says of its binding
+        self.facts: dict[str, Any] = {}  # what the worker reported of itself (network)
 
 
 class _Barrier:
@@ -67,9 +66,19 @@ class _Barrier:
 class Master:
     """The state of one job, driven by a transport."""
 
-    def __init__(self, job_id: str, name: str, num_workers: int, now: float, master: str = "rank0",
-                 heartbeat_timeout: float | None = None, progress_timeout: float | None = None,
-                 committed: int | None = None, restarts: int = 0, checkpoint_timeout: float = 30.0):
+    def __init__(
+        self,
+        job_id: str,
+        name: str,
+        num_workers: int,
+        now: float,
+        master: str = "rank0",
+        heartbeat_timeout: float | None = None,
+        progress_timeout: float | None = None,
+        committed: int | None = None,
+        restarts: int = 0,
+        checkpoint_timeout: float = 30.0,
+    ):
         self.job_id = job_id
         self.name = name
         self.num_workers = num_workers
@@ -85,19 +94,19 @@ class Master:
         self.barriers: dict[int, _Barrier] = {}
         self.events: list[dict[str, Any]] = [{"t": now, "event": "started", "workers": num_workers}]
         self.finished = 0
-        self.first_ended: int | None = None   # a worker that ended: no barrier can complete now
+        self.first_ended: int | None = None  # a worker that ended: no barrier can complete now
         self.heartbeat_timeout = heartbeat_timeout
         self.progress_timeout = progress_timeout
-        self.last_seen = [now] * num_workers       # when each worker last said anything
-        self.last_progress = [now] * num_workers   # when each worker last called ctx.progress()
+        self.last_seen = [now] * num_workers  # when each worker last said anything
+        self.last_progress = [now] * num_workers  # when each worker last called ctx.progress()
         self._next_check = now
-        self.committed = committed                # the checkpoint version a restart would use
+        self.committed = committed  # the checkpoint version a restart would use
         self.restarts = restarts
-        self.written: dict[int, set[int]] = {}     # checkpoint version -> workers that wrote it
-        self.commit_due: int | None = None         # complete, to be made durable by the transport
+        self.written: dict[int, set[int]] = {}  # checkpoint version -> workers that wrote it
+        self.commit_due: int | None = None  # complete, to be made durable by the transport
         self.checkpoint_timeout = checkpoint_timeout
-        self.stopping: float | None = None         # deadline of a stop request's checkpoint
-        self.stopped: set[int] = set()             # workers that ended after the stop
+        self.stopping: float | None = None  # deadline of a stop request's checkpoint
+        self.stopped: set[int] = set()  # workers that ended after the stop
         self.binding: dict[str, Any] | None = None  # where the master itself is pinned
 
     # -------------------------------------------------------------- inputs
@@ -122,8 +131,7 @@ class Master:
         self.last_progress[wid] = now
         st = self.status[wid]
         st.progress, st.message = fraction, message
-        self.events.append({"t": now, "event": "progress", "worker": wid,
-                            "fraction": fraction, "message": message})
+        self.events.append({"t": now, "event": "progress", "worker": wid, "fraction": fraction, "message": message})
 
     def reported(self, wid: int, facts: dict[str, Any]) -> None:
         """Worker `wid` says how it runs (e.g. the transport environment it got)."""
@@ -132,8 +140,16 @@ class Master:
     def bound(self, wid: int, report: dict[str, Any], now: float) -> None:
         """Worker `wid` is bound; `report` has its planned and its actual cores and memory."""
         self.status[wid].binding = report
-        self.events.append({"t": now, "event": "bound", "worker": wid, "cores": report.get("cores"),
-                            "affinity": report.get("affinity"), "mismatches": report.get("mismatches")})
+        self.events.append(
+            {
+                "t": now,
+                "event": "bound",
+                "worker": wid,
+                "cores": report.get("cores"),
+                "affinity": report.get("affinity"),
+                "mismatches": report.get("mismatches"),
+            }
+        )
 
     def barrier(self, wid: int, seq: int, timeout: float, now: float) -> list[Reply]:
         """Worker `wid` reached its barrier number `seq`; release all when the last arrives."""
@@ -158,8 +174,9 @@ class Master:
         if self.first_ended is None:
             self.first_ended = wid
         self.finished += 1
-        self.events.append({"t": now, "event": "worker_completed", "worker": wid,
-                            "elapsed": elapsed, "result": st.result})
+        self.events.append(
+            {"t": now, "event": "worker_completed", "worker": wid, "elapsed": elapsed, "result": st.result}
+        )
         replies = []
         for b in list(self.barriers.values()):
             replies += self._fail_barrier(b, f"worker {wid} ended without reaching barrier {b.seq}")
@@ -171,8 +188,7 @@ class Master:
         """A worker raised: the job fails (the transport then aborts the launch)."""
         st = self.status[wid]
         st.state, st.ended, st.error = FAILED, now, error
-        self.events.append({"t": now, "event": "worker_failed", "worker": wid,
-                            "elapsed": elapsed, "error": error})
+        self.events.append({"t": now, "event": "worker_failed", "worker": wid, "elapsed": elapsed, "error": error})
         host = self.workers[wid].host if self.workers else "?"
         last = error.strip().splitlines()[-1] if error.strip() else "error"
         self._end(FAILED, f"worker {wid} on {host} failed: {last}", now)
@@ -228,15 +244,18 @@ class Master:
             self._check_liveness(now)
         if self.stopping is not None and now >= self.stopping and not self.done:
             last = "no checkpoint" if self.committed is None else f"checkpoint {self.committed}"
-            self._end(PREEMPTED, f"stop requested; the workers wrote no checkpoint within "
-                                 f"timeouts.checkpoint {self.checkpoint_timeout:g} s (a restart uses {last})", now)
+            self._end(
+                PREEMPTED,
+                f"stop requested; the workers wrote no checkpoint within "
+                f"timeouts.checkpoint {self.checkpoint_timeout:g} s (a restart uses {last})",
+                now,
+            )
         replies: list[Reply] = []
         for b in list(self.barriers.values()):
             if now >= b.deadline:
                 missing = [w for w in range(self.num_workers) if w not in b.arrived]
                 shown = ", ".join(map(str, missing[:10])) + (" …" if len(missing) > 10 else "")
-                replies += self._fail_barrier(b, f"barrier {b.seq} timed out; "
-                                                 f"workers not there: {shown}")
+                replies += self._fail_barrier(b, f"barrier {b.seq} timed out; workers not there: {shown}")
         return replies
 
     def _check_liveness(self, now: float) -> None:
@@ -244,13 +263,21 @@ class Master:
             if st.state != RUNNING:
                 continue
             if self.heartbeat_timeout is not None and now - self.last_seen[wid] > self.heartbeat_timeout:
-                self._lost(wid, now, f"stopped heartbeating: nothing for {now - self.last_seen[wid]:.1f} s "
-                                     f"(timeouts.heartbeat {self.heartbeat_timeout:g} s); stopped, killed, "
-                                     "or stuck in a call that holds the GIL")
+                self._lost(
+                    wid,
+                    now,
+                    f"stopped heartbeating: nothing for {now - self.last_seen[wid]:.1f} s "
+                    f"(timeouts.heartbeat {self.heartbeat_timeout:g} s); stopped, killed, "
+                    "or stuck in a call that holds the GIL",
+                )
                 return
             if self.progress_timeout is not None and now - self.last_progress[wid] > self.progress_timeout:
-                self._lost(wid, now, f"is hung: no ctx.progress() for {now - self.last_progress[wid]:.1f} s "
-                                     f"(timeouts.progress {self.progress_timeout:g} s)")
+                self._lost(
+                    wid,
+                    now,
+                    f"is hung: no ctx.progress() for {now - self.last_progress[wid]:.1f} s "
+                    f"(timeouts.progress {self.progress_timeout:g} s)",
+                )
                 return
 
     def _lost(self, wid: int, now: float, what: str) -> None:
@@ -276,18 +303,40 @@ class Master:
         """The state file's content."""
         host, pid = self.master_info or (None, None)
         return {
-            "job_id": self.job_id, "name": self.name, "state": self.state, "reason": self.reason,
-            "master": {"mode": self.master, "host": host, "pid": pid,
-                       **({"binding": self.binding} if self.binding else {})},
-            "num_workers": self.num_workers, "started": self.started, "ended": self.ended,
-            "joined": len(self.workers), "finished": self.finished,
-            "checkpoint": self.committed, "restarts": self.restarts,
+            "job_id": self.job_id,
+            "name": self.name,
+            "state": self.state,
+            "reason": self.reason,
+            "master": {
+                "mode": self.master,
+                "host": host,
+                "pid": pid,
+                **({"binding": self.binding} if self.binding else {}),
+            },
+            "num_workers": self.num_workers,
+            "started": self.started,
+            "ended": self.ended,
+            "joined": len(self.workers),
+            "finished": self.finished,
+            "checkpoint": self.committed,
+            "restarts": self.restarts,
             "workers": [
-                {"id": wid, "host": w.host if w else None, "pid": w.pid if w else None,
-                 "node": w.node if w else None, "local": w.local if w else None,
-                 "state": st.state, "progress": st.progress, "message": st.message,
-                 "started": st.started, "ended": st.ended, "result": st.result, "error": st.error,
-                 "binding": st.binding, **st.facts}
+                {
+                    "id": wid,
+                    "host": w.host if w else None,
+                    "pid": w.pid if w else None,
+                    "node": w.node if w else None,
+                    "local": w.local if w else None,
+                    "state": st.state,
+                    "progress": st.progress,
+                    "message": st.message,
+                    "started": st.started,
+                    "ended": st.ended,
+                    "result": st.result,
+                    "error": st.error,
+                    "binding": st.binding,
+                    **st.facts,
+                }
                 for wid, st in enumerate(self.status)
                 for w in [self.workers[wid] if wid < len(self.workers) else None]
             ],

@@ -8,18 +8,18 @@ from __future__ import annotations
 
 import time
 
-TYPE_CHECKING = False   # typing costs every rank start-up time; annotations are strings
+TYPE_CHECKING = False  # typing costs every rank start-up time; annotations are strings
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
     from ..job.folder import JobDir
-    from .master import Master, Reply
     from ..job.spec import JobSpec
     from .channel import MasterPort
+    from .master import Master, Reply
 
-STATE_EVERY = 0.2   # seconds between state.json rewrites while only progress changes
-STOP_LOOK_EVERY = 1.0   # seconds between looks for a stop request in the job folder
+STATE_EVERY = 0.2  # seconds between state.json rewrites while only progress changes
+STOP_LOOK_EVERY = 1.0  # seconds between looks for a stop request in the job folder
 
 
 def new_master(spec: JobSpec, jd: JobDir, mode: str = "rank0") -> Master:
@@ -27,15 +27,28 @@ def new_master(spec: JobSpec, jd: JobDir, mode: str = "rank0") -> Master:
     count it starts from."""
     from .master import Master
 
-    return Master(jd.job_id, spec.name, spec.workers, time.time(), master=mode,
-                  heartbeat_timeout=spec.timeouts.heartbeat, progress_timeout=spec.timeouts.progress,
-                  committed=jd.committed_version(), restarts=jd.restarts()["count"],
-                  checkpoint_timeout=spec.timeouts.checkpoint)
+    return Master(
+        jd.job_id,
+        spec.name,
+        spec.workers,
+        time.time(),
+        master=mode,
+        heartbeat_timeout=spec.timeouts.heartbeat,
+        progress_timeout=spec.timeouts.progress,
+        committed=jd.committed_version(),
+        restarts=jd.restarts()["count"],
+        checkpoint_timeout=spec.timeouts.checkpoint,
+    )
 
 
-def serve(port: MasterPort, master: Master, jd: JobDir, stop_grace: float = 10.0,
-          on_events: Callable[[list[dict[str, Any]], dict[str, Any]], None] | None = None,
-          gone: Callable[[], str | None] | None = None) -> dict[str, Any]:
+def serve(
+    port: MasterPort,
+    master: Master,
+    jd: JobDir,
+    stop_grace: float = 10.0,
+    on_events: Callable[[list[dict[str, Any]], dict[str, Any]], None] | None = None,
+    gone: Callable[[], str | None] | None = None,
+) -> dict[str, Any]:
     """Run the master until the job ends; return its last state. Failed workers are told to go;
     after a stop (PREEMPTED) the workers get `stop_grace` seconds to say they stopped
     (master.all_stopped tells whether they did). `gone()`, asked once a second, says why the
@@ -48,7 +61,7 @@ def serve(port: MasterPort, master: Master, jd: JobDir, stop_grace: float = 10.0
         replies: list[Reply] = []
         for _source, message in port.receive(wait=0.5):
             replies += dispatch(master, message, time.time())
-        if master.commit_due is not None:   # durable first, then the master (and workers) rely on it
+        if master.commit_due is not None:  # durable first, then the master (and workers) rely on it
             jd.commit_checkpoint(master.commit_due, master.num_workers)
             replies += master.commit(master.commit_due, time.time())
         if time.monotonic() >= next_look:
@@ -67,7 +80,7 @@ def serve(port: MasterPort, master: Master, jd: JobDir, stop_grace: float = 10.0
         jd.write_results(master.results)
     snapshot = master.snapshot()
     _persist(jd, master, None, on_events)
-    if master.state == FAILED:   # a failed worker waits for this before it ends its launch
+    if master.state == FAILED:  # a failed worker waits for this before it ends its launch
         for wid, w in enumerate(snapshot["workers"]):
             if w["state"] == FAILED:
                 port.send(wid, ("abort",))
@@ -110,9 +123,12 @@ def dispatch(master: Master, message: tuple[Any, ...], now: float) -> list[Reply
     raise RuntimeError(f"unknown control message {kind!r} from worker {wid}")
 
 
-def _persist(jd: JobDir, master: Master, last: tuple[float, str, bool] | None,
-             on_events: Callable[[list[dict[str, Any]], dict[str, Any]], None] | None,
-             ) -> tuple[float, str, bool]:
+def _persist(
+    jd: JobDir,
+    master: Master,
+    last: tuple[float, str, bool] | None,
+    on_events: Callable[[list[dict[str, Any]], dict[str, Any]], None] | None,
+) -> tuple[float, str, bool]:
     """Append new events; rewrite state.json at once when the job's state changes, else at
     most every 0.2 s while something happened (at 10,000 workers a rewrite costs 0.1 s)."""
     events = master.drain_events()
@@ -121,7 +137,7 @@ def _persist(jd: JobDir, master: Master, last: tuple[float, str, bool] | None,
     pending = bool(events) or (last is not None and last[2])
     if last is None or master.state != last[1] or (pending and now - last[0] >= STATE_EVERY):
         snapshot = master.snapshot()
-        snapshot["master"]["cpu_seconds"] = time.process_time()   # the master's own cost
+        snapshot["master"]["cpu_seconds"] = time.process_time()  # the master's own cost
         jd.write_state(snapshot)
         if on_events is not None:
             on_events(events, snapshot)

@@ -16,11 +16,11 @@ import os
 import signal
 import time
 
-from ..mpi.launcher import rank_environment
 from ..job.states import FAILED, KILLED, PREEMPTED
+from ..mpi.launcher import rank_environment
+from .channel import MasterPort
 from .master import worker_list
 from .serve import new_master, serve
-from .channel import MasterPort
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -30,13 +30,18 @@ if TYPE_CHECKING:
     from ..job.folder import JobDir
     from ..job.spec import JobSpec
 
-_END_GRACE = 5.0   # seconds for ended workers to go before they are killed
+_END_GRACE = 5.0  # seconds for ended workers to go before they are killed
 
 
-def run_master(spec: JobSpec, jd: JobDir, python: str, transport: dict[str, str] | None = None,
-               on_events: Callable[[list[dict[str, Any]], dict[str, Any]], None] | None = None,
-               client: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Spawn the job's workers (with `transport`, the environment that selects the MPI
+def run_master(
+    spec: JobSpec,
+    jd: JobDir,
+    python: str,
+    network_env: dict[str, str] | None = None,
+    on_events: Callable[[list[dict[str, Any]], dict[str, Any]], None] | None = None,
+    client: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Spawn the job's workers (with `network_env`, the environment that selects the MPI
     transport), serve them to the end, and make sure none is left; return the final state.
     KeyboardInterrupt ends every worker (state KILLED) and is raised again. `client` ({host,
     pid}): the process that started the job; if it dies, the job ends KILLED."""
@@ -44,13 +49,14 @@ def run_master(spec: JobSpec, jd: JobDir, python: str, transport: dict[str, str]
 
     openmpi = "Open MPI" in MPI.Get_library_version()
     info = MPI.Info.Create()
-    env = "\n".join(f"{k}={v}" for k, v in sorted(rank_environment(spec, transport).items()))
-    info.Set("PMIX_ENVAR" if openmpi else "env", env)   # Open MPI 5 warns that "env" is deprecated
+    env = "\n".join(f"{k}={v}" for k, v in sorted(rank_environment(spec, network_env).items()))
+    info.Set("PMIX_ENVAR" if openmpi else "env", env)  # Open MPI 5 warns that "env" is deprecated
     if openmpi and "SLURM_JOB_ID" in os.environ:
-        info.Set("map_by", "node")   # over the allocation's nodes, not first filling this one
+        info.Set("map_by", "node")  # over the allocation's nodes, not first filling this one
     try:
-        inter = MPI.COMM_SELF.Spawn(python, ["-P", "-m", "t2mpi.launch", "--spawned", "--job-dir", jd.path],
-                                    maxprocs=spec.workers, info=info)
+        inter = MPI.COMM_SELF.Spawn(
+            python, ["-P", "-m", "t2mpi.launch", "--spawned", "--job-dir", jd.path], maxprocs=spec.workers, info=info
+        )
     finally:
         info.Free()
     master = new_master(spec, jd, mode="client")
@@ -58,8 +64,14 @@ def run_master(spec: JobSpec, jd: JobDir, python: str, transport: dict[str, str]
     master.joined(worker_list(registrations), (os.uname().nodename, os.getpid()), time.time())
     pids = [pid for host, pid in registrations if host == os.uname().nodename]
     try:
-        snapshot = serve(MasterPort(inter, first_worker_rank=0), master, jd, spec.timeouts.abort, on_events,
-                         gone=_client_gone(client))
+        snapshot = serve(
+            MasterPort(inter, first_worker_rank=0),
+            master,
+            jd,
+            spec.timeouts.abort,
+            on_events,
+            gone=_client_gone(client),
+        )
     except BaseException as exc:
         _end_workers(pids)
         why = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else f"master error: {exc!r}"
@@ -68,7 +80,7 @@ def run_master(spec: JobSpec, jd: JobDir, python: str, transport: dict[str, str]
         jd.write_state(master.snapshot())
         raise
     if snapshot["state"] in (FAILED, KILLED) or snapshot["state"] == PREEMPTED and not master.all_stopped:
-        _end_workers(pids)          # the failed worker aborts the workers' launch; wait for it
+        _end_workers(pids)  # the failed worker aborts the workers' launch; wait for it
     else:
         inter.Disconnect()
     return snapshot
@@ -82,6 +94,7 @@ def _client_gone(client: dict[str, Any] | None) -> Callable[[], str | None] | No
 
     def gone() -> str | None:
         return None if _alive(pid) else f"the client that started the job (pid {pid}) is gone"
+
     return gone
 
 

@@ -9,17 +9,17 @@ from functools import cached_property
 
 from ..errors import SpecError
 
-TYPE_CHECKING = False   # typing costs every rank start-up time; annotations are strings
+TYPE_CHECKING = False  # typing costs every rank start-up time; annotations are strings
 if TYPE_CHECKING:
     import logging
     from typing import Any
 
     from mpi4py import MPI
 
-    from .master import WorkerInfo
     from ..data.api import Data
     from ..job.spec import JobSpec, Resources
     from ..resources.threads import WorkerThreads
+    from .master import WorkerInfo
 
 
 class IWorker:
@@ -64,10 +64,20 @@ class WorkerController:
 class WorkerContext:
     """What a worker knows: who it is, the job's config and resources, its communicators."""
 
-    def __init__(self, *, spec: JobSpec, worker_id: int, host: str, comm: MPI.Intracomm,
-                 controller: WorkerController, channel: Any, job_dir: str,
-                 thread_cores: tuple[int, ...] | None = None, committed: int | None = None,
-                 restart_count: int = 0):
+    def __init__(
+        self,
+        *,
+        spec: JobSpec,
+        worker_id: int,
+        host: str,
+        comm: MPI.Intracomm,
+        controller: WorkerController,
+        channel: Any,
+        job_dir: str,
+        thread_cores: tuple[int, ...] | None = None,
+        committed: int | None = None,
+        restart_count: int = 0,
+    ):
         self.worker_id = worker_id
         self.num_workers = spec.workers
         self.host = host
@@ -80,10 +90,10 @@ class WorkerContext:
         self._spec = spec
         self._channel = channel
         self._thread_cores = thread_cores
-        self.restart_count = restart_count       # how often this job was restarted before this run
-        self._committed = committed              # the checkpoint version this run starts from
+        self.restart_count = restart_count  # how often this job was restarted before this run
+        self._committed = committed  # the checkpoint version this run starts from
         self.checkpoint_version = committed or 0  # the last version this worker wrote or restored
-        self._stop_agreed = False                # all workers know of a checkpoint request
+        self._stop_agreed = False  # all workers know of a checkpoint request
 
     @cached_property
     def threads(self) -> WorkerThreads:
@@ -91,8 +101,7 @@ class WorkerContext:
         ctx.threads.map(fn, items), .submit(fn, *args), .run_on_each(fn). Started on first use."""
         from ..resources.threads import WorkerThreads
 
-        return WorkerThreads(self._thread_cores, threads=self.resources.threads,
-                             name=f"t2mpi-w{self.worker_id}")
+        return WorkerThreads(self._thread_cores, threads=self.resources.threads, name=f"t2mpi-w{self.worker_id}")
 
     @cached_property
     def data(self) -> Data:
@@ -147,13 +156,13 @@ class WorkerContext:
 
         channel = self._channel
         channel.notices()
-        if channel.stop_version is not None:   # committed already; this worker is to stop
+        if channel.stop_version is not None:  # committed already; this worker is to stop
             raise Preempted(f"checkpoint {channel.stop_version} committed; the job stops")
         version = self.checkpoint_version + 1
         JobDir(self.job_dir).save_checkpoint(version, self.worker_id, state)
         self.checkpoint_version = version
         channel.checkpointed(version)
-        if self._agree(channel.checkpoint_asked is not None):   # all stop at the same version
+        if self._agree(channel.checkpoint_asked is not None):  # all stop at the same version
             channel.wait_stop(self._spec.timeouts.checkpoint + self._spec.timeouts.abort)
             raise Preempted(f"checkpoint {version} written; the job stops")
         return version
@@ -253,16 +262,16 @@ def load_worker_class(spec: JobSpec) -> type[IWorker]:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name == module_name or (exc.name and module_name.startswith(exc.name + ".")):
-            raise SpecError(f"{where}: no module '{module_name}' in {spec.worker_dir} "
-                            "(the worker module is looked up beside the job file)") from None
+            raise SpecError(
+                f"{where}: no module '{module_name}' in {spec.worker_dir} "
+                "(the worker module is looked up beside the job file)"
+            ) from None
         raise SpecError(f"{where}: importing '{module_name}' failed: {exc}") from None
     except Exception as exc:
-        raise SpecError(f"{where}: importing '{module_name}' failed: "
-                        f"{type(exc).__name__}: {exc}") from None
+        raise SpecError(f"{where}: importing '{module_name}' failed: {type(exc).__name__}: {exc}") from None
     cls = getattr(module, class_name, None)
     if cls is None:
-        raise SpecError(f"{where}: module '{module_name}' ({_module_file(module)}) has no "
-                        f"class '{class_name}'")
+        raise SpecError(f"{where}: module '{module_name}' ({_module_file(module)}) has no class '{class_name}'")
     if not (isinstance(cls, type) and issubclass(cls, IWorker)):
         raise SpecError(f"{where}: '{class_name}' is not a subclass of t2mpi.IWorker")
     return cls

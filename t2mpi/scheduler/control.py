@@ -7,49 +7,57 @@ import os
 import shlex
 import time
 
-from ..net import first_node
-from ..scheduler import scripts
 from ..errors import JobError, T2mpiError
 from ..job import states
 from ..job.folder import JobDir
+from ..net import first_node
 from ..procs import CommandError
 from ..procs import run as run_command
+from ..scheduler import scripts
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from typing import Any
 
-    from ..client import Launch
+    from ..client import PreparedJob
 
 # Scheduler states (Slurm's words; PBS is mapped onto them) that end a job, and the t2mpi state
 # the job gets when the master did not write one.
-_ENDED = {"COMPLETED": states.FAILED, "FAILED": states.FAILED, "TIMEOUT": states.FAILED,
-          "OUT_OF_MEMORY": states.FAILED, "NODE_FAIL": states.FAILED, "BOOT_FAIL": states.FAILED,
-          "DEADLINE": states.FAILED, "PREEMPTED": states.KILLED, "CANCELLED": states.KILLED,
-          "REVOKED": states.KILLED}
-_CANCEL_WAIT = 30.0   # seconds for a cancelled job to end
-_DRAIN = 30.0         # seconds to read a finished job's last output
+_ENDED = {
+    "COMPLETED": states.FAILED,
+    "FAILED": states.FAILED,
+    "TIMEOUT": states.FAILED,
+    "OUT_OF_MEMORY": states.FAILED,
+    "NODE_FAIL": states.FAILED,
+    "BOOT_FAIL": states.FAILED,
+    "DEADLINE": states.FAILED,
+    "PREEMPTED": states.KILLED,
+    "CANCELLED": states.KILLED,
+    "REVOKED": states.KILLED,
+}
+_CANCEL_WAIT = 30.0  # seconds for a cancelled job to end
+_DRAIN = 30.0  # seconds to read a finished job's last output
 
 
 class SchedulerError(T2mpiError):
     exit_code = 1
 
 
-def script(launch: Launch, job_dir: str) -> str:
+def script(job: PreparedJob, job_dir: str) -> str:
     """The batch script for a checked job (t2mpi script prints it; submit writes it)."""
-    return scripts.get(launch.spec.batch.kind).script(launch.spec, job_dir, launch.mpi, launch.python,
-                                                         launch.host, first_node.described(launch.network))
+    return scripts.get(job.spec.batch.kind).script(
+        job.spec, job_dir, job.mpi, job.python, job.host, first_node.described(job.network)
+    )
 
 
-def submit(launch: Launch) -> tuple[JobDir, str]:
+def submit(job: PreparedJob) -> tuple[JobDir, str]:
     """Make the job folder with spec and script, submit the script, record the scheduler's id.
     A refused submission leaves no folder behind; its error shows the command and the answer."""
-    sched = scripts.get(launch.spec.batch.kind)
-    final = JobDir.new_path(launch.spec.jobs_dir, launch.spec.name)
-    # spec.json also keeps the MPI's facts, for the transport's choice on the job's first node
-    jd = JobDir.make(final, dict(launch.spec.to_dict(), launcher=first_node.record(launch.mpi)),
-                     script=script(launch, final))
+    sched = scripts.get(job.spec.batch.kind)
+    final = JobDir.new_path(job.spec.jobs_dir, job.spec.name)
+    # mpi.json keeps the MPI's facts, for the transport's choice on the job's first node
+    jd = JobDir.make(final, job.spec.to_dict(), script=script(job, final), mpi=first_node.record(job.mpi))
     try:
         return jd, _submit_script(jd, sched)
     except SchedulerError:
@@ -78,8 +86,10 @@ def _submit_script(jd: JobDir, sched: scripts.Scheduler) -> str:
         sched_id = sched.parse_submit(done.stdout)
     except (CommandError, ValueError) as exc:
         if isinstance(exc, CommandError) and exc.returncode is None and "not found" in str(exc):
-            raise SchedulerError(f"{argv[0]} is not on PATH: is this a {sched.kind} login node? "
-                                 f"(scheduler.kind or --scheduler chooses another)") from None
+            raise SchedulerError(
+                f"{argv[0]} is not on PATH: is this a {sched.kind} login node? "
+                f"(scheduler.kind or --scheduler chooses another)"
+            ) from None
         raise SchedulerError(f"{sched.kind} refused the job: {exc}") from None
     jd.write_scheduler(sched.kind, sched_id)
     jd.append_events([{"t": time.time(), "event": "submitted", "scheduler": sched.kind, "id": sched_id}])
@@ -120,20 +130,28 @@ def status(jd: JobDir) -> dict[str, Any]:
         return state or {"job_id": jd.job_id, "state": states.STARTING, "reason": "", "workers": []}
     view = scheduler_view(jd)
     if view is None:
-        state = jd.read_state()   # the job may have ended between the two looks
+        state = jd.read_state()  # the job may have ended between the two looks
         if state is not None and state.get("state") in states.FINAL:
             return state
-        return jd.settle(states.FAILED, f"{record['kind']} no longer knows job {record['id']} and its "
-                                   "master wrote no end", by=record["kind"])
+        return jd.settle(
+            states.FAILED,
+            f"{record['kind']} no longer knows job {record['id']} and its master wrote no end",
+            by=record["kind"],
+        )
     sched_state, reason = view
     if sched_state in _ENDED:
-        return jd.settle(_ENDED[sched_state], f"{record['kind']} job {record['id']}: {sched_state}"
-                         + (f" ({reason})" if reason not in ("None", "") else ""), by=record["kind"])
+        return jd.settle(
+            _ENDED[sched_state],
+            f"{record['kind']} job {record['id']}: {sched_state}"
+            + (f" ({reason})" if reason not in ("None", "") else ""),
+            by=record["kind"],
+        )
     merged = dict(state or {"job_id": jd.job_id, "workers": [], "state": states.STARTING, "reason": ""})
     if state is None:
         merged["state"] = states.PENDING if sched_state in ("PENDING", "CONFIGURING") else states.STARTING
         merged["reason"] = f"{record['kind']} job {record['id']}: {sched_state}" + (
-            f" ({reason})" if reason not in ("None", "") else "")
+            f" ({reason})" if reason not in ("None", "") else ""
+        )
     merged["scheduler"] = {**record, "state": sched_state, "reason": reason}
     return merged
 
@@ -145,9 +163,11 @@ def cancel(jd: JobDir) -> dict[str, Any]:
         raise JobError(f"job {jd.job_id} already ended ({current['state']}): nothing to cancel")
     record = jd.read_scheduler()
     if record is None:
-        master = (current.get("master") or {})
-        raise JobError(f"job {jd.job_id} was started by t2mpi run (master pid {master.get('pid')} on "
-                       f"{master.get('host')}), not submitted: end it with Ctrl-C where it runs")
+        master = current.get("master") or {}
+        raise JobError(
+            f"job {jd.job_id} was started by t2mpi run (master pid {master.get('pid')} on "
+            f"{master.get('host')}), not submitted: end it with Ctrl-C where it runs"
+        )
     sched = scripts.get(record["kind"])
     run_command(sched.cancel_argv(record["id"]), timeout=60)
     deadline = time.monotonic() + _CANCEL_WAIT
@@ -156,8 +176,7 @@ def cancel(jd: JobDir) -> dict[str, Any]:
         if view is None or view[0] in _ENDED:
             break
         time.sleep(0.2)
-    return jd.settle(states.KILLED, f"cancelled ({shlex.join(sched.cancel_argv(record['id']))})",
-                     by=record["kind"])
+    return jd.settle(states.KILLED, f"cancelled ({shlex.join(sched.cancel_argv(record['id']))})", by=record["kind"])
 
 
 def list_jobs(jobs_dir: str) -> list[dict[str, Any]]:
@@ -178,15 +197,27 @@ def list_jobs(jobs_dir: str) -> list[dict[str, Any]]:
         except JobError as exc:
             rows.append({"job_id": name, "state": "UNREADABLE", "reason": str(exc)})
             continue
-        rows.append({"job_id": name, "state": state.get("state") or (states.SUBMITTED if record else states.STARTING),
-                     "workers": spec.get("workers"), "scheduler": record.get("kind", "-"),
-                     "scheduler_id": record.get("id", "-"), "started": state.get("started"),
-                     "ended": state.get("ended")})
+        rows.append(
+            {
+                "job_id": name,
+                "state": state.get("state") or (states.SUBMITTED if record else states.STARTING),
+                "workers": spec.get("workers"),
+                "scheduler": record.get("kind", "-"),
+                "scheduler_id": record.get("id", "-"),
+                "started": state.get("started"),
+                "ended": state.get("ended"),
+            }
+        )
     return rows
 
 
-def follow(jd: JobDir, out: Callable[[str], None], on_state: Callable[[dict[str, Any]], None],
-           files: Sequence[str], poll: float = 0.5) -> dict[str, Any]:
+def follow(
+    jd: JobDir,
+    out: Callable[[str], None],
+    on_state: Callable[[dict[str, Any]], None],
+    files: Sequence[str],
+    poll: float = 0.5,
+) -> dict[str, Any]:
     """Print what `files` gain until the job ends; return its final state."""
     offsets = dict.fromkeys(files, 0)
     last_asked = 0.0
@@ -244,6 +275,9 @@ def log_files(jd: JobDir, worker: int | None) -> list[str]:
         return [jd.worker_log(worker)]
     if os.path.exists(jd.batch_out) or jd.read_scheduler() is not None:
         return [jd.batch_out]
-    names = sorted(os.listdir(jd.logs_dir), key=lambda n: int(n.split("-")[1].split(".")[0])) \
-        if os.path.isdir(jd.logs_dir) else []
+    names = (
+        sorted(os.listdir(jd.logs_dir), key=lambda n: int(n.split("-")[1].split(".")[0]))
+        if os.path.isdir(jd.logs_dir)
+        else []
+    )
     return [os.path.join(jd.logs_dir, n) for n in names]

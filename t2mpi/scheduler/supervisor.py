@@ -38,8 +38,11 @@ def next_step(state: dict[str, Any] | None, restarts: int, max_restarts: int) ->
     if name in (states.COMPLETED, states.KILLED):
         return DONE, ""
     reason = (state or {}).get("reason") or ""
-    why = f"the last run ended {name}" + (f": {reason}" if reason else "") if name else \
-        "the last run ended without a final state"
+    why = (
+        f"the last run ended {name}" + (f": {reason}" if reason else "")
+        if name
+        else "the last run ended without a final state"
+    )
     if restarts >= max_restarts:
         return GIVE_UP, why
     return (REQUEUE if name == states.PREEMPTED else RESTART), why
@@ -50,11 +53,15 @@ def give_up(jd: JobDir, state: dict[str, Any] | None, max_restarts: int) -> dict
     committed = jd.committed_version()
     where = f"checkpoint {committed}" if committed is not None else "the start (no checkpoint)"
     reason = (state or {}).get("reason") or "the run ended without a final state"
-    return jd.settle(states.FAILED, f"{reason}; no restarts left (max_restarts {max_restarts}); "
-                               f"`t2mpi restart {jd.job_id}` goes on from {where}", by="t2mpi")
+    return jd.settle(
+        states.FAILED,
+        f"{reason}; no restarts left (max_restarts {max_restarts}); `t2mpi restart {jd.job_id}` goes on from {where}",
+        by="t2mpi",
+    )
 
 
 # ------------------------------------------------------------------ the batch supervisor
+
 
 class _Signals:
     def __init__(self, jd: JobDir):
@@ -62,8 +69,7 @@ class _Signals:
         self.terminated = False
 
     def stop(self, signum: int, frame: Any) -> None:
-        self.jd.request_stop(f"signal {signal.Signals(signum).name} from the scheduler "
-                             "(walltime near, or preemption)")
+        self.jd.request_stop(f"signal {signal.Signals(signum).name} from the scheduler (walltime near, or preemption)")
 
     def terminate(self, signum: int, frame: Any) -> None:
         self.terminated = True
@@ -83,7 +89,7 @@ def supervise(job_dir: str, argv: Sequence[str], requeue: Callable[[], str | Non
     if state is not None and state.get("state") in (states.COMPLETED, states.KILLED):
         print(f"t2mpi.restart: job {jd.job_id} already ended {state['state']}; nothing to run", flush=True)
         return 0 if state["state"] == states.COMPLETED else 1
-    if state is not None and state.get("state") != states.STARTING:   # the scheduler runs it again
+    if state is not None and state.get("state") != states.STARTING:  # the scheduler runs it again
         why = f"the batch job was started again (requeued) after a run that was {state.get('state')}"
         if jd.restarts()["count"] >= max_restarts:
             give_up(jd, dict(state, reason=why), max_restarts)
@@ -93,12 +99,13 @@ def supervise(job_dir: str, argv: Sequence[str], requeue: Callable[[], str | Non
         jd.clear_stop()
         proc = start(list(argv))
         returncode = proc.wait()
-        if signals.terminated:   # cancelled, or requeued by the scheduler: its state stays as it is
+        if signals.terminated:  # cancelled, or requeued by the scheduler: its state stays as it is
             return returncode or 1
         state = jd.read_state()
         if state is None or state.get("state") not in states.ENDED:
-            state = jd.settle(states.FAILED, f"the MPI launch exited with status {returncode} before the job ended",
-                              by="batch")
+            state = jd.settle(
+                states.FAILED, f"the MPI launch exited with status {returncode} before the job ended", by="batch"
+            )
         action, why = next_step(state, jd.restarts()["count"], max_restarts)
         if action == DONE:
             return 0 if state["state"] == states.COMPLETED else 1
@@ -109,14 +116,19 @@ def supervise(job_dir: str, argv: Sequence[str], requeue: Callable[[], str | Non
             number = jd.begin_restart(f"{why}; requeued", by="batch")
             refused = requeue()
             if refused is None:
-                print(f"t2mpi.restart: job {jd.job_id} stopped after checkpoint {jd.committed_version()}; "
-                      f"requeued (restart {number} of {max_restarts})", flush=True)
+                print(
+                    f"t2mpi.restart: job {jd.job_id} stopped after checkpoint {jd.committed_version()}; "
+                    f"requeued (restart {number} of {max_restarts})",
+                    flush=True,
+                )
                 return 0
             print(f"t2mpi.restart: cannot requeue ({refused}); restarting in place", flush=True)
         else:
             number = jd.begin_restart(why, by="batch")
-        print(f"t2mpi.restart: restart {number} of {max_restarts} from checkpoint "
-              f"{jd.committed_version()}: {why}", flush=True)
+        print(
+            f"t2mpi.restart: restart {number} of {max_restarts} from checkpoint {jd.committed_version()}: {why}",
+            flush=True,
+        )
 
 
 def slurm_requeue() -> str | None:
