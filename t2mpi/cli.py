@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
-import signal
 import sys
-import time
 
-from .errors import JobError, T2mpiError
-from .job import states
+from .commands import COMMANDS as _COMMANDS
+from .errors import T2mpiError
 
 TYPE_CHECKING = False  # typing costs ~10 ms of start-up
 if TYPE_CHECKING:
@@ -30,17 +27,39 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"t2mpi: {_one_line(text)} (see {self.prog} --help)\n")
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="t2mpi",
-        description="Run Python jobs (a job master and IWorkers) on MPI.",
-        epilog=f"Exit status {INTERNAL_ERROR}: an unexpected error inside t2mpi (one line; --debug or "
-        f"{DEBUG_VARIABLE}=1 shows its traceback).",
+JOBS_DIR_HELP = "where job folders are (default: the site config's jobs_dir, else ./t2mpi-jobs)"
+QUIET_HELP = "no live status, only output and summary"
+
+
+def _job_options(cmd: argparse.ArgumentParser, set_help: str, scheduler: bool = False) -> None:
+    """The options of a command that reads a job file: the file, [--scheduler,] -n and --set."""
+    cmd.add_argument("job", help="job file (YAML)")
+    if scheduler:
+        cmd.add_argument(
+            "--scheduler",
+            choices=("slurm", "pbs", "torque"),
+            help="the scheduler (default: scheduler.kind of the job file, else slurm)",
+        )
+    cmd.add_argument("-n", "--workers", type=int, help="number of workers (overrides the job file)")
+    cmd.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=set_help)
+
+
+def _job_id(cmd: argparse.ArgumentParser) -> None:
+    """The options of a command about one job folder: the job and --jobs-dir."""
+    cmd.add_argument("job", help="job id (see t2mpi list) or job folder")
+    cmd.add_argument("--jobs-dir", help=JOBS_DIR_HELP)
+
+
+def _node_source(cmd: argparse.ArgumentParser) -> None:
+    source = cmd.add_mutually_exclusive_group()
+    source.add_argument("--xml", metavar="FILE", help="an `lstopo --of xml` export of a compute node")
+    source.add_argument(
+        "--synthetic", metavar="DESC", help="an hwloc synthetic description, e.g. 'package:2 numa:2 core:8 pu:2'"
     )
-    parser.add_argument(
-        "--debug", action="store_true", help=f"show the traceback of an unexpected error (or set {DEBUG_VARIABLE}=1)"
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    source.add_argument("--sysfs", action="store_true", help="this machine from /sys, without hwloc")
+
+
+def _add_run(sub: Any) -> None:
     run = sub.add_parser(
         "run",
         help="run a job here with mpiexec and follow it to its end",
@@ -52,15 +71,7 @@ def _parser() -> argparse.ArgumentParser:
         "last committed checkpoint; SIGUSR1 asks the job to checkpoint "
         "and stop (PREEMPTED, exit 1; t2mpi restart goes on from there).",
     )
-    run.add_argument("job", help="job file (YAML)")
-    run.add_argument("-n", "--workers", type=int, help="number of workers (overrides the job file)")
-    run.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a job file key, e.g. --set resources.cpus=2 (repeatable)",
-    )
+    _job_options(run, "override a job file key, e.g. --set resources.cpus=2 (repeatable)")
     run.add_argument(
         "--master",
         choices=("rank0", "client"),
@@ -70,42 +81,37 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--dry-run", action="store_true", help="print the exact command and environment instead of running"
     )
-    run.add_argument("-q", "--quiet", action="store_true", help="no live status, only output and summary")
+    run.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     run.add_argument(
         "--report-bindings",
         action="store_true",
         help="after the summary, each worker's planned cores and what its kernel reports (with binding: cores)",
     )
 
-    for name, helptext in (
-        (
-            "topology",
-            "describe a node: packages, cores, NUMA domains, allowed cpuset "
-            "(and of this machine: the filesystems of jobs_dir and scratch, "
-            "network interfaces and addresses)",
-        ),
-        ("plan", "show where a job's workers would run (cores, NUMA) on a node"),
-    ):
-        cmd = sub.add_parser(
-            name,
-            help=helptext,
-            description=helptext + ". The node is this machine "
-            "(hwloc) unless --xml, --synthetic or --sysfs names another.",
-        )
-        if name == "plan":
-            cmd.add_argument("job", help="job file (YAML)")
-            cmd.add_argument("-n", "--workers", type=int, help="number of workers (overrides the job file)")
-            cmd.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a job file key")
-            cmd.add_argument("--nodes", type=int, default=1, help="that many nodes like it (default 1)")
-        source = cmd.add_mutually_exclusive_group()
-        source.add_argument("--xml", metavar="FILE", help="an `lstopo --of xml` export of a compute node")
-        source.add_argument(
-            "--synthetic", metavar="DESC", help="an hwloc synthetic description, e.g. 'package:2 numa:2 core:8 pu:2'"
-        )
-        source.add_argument("--sysfs", action="store_true", help="this machine from /sys, without hwloc")
-        if name == "topology":
-            cmd.add_argument("--json", action="store_true", help="print JSON")
 
+_NODE_DESCRIPTION = ". The node is this machine (hwloc) unless --xml, --synthetic or --sysfs names another."
+
+
+def _add_topology(sub: Any) -> None:
+    helptext = (
+        "describe a node: packages, cores, NUMA domains, allowed cpuset "
+        "(and of this machine: the filesystems of jobs_dir and scratch, "
+        "network interfaces and addresses)"
+    )
+    cmd = sub.add_parser("topology", help=helptext, description=helptext + _NODE_DESCRIPTION)
+    _node_source(cmd)
+    cmd.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _add_plan(sub: Any) -> None:
+    helptext = "show where a job's workers would run (cores, NUMA) on a node"
+    cmd = sub.add_parser("plan", help=helptext, description=helptext + _NODE_DESCRIPTION)
+    _job_options(cmd, "override a job file key")
+    cmd.add_argument("--nodes", type=int, default=1, help="that many nodes like it (default 1)")
+    _node_source(cmd)
+
+
+def _add_script_and_submit(sub: Any) -> None:
     for name, helptext in (
         ("script", "print the batch script of a job (nothing is written or submitted)"),
         ("submit", "submit a job to the batch scheduler (sbatch / qsub)"),
@@ -117,22 +123,12 @@ def _parser() -> argparse.ArgumentParser:
             "is chosen when it starts, on its first node, by the script's first step "
             "(python -m t2mpi.network); what this node lacks is only a note here.",
         )
-        cmd.add_argument("job", help="job file (YAML)")
-        cmd.add_argument(
-            "--scheduler",
-            choices=("slurm", "pbs", "torque"),
-            help="the scheduler (default: scheduler.kind of the job file, else slurm)",
-        )
-        cmd.add_argument("-n", "--workers", type=int, help="number of workers (overrides the job file)")
-        cmd.add_argument(
-            "--set",
-            action="append",
-            default=[],
-            metavar="KEY=VALUE",
-            help="override a job file key, e.g. --set scheduler.time=01:00:00",
-        )
+        _job_options(cmd, "override a job file key, e.g. --set scheduler.time=01:00:00", scheduler=True)
         if name == "submit":
             cmd.add_argument("--wait", action="store_true", help="follow the job to its end and exit with its status")
+
+
+def _add_restart(sub: Any) -> None:
     restart = sub.add_parser(
         "restart",
         help="run a failed, killed or stopped job again from its last committed checkpoint",
@@ -142,12 +138,12 @@ def _parser() -> argparse.ArgumentParser:
         "t2mpi run runs here again (exit status as for run); a submitted job is "
         "submitted again. A job is named by its t2mpi job id or its folder.",
     )
-    restart.add_argument("job", help="job id (see t2mpi list) or job folder")
-    restart.add_argument(
-        "--jobs-dir", help="where job folders are (default: the site config's jobs_dir, else ./t2mpi-jobs)"
-    )
-    restart.add_argument("-q", "--quiet", action="store_true", help="no live status, only output and summary")
+    _job_id(restart)
+    restart.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     restart.add_argument("--wait", action="store_true", help="a submitted job: follow it to its end")
+
+
+def _add_job_queries(sub: Any) -> None:
     for name, helptext in (
         ("status", "show a job's state (the scheduler's view merged with the master's)"),
         ("logs", "print a job's output (the batch output, or a worker's log)"),
@@ -156,15 +152,15 @@ def _parser() -> argparse.ArgumentParser:
         cmd = sub.add_parser(
             name, help=helptext, description=helptext + ". A job is named by its t2mpi job id or its folder."
         )
-        cmd.add_argument("job", help="job id (see t2mpi list) or job folder")
-        cmd.add_argument(
-            "--jobs-dir", help="where job folders are (default: the site config's jobs_dir, else ./t2mpi-jobs)"
-        )
+        _job_id(cmd)
         if name == "status":
             cmd.add_argument("--json", action="store_true", help="print the state as JSON")
         if name == "logs":
             cmd.add_argument("--worker", type=int, metavar="N", help="worker N's own log")
             cmd.add_argument("-f", "--follow", action="store_true", help="keep printing until the job ends")
+
+
+def _add_doctor(sub: Any) -> None:
     doctor = sub.add_parser(
         "doctor",
         help="what this node's network offers and the MPI transport a job would use, and why",
@@ -183,12 +179,37 @@ def _parser() -> argparse.ArgumentParser:
         help="override a job file key, e.g. --set network.transport=tcp",
     )
     doctor.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _add_list(sub: Any) -> None:
     lst = sub.add_parser(
         "list", help="list the jobs in the jobs folder", description="List the jobs in the jobs folder, one line each."
     )
-    lst.add_argument(
-        "--jobs-dir", help="where job folders are (default: the site config's jobs_dir, else ./t2mpi-jobs)"
+    lst.add_argument("--jobs-dir", help=JOBS_DIR_HELP)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="t2mpi",
+        description="Run Python jobs (a job master and IWorkers) on MPI.",
+        epilog=f"Exit status {INTERNAL_ERROR}: an unexpected error inside t2mpi (one line; --debug or "
+        f"{DEBUG_VARIABLE}=1 shows its traceback).",
     )
+    parser.add_argument(
+        "--debug", action="store_true", help=f"show the traceback of an unexpected error (or set {DEBUG_VARIABLE}=1)"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (
+        _add_run,
+        _add_topology,
+        _add_plan,
+        _add_script_and_submit,
+        _add_restart,
+        _add_job_queries,
+        _add_doctor,
+        _add_list,
+    ):
+        add(sub)
     return parser
 
 
@@ -224,384 +245,3 @@ def _described(exc: BaseException) -> str:
     if isinstance(exc, ModuleNotFoundError) and exc.name:
         return f"the Python module '{exc.name}' is not installed ({type(exc).__name__})"
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-
-
-def _run(args: argparse.Namespace) -> int:
-    from . import client
-    from .mpi.launcher import rank_environment
-
-    job = client.prepare(args.job, workers=args.workers, master=args.master, overrides=args.set)
-    if not args.dry_run:
-        return _run_here(job, lambda follower: client.execute(job, follower), args.quiet, args.report_bindings)
-    env = rank_environment(job.spec, job.network.env)
-    print(
-        f"# {job.mpi.flavour} {job.mpi.version} ({job.mpi.path}); "
-        f"{job.spec.workers} workers + 1 master; the job folder is made at launch"
-    )
-    print(f"# transport: {job.network.transport} ({'; '.join(job.network.why)})")
-    print("# environment for every rank (passed by the launcher):")
-    for key, value in sorted(env.items()):
-        print(f"#   {key}={value}")
-    print(shlex.join(job.argv(f"{job.spec.jobs_dir}/{job.spec.name}-<timestamp>")))
-    return 0
-
-
-def _run_here(job: Any, runner: Any, quiet: bool, report_bindings: bool) -> int:
-    """Run a job on this node through `runner(follower)` with live status and a summary;
-    SIGUSR1 asks the job for a checkpoint and a stop (as a batch scheduler's signal would)."""
-    from . import client, console
-
-    live: dict[str, Any] = {}
-
-    def started(jd: Any, argv: list[str]) -> None:
-        live["jd"] = jd
-        live["status"] = console.LiveStatus(jd.job_id) if not quiet else None
-        print(
-            f"t2mpi: job {jd.job_id} ({job.spec.workers} workers, {job.mpi.flavour}); folder {jd.path}",
-            file=sys.stderr,
-            flush=True,
-        )
-
-    def output(stream: Any) -> Any:
-        def write(text: str) -> None:
-            status = live.get("status")
-            if status is None:
-                stream.write(text)
-                stream.flush()
-            else:
-                status.output(lambda t: (stream.write(t), stream.flush()), text)
-
-        return write
-
-    def events(evs: list[dict[str, Any]], state: dict[str, Any] | None) -> None:
-        if live.get("status") is not None:
-            live["status"].events(evs, state)
-
-    signal.signal(signal.SIGTERM, _terminate)
-    signal.signal(
-        signal.SIGUSR1, lambda signum, frame: live["jd"].request_stop("SIGUSR1 to t2mpi") if "jd" in live else None
-    )
-    follower = client.Follower(
-        on_stdout=output(sys.stdout), on_stderr=output(sys.stderr), on_events=events, on_start=started
-    )
-    try:
-        result = runner(follower)
-    finally:
-        if live.get("status") is not None:
-            live["status"].close()
-    from .job.folder import JobDir
-
-    state = JobDir(result.job_dir).read_state()
-    print(console.summary(state) if state else f"job {result.job_id}: {result.state}", file=sys.stderr)
-    if report_bindings and state:
-        print(console.bindings(state), file=sys.stderr)
-    return result.exit_code
-
-
-def _restart(args: argparse.Namespace) -> int:
-    from . import client
-    from .scheduler import control
-
-    jd = _job(args)
-    state = control.status(jd)
-    if state.get("state") not in states.RESTARTABLE:
-        raise JobError(
-            f"job {jd.job_id} is {state.get('state')}: only a FAILED, KILLED or stopped "
-            "(PREEMPTED) job can be restarted"
-        )
-    if jd.read_scheduler() is not None:
-        sched_id = control.resubmit(jd)
-        print(
-            f"t2mpi: resubmitted job {jd.job_id} ({jd.read_scheduler()['kind']} job {sched_id}) "
-            f"from checkpoint {jd.committed_version()}",
-            file=sys.stderr,
-            flush=True,
-        )
-        return _follow_submitted(jd) if args.wait else 0
-    job = client.load_prepared(jd)
-    return _run_here(job, lambda follower: client.resume(job, jd, follower, "t2mpi restart"), args.quiet, False)
-
-
-def _node(args: argparse.Namespace) -> Any:
-    from .resources import topology
-
-    if args.xml:
-        return topology.from_xml(args.xml)
-    if args.synthetic:
-        return topology.from_synthetic(args.synthetic)
-    if args.sysfs:
-        return topology.from_sysfs()
-    try:
-        # The client never initialises MPI, so pyhwloc's clash with the Open MPI wheel (both in one
-        # process) cannot happen here; MPI ranks read their node from sysfs instead.
-        return topology.from_machine()
-    except (ImportError, OSError) as exc:
-        print(
-            f"t2mpi: note: hwloc cannot be loaded ({type(exc).__name__}: {exc}); reading this node from sysfs",
-            file=sys.stderr,
-        )
-        return topology.from_sysfs()
-
-
-def _doctor(args: argparse.Namespace) -> int:
-    from .job.spec import load
-    from .mpi import launcher as mpilauncher
-    from .net import choice as netchoice
-    from .net import fabric
-
-    if args.job:
-        spec = load(args.job, overrides=args.set)
-    else:
-        import tempfile
-
-        with tempfile.TemporaryDirectory() as folder:  # a job file of defaults, for its settings
-            path = os.path.join(folder, "doctor.yaml")
-            with open(path, "w") as fh:
-                fh.write("name: doctor\nworker: doctor:Doctor\n")
-            spec = load(path, overrides=args.set)
-    mpi = mpilauncher.detect(mpilauncher.find(spec, sys.executable))
-    found = fabric.probe_libraries(fabric.scan(), mpi.path)
-    choice = netchoice.choose(found, mpi.flavour, mpilauncher.components(mpi), spec.network._asdict())
-    if args.json:
-        import json
-
-        print(json.dumps({"mpi": mpi._asdict(), **fabric.to_dict(found, choice)}, indent=1, default=str))
-    else:
-        print(f"node {os.uname().nodename}; MPI: {mpi.flavour} {mpi.version} ({mpi.path})")
-        print(netchoice.summary(found, choice))
-    return 0
-
-
-def _topology(args: argparse.Namespace) -> int:
-    from .resources import topology
-
-    node = _node(args)
-    here = not (args.xml or args.synthetic)  # storage and network only of this machine
-    if args.json:
-        import json
-
-        print(json.dumps({**topology.to_dict(node), **(_storage_and_network() if here else {})}, indent=1))
-    else:
-        print(topology.summary(node))
-        if here:
-            info = _storage_and_network()
-            for v in info["storage"]:
-                print(
-                    f"  {v['role']}: {v['path']} on {v['mount']} ({v['fstype']} {v['source']}"
-                    f"{', shared' if v['shared'] else ''}): {topology.format_bytes(v['free'])} free "
-                    f"of {topology.format_bytes(v['total'])}"
-                )
-            for n in info["network"]:
-                speed = f" {n['speed']} Mb/s" if n["speed"] else ""
-                print(
-                    f"  network: {n['name']} {n['state']}{speed} {n['address'] or '(no IPv4 address)'}"
-                    f"{' (loopback)' if n['loopback'] else ''}"
-                )
-    return 0
-
-
-def _storage_and_network() -> dict[str, Any]:
-    """Where a job's folders would be on this node (the site config's jobs_dir; scratch: the
-    temporary folder), and the node's network interfaces with their IPv4 addresses."""
-    import tempfile
-
-    from .job.spec import default_jobs_dir
-    from .net import fabric
-    from .resources import storage
-
-    volumes = []
-    for role, path in (("jobs_dir", default_jobs_dir()), ("scratch", tempfile.gettempdir())):
-        v = storage.volume(path)
-        volumes.append({"role": role, **v._asdict(), "shared": storage.is_shared(v)})
-    nets = [
-        {
-            "name": n.name,
-            "state": n.operstate,
-            "speed": n.speed,
-            "loopback": n.loopback,
-            "address": fabric.ipv4_address(n.name),
-        }
-        for n in fabric.scan().nets
-    ]
-    return {"storage": volumes, "network": nets}
-
-
-_MAX_NODES = 100_000  # plan --nodes: more would only fill memory with copies of one node
-
-
-def _plan(args: argparse.Namespace) -> int:
-    from .job.spec import load
-    from .resources.placement import format_plan, plan
-
-    spec = load(args.job, workers=args.workers, overrides=args.set)
-    if not 1 <= args.nodes <= _MAX_NODES:
-        from .errors import SpecError
-
-        raise SpecError(f"--nodes {args.nodes}: give 1 to {_MAX_NODES}")
-    nodes = [_node(args)] * args.nodes
-    r = spec.resources
-    print(format_plan(plan(nodes, spec.workers, r.cpus, r.threads, r.memory, spec.binding.policy), nodes))
-    return 0
-
-
-def _terminate(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
-def _prepared(args: argparse.Namespace) -> Any:
-    from . import client
-
-    overrides = list(args.set)
-    if args.scheduler:
-        overrides.append(f"scheduler.kind={args.scheduler}")
-    return client.prepare(args.job, workers=args.workers, overrides=overrides, batch=True)
-
-
-def _script(args: argparse.Namespace) -> int:
-    from .scheduler import control
-
-    job = _prepared(args)
-    print(control.script(job, f"{job.spec.jobs_dir}/{job.spec.name}-JOBID"), end="")
-    return 0
-
-
-def _submit(args: argparse.Namespace) -> int:
-    from .scheduler import control
-
-    job = _prepared(args)
-    if job.network.transport is None:  # the job's first node chooses again when it starts
-        print(
-            f"t2mpi: note: {job.network.why[0]} (a batch job chooses its transport on its first node when it starts)",
-            file=sys.stderr,
-            flush=True,
-        )
-    jd, sched_id = control.submit(job)
-    print(
-        f"t2mpi: submitted job {jd.job_id} ({jd.read_scheduler()['kind']} job {sched_id}); folder {jd.path}",
-        file=sys.stderr,
-        flush=True,
-    )
-    print(jd.job_id)
-    return _follow_submitted(jd) if args.wait else 0
-
-
-def _follow_submitted(jd: Any) -> int:
-    from . import console
-    from .scheduler import control
-
-    signal.signal(signal.SIGTERM, _terminate)
-    status = console.LiveStatus(jd.job_id)
-    try:
-        final = control.follow(
-            jd, lambda text: status.output(_out, text), lambda state: status.events([], state), [jd.batch_out]
-        )
-    except KeyboardInterrupt:
-        status.close()
-        print(f"t2mpi: stopped following; the job goes on (t2mpi cancel {jd.job_id} ends it)", file=sys.stderr)
-        return 130
-    status.close()
-    print(
-        console.summary(final)
-        if final.get("workers")
-        else f"job {jd.job_id}: {final['state']} — {final.get('reason', '')}",
-        file=sys.stderr,
-    )
-    return 0 if final["state"] == states.COMPLETED else 1
-
-
-def _out(text: str) -> None:
-    sys.stdout.write(text)
-    sys.stdout.flush()
-
-
-def _job(args: argparse.Namespace) -> Any:
-    from .job.spec import default_jobs_dir
-    from .scheduler import control
-
-    return control.find(args.job, args.jobs_dir or default_jobs_dir())
-
-
-def _status(args: argparse.Namespace) -> int:
-    from . import console
-    from .scheduler import control
-
-    state = control.status(_job(args))
-    if args.json:
-        import json
-
-        print(json.dumps(state, indent=1, default=str))
-    elif state.get("workers"):
-        print(console.summary(state))
-        sched = state.get("scheduler")
-        if sched:
-            print(f"  {sched['kind']} job {sched['id']}: {sched['state']} ({sched['reason']})")
-    else:
-        print(f"job {state.get('job_id')}: {state['state']} — {state.get('reason', '')}")
-    return 0
-
-
-def _list(args: argparse.Namespace) -> int:
-    from .job.spec import default_jobs_dir
-    from .scheduler import control
-
-    jobs_dir = args.jobs_dir or default_jobs_dir()
-    if os.path.exists(jobs_dir) and not os.path.isdir(jobs_dir):
-        from .errors import SpecError
-
-        raise SpecError(
-            f"{jobs_dir}: not a folder (--jobs-dir or the site config's jobs_dir names the folder of job folders)"
-        )
-    rows = control.list_jobs(jobs_dir)
-    print(f"{'job':<40} {'state':<10} {'workers':>7}  {'scheduler':<16} started")
-    for r in rows:
-        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["started"])) if r.get("started") else "-"
-        print(
-            f"{r['job_id']:<40} {r['state']:<10} {str(r.get('workers', '-')):>7}  "
-            f"{r.get('scheduler', '-') + ' ' + str(r.get('scheduler_id', '')):<16} {started}"
-        )
-    return 0
-
-
-def _logs(args: argparse.Namespace) -> int:
-    from .scheduler import control
-
-    jd = _job(args)
-    files = control.log_files(jd, args.worker)
-    if args.worker is not None:  # whose log, and where it ran
-        for w in (jd.read_state() or {}).get("workers", []):
-            if w.get("id") == args.worker:
-                print(f"# worker {w['id']} on {w.get('host')} (pid {w.get('pid')})", flush=True)
-    if args.follow:
-        control.follow(jd, _out, lambda state: None, files)
-        return 0
-    missing = [f for f in files if not os.path.exists(f)]
-    if len(missing) == len(files):
-        raise JobError(f"job {jd.job_id} has no output yet ({', '.join(files) or 'no logs'})")
-    for path in files:
-        if os.path.exists(path):
-            with open(path, encoding="utf-8", errors="replace") as fh:
-                sys.stdout.write(fh.read())
-    return 0
-
-
-def _cancel(args: argparse.Namespace) -> int:
-    from .scheduler import control
-
-    state = control.cancel(_job(args))
-    print(f"job {state['job_id']}: {state['state']} — {state.get('reason', '')}")
-    return 0
-
-
-_COMMANDS = {
-    "run": _run,
-    "doctor": _doctor,
-    "topology": _topology,
-    "plan": _plan,
-    "script": _script,
-    "submit": _submit,
-    "status": _status,
-    "list": _list,
-    "logs": _logs,
-    "cancel": _cancel,
-    "restart": _restart,
-}

@@ -214,9 +214,9 @@ def _spawning_master(spec: JobSpec, job_dir: str, make_dir: bool) -> int:
     """`master: client`: this one-rank launch is the master and spawns the workers, with the
     transport chosen for the job (network.json: by t2mpi run where it runs, by a batch job on
     its first node)."""
-    from .. import console
     from ..job.folder import JobDir
     from ..job.states import COMPLETED
+    from .output import failure_report
     from .spawn import run_master
 
     jd = JobDir.make(job_dir, spec.to_dict()) if make_dir else JobDir(job_dir)
@@ -228,7 +228,7 @@ def _spawning_master(spec: JobSpec, job_dir: str, make_dir: bool) -> int:
         # end this launch with an abort instead of waiting for them forever.
         from mpi4py import MPI
 
-        _abort(MPI.COMM_WORLD, console.failure_report(snapshot))
+        _abort(MPI.COMM_WORLD, failure_report(snapshot))
     return 0
 
 
@@ -253,6 +253,7 @@ def _serve(
     from ..job.states import FAILED, PREEMPTED
     from .channel import MasterPort
     from .master import worker_list
+    from .output import failure_report
     from .serve import serve
 
     master.joined(worker_list(registrations[1:]), registrations[0][:2], time.time())
@@ -271,7 +272,7 @@ def _serve(
     )
     snapshot = serve(MasterPort(ctrl, first_worker_rank=1), master, JobDir(job_dir), spec.timeouts.abort)
     if master.state == FAILED:
-        print(console.failure_report(snapshot), file=sys.stderr, flush=True)
+        print(failure_report(snapshot), file=sys.stderr, flush=True)
         world.Abort(1)
     if master.state == PREEMPTED and not master.all_stopped:  # workers that did not stop: end them
         print(f"t2mpi.launch: {snapshot['reason']}; ending the workers", file=sys.stderr, flush=True)
@@ -292,70 +293,93 @@ def _work(
     job_dir: str,
     registrations: list[tuple[str, int]],
 ) -> int:
-    from ..console import PrefixedOutput
-    from ..job.folder import JobDir
-    from ..job.spec import THREAD_LIMIT_VARS, TRANSPORT_PREFIXES
-    from .channel import WorkerPort
-    from .master import worker_list
-    from .worker import Preempted, WorkerContext, WorkerController, load_worker_class
+    """A worker rank: prepare (channel, output, thread limits), run the user's worker, report
+    how it ended; a failure aborts the launch once the master has heard of it."""
+    from .worker import Preempted
 
     host = _host()
-    port = WorkerPort(ctrl, wid, spec.timeouts.abort)
-    port.start_heartbeat(spec.timeouts.heartbeat / 3)
-    port.report(
-        {
-            "network": {
-                k: v
-                for k, v in os.environ.items()  # the transport it runs with
-                if k.startswith(TRANSPORT_PREFIXES)
-            }
-        }
-    )
-    PrefixedOutput.install(f"[w{wid}] ", JobDir(job_dir).worker_log(wid))
+    port = _prepare_worker(ctrl, wid, spec, job_dir)
     started = time.monotonic()
-    for var in THREAD_LIMIT_VARS:  # before the user's module loads a BLAS or OpenMP runtime,
-        os.environ.setdefault(var, str(spec.resources.threads))  # however the ranks were started
     try:
-        workers = worker_list(registrations[1:])
-        thread_cores = None
-        if spec.binding.mode == "cores":  # before the user's module starts any thread pool
-            thread_cores = _bind(port, comm, workers[wid], spec)
-        cls = load_worker_class(spec)
-        controller = WorkerController(workers, port, spec.timeouts.barrier)
-        _mhost, _mpid, committed, restarts = registrations[0]
-        ctx = WorkerContext(
-            spec=spec,
-            worker_id=wid,
-            host=host,
-            comm=comm,
-            controller=controller,
-            channel=port,
-            job_dir=job_dir,
-            thread_cores=thread_cores,
-            committed=committed,
-            restart_count=restarts,
-        )
-        try:
-            result = cls().execute(ctx)
-        finally:
-            ctx.close()
+        result = _run_worker(port, comm, wid, spec, job_dir, host, registrations)
         port.completed(result, time.monotonic() - started)
     except Preempted:  # its checkpoint is committed: end in order, the next run goes on from it
         port.stopped()
     except BaseException as exc:
-        header = f"worker {wid} of {spec.workers} on {host} (pid {os.getpid()})"
-        if isinstance(exc, T2mpiError):
-            detail = str(exc)
-        else:
-            detail = _traceback().rstrip()
-        sys.stderr.write(f"{header} failed:\n{detail}\n")
-        sys.stderr.flush()
-        port.failed(f"{header}:\n{detail}", time.monotonic() - started)
-        port.await_abort(spec.timeouts.abort)
-        world.Abort(1)
+        _report_failure(world, port, exc, wid, spec, host, time.monotonic() - started)
     sys.stdout.flush()
     sys.stderr.flush()
     return 0
+
+
+def _prepare_worker(ctrl: MPI.Intracomm, wid: int, spec: JobSpec, job_dir: str) -> Any:
+    """The worker's channel to the master (heartbeating), its prefixed output and log, and the
+    thread-pool limits, before any user code runs."""
+    from ..job.folder import JobDir
+    from ..job.spec import THREAD_LIMIT_VARS, TRANSPORT_PREFIXES
+    from .channel import WorkerPort
+    from .output import PrefixedOutput
+
+    port = WorkerPort(ctrl, wid, spec.timeouts.abort)
+    port.start_heartbeat(spec.timeouts.heartbeat / 3)
+    # the transport it runs with
+    port.report({"network": {k: v for k, v in os.environ.items() if k.startswith(TRANSPORT_PREFIXES)}})
+    PrefixedOutput.install(f"[w{wid}] ", JobDir(job_dir).worker_log(wid))
+    for var in THREAD_LIMIT_VARS:  # before the user's module loads a BLAS or OpenMP runtime,
+        os.environ.setdefault(var, str(spec.resources.threads))  # however the ranks were started
+    return port
+
+
+def _run_worker(
+    port: Any,
+    comm: MPI.Intracomm,
+    wid: int,
+    spec: JobSpec,
+    job_dir: str,
+    host: str,
+    registrations: list[tuple[str, int]],
+) -> Any:
+    """Bind (binding: cores), load the worker class, run its execute(ctx); its result."""
+    from .master import worker_list
+    from .worker import WorkerContext, WorkerController, load_worker_class
+
+    workers = worker_list(registrations[1:])
+    thread_cores = None
+    if spec.binding.mode == "cores":  # before the user's module starts any thread pool
+        thread_cores = _bind(port, comm, workers[wid], spec)
+    cls = load_worker_class(spec)
+    controller = WorkerController(workers, port, spec.timeouts.barrier)
+    _mhost, _mpid, committed, restarts = registrations[0]
+    ctx = WorkerContext(
+        spec=spec,
+        worker_id=wid,
+        host=host,
+        comm=comm,
+        controller=controller,
+        channel=port,
+        job_dir=job_dir,
+        thread_cores=thread_cores,
+        committed=committed,
+        restart_count=restarts,
+    )
+    try:
+        return cls().execute(ctx)
+    finally:
+        ctx.close()
+
+
+def _report_failure(
+    world: MPI.Intracomm, port: Any, exc: BaseException, wid: int, spec: JobSpec, host: str, elapsed: float
+) -> None:
+    """Say why the worker failed (its traceback, or a t2mpi error's one line), tell the master,
+    wait for its abort, and abort the launch."""
+    header = f"worker {wid} of {spec.workers} on {host} (pid {os.getpid()})"
+    detail = str(exc) if isinstance(exc, T2mpiError) else _traceback().rstrip()
+    sys.stderr.write(f"{header} failed:\n{detail}\n")
+    sys.stderr.flush()
+    port.failed(f"{header}:\n{detail}", elapsed)
+    port.await_abort(spec.timeouts.abort)
+    world.Abort(1)
 
 
 def _bind(port: Any, comm: MPI.Intracomm, me: Any, spec: JobSpec) -> tuple[int, ...]:
