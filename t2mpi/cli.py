@@ -232,7 +232,10 @@ def main(argv: list[str] | None = None) -> int:
         return 141
     except Exception as exc:  # a bug or a missing library: one line, the traceback when asked
         if args.debug or os.environ.get(DEBUG_VARIABLE, "") not in ("", "0"):
-            raise
+            import traceback
+
+            traceback.print_exc()
+            return INTERNAL_ERROR
         print(
             f"t2mpi {args.command}: unexpected error: {_one_line(_described(exc))} "
             f"(--debug or {DEBUG_VARIABLE}=1 shows the traceback)",
