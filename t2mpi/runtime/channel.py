@@ -17,6 +17,28 @@ if TYPE_CHECKING:
 
     from mpi4py import MPI
 
+# The control messages, defined once. On the wire each is a plain tuple (cheap to pickle): a
+# worker's is (kind, worker_id, *fields), the master's (kind, *fields). Both ends build and take
+# them apart by these names (a `match` on the tuple's shape), never by position.
+TO_MASTER = {
+    "heartbeat": (),  # every timeouts.heartbeat / 3 seconds, from the worker's heartbeat thread
+    "barrier": ("seq", "timeout"),  # the worker waits in barrier `seq`
+    "progress": ("fraction", "message"),  # ctx.progress()
+    "report": ("facts",),  # a dict merged into the worker's state (network, topology)
+    "bound": ("report",),  # what binding the worker did (resources.binding)
+    "completed": ("value", "elapsed"),  # execute() returned `value`
+    "failed": ("error", "elapsed"),  # execute() raised; `error` is the text people see
+    "checkpointed": ("version",),  # the worker wrote its part of checkpoint `version`
+    "stopped": (),  # the worker stopped after a committed checkpoint
+}
+TO_WORKER = {
+    "released": ("seq",),  # every worker reached barrier `seq`
+    "barrier_failed": ("seq", "why"),
+    "abort": (),  # after a failure: the master is about to abort the launch
+    "checkpoint": ("why",),  # a notice: write a checkpoint (preemption, walltime)
+    "stop": ("version",),  # a notice: `version` is committed; stop
+}
+
 TAG_CONTROL = 11  # worker -> master
 TAG_REPLY = 12  # master -> worker: answers to what the worker asked (barriers, abort)
 TAG_NOTICE = 13  # master -> worker: whenever (a checkpoint request, stop)
@@ -106,8 +128,9 @@ class WorkerPort:
         self.stop_version: int | None = None  # the committed version after which to stop
         self.on_checkpoint_request: Any = None  # a callable(why), from the heartbeat thread
 
-    def _tell(self, *message: Any) -> None:
-        self.ctrl.send(message, dest=0, tag=TAG_CONTROL)
+    def _tell(self, kind: str, *fields: Any) -> None:
+        """Send the master message `kind` (TO_MASTER) with its fields, after the worker id."""
+        self.ctrl.send((kind, self.worker_id, *fields), dest=0, tag=TAG_CONTROL)
 
     def start_heartbeat(self, interval: float) -> None:
         """Tell the master every `interval` s that this worker lives, from a thread of its own
@@ -124,7 +147,7 @@ class WorkerPort:
                 self.notices()
                 if time.monotonic() >= next_beat:
                     next_beat = time.monotonic() + interval
-                    self._tell("heartbeat", self.worker_id)
+                    self._tell("heartbeat")
 
         self._beat_thread = threading.Thread(target=beat, name="t2mpi-heartbeat", daemon=True)
         self._beat_thread.start()
@@ -141,14 +164,16 @@ class WorkerPort:
         return None if msg is None else msg.recv()
 
     def barrier(self, seq: int, timeout: float) -> None:
-        self._tell("barrier", self.worker_id, seq, timeout)
+        self._tell("barrier", seq, timeout)
         reply = self._reply(timeout + self.grace)
         if reply is None:
             raise BarrierError(f"barrier {seq}: no answer from the job master within {timeout + self.grace:g} s")
-        if reply[0] == "barrier_failed":
-            raise BarrierError(reply[2])
-        if reply[:2] != ("released", seq):
-            raise BarrierError(f"barrier {seq}: unexpected answer from the job master: {reply!r}")
+        match reply:
+            case ("released", released) if released == seq:
+                return
+            case ("barrier_failed", _seq, why):
+                raise BarrierError(why)
+        raise BarrierError(f"barrier {seq}: unexpected answer from the job master: {reply!r}")
 
     def progress(self, fraction: float | None, message: str) -> None:
         now = time.monotonic()
@@ -156,18 +181,18 @@ class WorkerPort:
         if now - last_t < self._PROGRESS_EVERY and message == last_m and fraction != 1.0:
             return
         self._last_progress = (now, fraction, message)
-        self._tell("progress", self.worker_id, fraction, message)
+        self._tell("progress", fraction, message)
 
     def notices(self) -> None:
         """Take the master's notices that have come (from either thread)."""
         asked = None
         with self._notice_lock:
             while (msg := self.ctrl.improbe(0, TAG_NOTICE)) is not None:
-                notice = msg.recv()
-                if notice[0] == "checkpoint" and self.checkpoint_asked is None:
-                    self.checkpoint_asked = asked = notice[1]
-                elif notice[0] == "stop":
-                    self.stop_version = notice[1]
+                match msg.recv():
+                    case ("checkpoint", why) if self.checkpoint_asked is None:
+                        self.checkpoint_asked = asked = why
+                    case ("stop", version):
+                        self.stop_version = version
         if asked is not None and self.on_checkpoint_request is not None:
             self.on_checkpoint_request(asked)
 
@@ -181,25 +206,25 @@ class WorkerPort:
         return _poll(stopped, timeout) is not None
 
     def checkpointed(self, version: int) -> None:
-        self._tell("checkpointed", self.worker_id, version)
+        self._tell("checkpointed", version)
 
     def stopped(self) -> None:
         self.stop_heartbeat()
-        self._tell("stopped", self.worker_id)
+        self._tell("stopped")
 
     def report(self, facts: dict[str, Any]) -> None:
-        self._tell("report", self.worker_id, facts)
+        self._tell("report", facts)
 
     def bound(self, report: dict[str, Any]) -> None:
-        self._tell("bound", self.worker_id, report)
+        self._tell("bound", report)
 
     def completed(self, value: Any, elapsed: float) -> None:
         self.stop_heartbeat()
-        self._tell("completed", self.worker_id, value, elapsed)
+        self._tell("completed", value, elapsed)
 
     def failed(self, error: str, elapsed: float) -> None:
         self.stop_heartbeat()
-        self._tell("failed", self.worker_id, error, elapsed)
+        self._tell("failed", error, elapsed)
 
     def await_abort(self, seconds: float) -> None:
         """After a failure the master aborts the launch; wait for that, boundedly."""

@@ -88,39 +88,38 @@ def serve(
         deadline = time.monotonic() + stop_grace
         while not master.all_stopped and time.monotonic() < deadline:
             for _source, message in port.receive(wait=min(0.5, max(0.0, deadline - time.monotonic()))):
-                if message[0] == "stopped":
-                    master.worker_stopped(message[1])
+                match message:
+                    case ("stopped", wid):
+                        master.worker_stopped(wid)
     return snapshot
 
 
 def dispatch(master: Master, message: tuple[Any, ...], now: float) -> list[Reply]:
-    kind, wid = message[0], message[1]
-    master.heard(wid, now)
-    if kind == "heartbeat":
-        return []
-    if kind == "barrier":
-        return master.barrier(wid, message[2], message[3], now)
-    if kind == "progress":
-        master.progress(wid, message[2], message[3], now)
-        return []
-    if kind == "report":
-        master.reported(wid, message[2])
-        return []
-    if kind == "bound":
-        master.bound(wid, message[2], now)
-        return []
-    if kind == "completed":
-        return master.finished_ok(wid, message[2], message[3], now)
-    if kind == "failed":
-        master.failed(wid, message[2], message[3], now)
-        return []
-    if kind == "checkpointed":
-        master.checkpointed(wid, message[2], now)
-        return []
-    if kind == "stopped":
-        master.worker_stopped(wid)
-        return []
-    raise RuntimeError(f"unknown control message {kind!r} from worker {wid}")
+    """Hand one worker message (runtime.channel.TO_MASTER) to the master; its replies."""
+    _kind, who, *_fields = message
+    master.heard(who, now)
+    match message:
+        case ("heartbeat", _wid):
+            return []
+        case ("barrier", wid, seq, timeout):
+            return master.barrier(wid, seq, timeout, now)
+        case ("progress", wid, fraction, text):
+            master.progress(wid, fraction, text, now)
+        case ("report", wid, facts):
+            master.reported(wid, facts)
+        case ("bound", wid, report):
+            master.bound(wid, report, now)
+        case ("completed", wid, value, elapsed):
+            return master.finished_ok(wid, value, elapsed, now)
+        case ("failed", wid, error, elapsed):
+            master.failed(wid, error, elapsed, now)
+        case ("checkpointed", wid, version):
+            master.checkpointed(wid, version, now)
+        case ("stopped", wid):
+            master.worker_stopped(wid)
+        case _:
+            raise RuntimeError(f"unknown control message {message!r} from worker {who}")
+    return []
 
 
 def _persist(
