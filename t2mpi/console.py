@@ -36,6 +36,12 @@ def status_line(state: dict[str, Any] | None, job_id: str, now: float | None = N
         w = busy[0]
         frac = f" {w['progress'] * 100:.0f}%" if w.get("progress") is not None else ""
         line += f" · w{w['id']}{frac} {w['message']}"
+    running = [w for w in state.get("workers", []) if w.get("operation") and w["state"] == states.RUNNING]
+    if running:
+        names: dict[str, list[int]] = {}
+        for w in running:
+            names.setdefault(w["operation"].split(" at ", 1)[0], []).append(w["id"])
+        line += " · " + ", ".join(f"{name} (w{','.join(map(str, ids))})" for name, ids in names.items())
     return line
 
 

@@ -38,6 +38,7 @@ def test_every_worker_message_has_the_fields_the_table_names():
     with pytest.raises(BarrierError, match="no answer"):
         port.barrier(1, timeout=0.01)
     port.progress(0.5, "half")
+    port.operation("reduce_by_key", "wc.py:8")
     port.report({"network": {}})
     port.bound({"cores": [0]})
     port.checkpointed(2)
@@ -70,3 +71,36 @@ def test_dispatch_takes_each_kind_by_its_fields():
 def test_dispatch_refuses_a_message_of_the_wrong_shape(message):
     with pytest.raises(RuntimeError, match="unknown control message"):
         dispatch(joined(2), message, T0 + 2)
+
+
+def test_a_worker_tells_its_operations_without_a_message_per_step():
+    ctrl = Recorder()
+    port = channel.WorkerPort(ctrl, 0, grace=0.0)
+    port.operation("reduce_by_key", "wc.py:8")  # the first goes at once
+    for _ in range(1000):  # a tight loop: within _OPERATION_EVERY nothing more is sent
+        port.operation("all_reduce", "km.py:20")
+        port.operation("map_partitions", "km.py:19")
+    port.operation("reduce_by_key", "wc.py:8")  # back to what was sent: nothing pending
+    assert [m for m, _, _ in ctrl.sent] == [("operation", 0, "reduce_by_key", "wc.py:8")]
+    port.operation("top", "wc.py:9")
+    port.completed("ok", 0.1)  # the newest operation goes before the worker's last word
+    assert [m[0] for m, _, _ in ctrl.sent] == ["operation", "operation", "completed"]
+    assert ctrl.sent[1][0] == ("operation", 0, "top", "wc.py:9")
+
+
+def test_the_master_keeps_each_workers_operation_and_an_event():
+    m = joined(2)
+    dispatch(m, ("operation", 1, "sort_by", "ts.py:5"), T0 + 2)
+    assert [w["operation"] for w in m.snapshot()["workers"]] == ["", "sort_by at ts.py:5"]
+    assert {"event": "operation", "worker": 1, "operation": "sort_by", "site": "ts.py:5", "t": T0 + 2} in m.events
+
+
+def test_the_live_status_names_the_operations_the_workers_are_in():
+    from t2mpi.console import status_line
+
+    m = joined(3)
+    dispatch(m, ("operation", 0, "sort_by", "ts.py:5"), T0 + 2)
+    dispatch(m, ("operation", 2, "sort_by", "ts.py:5"), T0 + 2)
+    dispatch(m, ("operation", 1, "collect", "ts.py:6"), T0 + 2)
+    line = status_line(m.snapshot(), "job-1", now=T0 + 3)
+    assert line.endswith(" · sort_by (w0,2), collect (w1)"), line

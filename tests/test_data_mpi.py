@@ -7,11 +7,12 @@ import collections
 import json
 import pickle
 import subprocess
+import textwrap
 import zlib
 from pathlib import Path
 
 import pytest
-from conftest import JOBS, PYTHON, mpiexec, only_job, state_of, t2mpi, write_job
+from conftest import JOBS, PYTHON, events_of, mpiexec, only_job, state_of, t2mpi, write_job
 
 pytestmark = pytest.mark.mpi
 
@@ -237,6 +238,25 @@ def test_wordcount_job_through_ctx_data(work):
     top = sorted(want.items(), key=lambda kv: (kv[1], kv[0]), reverse=True)[:3]
     results = pickle.loads((job_dir / "results.pkl").read_bytes())
     assert results == {w: top for w in range(3)}
+
+
+def test_each_worker_reports_the_data_operation_it_is_in(work):
+    """The master hears each worker's data operations (runtime.channel 'operation'): events.jsonl
+    names them with the worker and the line the user wrote, and state.json keeps the last."""
+    (work / "in.txt").write_text("a b a\nc a b\n" * 50, encoding="utf-8")
+    job = write_job(work, "wc", WORDCOUNT, workers=2, config={"input": str(work / "in.txt"), "output": str(work / "o")})
+    done = t2mpi("run", str(job), "--quiet", cwd=work, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = textwrap.dedent(WORDCOUNT).splitlines()
+    line_of = {op: next(i for i, text in enumerate(lines, 1) if f".{op}(" in text) for op in ("reduce_by_key", "top")}
+    job_dir = only_job(work)
+    ops = [e for e in events_of(job_dir) if e["event"] == "operation"]
+    for worker in (0, 1):
+        mine = [(e["operation"], e["site"]) for e in ops if e["worker"] == worker]
+        # the first step is sent at once; the last one is sent with the worker's result
+        assert mine[0] == ("reduce_by_key", f"wc.py:{line_of['reduce_by_key']}"), mine
+        assert mine[-1] == ("top", f"wc.py:{line_of['top']}"), mine
+    assert [w["operation"] for w in state_of(job_dir)["workers"]] == [f"top at wc.py:{line_of['top']}"] * 2
 
 
 def read_parts(out: Path) -> collections.Counter:

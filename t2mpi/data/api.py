@@ -26,11 +26,19 @@ class Data:
     scratch_dir and memory_budget (bytes) are where and how much a shuffle may hold; kept for the
     spilling shuffles, which are not implemented yet."""
 
-    def __init__(self, comm: Any, scratch_dir: str | None = None, memory_budget: int | None = None):
+    def __init__(
+        self,
+        comm: Any,
+        scratch_dir: str | None = None,
+        memory_budget: int | None = None,
+        on_step: Callable[[Where], None] | None = None,
+    ):
+        """on_step(where) is told of each wide operation's step as it starts (a worker's context
+        passes it on to the master, for the live status and events.jsonl)."""
         from .exchange import Exchange
 
         self.comm = comm
-        self.exchange = Exchange(comm)
+        self.exchange = Exchange(comm, on_step)
         self.rank = self.exchange.rank
         self.size = self.exchange.size
         self.scratch_dir = scratch_dir

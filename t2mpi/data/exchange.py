@@ -33,8 +33,9 @@ def _describe(exc: BaseException) -> str:
 class Exchange:
     """The collectives of one communicator, each guarded (see the module's docstring)."""
 
-    def __init__(self, comm: Any):
+    def __init__(self, comm: Any, on_step: Callable[[Where], None] | None = None):
         self.comm = comm
+        self.on_step = on_step  # told of each guarded collective as it starts (the live status)
         self.rank = comm.Get_rank()
         self.size = comm.Get_size()
         try:
@@ -60,11 +61,16 @@ class Exchange:
                     f"same operations in the same order (a data-dependent branch?)"
                 )
 
+    def _step(self, where: Where) -> None:
+        if self.on_step is not None:
+            self.on_step(where)
+
     def _header(self, where: Where, exc: BaseException | None) -> tuple[int, str, str | None]:
         return (self.rank, where.op, None if exc is None else _describe(exc))
 
     def alltoall(self, where: Where, produce: Callable[[], Sequence[Any]]) -> list[Any]:
         """produce() -> one payload per worker; returns the payload each worker sent this one."""
+        self._step(where)
         payloads, exc = _run(produce)
         if exc is None and len(payloads) != self.size:
             payloads, exc = None, DataError(f"{where}: {len(payloads)} batches for {self.size} workers")
@@ -75,6 +81,7 @@ class Exchange:
         return [p for _, p in got]
 
     def allgather(self, where: Where, produce: Callable[[], Any]) -> list[Any]:
+        self._step(where)
         value, exc = _run(produce)
         got = self.comm.allgather((self._header(where, exc), value))
         self._settle(where, exc, [f for f, _ in got])
@@ -82,6 +89,7 @@ class Exchange:
 
     def gather(self, where: Where, produce: Callable[[], Any], root: int) -> list[Any] | None:
         """The values at `root` (None elsewhere); only root learns of the others' failures."""
+        self._step(where)
         self.check_root(where, root)
         value, exc = _run(produce)
         got = self.comm.gather((self._header(where, exc), value), root=root)
@@ -89,6 +97,7 @@ class Exchange:
         return None if got is None else [v for _, v in got]
 
     def bcast(self, where: Where, produce: Callable[[], Any], root: int) -> Any:
+        self._step(where)
         self.check_root(where, root)
         value, exc = _run(produce) if self.rank == root else (None, None)
         failure, value = self.comm.bcast((self._header(where, exc), value), root=root)
@@ -102,6 +111,7 @@ class Exchange:
     def alltoallv(self, where: Where, produce: Callable[[], tuple[Any, list[int]]]) -> Any:
         """produce() -> (array grouped by destination along axis 0, rows for each worker); returns the
         rows every worker sent here, concatenated in worker order. One Alltoallv of the raw buffer."""
+        self._step(where)
         import numpy as np
 
         result, exc = _run(produce)
@@ -145,6 +155,7 @@ class Exchange:
         then one Alltoallv per column; returns ("columns", keys, values). Otherwise the batches travel
         pickled in that same first alltoall (a worker with columns sends to_objects() in a second one);
         returns ("objects", batches)."""
+        self._step(where)
         result, exc = _run(produce)
         failure = self._header(where, exc)
         if exc is not None:

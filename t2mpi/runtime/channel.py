@@ -24,6 +24,7 @@ TO_MASTER = {
     "heartbeat": (),  # every timeouts.heartbeat / 3 seconds, from the worker's heartbeat thread
     "barrier": ("seq", "timeout"),  # the worker waits in barrier `seq`
     "progress": ("fraction", "message"),  # ctx.progress()
+    "operation": ("name", "site"),  # the data operation (t2mpi.data) the worker is in now
     "report": ("facts",),  # a dict merged into the worker's state (network, topology)
     "bound": ("report",),  # what binding the worker did (resources.binding)
     "completed": ("value", "elapsed"),  # execute() returned `value`
@@ -115,6 +116,7 @@ class WorkerPort:
     """A worker's end of the control channel (the ControlChannel of its controller)."""
 
     _PROGRESS_EVERY = 0.05  # seconds; repeated progress within this is dropped unless it changes
+    _OPERATION_EVERY = 0.25  # seconds; a newer operation within this waits for the heartbeat thread
 
     def __init__(self, ctrl: MPI.Comm, worker_id: int, grace: float):
         import threading
@@ -127,6 +129,10 @@ class WorkerPort:
         self.checkpoint_asked: str | None = None  # why the master asked for a checkpoint
         self.stop_version: int | None = None  # the committed version after which to stop
         self.on_checkpoint_request: Any = None  # a callable(why), from the heartbeat thread
+        self._operation_lock = threading.Lock()
+        self._operation_sent: tuple[str, str] | None = None
+        self._operation_time = 0.0
+        self._operation_pending: tuple[str, str] | None = None
 
     def _tell(self, kind: str, *fields: Any) -> None:
         """Send the master message `kind` (TO_MASTER) with its fields, after the worker id."""
@@ -145,6 +151,7 @@ class WorkerPort:
             next_beat = time.monotonic() + interval
             while not self._beating.wait(look):
                 self.notices()
+                self._flush_operation()
                 if time.monotonic() >= next_beat:
                     next_beat = time.monotonic() + interval
                     self._tell("heartbeat")
@@ -183,6 +190,29 @@ class WorkerPort:
         self._last_progress = (now, fraction, message)
         self._tell("progress", fraction, message)
 
+    def operation(self, name: str, site: str) -> None:
+        """Tell the master which data operation this worker is in now (for the live status and
+        events.jsonl): at once when the last word is older than _OPERATION_EVERY, else the
+        heartbeat thread sends the newest one within a second, so a tight loop of operations
+        costs no message per step."""
+        with self._operation_lock:
+            if (name, site) == self._operation_sent:
+                self._operation_pending = None
+                return
+            if time.monotonic() - self._operation_time < self._OPERATION_EVERY:
+                self._operation_pending = (name, site)
+                return
+            self._send_operation((name, site))
+
+    def _flush_operation(self) -> None:
+        with self._operation_lock:
+            if self._operation_pending is not None:
+                self._send_operation(self._operation_pending)
+
+    def _send_operation(self, operation: tuple[str, str]) -> None:
+        self._operation_sent, self._operation_time, self._operation_pending = operation, time.monotonic(), None
+        self._tell("operation", *operation)
+
     def notices(self) -> None:
         """Take the master's notices that have come (from either thread)."""
         asked = None
@@ -209,6 +239,7 @@ class WorkerPort:
         self._tell("checkpointed", version)
 
     def stopped(self) -> None:
+        self._flush_operation()  # the last operation it was in, for the timeline
         self.stop_heartbeat()
         self._tell("stopped")
 
@@ -219,10 +250,12 @@ class WorkerPort:
         self._tell("bound", report)
 
     def completed(self, value: Any, elapsed: float) -> None:
+        self._flush_operation()  # the last operation it was in, for the timeline
         self.stop_heartbeat()
         self._tell("completed", value, elapsed)
 
     def failed(self, error: str, elapsed: float) -> None:
+        self._flush_operation()  # the last operation it was in, for the timeline
         self.stop_heartbeat()
         self._tell("failed", error, elapsed)
 

@@ -42,12 +42,13 @@ NOTICES = ("checkpoint", "stop")
 
 
 class _WorkerStatus:
-    __slots__ = ("state", "progress", "message", "started", "ended", "result", "error", "binding", "facts")
+    __slots__ = ("state", "progress", "message", "operation", "started", "ended", "result", "error", "binding", "facts")
 
     def __init__(self) -> None:
         self.state = STARTING
         self.progress: float | None = None
         self.message = ""
+        self.operation = ""  # the data operation it is in: "reduce_by_key at wordcount.py:12"
         self.started: float | None = None
         self.ended: float | None = None
         self.result: str | None = None  # a short repr for people; the value goes to results
@@ -132,6 +133,11 @@ class Master:
         st = self.status[wid]
         st.progress, st.message = fraction, message
         self.events.append({"t": now, "event": "progress", "worker": wid, "fraction": fraction, "message": message})
+
+    def operation(self, wid: int, name: str, site: str, now: float) -> None:
+        """Worker `wid` is in data operation `name`, written at `site` (file:line)."""
+        self.status[wid].operation = f"{name} at {site}"
+        self.events.append({"t": now, "event": "operation", "worker": wid, "operation": name, "site": site})
 
     def reported(self, wid: int, facts: dict[str, Any]) -> None:
         """Worker `wid` says how it runs (e.g. the transport environment it got)."""
@@ -330,6 +336,7 @@ class Master:
                     "state": st.state,
                     "progress": st.progress,
                     "message": st.message,
+                    "operation": st.operation,
                     "started": st.started,
                     "ended": st.ended,
                     "result": st.result,

@@ -105,6 +105,8 @@ def dispatch(master: Master, message: tuple[Any, ...], now: float) -> list[Reply
             return master.barrier(wid, seq, timeout, now)
         case ("progress", wid, fraction, text):
             master.progress(wid, fraction, text, now)
+        case ("operation", wid, name, site):
+            master.operation(wid, name, site, now)
         case ("report", wid, facts):
             master.reported(wid, facts)
         case ("bound", wid, report):

@@ -109,7 +109,18 @@ class WorkerContext:
         from ..data.api import Data
 
         memory = self.resources.memory
-        return Data(self.comm, scratch_dir=self.scratch_dir, memory_budget=memory // 2 if memory else None)
+        channel = self._channel
+        operation = getattr(channel, "operation", None)  # a test's stand-in channel may have none
+
+        def on_step(where: Any) -> None:
+            operation(where.op, where.site)
+
+        return Data(
+            self.comm,
+            scratch_dir=self.scratch_dir,
+            memory_budget=memory // 2 if memory else None,
+            on_step=on_step if operation is not None else None,
+        )
 
     def close(self) -> None:
         """End what the context started (its threads); the launch calls this after execute."""
