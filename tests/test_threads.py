@@ -6,6 +6,7 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import threading
+import time
 import traceback
 
 import pytest
@@ -17,6 +18,18 @@ from t2mpi.resources.threads import WorkerThreads
 
 CPUS = sorted(os.sched_getaffinity(0))
 WAIT = 10.0  # seconds: the bound on every wait in these tests
+
+
+def tasks_gone(tids: list[int], within: float = 5.0) -> bool:
+    """Whether the kernel tasks `tids` are gone from /proc/self/task, looking for at most `within`
+    seconds: CPython's join() returns when the thread's last Python step is done, a moment before
+    its OS thread exits (the kernel gives no notice of that to wait on). A leaked thread stays."""
+    deadline = time.monotonic() + within
+    while set(tids) & {int(t) for t in os.listdir("/proc/self/task")}:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.001)
+    return True
 
 
 def pool_threads() -> list[threading.Thread]:
@@ -182,7 +195,7 @@ def test_close_runs_what_was_submitted_then_joins_every_thread():
     pool.close()
     assert [f.result(0) for f in futures] == [x * x for x in range(50)]
     assert pool_threads() == []
-    assert not set(tids) & {int(t) for t in os.listdir("/proc/self/task")}
+    assert tasks_gone(tids)
     with pytest.raises(RuntimeError, match="closed"):
         pool.submit(int)
     pool.close()  # a second close is harmless
