@@ -115,9 +115,11 @@ class WorkerContext:
         def on_step(where: Any) -> None:
             operation(where.op, where.site)
 
+        # No scratch_dir yet: nothing spills, and asking for ctx.scratch_dir makes a node-local
+        # folder that every job using ctx.data would leave behind.
         return Data(
             self.comm,
-            scratch_dir=self.scratch_dir,
+            scratch_dir=None,
             memory_budget=memory // 2 if memory else None,
             on_step=on_step if operation is not None else None,
         )
