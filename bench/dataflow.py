@@ -197,33 +197,29 @@ def report(sides: list[Side], times: dict[str, list[float]]) -> None:
         print(f"  goal t2mpi <= {GOAL} x hand-written mpi4py: {side.name}: {ratio:.2f} x, {verdict}")
 
 
-def wordcount(args: argparse.Namespace, work: str) -> None:
-    path = os.path.join(work, "words.txt")
+def run_workload(name: str, args: argparse.Namespace, work: str) -> None:
+    """Make the workload's input once, then measure its sides, interleaved, and report them."""
+    if name == "wordcount":
+        path, count = os.path.join(work, "words.txt"), args.words
+        make, sides, check = make_text, wordcount_sides, check_wordcount
+        what = f"WordCount: {count:,} words, Zipf (p ~ 1/rank) over {VOCABULARY:,} words, ~10 a line"
+        unit = "MiB"
+    else:
+        path, count = os.path.join(work, "records.npy"), args.records
+        make, sides, check = make_records, sort_sides, check_sort
+        what = f"sort: {count:,} records of 100 bytes (10-byte random key, 90-byte payload), bytewise by key"
+        unit = "MiB .npy"
     start = time.perf_counter()
-    size = make_text(path, args.words, args.seed)
+    size = make(path, count, args.seed)
     print(
-        f"\nWordCount: {args.words:,} words, Zipf (p ~ 1/rank) over {VOCABULARY:,} words, ~10 a line, "
-        f"{size / 2**20:.1f} MiB (issue: {ISSUE_SIZES['wordcount']}); made in {time.perf_counter() - start:.1f} s"
+        f"\n{what}, {size / 2**20:.1f} {unit} (issue: {ISSUE_SIZES[name]}); made in {time.perf_counter() - start:.1f} s"
     )
-    sides = wordcount_sides(args.workers, path, work)
-    times = measure(sides, lambda s, got, want: check_wordcount(s, got, want, args.words), args.rounds, work)
-    report(sides, times)
+    chosen = sides(args.workers, path, work)
+    times = measure(chosen, lambda s, got, want: check(s, got, want, count), args.rounds, work)
+    report(chosen, times)
 
 
-def sort(args: argparse.Namespace, work: str) -> None:
-    path = os.path.join(work, "records.npy")
-    start = time.perf_counter()
-    size = make_records(path, args.records, args.seed)
-    print(
-        f"\nsort: {args.records:,} records of 100 bytes (10-byte random key, 90-byte payload), bytewise by key, "
-        f"{size / 2**20:.1f} MiB .npy (issue: {ISSUE_SIZES['sort']}); made in {time.perf_counter() - start:.1f} s"
-    )
-    sides = sort_sides(args.workers, path, work)
-    times = measure(sides, lambda s, got, want: check_sort(s, got, want, args.records), args.rounds, work)
-    report(sides, times)
-
-
-WORKLOADS = {"wordcount": wordcount, "sort": sort}
+WORKLOADS = ("wordcount", "sort")
 
 
 def main() -> None:
@@ -253,7 +249,7 @@ def main() -> None:
     work = tempfile.mkdtemp(prefix="t2mpi-bench-dataflow-")
     try:
         for name in only:
-            WORKLOADS[name](args, work)
+            run_workload(name, args, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print()

@@ -145,17 +145,8 @@ def execute(job: PreparedJob, follower: Follower) -> JobResult:
     """Make the job folder and run the job to its end, restarting a failed run from its last
     committed checkpoint while fewer than max_restarts restarts were made."""
     # network.json keeps the transport chosen here, for a master that spawns the workers
-    choice = job.network
     jd = JobDir.create(
-        job.spec.jobs_dir,
-        job.spec.name,
-        job.spec.to_dict(),
-        network={
-            "host": os.uname().nodename,
-            "transport": choice.transport,
-            "env": dict(choice.env),
-            "why": list(choice.why),
-        },
+        job.spec.jobs_dir, job.spec.name, job.spec.to_dict(), network={"host": job.host.name, **job.network._asdict()}
     )
     follower.on_start(jd, job.argv(str(jd.path)))
     return _runs(job, jd, follower)

@@ -83,7 +83,6 @@ def _section(name: str, key: str, doc: str) -> type:
     would cost a worker 20 ms of start-up)."""
     cls = namedtuple(name, tuple(DEFAULTS[key]))
     cls.__doc__ = doc
-    cls.__module__ = __name__
     return cls
 
 

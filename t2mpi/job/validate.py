@@ -245,13 +245,13 @@ def _binding(c: _Check) -> BindingOptions:
     c.mapping(("binding",), BindingOptions._fields)
     near = c.string(("binding", "near"))
     if near not in BINDING_NEAR:
-        raise c.fail(("binding", "near"), f"{near!r}: use none or nic")
+        raise c.fail(("binding", "near"), f"{near!r}: use {' or '.join(BINDING_NEAR)}")
     mode = c.string(("binding", "mode"))
     if mode not in BINDING_MODES:
         raise c.fail(("binding", "mode"), f"{mode!r}: use one of {', '.join(BINDING_MODES)}")
     policy = c.string(("binding", "policy"))
     if policy not in BINDING_POLICIES:
-        raise c.fail(("binding", "policy"), f"{policy!r}: use compact or spread")
+        raise c.fail(("binding", "policy"), f"{policy!r}: use {' or '.join(BINDING_POLICIES)}")
     return BindingOptions(mode, policy, near)
 
 

@@ -90,7 +90,7 @@ def at_start(jd: JobDir, host: str) -> str:
     # the job's own mpi.env wins over the transport's settings, as in rank_environment
     env = {key: value for key, value in choice.env.items() if key not in dict(spec.mpi.env)}
     text = shell_text(env, mpi.flavour, spec.batch.launcher)
-    jd.write_network({"host": host, "transport": choice.transport, "env": env, "why": list(choice.why)})
+    jd.write_network({"host": host, **choice._asdict(), "env": env})
     jd.append_events(
         [{"t": time.time(), "event": "transport", "host": host, "transport": choice.transport, "env": env}]
     )

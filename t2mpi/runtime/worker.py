@@ -110,10 +110,9 @@ class WorkerContext:
 
         memory = self.resources.memory
         channel = self._channel
-        operation = getattr(channel, "operation", None)  # a test's stand-in channel may have none
 
-        def on_step(where: Any) -> None:
-            operation(where.op, where.site)
+        def on_step(where: Any) -> None:  # the live status: the operation this worker is in
+            channel.operation(where.op, where.site)
 
         # No scratch_dir yet: nothing spills, and asking for ctx.scratch_dir makes a node-local
         # folder that every job using ctx.data would leave behind.
@@ -121,7 +120,7 @@ class WorkerContext:
             self.comm,
             scratch_dir=None,
             memory_budget=memory // 2 if memory else None,
-            on_step=on_step if operation is not None else None,
+            on_step=on_step,
         )
 
     def close(self) -> None:
