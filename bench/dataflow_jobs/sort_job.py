@@ -1,16 +1,15 @@
 """The t2mpi side of bench/dataflow.py's sort, through the data API: the records (.npy of S100, a
 10-byte key first) memory-mapped and split by rows, then sort_by. A record's bytes order it by its
 key, so the sort needs no key function; each worker returns the summary of its sorted partition
-(built in numpy from the partition's elements) and its peak RSS."""
+(in numpy: the partition is a block) and its peak RSS."""
 
-import numpy as np
-from records import RECORD, peak_rss_mib, summary
+from records import peak_rss_mib, summary
 
 from t2mpi import IWorker
 
 
 def _summarise(records):
-    return [summary(np.array(list(records), dtype=RECORD))]
+    return [summary(records)]  # the sorted partition: an S100 block
 
 
 class Sort(IWorker):

@@ -14,6 +14,7 @@ import itertools
 import operator
 
 from . import keyed, narrow
+from . import sort as sorting
 from .errors import DataError, call_site
 
 TYPE_CHECKING = False
@@ -277,7 +278,7 @@ class DataSet:
         """(key, [values]) per key; with sort=True, keys in global order (a range partition)."""
         where = self._where("group_by_key", call_site())
         if sort:
-            return keyed.sorted_groups(self, where)
+            return sorting.sorted_groups(self, where)
         return keyed.combine_by_key(self, where, keyed.new_list, keyed.append, keyed.extend, None)
 
     def count_by_key(self) -> DataSet:
@@ -300,10 +301,12 @@ class DataSet:
         that side with None on the other. A hash join: both sides shuffled together, one exchange."""
         return keyed.join(self, other, how, self._where("join", call_site()))
 
-    def sort_by(self, key: Callable[[Any], Any] | None = None, ascending: bool = True) -> DataSet:
-        """A global sort: a sample-based range partition, then a local sort; partitions in worker order
-        concatenate to the sorted whole. A 1-D numeric block with no key is sorted in numpy."""
-        return keyed.sort_by(self, key, ascending, self._where("sort_by", call_site()))
+    def sort_by(self, key: Callable[[Any], Any] | str | None = None, ascending: bool = True) -> DataSet:
+        """A global sort, stable: a sample-based range partition, then a local sort; partitions in
+        worker order concatenate to the sorted whole. key: a function, or for numpy record blocks a
+        field name. Numeric blocks and blocks of fixed-size byte records (dtype S, V, or bytes
+        fields, ordered bytewise unsigned) sort in numpy and move as raw rows (see sort.py)."""
+        return sorting.sort_by(self, key, ascending, self._where("sort_by", call_site()))
 
     # -- actions ----------------------------------------------------------------------------------
     def collect(self, root: int | None = None) -> Any:

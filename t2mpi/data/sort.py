@@ -1,0 +1,283 @@
+"""The global sort: a sample-based range partition, one exchange, then a local sort where the data
+lands (Twister2's sort: a range partition plus a sorted keyed gather).
+
+Three kinds of partitions sort in three ways:
+- numbers: a 1-D numeric block (no key), or a structured block sorted by a numeric field, in numpy;
+- byte records: a block of fixed-size records (dtype S or V, or a structured dtype whose fields are
+  all bytes) with no key, or sorted by a bytes field: ordered bytewise unsigned, by 8-byte integer
+  words (one integer sort, more words only where records tie), moved as raw rows by one Alltoallv;
+- anything else: Python objects, sorted with sorted(key=), moved as pickled batches.
+Every sort is stable: elements with equal keys keep their input order, ascending or not.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+
+from .errors import DataError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    from .dataset import DataSet
+    from .errors import Where
+
+SAMPLES_PER_WORKER = 64
+
+
+# -- the keys of a numpy block ------------------------------------------------------------------
+def block_keys(where: Where, part: Any, key: Any) -> tuple[str, Any] | None:
+    """("numbers", 1-D array) or ("bytes", (n, width) uint8 array): what a block sorts by; None
+    when the block sorts as Python objects. key is None (the elements themselves) or a field name."""
+    import numpy as np
+
+    dtype = part.dtype
+    if isinstance(key, str):
+        if dtype.names is None or key not in dtype.names:
+            fields = ", ".join(dtype.names or ()) or "none"
+            raise DataError(
+                f"{where}: key={key!r} names a field, but the partition's records have no such field "
+                f"(fields: {fields}); give a function instead"
+            )
+        column = part[key]
+        if column.ndim != 1:
+            return None
+        if column.dtype.kind in "iufb":
+            return ("numbers", column)
+        if column.dtype.kind in "SV":
+            return ("bytes", _as_rows(column))
+        return None
+    if key is not None or part.ndim != 1:
+        return None
+    if dtype.names is None:
+        if dtype.kind in "iufb":
+            return ("numbers", part)
+        if dtype.kind in "SV":
+            return ("bytes", _as_rows(part))
+        return None
+    if _bytes_only(dtype):
+        return ("bytes", _as_rows(part))
+    return None
+
+
+def _bytes_only(dtype: Any) -> bool:
+    """A structured dtype whose raw bytes order like numpy orders its records: bytes fields only,
+    packed, in offset order."""
+    offset = 0
+    for name in dtype.names:
+        field, at = dtype.fields[name][:2]
+        if field.kind not in "SV" or field.names is not None or field.shape or at != offset:
+            return False
+        offset += field.itemsize
+    return offset == dtype.itemsize
+
+
+def _as_rows(column: Any) -> Any:
+    import numpy as np
+
+    column = np.ascontiguousarray(column)
+    width = column.dtype.itemsize
+    return column.view(np.uint8).reshape(len(column), width)
+
+
+def _word(rows: Any, i: int) -> Any:
+    """Bytes [8i, 8i+8) of each row as one big-endian unsigned integer (zero-padded past the end)."""
+    import numpy as np
+
+    piece = rows[:, 8 * i : 8 * i + 8]
+    if piece.shape[1] < 8:
+        padded = np.zeros((len(rows), 8), dtype=np.uint8)
+        padded[:, : piece.shape[1]] = piece
+        piece = padded
+    return np.ascontiguousarray(piece).view(">u8").ravel()
+
+
+def byte_order(rows: Any) -> Any:
+    """The stable permutation that sorts (n, width) uint8 rows bytewise: an integer sort of the
+    first 8 bytes, and a lexicographic sort on more words only while sorted neighbours tie."""
+    import numpy as np
+
+    words = [_word(rows, 0)]
+    order = np.argsort(words[0], kind="stable")
+    width = rows.shape[1]
+    while 8 * len(words) < width:
+        ranked = [w[order] for w in words]
+        tied = np.ones(len(order) - 1 if len(order) else 0, dtype=bool)
+        for w in ranked:
+            tied &= w[1:] == w[:-1]
+        if not tied.any():
+            break
+        words.append(_word(rows, len(words)))
+        order = np.lexsort(tuple(reversed(words)))
+    return order
+
+
+def key_order(kind: str, keys: Any) -> Any:
+    import numpy as np
+
+    return np.argsort(keys, kind="stable") if kind == "numbers" else byte_order(keys)
+
+
+def searchable(kind: str, keys: Any) -> Any:
+    """Sorted keys in a form np.searchsorted takes: numbers as they are, byte rows as one S column."""
+    if kind == "numbers":
+        return keys
+    return keys.view(f"S{keys.shape[1]}").ravel() if keys.shape[1] else keys[:, :0].ravel()
+
+
+def stable_sorted(block: Any, kind_keys: Callable[[Any], tuple[str, Any]], ascending: bool) -> Any:
+    """block sorted by its keys, equal keys in input order, ascending or descending."""
+    if ascending:
+        kind, keys = kind_keys(block)
+        return block[key_order(kind, keys)]
+    flipped = block[::-1]
+    kind, keys = kind_keys(flipped)
+    return flipped[key_order(kind, keys)][::-1]
+
+
+# -- splitters ----------------------------------------------------------------------------------
+def sample(sorted_keys: Any, size: int) -> list[Any]:
+    m = len(sorted_keys)
+    want = min(m, SAMPLES_PER_WORKER * size)
+    return [sorted_keys[i * m // want] for i in range(want)] if want else []
+
+
+def splitters(samples: list[list[Any]], size: int) -> list[Any]:
+    merged = sorted(s for run in samples for s in run)
+    if not merged:
+        return []
+    return [merged[len(merged) * d // size] for d in range(1, size)]
+
+
+def _cuts(positions: list[int], total: int, size: int) -> list[int]:
+    cuts = [0] + [int(p) for p in positions]
+    return cuts + [total] * (size + 1 - len(cuts))  # no samples anywhere: nothing to cut
+
+
+# -- the operation ------------------------------------------------------------------------------
+def sort_by(ds: DataSet, key: Any, ascending: bool, where: Where) -> DataSet:
+    from .dataset import DataSet, is_block, materialize
+
+    if key is not None and not callable(key) and not isinstance(key, str):
+        raise DataError(f"{where}: key must be a function or a field name, got {type(key).__name__}")
+    ex = ds.data.exchange
+    parent = ds._plan
+
+    def kind_keys(block: Any) -> tuple[str, Any]:
+        return block_keys(where, block, key)
+
+    def plan():
+        run = parent()
+        held: list[Any] = []
+
+        def local():
+            part = materialize(run())
+            found = block_keys(where, part, key) if is_block(part) else None
+            if found is not None:
+                kind, keys = found
+                order = key_order(kind, keys)
+                ordered = keys[order]
+                held[:] = [part[order], ordered]
+                picked = sample(ordered, ex.size)
+                return ("block", kind, part.dtype.str, picked if kind == "numbers" else [r.tobytes() for r in picked])
+            if isinstance(key, str):
+                raise DataError(f"{where}: key={key!r} names a field; only numpy record blocks have fields")
+            elements = part.tolist() if is_block(part) and part.ndim == 1 else part
+            try:
+                held.append(sorted(elements, key=key))
+            except DataError:
+                raise
+            except TypeError as exc:
+                raise unorderable(where, exc) from exc
+            except Exception as exc:
+                raise where.failed(exc) from exc
+            return ("objects", None, None, sample([key(x) for x in held[0]] if key else held[0], ex.size))
+
+        metas = ex.allgather(where, local)
+        try:
+            cut_at = splitters([m[3] for m in metas], ex.size)
+        except TypeError as exc:
+            raise unorderable(where, exc) from exc
+        if len({m[:3] for m in metas}) == 1 and metas[0][0] == "block":
+            return _blocks(ex, where, held, metas[0][1], cut_at, kind_keys, ascending)
+        items = held[0] if metas[ex.rank][0] == "objects" else held[0].tolist()
+        return _objects(ex, where, items, key, cut_at, ascending)
+
+    return DataSet(ds.data, plan, where.op)
+
+
+def unorderable(where: Where, exc: BaseException) -> DataError:
+    return DataError(f"{where}: the keys cannot be ordered ({exc}); give a key function that returns comparable values")
+
+
+def _blocks(ex: Any, where: Where, held: list[Any], kind: str, cut_at: list[Any], kind_keys: Any, ascending: bool) -> Any:
+    """Sorted blocks: cut by the splitters, one Alltoallv of raw rows, a stable sort where they land."""
+    import numpy as np
+
+    block, keys = held
+    held.clear()
+    keys = searchable(kind, keys)
+    probe = np.array(cut_at, dtype=keys.dtype) if kind == "bytes" else np.asarray(cut_at)
+    cuts = _cuts(list(np.searchsorted(keys, probe, side="right")), len(block), ex.size)
+    del keys
+    counts = np.diff(cuts).tolist()
+    if not ascending:  # worker d takes the d-th range from the top; each range stays in input order
+        block = np.concatenate([block[cuts[d] : cuts[d + 1]] for d in reversed(range(ex.size))])
+        counts = counts[::-1]
+    got = ex.alltoallv(where, lambda: (block, counts))
+    del block
+    out = stable_sorted(got, kind_keys, ascending)
+    return lambda: out
+
+
+def _objects(ex: Any, where: Where, items: list[Any], key: Any, cut_at: list[Any], ascending: bool) -> Any:
+    """Sorted Python objects: cut by the splitters (bisect on the key), one exchange of pickled
+    batches, then sorted() where they land: its merge of the arriving sorted runs is near-linear."""
+    positions = [bisect.bisect_right(items, s, key=key) for s in cut_at]
+    cuts = _cuts(positions, len(items), ex.size)
+    batches = [items[cuts[d] : cuts[d + 1]] for d in range(ex.size)]
+    if not ascending:
+        batches = batches[::-1]
+    got = ex.alltoall(where, lambda: batches)
+    arrived = list(itertools.chain.from_iterable(got))
+    if ascending:
+        out = sorted(arrived, key=key)
+    else:  # the runs arrive top range first; reverse=True keeps equal keys in input order
+        out = sorted(arrived, key=key, reverse=True)
+    return lambda: iter(out)
+
+
+def sorted_groups(ds: DataSet, where: Where) -> DataSet:
+    """group_by_key(sort=True): local groups, range-partitioned by key, merged in key order."""
+    from .dataset import DataSet
+    from .keyed import append, combine_local, new_list
+
+    parent = ds._plan
+
+    def local_groups():
+        run = parent()
+        return lambda: iter(combine_local(where, run(), new_list, append).items())
+
+    by_key = sort_by(DataSet(ds.data, local_groups, where.op), _first, True, where)
+    sorted_plan = by_key._plan
+
+    def plan():
+        run = sorted_plan()
+
+        def merged():
+            for k, runs in itertools.groupby(run(), key=_first):
+                values: list[Any] = []
+                for _, vs in runs:
+                    values.extend(vs)
+                yield k, values
+
+        return merged
+
+    return DataSet(ds.data, plan, where.op)
+
+
+def _first(kx: Any) -> Any:
+    return kx[0]
