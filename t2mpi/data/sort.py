@@ -32,8 +32,6 @@ SAMPLES_PER_WORKER = 64
 def block_keys(where: Where, part: Any, key: Any) -> tuple[str, Any] | None:
     """("numbers", 1-D array) or ("bytes", (n, width) uint8 array): what a block sorts by; None
     when the block sorts as Python objects. key is None (the elements themselves) or a field name."""
-    import numpy as np
-
     dtype = part.dtype
     if isinstance(key, str):
         if dtype.names is None or key not in dtype.names:
@@ -213,7 +211,9 @@ def unorderable(where: Where, exc: BaseException) -> DataError:
     return DataError(f"{where}: the keys cannot be ordered ({exc}); give a key function that returns comparable values")
 
 
-def _blocks(ex: Any, where: Where, held: list[Any], kind: str, cut_at: list[Any], kind_keys: Any, ascending: bool) -> Any:
+def _blocks(
+    ex: Any, where: Where, held: list[Any], kind: str, cut_at: list[Any], kind_keys: Any, ascending: bool
+) -> Any:
     """Sorted blocks: cut by the splitters, one Alltoallv of raw rows, a stable sort where they land."""
     import numpy as np
 
@@ -227,8 +227,9 @@ def _blocks(ex: Any, where: Where, held: list[Any], kind: str, cut_at: list[Any]
     if not ascending:  # worker d takes the d-th range from the top; each range stays in input order
         block = np.concatenate([block[cuts[d] : cuts[d + 1]] for d in reversed(range(ex.size))])
         counts = counts[::-1]
-    got = ex.alltoallv(where, lambda: (block, counts))
-    del block
+    sending = [(block, counts)]
+    del block  # held only by `sending` until it is sent
+    got = ex.alltoallv(where, sending.pop)
     out = stable_sorted(got, kind_keys, ascending)
     return lambda: out
 
