@@ -570,3 +570,42 @@ def test_portable_hash_is_the_same_in_every_process():
         for seed in ("1", "2", "random")
     }
     assert len(seen) == 1 and seen != {""}
+
+
+@settings(derandomize=True, max_examples=40, deadline=None)
+@given(st.text("ab é\r\n\t", max_size=60), st.integers(1, 9), st.integers(1, 4))
+def test_text_chunks_give_the_lines_and_the_words_of_line_by_line_reading(tmp_path_factory, body, chunk, size):
+    # small chunks put chunk ends inside lines, at line ends and inside \r\n; flat_map(str.split) on a
+    # text source splits whole chunks, which must give exactly the words of its lines, in order
+    from t2mpi.data import sources
+
+    path = tmp_path_factory.mktemp("chunks") / "in.txt"
+    path.write_text(body, encoding="utf-8", newline="")
+    lines = [line.rstrip("\r") for line in body.split("\n")]
+    if body.endswith("\n") or not body:
+        lines.pop()  # no line after the last newline
+    old, sources.CHUNK = sources.CHUNK, chunk
+    try:
+        got_lines = on_partitions(size, lambda data: list(data.text(str(path))))
+        got_words = on_partitions(size, lambda data: list(data.text(str(path)).flat_map(str.split)))
+    finally:
+        sources.CHUNK = old
+    assert [x for part in got_lines for x in part] == lines
+    assert [w for part in got_words for w in part] == [w for line in lines for w in line.split()]
+
+
+@SETTINGS
+@given(words)
+def test_count_by_value_counts_every_element(xs):
+    want = collections.Counter(xs)
+
+    def job(data):
+        return dict(data.from_iterable(xs).count_by_value().collect())
+
+    for results in everywhere(job).values():
+        assert all(r == want for r in results)
+
+
+def test_count_by_value_names_an_unhashable_element():
+    with pytest.raises(DataError, match=r"count_by_value at .* must be hashable"):
+        Data(MPI.COMM_SELF).from_iterable([[1]]).count_by_value().collect()

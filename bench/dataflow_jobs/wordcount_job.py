@@ -38,3 +38,11 @@ class WordCountByPartition(IWorker):
     def execute(self, ctx):
         counts = ctx.data.text(ctx.config["input"]).map_partitions(_count_lines).reduce_by_key(operator.add)
         return _result(ctx, counts.top(10, key=top_key))
+
+
+class WordCountByValue(IWorker):
+    """The same with count_by_value: each worker counts its words (a Counter), then one shuffle."""
+
+    def execute(self, ctx):
+        counts = ctx.data.text(ctx.config["input"]).flat_map(str.split).count_by_value()
+        return _result(ctx, counts.top(10, key=top_key))

@@ -287,6 +287,13 @@ class DataSet:
             self, self._where("count_by_key", call_site()), keyed.one, keyed.plus_one, operator.add, None
         )
 
+    def count_by_value(self) -> DataSet:
+        """(element, count) per distinct element: counted on each worker (collections.Counter),
+        then one shuffle; the elements must be hashable."""
+        return keyed.combine_by_key(
+            self, self._where("count_by_value", call_site()), None, operator.add, operator.add, None, keyed.count_local
+        )
+
     def distinct(self) -> DataSet:
         where = self._where("distinct", call_site())
         marked = DataSet(self.data, _pairs_of(self._plan), self.name)

@@ -3,6 +3,7 @@ element, one exchange of one batch per destination, and a lazy merge where the d
 
 from __future__ import annotations
 
+import operator
 import zlib
 
 from .errors import DataError
@@ -104,6 +105,8 @@ def destination(where: Where, partitioner: Callable[[Any], int] | None, size: in
 def combine_local(
     where: Where, part: Any, create: Callable[[Any], Any] | None, merge_value: Callable[[Any, Any], Any]
 ) -> dict[Any, Any]:
+    if create is None and merge_value is operator.add:
+        return _sum_local(where, part)
     combined: dict[Any, Any] = {}
     get = combined.get
     for k, v in pairs(where, part):
@@ -118,6 +121,47 @@ def combine_local(
         except Exception as exc:
             raise where.failed(exc) from exc
     return combined
+
+
+def _sum_local(where: Where, part: Any) -> dict[Any, Any]:
+    """combine_local for reduce_by_key(operator.add): the same, with the pair check and the add inline."""
+    combined: dict[Any, Any] = {}
+    get = combined.get
+    kv = None
+    try:
+        for kv in part:
+            if type(kv) is not tuple or len(kv) != 2:
+                next(pairs(where, (kv,)))  # raises unless kv is a (key, value) list
+            k, v = kv
+            c = get(k, _MISSING)
+            combined[k] = v if c is _MISSING else c + v
+    except DataError:
+        raise
+    except TypeError as exc:
+        if kv is not None and not _hashable(kv[0]):
+            raise unhashable(where, kv[0]) from None
+        raise where.failed(exc) from exc
+    return combined
+
+
+def _hashable(key: Any) -> bool:
+    try:
+        hash(key)
+    except TypeError:
+        return False
+    return True
+
+
+def count_local(where: Where, part: Any) -> dict[Any, int]:
+    """Each element's count in the partition (collections.Counter: a loop in C)."""
+    from collections import Counter
+
+    try:
+        return Counter(part)
+    except DataError:
+        raise
+    except TypeError as exc:
+        raise DataError(f"{where}: the elements must be hashable to be counted ({exc})") from None
 
 
 def buckets_of(items: Any, dest: Callable[[Any], int], size: int) -> list[list[Any]]:
@@ -137,7 +181,9 @@ def combine_by_key(
     merge_value: Callable[[Any, Any], Any],
     merge_combiners: Callable[[Any, Any], Any],
     partitioner: Callable[[Any], int] | None,
+    combine: Callable[[Where, Any], dict[Any, Any]] | None = None,
 ) -> DataSet:
+    """combine(where, part) -> {key: combiner}, when given, replaces the local create/merge_value pass."""
     from .dataset import DataSet
 
     ex = ds.data.exchange
@@ -152,6 +198,8 @@ def combine_by_key(
 
         def local():
             part = run()
+            if combine is not None:
+                return ("objects", buckets_of(combine(where, part).items(), dest, ex.size))
             ufunc = columns.vectorisable(part, create, merge_value, merge_combiners)
             if ufunc is not None:
                 keys, values = columns.reduce_columns(part.keys, part.values, ufunc)
@@ -170,9 +218,19 @@ def combine_by_key(
 
 def _merged(where: Where, batches: list[list[Any]], merge: Callable[[Any, Any], Any]) -> Any:
     out: dict[Any, Any] = {}
+    get = out.get
+    if merge is operator.add:
+        try:
+            for batch in batches:
+                for k, c in batch:
+                    old = get(k, _MISSING)
+                    out[k] = c if old is _MISSING else old + c
+        except TypeError as exc:
+            raise where.failed(exc) from exc
+        return iter(out.items())
     for batch in batches:
         for k, c in batch:
-            old = out.get(k, _MISSING)
+            old = get(k, _MISSING)
             if old is _MISSING:
                 out[k] = c
                 continue

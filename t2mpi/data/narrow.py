@@ -5,6 +5,7 @@ raised as the operation's error, with the original exception as __cause__."""
 from __future__ import annotations
 
 from .errors import DataError
+from .sources import TextPart
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -26,6 +27,10 @@ def map_stage(where: Where, fn: Callable[[Any], Any], part: Iterable[Any]) -> It
 
 
 def flat_map_stage(where: Where, fn: Callable[[Any], Iterable[Any]], part: Iterable[Any]) -> Iterator[Any]:
+    if fn is str.split and type(part) is TextPart:  # a text source: split whole chunks of lines
+        for chunk in part.chunks():
+            yield from chunk.split()
+        return
     for x in part:
         try:
             ys = fn(x)

@@ -79,25 +79,72 @@ def byte_ranges(files: list[tuple[str, int]], index: int, count: int) -> list[tu
     return pieces
 
 
+CHUNK = 1 << 22  # bytes a text source reads at a time
+
+
+def line_start(f: Any, offset: int) -> int:
+    """The offset of the first line that starts at or after `offset` (f is open in binary)."""
+    if offset <= 0:
+        return 0
+    f.seek(offset - 1)
+    return offset - 1 + len(f.readline())
+
+
+def read_chunks(name: str, start: int, stop: int) -> Iterator[str]:
+    """The lines of `name` whose first byte lies in [start, stop), as decoded chunks of whole lines
+    (each ends with its line's newline, except perhaps the file's last)."""
+    with open(name, "rb") as f:
+        pos = line_start(f, start)
+        f.seek(pos)
+        while pos < stop:
+            chunk = f.read(min(CHUNK, stop - pos))
+            if not chunk:
+                break
+            if not chunk.endswith(b"\n"):
+                chunk += f.readline()  # the rest of the last line (it may run past stop)
+            pos += len(chunk)
+            yield chunk.decode("utf-8")
+
+
 def read_lines(name: str, start: int, stop: int) -> Iterator[str]:
     """The lines of `name` whose first byte lies in [start, stop), without their line ending."""
-    with open(name, "rb") as f:
-        pos = start
-        if start > 0:
-            f.seek(start - 1)
-            if f.read(1) != b"\n":  # a line began before start: it belongs to the previous range
-                pos += len(f.readline())
-        while pos < stop:
-            line = f.readline()
-            if not line:
-                break
-            pos += len(line)
-            yield line.rstrip(b"\r\n").decode("utf-8")
+    for chunk in read_chunks(name, start, stop):
+        lines = chunk.split("\n")
+        if lines[-1] == "":
+            lines.pop()
+        if "\r" in chunk:
+            lines = [line.rstrip("\r") for line in lines]
+        yield from lines
 
 
-def text_part(files: list[tuple[str, int]], index: int, count: int) -> Iterator[str]:
-    for name, start, stop in byte_ranges(files, index, count):
-        yield from read_lines(name, start, stop)
+class TextPart:
+    """A text source's partition: an iterator of lines. chunks(), called before any line is taken,
+    gives the same text as decoded chunks of whole lines, so that a stage that splits on whitespace
+    (flat_map(str.split)) runs on big strings in C instead of line by line."""
+
+    __slots__ = ("pieces", "_lines")
+
+    def __init__(self, pieces: list[tuple[str, int, int]]):
+        self.pieces = pieces
+        self._lines: Iterator[str] | None = None
+
+    def __iter__(self) -> TextPart:
+        return self
+
+    def __next__(self) -> str:
+        if self._lines is None:
+            self._lines = (line for name, start, stop in self.pieces for line in read_lines(name, start, stop))
+        return next(self._lines)
+
+    def chunks(self) -> Iterator[str]:
+        if self._lines is not None:
+            raise RuntimeError("TextPart.chunks() after lines were taken")
+        for name, start, stop in self.pieces:
+            yield from read_chunks(name, start, stop)
+
+
+def text_part(files: list[tuple[str, int]], index: int, count: int) -> TextPart:
+    return TextPart(byte_ranges(files, index, count))
 
 
 def function_part(fn: Callable[[int, int], Iterable[Any]], index: int, count: int) -> Iterable[Any]:
