@@ -195,14 +195,47 @@ keyed = st.lists(st.tuples(st.integers(0, 8), st.integers()), max_size=25)
 
 
 @SETTINGS
-@given(keyed, keyed, st.sampled_from(["inner", "left", "right", "outer"]))
-def test_join_matches_python(left, right, how):
+@given(keyed, keyed, st.sampled_from(["inner", "left", "right", "outer"]), st.sampled_from(["hash", "sort"]))
+def test_join_matches_python(left, right, how, method):
     def job(data):
-        return checksum(data.from_iterable(left).join(data.from_iterable(right), how).collect())
+        joined = data.from_iterable(left).join(data.from_iterable(right), how, method)
+        return checksum(joined.collect()), [k for k, _ in joined.partition()]
 
     want = checksum(join_reference(left, right, how))
     for results in everywhere(job).values():
-        assert all(r == want for r in results)
+        for got, mine in results:
+            assert got == want
+            if method == "sort":
+                assert mine == sorted(mine)  # a sort join gives each partition in key order
+
+
+small_keyed = st.lists(st.tuples(st.integers(0, 8), st.integers(-1000, 1000)), max_size=25)
+
+
+@SETTINGS
+@given(small_keyed, small_keyed)
+def test_an_inner_join_of_integer_columns_stays_in_numpy(left, right):
+    from t2mpi.data.columns import Columns
+
+    def columns(pairs_):
+        keys = np.array([k for k, _ in pairs_], dtype=np.int64)
+        return keys, np.array([v for _, v in pairs_], dtype=np.int64)
+
+    def job(data):
+        joined = data.columns(*columns(left)).join(data.columns(*columns(right)))
+        part = joined.partition()
+        assert type(part) is Columns and part.values.dtype.names == ("left", "right")
+        sums = joined.map_partitions(lambda c: Columns(c.keys, c.values["left"] * c.values["right"]))
+        return checksum(joined.collect()), dict(sums.reduce_by_key(operator.add).collect())
+
+    want = join_reference(left, right, "inner")
+    want_sums = collections.Counter()
+    for k, (v, w) in want:
+        want_sums[k] += v * w
+    for results in everywhere(job).values():
+        for got, sums in results:
+            assert got == checksum(want)
+            assert sums == {k: s for k, s in want_sums.items()}
 
 
 @SETTINGS

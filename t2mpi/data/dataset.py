@@ -14,6 +14,7 @@ import itertools
 import operator
 
 from . import keyed, narrow
+from . import join as joining
 from . import sort as sorting
 from .errors import DataError, call_site
 
@@ -303,10 +304,13 @@ class DataSet:
         """(key, value) pairs moved so that each key lands on partitioner(key) (default: a hash)."""
         return keyed.partition_by_key(self, self._where("partition_by_key", call_site()), partitioner)
 
-    def join(self, other: DataSet, how: str = "inner") -> DataSet:
+    def join(self, other: DataSet, how: str = "inner", method: str = "hash") -> DataSet:
         """(key, (left, right)) for keys of both sides (inner); left/right/outer keep unmatched keys of
-        that side with None on the other. A hash join: both sides shuffled together, one exchange."""
-        return keyed.join(self, other, how, self._where("join", call_site()))
+        that side with None on the other. Both sides move in one exchange so that equal keys meet;
+        method="hash" joins there through an index of the right side, method="sort" by sorting both
+        sides and merging (its output comes in key order). An inner join of integer-keyed Columns
+        stays in numpy: Columns whose values have the fields "left" and "right" (see join.py)."""
+        return joining.join(self, other, how, method, self._where("join", call_site()))
 
     def sort_by(self, key: Callable[[Any], Any] | str | None = None, ascending: bool = True) -> DataSet:
         """A global sort, stable: a sample-based range partition, then a local sort; partitions in
