@@ -13,8 +13,8 @@ import functools
 import itertools
 import operator
 
-from . import keyed, narrow
 from . import join as joining
+from . import keyed, narrow
 from . import sort as sorting
 from .errors import DataError, call_site
 
