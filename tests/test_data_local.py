@@ -642,3 +642,20 @@ def test_count_by_value_counts_every_element(xs):
 def test_count_by_value_names_an_unhashable_element():
     with pytest.raises(DataError, match=r"count_by_value at .* must be hashable"):
         Data(MPI.COMM_SELF).from_iterable([[1]]).count_by_value().collect()
+
+
+def test_write_records_writes_each_partition_raw_and_atomically(tmp_path):
+    block = np.arange(40, dtype=np.uint8).view("V4")  # ten 4-byte records
+
+    def job(data):
+        return data.array(block).write_records(str(tmp_path / f"out{data.size}"))
+
+    for size, results in everywhere(job, sizes=(3,)).items():
+        if size == "mpi":
+            continue
+        paths = results[0]
+        assert paths == [str(tmp_path / "out3" / f"part-{r:05d}") for r in range(3)]
+        assert b"".join(open(p, "rb").read() for p in paths) == block.tobytes()
+        assert len(list((tmp_path / "out3").iterdir())) == 3  # no temporary file left
+    with pytest.raises(DataError, match=r"write_records at .* expects numpy record blocks, got list"):
+        Data(MPI.COMM_SELF).from_iterable([1, 2]).write_records(str(tmp_path / "bad"))

@@ -379,30 +379,38 @@ class DataSet:
     def write_text(self, folder: str) -> list[str]:
         """One file per worker, folder/part-NNNNN, of str(element) lines (written atomically);
         returns every part's path, on every worker."""
-        import os
 
         where = self._where("write_text", call_site())
         run = self._plan()
 
         def local():
-            os.makedirs(folder, exist_ok=True)
-            path = os.path.join(folder, f"part-{self.data.rank:05d}")
-            tmp = f"{path}.tmp-{os.getpid()}"
-            with open(tmp, "w", encoding="utf-8") as f:
+            def write(f: Any) -> None:
                 for x in run():
-                    f.write(x if type(x) is str else str(x))
-                    f.write("\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-            return path
+                    f.write((x if type(x) is str else str(x)).encode("utf-8"))
+                    f.write(b"\n")
+
+            return _write_atomically(folder, f"part-{self.data.rank:05d}", write)
+
+        return self.data.exchange.allgather(where, local)
+
+    def write_records(self, folder: str) -> list[str]:
+        """One file per worker, folder/part-NNNNN, of its partition's raw bytes: a numpy block of
+        fixed-size records as it lies in memory (what Data.records reads back); written atomically;
+        returns every part's path, on every worker."""
+        where = self._where("write_records", call_site())
+        run = self._plan()
+
+        def local():
+            part = run()
+            if not is_block(part):
+                raise DataError(f"{where}: expects numpy record blocks, got {type(part).__name__}")
+            return _write_atomically(folder, f"part-{self.data.rank:05d}", lambda f: part.tofile(f))
 
         return self.data.exchange.allgather(where, local)
 
     def write_npy(self, folder: str) -> list[str]:
         """One .npy file per worker, folder/part-NNNNN.npy, of its partition as an array (a block as it
         is; other elements through numpy.asarray); returns every part's path, on every worker."""
-        import os
 
         import numpy as np
 
@@ -410,21 +418,34 @@ class DataSet:
         run = self._plan()
 
         def local():
-            os.makedirs(folder, exist_ok=True)
             part = materialize(run())
-            path = os.path.join(folder, f"part-{self.data.rank:05d}.npy")
-            tmp = f"{path}.tmp-{os.getpid()}"
-            with open(tmp, "wb") as f:
-                np.save(f, part if is_block(part) else np.asarray(part))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-            return path
+            block = part if is_block(part) else np.asarray(part)
+            return _write_atomically(folder, f"part-{self.data.rank:05d}.npy", lambda f: np.save(f, block))
 
         return self.data.exchange.allgather(where, local)
 
 
 _EMPTY = object()
+
+
+def _write_atomically(folder: str, name: str, write: Callable[[Any], None]) -> str:
+    """folder/name written by write(f) through a temporary file, fsync and rename; returns its path."""
+    import os
+
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, name)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
 
 
 def _pairs_of(parent: Callable[[], Callable[[], Any]]) -> Callable[[], Callable[[], Any]]:
