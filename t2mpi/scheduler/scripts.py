@@ -291,10 +291,11 @@ class Pbs(Scheduler):
     }
 
     def parse_status(self, stdout: str) -> tuple[str, str] | None:
-        m = re.search(r"job_state = (\w)", stdout)
+        m = re.search(r"^\s*job_state = (\w)", stdout, re.MULTILINE)
         if m is None:
             return None
-        code = re.search(r"Exit_status = (-?\d+)", stdout)
+        # PBS Professional prints Exit_status, Torque exit_status
+        code = re.search(r"^\s*[Ee]xit_status = (-?\d+)", stdout, re.MULTILINE)
         state = self._STATES.get(m.group(1), m.group(1))
         if state == "COMPLETED" and code and code.group(1) != "0":
             state = "FAILED"
