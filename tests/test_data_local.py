@@ -57,14 +57,14 @@ class ThreadComm:
         return self._swap(value)[root]
 
 
-def on_partitions(size: int, job):
+def on_partitions(size: int, job, **data_options):
     """job(data) on `size` simulated workers; returns their results in worker order."""
     group = {"size": size, "slots": [None] * size, "barrier": threading.Barrier(size, timeout=20)}
     results, errors = [None] * size, [None] * size
 
     def one(rank):
         try:
-            results[rank] = job(Data(ThreadComm(group, rank)))
+            results[rank] = job(Data(ThreadComm(group, rank), **data_options))
         except BaseException as exc:
             errors[rank] = exc
             group["barrier"].abort()

@@ -43,6 +43,7 @@ class Data:
         self.size = self.exchange.size
         self.scratch_dir = scratch_dir
         self.memory_budget = memory_budget
+        self.spilled_bytes = 0  # what keyed shuffles wrote to scratch_dir past memory_budget, in all
         try:
             import socket
 

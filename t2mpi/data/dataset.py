@@ -292,7 +292,7 @@ class DataSet:
         """(element, count) per distinct element: counted on each worker (collections.Counter),
         then one shuffle; the elements must be hashable."""
         return keyed.combine_by_key(
-            self, self._where("count_by_value", call_site()), None, operator.add, operator.add, None, keyed.count_local
+            self, self._where("count_by_value", call_site()), None, operator.add, operator.add, None, counting=True
         )
 
     def distinct(self) -> DataSet:

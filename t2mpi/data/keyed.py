@@ -105,27 +105,37 @@ def destination(where: Where, partitioner: Callable[[Any], int] | None, size: in
 def combine_local(
     where: Where, part: Any, create: Callable[[Any], Any] | None, merge_value: Callable[[Any, Any], Any]
 ) -> dict[Any, Any]:
-    if create is None and merge_value is operator.add:
-        return _sum_local(where, part)
+    """{key: combiner} of a partition's (key, value) pairs."""
     combined: dict[Any, Any] = {}
-    get = combined.get
-    for k, v in pairs(where, part):
-        try:
-            c = get(k, _MISSING)
-        except TypeError:
-            raise unhashable(where, k) from None
-        try:
-            combined[k] = (v if create is None else create(v)) if c is _MISSING else merge_value(c, v)
-        except DataError:
-            raise
-        except Exception as exc:
-            raise where.failed(exc) from exc
+    combine_step(where, create, merge_value)(combined, part)
     return combined
 
 
-def _sum_local(where: Where, part: Any) -> dict[Any, Any]:
-    """combine_local for reduce_by_key(operator.add): the same, with the pair check and the add inline."""
-    combined: dict[Any, Any] = {}
+def combine_step(
+    where: Where, create: Callable[[Any], Any] | None, merge_value: Callable[[Any, Any], Any]
+) -> Callable[[dict[Any, Any], Any], None]:
+    """step(combined, pairs): the pairs folded into `combined` (reduce_by_key(add) with the add inline)."""
+    if create is None and merge_value is operator.add:
+        return lambda combined, part: _sum_into(where, combined, part)
+
+    def step(combined: dict[Any, Any], part: Any) -> None:
+        get = combined.get
+        for k, v in pairs(where, part):
+            try:
+                c = get(k, _MISSING)
+            except TypeError:
+                raise unhashable(where, k) from None
+            try:
+                combined[k] = (v if create is None else create(v)) if c is _MISSING else merge_value(c, v)
+            except DataError:
+                raise
+            except Exception as exc:
+                raise where.failed(exc) from exc
+
+    return step
+
+
+def _sum_into(where: Where, combined: dict[Any, Any], part: Any) -> None:
     get = combined.get
     kv = None
     try:
@@ -141,7 +151,6 @@ def _sum_local(where: Where, part: Any) -> dict[Any, Any]:
         if kv is not None and not _hashable(kv[0]):
             raise unhashable(where, kv[0]) from None
         raise where.failed(exc) from exc
-    return combined
 
 
 def _hashable(key: Any) -> bool:
@@ -152,16 +161,25 @@ def _hashable(key: Any) -> bool:
     return True
 
 
-def count_local(where: Where, part: Any) -> dict[Any, int]:
-    """Each element's count in the partition (collections.Counter: a loop in C)."""
+def count_step(where: Where) -> Callable[[dict[Any, Any], Any], None]:
+    """step(combined, elements): each element's count added (collections.Counter: a loop in C)."""
     from collections import Counter
 
-    try:
-        return Counter(part)
-    except DataError:
-        raise
-    except TypeError as exc:
-        raise DataError(f"{where}: the elements must be hashable to be counted ({exc})") from None
+    def step(combined: dict[Any, Any], part: Any) -> None:
+        try:
+            counts = Counter(part)
+        except DataError:
+            raise
+        except TypeError as exc:
+            raise DataError(f"{where}: the elements must be hashable to be counted ({exc})") from None
+        if not combined:
+            combined.update(counts)
+            return
+        get = combined.get
+        for k, n in counts.items():
+            combined[k] = get(k, 0) + n
+
+    return step
 
 
 def buckets_of(items: Any, dest: Callable[[Any], int], size: int) -> list[list[Any]]:
@@ -181,14 +199,17 @@ def combine_by_key(
     merge_value: Callable[[Any, Any], Any],
     merge_combiners: Callable[[Any, Any], Any],
     partitioner: Callable[[Any], int] | None,
-    combine: Callable[[Where, Any], dict[Any, Any]] | None = None,
+    counting: bool = False,
 ) -> DataSet:
-    """combine(where, part) -> {key: combiner}, when given, replaces the local create/merge_value pass."""
+    """counting=True: the elements themselves are counted (count_by_value), not (key, value) pairs.
+    With a memory budget on the Data, the object path sends in rounds and spills (spill.py)."""
     from .dataset import DataSet
 
     ex = ds.data.exchange
     dest = destination(where, partitioner, ex.size)
     parent = ds._plan
+    step = count_step(where) if counting else combine_step(where, create, merge_value)
+    budget = ds.data.memory_budget
 
     def plan():
         from . import columns
@@ -198,22 +219,74 @@ def combine_by_key(
 
         def local():
             part = run()
-            if combine is not None:
-                return ("objects", buckets_of(combine(where, part).items(), dest, ex.size))
-            ufunc = columns.vectorisable(part, create, merge_value, merge_combiners)
+            ufunc = None if counting else columns.vectorisable(part, create, merge_value, merge_combiners)
             if ufunc is not None:
                 keys, values = columns.reduce_columns(part.keys, part.values, ufunc)
                 held.append(columns.Columns(keys, values))
                 return ("columns", *columns.by_destination(keys, values, ex.size))
-            return ("objects", buckets_of(combine_local(where, part, create, merge_value).items(), dest, ex.size))
+            if budget is None:
+                combined: dict[Any, Any] = {}
+                step(combined, part)
+                return ("objects", buckets_of(combined.items(), dest, ex.size))
+            from .spill import Rounds
 
-        got = ex.shuffle(where, local, lambda: buckets_of(iter(held[0]), dest, ex.size))
+            held.append(Rounds(where, part, step, budget))
+            return ("objects", _round(held[0], dest, ex.size))
+
+        def to_objects():
+            batches = buckets_of(iter(held[0]), dest, ex.size)
+            return batches if budget is None else [(False, b) for b in batches]
+
+        got = ex.shuffle(where, local, to_objects)
         if got[0] == "columns":
             ufunc = columns.ufunc_of(merge_combiners)
             return lambda: columns.Columns(*columns.reduce_columns(got[1], got[2], ufunc))
-        return lambda: _merged(where, got[1], merge_combiners)
+        if budget is None:
+            return lambda: _merged(where, got[1], merge_combiners)
+        return _spilled(ds.data, where, got[1], held, dest, merge_combiners)
 
     return DataSet(ds.data, plan, where.op)
+
+
+def _round(rounds: Any, dest: Callable[[Any], int], size: int) -> list[tuple[bool, list[Any]]]:
+    """The next round of a bounded combine: (more to come, batch) for each destination."""
+    if not rounds.more:
+        return [(False, [])] * size
+    combined = rounds.next_round()
+    return [(rounds.more, b) for b in buckets_of(combined.items(), dest, size)]
+
+
+def _spilled(data: Any, where: Where, first: list[Any], held: list[Any], dest: Any, merge: Any) -> Any:
+    """The receiving side under a memory budget: rounds until no worker has more, merged and
+    spilled by a Spiller; the partition is its merged items, read back one spill file at a time."""
+    from .spill import Spiller
+
+    ex = data.exchange
+    spiller = Spiller(where, merge, data.memory_budget, data.scratch_dir, portable_hash, _spill_counter(data, ex))
+    got = first
+    rounds = held[0] if held and hasattr(held[0], "more") else None
+    try:
+        while True:
+            for _more, batch in got:
+                spiller.add(batch)
+            if not any(more for more, _ in got):
+                break
+            got = ex.alltoall(where, lambda: _round(rounds, dest, ex.size) if rounds else [(False, [])] * ex.size)
+    except BaseException:
+        spiller.discard()
+        raise
+    held.clear()
+    return spiller.items
+
+
+def _spill_counter(data: Any, ex: Any) -> Callable[[int], None]:
+    def spilled(nbytes: int) -> None:
+        data.spilled_bytes += nbytes
+        note = getattr(ex, "spilled", None)  # the exchange's per-operation figures, where it keeps them
+        if note is not None:
+            note(nbytes)
+
+    return spilled
 
 
 def _merged(where: Where, batches: list[list[Any]], merge: Callable[[Any, Any], Any]) -> Any:

@@ -1,0 +1,89 @@
+"""Keyed shuffles past a memory budget (t2mpi/data/spill.py): the sending side in rounds, the
+receiving side spilled to disk by a hash of the key; answers against plain Python, nothing left on
+disk afterwards."""
+
+from __future__ import annotations
+
+import collections
+import operator
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_data_local import checksum, on_partitions
+
+from t2mpi.data import spill
+
+keyed = st.lists(st.tuples(st.integers(0, 40) | st.text("abc", max_size=3), st.integers(-9, 9)), max_size=120)
+
+
+@pytest.fixture
+def small_rounds(monkeypatch):
+    monkeypatch.setattr(spill, "CHUNK", 3)  # the sending side checks its budget every 3 elements
+
+
+def spilling(size, job, folder, budget=1):
+    return on_partitions(size, job, memory_budget=budget, scratch_dir=str(folder))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(pairs=keyed, size=st.integers(1, 3))
+def test_keyed_operations_past_the_budget_match_python(small_rounds, tmp_path_factory, pairs, size):
+    # small_rounds only sets a module constant, the same for every example
+    folder = tmp_path_factory.mktemp("scratch")
+
+    def job(data):
+        ds = data.from_iterable(pairs)
+        return (
+            dict(ds.reduce_by_key(operator.add).collect()),
+            dict(ds.reduce_by_key(lambda a, b: max(a, b)).collect()),
+            {k: sorted(vs) for k, vs in ds.group_by_key().collect()},
+            dict(ds.keys().count_by_value().collect()),
+            sorted(ds.keys().distinct().collect(), key=repr),
+            checksum(ds.reduce_by_key(operator.add).collect()),
+            data.spilled_bytes,
+        )
+
+    sums, maxes, groups = collections.defaultdict(int), {}, collections.defaultdict(list)
+    for k, v in pairs:
+        sums[k] += v
+        maxes[k] = max(maxes.get(k, v), v)
+        groups[k].append(v)
+    want_groups = {k: sorted(vs) for k, vs in groups.items()}
+    counts = collections.Counter(k for k, _ in pairs)
+    results = spilling(size, job, folder)
+    for got_sums, got_max, got_groups, got_counts, got_distinct, got_checksum, _ in results:
+        assert got_sums == sums and got_max == maxes and got_groups == want_groups
+        assert got_counts == counts and got_distinct == sorted(counts, key=repr)
+        assert got_checksum == checksum(sums.items())
+    if len(counts) > 1:
+        assert sum(r[-1] for r in results) > 0  # with a 1-byte budget, something was spilled
+    assert list(folder.iterdir()) == []  # every spill folder removed once read
+
+
+def test_within_the_budget_nothing_spills(tmp_path):
+    def job(data):
+        return dict(data.from_iterable([(i % 5, 1) for i in range(100)]).reduce_by_key(operator.add).collect()), (
+            data.spilled_bytes
+        )
+
+    for got, spilled in on_partitions(2, job, memory_budget=1 << 30, scratch_dir=str(tmp_path)):
+        assert got == {k: 20 for k in range(5)} and spilled == 0
+    assert not tmp_path.exists() or list(tmp_path.iterdir()) == []
+
+
+def test_a_failing_merge_past_the_budget_names_the_operation_and_leaves_no_file(small_rounds, tmp_path):
+    from t2mpi.data.errors import UserFunctionError
+
+    def bad(a, b):
+        if a + b > 20:  # only where combiners that arrived are merged (a key totals 28 or 29)
+            raise ValueError("three")
+        return a + b
+
+    def job(data):
+        ds = data.from_iterable([(i % 7, 1) for i in range(200)])
+        return ds.combine_by_key(lambda v: v, operator.add, bad).collect()
+
+    with pytest.raises(UserFunctionError, match=r"combine_by_key at test_spill.py:\d+ .* ValueError: three"):
+        spilling(2, job, tmp_path)
+    assert list(tmp_path.iterdir()) == []
