@@ -32,10 +32,15 @@ class Data:
         scratch_dir: str | None = None,
         memory_budget: int | None = None,
         on_step: Callable[[Where], None] | None = None,
+        job_dir: str | None = None,
+        checkpoint_version: int = 0,
     ):
         """on_step(where) is told of each wide operation's step as it starts (a worker's context
-        passes it on to the master, for the live status and events.jsonl)."""
+        passes it on to the master, for the live status and events.jsonl). job_dir is the job
+        folder that DataSet.persist() writes into (None outside a job: persist() is a DataError);
+        checkpoint_version is the version the worker restored, for persist()'s default names."""
         from .exchange import Exchange
+        from .persist import Names
 
         self.comm = comm
         self.exchange = Exchange(comm, on_step)
@@ -44,6 +49,8 @@ class Data:
         self.scratch_dir = scratch_dir
         self.memory_budget = memory_budget
         self.spilled_bytes = 0  # what keyed shuffles wrote to scratch_dir past memory_budget, in all
+        self.job_dir = job_dir
+        self.persist_names = Names(checkpoint_version)
         try:
             import socket
 
@@ -53,6 +60,11 @@ class Data:
 
     def __repr__(self) -> str:
         return f"<Data worker {self.rank} of {self.size}>"
+
+    def checkpointed(self, version: int) -> None:
+        """The worker wrote checkpoint `version`: persist()'s default names count from here (see
+        t2mpi/data/persist.py), so that a restart from it finds the same names."""
+        self.persist_names.checkpointed(version)
 
     def where(self, op: str, site: str) -> Where:
         return Where(op, site, self.rank, self.size, self.host)

@@ -140,6 +140,15 @@ class DataSet:
     def uncache(self) -> None:
         self._cached = None
 
+    def persist(self, name: str | None = None) -> DataSet:
+        """The same data, written now into the job folder (an action), and read back from there
+        (arrays memory-mapped) instead of recomputed. A restarted job's persist() of the same name
+        finds the complete copy and returns it without running the lineage. The name defaults to
+        the call site and its occurrence (t2mpi/data/persist.py); outside a job, a DataError."""
+        from .persist import persist
+
+        return persist(self, name, call_site())
+
     # -- collective operations ------------------------------------------------------------------
     def union(self, *others: DataSet) -> DataSet:
         """This data set's partition followed by the others' on each worker (no data moves)."""

@@ -15,6 +15,8 @@
     checkpoints/<v>/worker-<id>.pkl   worker states of checkpoint version v, each written atomically
     checkpoints/committed.json        the last version every worker wrote (the master commits it)
     restarts.json             how often the job was restarted, and why
+    persisted/<key>/<generation>/part-<w>.*   worker w's partition of a persisted data set (DataSet.persist)
+    persisted/<key>/complete.json             the data set is complete: its name and every part (written last)
     stop                      a request to checkpoint and stop (preemption, walltime), while it runs
 """
 
@@ -75,6 +77,7 @@ class JobDir:
         self.committed_file = os.path.join(self.checkpoints_dir, "committed.json")
         self.restarts_file = os.path.join(self.path, "restarts.json")
         self.stop_file = os.path.join(self.path, "stop")
+        self.persisted_dir = os.path.join(self.path, "persisted")
 
     def worker_log(self, worker_id: int) -> str:
         return os.path.join(self.logs_dir, f"worker-{worker_id}.log")
@@ -242,6 +245,78 @@ class JobDir:
             if name.isdigit() and int(name) < version:
                 _remove_tree(os.path.join(self.checkpoints_dir, name))
 
+    # -------------------------------------------------------------- persisted data sets
+
+    @staticmethod
+    def persisted_key(name: str) -> str:
+        """The folder name of the persisted data set `name`: the name itself when it is a safe file
+        name, else its safe characters and a hash of the whole name (so two names never share one)."""
+        import hashlib
+        import re
+
+        safe = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip(".-")[:80]
+        if safe and safe == name:
+            return name
+        return f"{safe}-{hashlib.sha1(name.encode()).hexdigest()[:10]}"
+
+    def persisted_part(self, key: str, generation: str, worker_id: int, suffix: str) -> str:
+        """The path of one file of worker `worker_id`'s part (suffix: npy, keys.npy, values.npy, pkl)."""
+        return os.path.join(self.persisted_dir, key, generation, f"part-{worker_id}.{suffix}")
+
+    def begin_persisted(self, key: str, generation: str) -> None:
+        """Make the folder (0700) that a generation's parts are written into."""
+        path = self.path
+        for part in ("persisted", key, generation):  # each 0700 (makedirs gives only the last its mode)
+            path = os.path.join(path, part)
+            try:
+                os.mkdir(path, 0o700)
+            except FileExistsError:
+                pass
+
+    def sync_persisted(self, key: str, generation: str) -> None:
+        """Make the renames of the files written into a generation durable (before its commit)."""
+        _fsync_dir(os.path.join(self.persisted_dir, key, generation))
+
+    def read_persisted(self, key: str) -> dict[str, Any] | None:
+        """The record of the complete persisted data set `key` (see commit_persisted), or None
+        when none is complete (never written, or a write that did not finish)."""
+        return _read_json(os.path.join(self.persisted_dir, key, "complete.json"), None)
+
+    def commit_persisted(self, key: str, record: dict[str, Any]) -> None:
+        """Make `record` (name, generation, workers, parts: each worker's files and sizes) the
+        complete version of `key`: every part is written; one atomic rename; then the other
+        generations (older ones, and writes that never finished) go."""
+        generation = record["generation"]
+        folder = os.path.join(self.persisted_dir, key)
+        self.begin_persisted(key, generation)
+        _fsync_dir(os.path.join(folder, generation))
+        _write_json(os.path.join(folder, "complete.json"), dict(record, committed=time.time()), indent=1)
+        _fsync_dir(folder)
+        for name in os.listdir(folder):
+            if name != generation and os.path.isdir(os.path.join(folder, name)):
+                _remove_tree(os.path.join(folder, name))
+
+    def persisted(self) -> list[dict[str, Any]]:
+        """The records of every complete persisted data set, by key."""
+        try:
+            keys = sorted(os.listdir(self.persisted_dir))
+        except FileNotFoundError:
+            return []
+        records = (self.read_persisted(key) for key in keys if not key.startswith("."))
+        return [r for r in records if r is not None]
+
+    def drop_persisted(self) -> None:
+        """Remove every persisted data set (the job completed: no restart can use them); hidden
+        first, so that a reader never finds half of one."""
+        if not os.path.isdir(self.persisted_dir):
+            return
+        hidden = os.path.join(self.path, f".persisted.{os.getpid()}.removing")
+        try:
+            os.rename(self.persisted_dir, hidden)
+        except OSError:  # left as it is: a completed job must not fail for this
+            return
+        _remove_tree(hidden)
+
     # -------------------------------------------------------------- restarts and stop requests
 
     def restarts(self) -> dict[str, Any]:
@@ -280,6 +355,7 @@ class JobDir:
                     "why": why,
                     "by": by,
                     "checkpoint": self.committed_version(),
+                    "persisted": [r.get("name") for r in self.persisted()],
                 }
             ]
         )

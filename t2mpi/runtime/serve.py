@@ -53,7 +53,7 @@ def serve(
     after a stop (PREEMPTED) the workers get `stop_grace` seconds to say they stopped
     (master.all_stopped tells whether they did). `gone()`, asked once a second, says why the
     job is to end now (KILLED), e.g. the client that started it died; None: it goes on."""
-    from ..job.states import FAILED, PREEMPTED
+    from ..job.states import COMPLETED, FAILED, PREEMPTED
 
     last = _persist(jd, master, None, on_events)
     next_look = 0.0
@@ -80,6 +80,8 @@ def serve(
         jd.write_results(master.results)
     snapshot = master.snapshot()
     _persist(jd, master, None, on_events)
+    if master.state == COMPLETED:  # no restart can use the persisted data sets any more
+        jd.drop_persisted()
     if master.state == FAILED:  # a failed worker waits for this before it ends its launch
         for wid, w in enumerate(snapshot["workers"]):
             if w["state"] == FAILED:

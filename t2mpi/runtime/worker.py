@@ -121,6 +121,8 @@ class WorkerContext:
             scratch_dir=None,
             memory_budget=memory // 2 if memory else None,
             on_step=on_step,
+            job_dir=self.job_dir,
+            checkpoint_version=self.checkpoint_version,
         )
 
     def close(self) -> None:
@@ -173,6 +175,8 @@ class WorkerContext:
         version = self.checkpoint_version + 1
         JobDir(self.job_dir).save_checkpoint(version, self.worker_id, state)
         self.checkpoint_version = version
+        if "data" in self.__dict__:  # persist()'s default names count from this version
+            self.data.checkpointed(version)
         channel.checkpointed(version)
         if self._agree(channel.checkpoint_asked is not None):  # all stop at the same version
             channel.wait_stop(self._spec.timeouts.checkpoint + self._spec.timeouts.abort)
