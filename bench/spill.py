@@ -1,0 +1,92 @@
+"""A keyed shuffle larger than its memory budget (issue #14): reduce_by_key over many distinct
+string keys on 2 workers, run with a budget of a quarter of what the shuffle holds (it spills) and
+with no budget (it holds everything), interleaved; peak RSS per worker, bytes spilled, wall time.
+
+(each side) mpiexec -n W python bench/spill.py --side BUDGET_MIB
+Goal: past its budget, a worker's peak RSS stays within the budget plus a small margin over the
+interpreter and its input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import PYTHON, describe, mpi_flavour, mpiexec  # noqa: E402
+
+
+def keys(rank: int, size: int, total: int):
+    """This worker's share of `total` pairs over total // 2 distinct keys (each key twice)."""
+    for i in range(rank, total, size):
+        yield (f"key-{(i * 7919) % (total // 2):012d}", 1)
+
+
+def side(budget_mib: int, total: int) -> None:
+    from mpi4py import MPI
+
+    from t2mpi.data.api import Data
+
+    comm = MPI.COMM_WORLD
+    import tempfile
+
+    scratch = tempfile.mkdtemp(prefix="t2mpi-bench-spill-")
+    data = Data(comm, memory_budget=budget_mib << 20 if budget_mib else None, scratch_dir=scratch)
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    ds = data.from_function(lambda i, n: keys(i, n, total))
+    counts = ds.reduce_by_key(lambda a, b: a + b)  # a lambda: the general (not inline-add) path
+    distinct = checksum = 0
+    for k, c in counts.partition():
+        distinct += 1
+        checksum += c
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    got = comm.gather((distinct, checksum, peak, base, data.spilled_bytes), root=0)
+    os.rmdir(scratch)
+    if comm.rank == 0:
+        print("RESULT " + json.dumps(got), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=4_000_000)
+    parser.add_argument("--budget-mib", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--side", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.side is not None:
+        return side(args.side, args.pairs)
+    print(f"Spilling keyed shuffle (issue #14): MPI {mpi_flavour()}, {args.workers} workers, {args.pairs:,} pairs")
+    print(f"over {args.pairs // 2:,} distinct keys; reduce_by_key with a lambda; {args.rounds} interleaved rounds")
+    runs: dict[str, list] = {f"budget {args.budget_mib} MiB": [], "no budget": []}
+    for _ in range(args.rounds):
+        for name, budget in ((f"budget {args.budget_mib} MiB", args.budget_mib), ("no budget", 0)):
+            argv = mpiexec(args.workers) + [PYTHON, __file__, "--side", str(budget), "--pairs", str(args.pairs)]
+            start = time.perf_counter()
+            done = subprocess.run(argv, capture_output=True, text=True)
+            took = time.perf_counter() - start
+            if done.returncode != 0:
+                sys.exit(f"spill: {name} failed: {done.stderr[-2000:]}")
+            line = next(x for x in done.stdout.splitlines() if x.startswith("RESULT "))
+            runs[name].append((took, json.loads(line[7:])))
+    answers = {json.dumps([[w[0], w[1]] for w in r[1]]) for rs in runs.values() for r in rs}
+    print(f"answers agree across sides and rounds: {len(answers) == 1}")
+    for name, rs in runs.items():
+        peaks = [max(w[2] for w in r[1]) for r in rs]
+        bases = [max(w[3] for w in r[1]) for r in rs]
+        spilled = [sum(w[4] for w in r[1]) / 2**20 for r in rs]
+        print(f"  {name:18s} {describe('wall', [r[0] for r in rs])}")
+        print(
+            f"  {'':18s} peak RSS per worker: median {statistics.median(peaks):.0f} MiB "
+            f"(before the shuffle {statistics.median(bases):.0f} MiB); spilled {statistics.median(spilled):.0f} MiB in all"
+        )
+
+
+if __name__ == "__main__":
+    main()
