@@ -42,7 +42,7 @@ def side(budget_mib: int, total: int) -> None:
     ds = data.from_function(lambda i, n: keys(i, n, total))
     counts = ds.reduce_by_key(lambda a, b: a + b)  # a lambda: the general (not inline-add) path
     distinct = checksum = 0
-    for k, c in counts.partition():
+    for _key, c in counts.partition():
         distinct += 1
         checksum += c
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
