@@ -112,6 +112,21 @@ class Data:
         files = sources.text_files(str(path))
         return self._source("text", lambda i, n: sources.text_part(files, i, n))
 
+    def csv(self, path: str, key: str | None = None, dtypes: dict[str, Any] | None = None) -> DataSet:
+        """The rows of a CSV file, of the files a glob matches or of a folder's files, each file with a
+        header line; split by byte ranges on line boundaries. Each partition is a numpy structured
+        block, one field per column, typed by `dtypes` ({"column": "int64", ...}) or inferred from the
+        first rows (int64, else float64, else str); with `key`, a Columns of that column and the rest."""
+        plan = sources.csv_plan(str(path), key, dtypes)
+        return self._source("csv", lambda i, n: sources.csv_part(plan, i, n))
+
+    def records(self, path: str, size: int = 100, key_size: int = 10) -> DataSet:
+        """Fixed-size binary records (gensort's: a 10-byte key, a 90-byte payload) of a file, a glob or
+        a folder, split by whole records and memory-mapped; each partition is a block of dtype
+        [("key", "S<key_size>"), ("value", "V<size - key_size>")]."""
+        files = sources.record_files(str(path), size, key_size)
+        return self._source("records", lambda i, n: sources.records_part(files, size, key_size, i, n))
+
     def from_function(self, fn: Callable[[int, int], Iterable[Any]]) -> DataSet:
         """fn(partition_index, num_partitions) -> this worker's elements."""
         if not callable(fn):
