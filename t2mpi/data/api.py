@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
     from typing import Any
 
+    from .exchange import OperationStats
+
 
 class Data:
     """The dataflow API of one communicator: sources, and side inputs through broadcast.
@@ -32,13 +34,15 @@ class Data:
         scratch_dir: str | None = None,
         memory_budget: int | None = None,
         on_step: Callable[[Where], None] | None = None,
+        on_end: Callable[[OperationStats], None] | None = None,
     ):
-        """on_step(where) is told of each wide operation's step as it starts (a worker's context
-        passes it on to the master, for the live status and events.jsonl)."""
+        """on_step(where) is told of each wide operation's step as it starts, and on_end(stats) gets
+        each operation's figures when it has ended (exchange.OperationStats); a worker's context
+        passes both on to the master, for the live status and events.jsonl."""
         from .exchange import Exchange
 
         self.comm = comm
-        self.exchange = Exchange(comm, on_step)
+        self.exchange = Exchange(comm, on_step, on_end)
         self.rank = self.exchange.rank
         self.size = self.exchange.size
         self.scratch_dir = scratch_dir
@@ -52,6 +56,11 @@ class Data:
 
     def __repr__(self) -> str:
         return f"<Data worker {self.rank} of {self.size}>"
+
+    def close(self) -> None:
+        """End the operation running last (on_end gets its figures); the worker's context calls this
+        when execute ends. The data sets stay usable: a later operation starts a new record."""
+        self.exchange.finish()
 
     def where(self, op: str, site: str) -> Where:
         return Where(op, site, self.rank, self.size, self.host)

@@ -114,6 +114,9 @@ class WorkerContext:
         def on_step(where: Any) -> None:  # the live status: the operation this worker is in
             channel.operation(where.op, where.site)
 
+        def on_end(stats: Any) -> None:  # events.jsonl: what it moved (batched by the channel)
+            channel.operation_ended(tuple(stats))
+
         # No scratch_dir yet: nothing spills, and asking for ctx.scratch_dir makes a node-local
         # folder that every job using ctx.data would leave behind.
         return Data(
@@ -121,10 +124,15 @@ class WorkerContext:
             scratch_dir=None,
             memory_budget=memory // 2 if memory else None,
             on_step=on_step,
+            on_end=on_end,
         )
 
     def close(self) -> None:
-        """End what the context started (its threads); the launch calls this after execute."""
+        """End what the context started (its data API's last operation, its threads); the launch
+        calls this after execute."""
+        data = self.__dict__.get("data")
+        if data is not None:
+            data.close()
         pool = self.__dict__.get("threads")
         if pool is not None:
             pool.close()
