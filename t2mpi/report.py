@@ -49,7 +49,7 @@ def render(state: dict[str, Any], events: list[dict[str, Any]]) -> str:
     span = max(t1 - t0, 1e-6)
     height = workers * (LANE_HEIGHT + LANE_GAP) + 30
     svg = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{LABEL_WIDTH + PLOT_WIDTH + 10}" height="{height}" '
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{LABEL_WIDTH + PLOT_WIDTH + 40}" height="{height}" '
         f'role="img" aria-label="operations per worker">'
     ]
     for w in range(workers):
