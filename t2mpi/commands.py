@@ -394,7 +394,10 @@ def _report(args: argparse.Namespace) -> int:
         raise JobError(f"job {jd.job_id} has no state.json yet ({jd.path}): it has not started")
     events, _ = jd.read_events()
     out = args.output or os.path.join(jd.path, "report.html")
-    write_atomic(out, report.render(state, events).encode())
+    try:
+        write_atomic(out, report.render(state, events).encode())
+    except OSError as exc:
+        raise JobError(f"report: cannot write {out}: {exc.strerror or exc}") from None
     print(out)
     return 0
 

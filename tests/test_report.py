@@ -129,8 +129,10 @@ def test_a_real_jobs_operations_add_up_and_its_page_draws_them(work):
     out = work / "page.html"
     made = t2mpi("report", folder.name, "-o", str(out), cwd=work)
     assert made.returncode == 0 and made.stdout.strip() == str(out), made.stderr
-    bad = t2mpi("report", str(work / "nowhere"), cwd=work)
-    assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr
+    for bad_args in ([str(work / "nowhere")], [folder.name, "-o", str(work / "no" / "such" / "p.html")]):
+        bad = t2mpi("report", *bad_args, cwd=work)
+        assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+        assert "Traceback" not in bad.stderr and "unexpected" not in bad.stderr
 
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     assert browser, "chromium is needed (./dev test installs it)"
