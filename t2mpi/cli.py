@@ -188,6 +188,21 @@ def _add_list(sub: Any) -> None:
     lst.add_argument("--jobs-dir", help=JOBS_DIR_HELP)
 
 
+def _add_report(sub: Any) -> None:
+    helptext = "write a job's data operations as an HTML page (a timeline per worker, bytes moved and spilled)"
+    cmd = sub.add_parser(
+        "report",
+        help=helptext,
+        description=helptext + ". The page is self-contained (no network, no script): one lane per worker, "
+        "a bar per data operation (hover for its rows, bytes shuffled and spilled), a table per operation "
+        "and the job's state. A job is named by its t2mpi job id or its folder.",
+    )
+    _job_id(cmd)
+    cmd.add_argument(
+        "-o", "--output", metavar="FILE", help="where to write it (default: report.html in the job folder)"
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="t2mpi",
@@ -208,6 +223,7 @@ def _parser() -> argparse.ArgumentParser:
         _add_job_queries,
         _add_doctor,
         _add_list,
+        _add_report,
     ):
         add(sub)
     return parser

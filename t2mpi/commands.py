@@ -384,6 +384,24 @@ def _cancel(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from . import report
+    from .job.folder import write_atomic
+
+    jd = _job(args)
+    state = jd.read_state()
+    if state is None:
+        raise JobError(f"job {jd.job_id} has no state.json yet ({jd.path}): it has not started")
+    events, _ = jd.read_events()
+    out = args.output or os.path.join(jd.path, "report.html")
+    try:
+        write_atomic(out, report.render(state, events).encode())
+    except OSError as exc:
+        raise JobError(f"report: cannot write {out}: {exc.strerror or exc}") from None
+    print(out)
+    return 0
+
+
 COMMANDS = {
     "run": _run,
     "doctor": _doctor,
@@ -396,4 +414,5 @@ COMMANDS = {
     "logs": _logs,
     "cancel": _cancel,
     "restart": _restart,
+    "report": _report,
 }

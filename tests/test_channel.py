@@ -39,6 +39,7 @@ def test_every_worker_message_has_the_fields_the_table_names():
         port.barrier(1, timeout=0.01)
     port.progress(0.5, "half")
     port.operation("reduce_by_key", "wc.py:8")
+    port.operation_ended(("reduce_by_key", "wc.py:8", 1.0, 2.0, 3, 3, 100, 0))
     port.report({"network": {}})
     port.bound({"cores": [0]})
     port.checkpointed(2)
@@ -104,3 +105,56 @@ def test_the_live_status_names_the_operations_the_workers_are_in():
     dispatch(m, ("operation", 1, "collect", "ts.py:6"), T0 + 2)
     line = status_line(m.snapshot(), "job-1", now=T0 + 3)
     assert line.endswith(" · sort_by (w0,2), collect (w1)"), line
+
+
+RECORD = ("reduce_by_key", "km.py:20", 5.0, 5.5, 10, 8, 400, 0)
+
+
+def test_ended_operations_are_batched_and_flushed_before_the_last_word():
+    ctrl = Recorder()
+    port = channel.WorkerPort(ctrl, 1, grace=0.0)
+    for i in range(500):  # a tight loop of operations: one message at once, the rest wait
+        port.operation_ended(RECORD[:2] + (float(i), float(i) + 0.5) + RECORD[4:])
+    sent = [m for m, _, _ in ctrl.sent if m[0] == "operations_ended"]
+    assert len(sent) == 1 and len(sent[0][2]) == 1
+    port.completed("ok", 0.1)
+    kinds = [m[0] for m, _, _ in ctrl.sent]
+    assert kinds[-2:] == ["operations_ended", "completed"]
+    records = [r for m, _, _ in ctrl.sent if m[0] == "operations_ended" for r in m[2]]
+    assert [r[2] for r in records] == [float(i) for i in range(500)]  # every one, in order, once
+
+
+def test_the_heartbeat_thread_sends_waiting_records():
+    ctrl = Recorder()
+    port = channel.WorkerPort(ctrl, 0, grace=0.0)
+    port.operation_ended(RECORD)
+    port.operation_ended(RECORD)  # within _OPERATION_EVERY: waits
+    port._flush_operation()  # what the heartbeat thread does each look
+    assert [len(m[2]) for m, _, _ in ctrl.sent if m[0] == "operations_ended"] == [1, 1]
+
+
+def test_the_master_records_operation_end_events_on_its_clock():
+    m = joined(2)
+    # the worker's monotonic clock reads 50 when it sends; the master's reads T0 + 10 when it gets it
+    dispatch(m, ("operations_ended", 1, [RECORD], 50.0), T0 + 10)
+    ev = [e for e in m.events if e["event"] == "operation_end"]
+    assert ev == [
+        {
+            "t": T0 + 10,
+            "event": "operation_end",
+            "worker": 1,
+            "operation": "reduce_by_key",
+            "site": "km.py:20",
+            "start": T0 + 10 - 45.0,
+            "end": T0 + 10 - 44.5,
+            "rows_in": 10,
+            "rows_out": 8,
+            "bytes_shuffled": 400,
+            "bytes_spilled": 0,
+        }
+    ]
+    # a later message that took longer to arrive does not move the clock back: the smallest delay wins
+    dispatch(m, ("operations_ended", 1, [RECORD], 60.0), T0 + 21)
+    assert [e["start"] for e in m.events if e["event"] == "operation_end"][-1] == T0 + 10 - 45.0
+    with pytest.raises(ValueError, match="wrong shape"):
+        dispatch(m, ("operations_ended", 0, [("x",)], 1.0), T0 + 22)

@@ -171,7 +171,7 @@ def test_reduce_by_key_combines_before_the_shuffle():
         alltoall = data.comm.alltoall
         data.comm.alltoall = lambda values: (sent.append(values), alltoall(values))[1]
         result = ds.reduce_by_key(operator.add).collect()
-        return result, sum(len(batch) for _, kind, batch in sent[0])
+        return result, sum(len(batch) for _, (kind, batch) in map(pickle.loads, sent[0]))  # pickled here
 
     for rank_result, pairs_sent in on_partitions(3, job):
         assert rank_result == [("w", 30)]
@@ -543,7 +543,7 @@ def test_columns_take_the_buffer_path_and_mixed_workers_fall_back():
 
     for fast, first_round, slow in on_partitions(3, job):
         assert fast == [(0, 8), (1, 8), (2, 7), (3, 7)]
-        assert all(kind == "columns" for _, kind, _ in first_round)  # counts and dtypes only
+        assert all(kind == "columns" for _, (kind, _) in map(pickle.loads, first_round))  # counts and dtypes only
         assert slow == [(0, 9.0), (1, 9.0), (2, 6.0), (3, 6.0)]
 
 

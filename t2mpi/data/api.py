@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
     from typing import Any
 
+    from .exchange import OperationStats
+
 
 class Data:
     """The dataflow API of one communicator: sources, and side inputs through broadcast.
@@ -34,16 +36,18 @@ class Data:
         on_step: Callable[[Where], None] | None = None,
         job_dir: str | None = None,
         checkpoint_version: int = 0,
+        on_end: Callable[[OperationStats], None] | None = None,
     ):
-        """on_step(where) is told of each wide operation's step as it starts (a worker's context
-        passes it on to the master, for the live status and events.jsonl). job_dir is the job
+        """on_step(where) is told of each wide operation's step as it starts, and on_end(stats) gets
+        each operation's figures when it has ended (exchange.OperationStats); a worker's context
+        passes both on to the master, for the live status and events.jsonl. job_dir is the job
         folder that DataSet.persist() writes into (None outside a job: persist() is a DataError);
         checkpoint_version is the version the worker restored, for persist()'s default names."""
         from .exchange import Exchange
         from .persist import Names
 
         self.comm = comm
-        self.exchange = Exchange(comm, on_step)
+        self.exchange = Exchange(comm, on_step, on_end)
         self.rank = self.exchange.rank
         self.size = self.exchange.size
         self.scratch_dir = scratch_dir
@@ -65,6 +69,11 @@ class Data:
         """The worker wrote checkpoint `version`: persist()'s default names count from here (see
         t2mpi/data/persist.py), so that a restart from it finds the same names."""
         self.persist_names.checkpointed(version)
+
+    def close(self) -> None:
+        """End the operation running last (on_end gets its figures); the worker's context calls this
+        when execute ends. The data sets stay usable: a later operation starts a new record."""
+        self.exchange.finish()
 
     def where(self, op: str, site: str) -> Where:
         return Where(op, site, self.rank, self.size, self.host)

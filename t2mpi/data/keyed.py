@@ -272,6 +272,8 @@ def _spilled(data: Any, where: Where, first: list[Any], held: list[Any], dest: A
             if not any(more for more, _ in got):
                 break
             got = ex.alltoall(where, lambda: _round(rounds, dest, ex.size) if rounds else [(False, [])] * ex.size)
+        if spiller.folder is not None:
+            spiller.spill()  # the rest, now: within this operation, for its figures
     except BaseException:
         spiller.discard()
         raise
@@ -282,9 +284,7 @@ def _spilled(data: Any, where: Where, first: list[Any], held: list[Any], dest: A
 def _spill_counter(data: Any, ex: Any) -> Callable[[int], None]:
     def spilled(nbytes: int) -> None:
         data.spilled_bytes += nbytes
-        note = getattr(ex, "spilled", None)  # the exchange's per-operation figures, where it keeps them
-        if note is not None:
-            note(nbytes)
+        ex.spilled(nbytes)  # the operation's figures (events.jsonl)
 
     return spilled
 

@@ -25,6 +25,9 @@ TO_MASTER = {
     "barrier": ("seq", "timeout"),  # the worker waits in barrier `seq`
     "progress": ("fraction", "message"),  # ctx.progress()
     "operation": ("name", "site"),  # the data operation (t2mpi.data) the worker is in now
+    # data operations that ended: (name, site, start, end, rows_in, rows_out, bytes_shuffled,
+    # bytes_spilled) each, start and end on the worker's time.monotonic(), which `clock` was at sending
+    "operations_ended": ("records", "clock"),
     "report": ("facts",),  # a dict merged into the worker's state (network, topology)
     "bound": ("report",),  # what binding the worker did (resources.binding)
     "completed": ("value", "elapsed"),  # execute() returned `value`
@@ -133,6 +136,8 @@ class WorkerPort:
         self._operation_sent: tuple[str, str] | None = None
         self._operation_time = 0.0
         self._operation_pending: tuple[str, str] | None = None
+        self._ended: list[tuple[Any, ...]] = []  # finished operations' records not sent yet
+        self._ended_time = 0.0
 
     def _tell(self, kind: str, *fields: Any) -> None:
         """Send the master message `kind` (TO_MASTER) with its fields, after the worker id."""
@@ -204,14 +209,30 @@ class WorkerPort:
                 return
             self._send_operation((name, site))
 
+    def operation_ended(self, record: tuple[Any, ...]) -> None:
+        """A data operation ended (a record as in TO_MASTER's operations_ended). Records are sent
+        together: at once when the last batch is older than _OPERATION_EVERY, else by the heartbeat
+        thread within a second, and always before the worker's last word."""
+        with self._operation_lock:
+            self._ended.append(record)
+            if time.monotonic() - self._ended_time >= self._OPERATION_EVERY:
+                self._send_ended()
+
     def _flush_operation(self) -> None:
         with self._operation_lock:
             if self._operation_pending is not None:
                 self._send_operation(self._operation_pending)
+            if self._ended:
+                self._send_ended()
 
     def _send_operation(self, operation: tuple[str, str]) -> None:
         self._operation_sent, self._operation_time, self._operation_pending = operation, time.monotonic(), None
         self._tell("operation", *operation)
+
+    def _send_ended(self) -> None:
+        records, self._ended = self._ended, []
+        self._ended_time = time.monotonic()
+        self._tell("operations_ended", records, self._ended_time)
 
     def notices(self) -> None:
         """Take the master's notices that have come (from either thread)."""

@@ -109,6 +109,7 @@ class Master:
         self.stopping: float | None = None  # deadline of a stop request's checkpoint
         self.stopped: set[int] = set()  # workers that ended after the stop
         self.binding: dict[str, Any] | None = None  # where the master itself is pinned
+        self._clock_offsets: dict[int, float] = {}  # worker -> this clock minus its monotonic one
 
     # -------------------------------------------------------------- inputs
 
@@ -138,6 +139,34 @@ class Master:
         """Worker `wid` is in data operation `name`, written at `site` (file:line)."""
         self.status[wid].operation = f"{name} at {site}"
         self.events.append({"t": now, "event": "operation", "worker": wid, "operation": name, "site": site})
+
+    def operations_ended(self, wid: int, records: list[tuple[Any, ...]], clock: float, now: float) -> None:
+        """Worker `wid` finished these data operations; their start and end are on its monotonic
+        clock, which read `clock` when it sent them. They become operation_end events on this
+        clock: shifted by the smallest (now - clock) heard from that worker so far, so they are at
+        most that message's delivery delay late (the worker's clock may be another node's)."""
+        offset = min(now - clock, self._clock_offsets.get(wid, now - clock))
+        self._clock_offsets[wid] = offset
+        for record in records:
+            match record:
+                case (str(name), str(site), start, end, rows_in, rows_out, shuffled, spilled):
+                    self.events.append(
+                        {
+                            "t": now,
+                            "event": "operation_end",
+                            "worker": wid,
+                            "operation": name,
+                            "site": site,
+                            "start": start + offset,
+                            "end": end + offset,
+                            "rows_in": rows_in,
+                            "rows_out": rows_out,
+                            "bytes_shuffled": shuffled,
+                            "bytes_spilled": spilled,
+                        }
+                    )
+                case _:
+                    raise ValueError(f"worker {wid}: an ended operation of the wrong shape: {record!r}")
 
     def reported(self, wid: int, facts: dict[str, Any]) -> None:
         """Worker `wid` says how it runs (e.g. the transport environment it got)."""

@@ -109,6 +109,8 @@ def dispatch(master: Master, message: tuple[Any, ...], now: float) -> list[Reply
             master.progress(wid, fraction, text, now)
         case ("operation", wid, name, site):
             master.operation(wid, name, site, now)
+        case ("operations_ended", wid, records, clock):
+            master.operations_ended(wid, records, clock, now)
         case ("report", wid, facts):
             master.reported(wid, facts)
         case ("bound", wid, report):

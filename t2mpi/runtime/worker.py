@@ -114,19 +114,28 @@ class WorkerContext:
         def on_step(where: Any) -> None:  # the live status: the operation this worker is in
             channel.operation(where.op, where.site)
 
-        # No scratch_dir yet: nothing spills, and asking for ctx.scratch_dir makes a node-local
-        # folder that every job using ctx.data would leave behind.
+        def on_end(stats: Any) -> None:  # events.jsonl: what it moved (batched by the channel)
+            channel.operation_ended(tuple(stats))
+
+        # Spills go to a private folder of their own under the job's scratch_dir (the node's
+        # temporary folder when unset), removed when read; ctx.scratch_dir, a folder that stays, is
+        # not made for them.
         return Data(
             self.comm,
-            scratch_dir=None,
+            scratch_dir=self._spec.scratch_dir,
             memory_budget=memory // 2 if memory else None,
             on_step=on_step,
             job_dir=self.job_dir,
             checkpoint_version=self.checkpoint_version,
+            on_end=on_end,
         )
 
     def close(self) -> None:
-        """End what the context started (its threads); the launch calls this after execute."""
+        """End what the context started (its data API's last operation, its threads); the launch
+        calls this after execute."""
+        data = self.__dict__.get("data")
+        if data is not None:
+            data.close()
         pool = self.__dict__.get("threads")
         if pool is not None:
             pool.close()
