@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import collections
 import operator
+import pickle
 
 import pytest
+from conftest import events_of, only_job, t2mpi, write_job
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_data_local import checksum, on_partitions
@@ -87,3 +89,29 @@ def test_a_failing_merge_past_the_budget_names_the_operation_and_leaves_no_file(
     with pytest.raises(UserFunctionError, match=r"combine_by_key at test_spill.py:\d+ .* ValueError: three"):
         spilling(2, job, tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+SPILLING_JOB = """
+    from t2mpi import IWorker
+
+    class Job(IWorker):
+        def execute(self, ctx):
+            pairs = ctx.data.range(60000).map(lambda i: (f"k{i % 30000:06d}", i))
+            return dict(pairs.reduce_by_key(lambda a, b: a + b).collect()) == {
+                f"k{k:06d}": 2 * k + 30000 for k in range(30000)
+            }, ctx.data.spilled_bytes
+"""
+
+
+@pytest.mark.mpi
+def test_a_job_with_little_memory_spills_under_its_scratch_dir_and_reports_it(work):
+    scratch = work / "scratch"
+    job = write_job(work, "spilling", SPILLING_JOB, resources={"memory": "4M"}, scratch_dir=str(scratch))
+    done = t2mpi("run", str(job), cwd=work, timeout=120)
+    assert done.returncode == 0, done.stderr
+    results = pickle.loads((only_job(work) / "results.pkl").read_bytes())
+    assert all(right for right, _ in results.values())
+    assert all(spilled > 0 for _, spilled in results.values())  # a 2 MiB budget: 30,000 keys do not fit
+    ends = [e for e in events_of(only_job(work)) if e["event"] == "operation_end" and e["operation"] == "reduce_by_key"]
+    assert len(ends) == 2 and all(e["bytes_spilled"] > 0 for e in ends)
+    assert not list(scratch.glob("**/t2mpi-spill-*"))  # removed once read
