@@ -36,7 +36,9 @@ def join(facts_path: str, dims_path: str) -> dict:
 def kmeans(parts: str, *settings: str) -> dict:
     """jobs/kmeans.py's sequential reference over the points of `parts` partitions (a partition's
     points depend on where it starts, so the data set is the one W workers make)."""
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "jobs"))
+    sys.path.insert(
+        0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "jobs")
+    )
     from kmeans import kmeans_sequential
 
     cfg = {"seed": 42, "points": 200000, "dims": 8, "clusters": 16, "iterations": 50}

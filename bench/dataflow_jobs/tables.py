@@ -108,7 +108,9 @@ def summary_of_arrays(sums, counts) -> dict:
 
 def differences(got: dict, want: dict) -> list[str]:
     """What differs between two answers (exact for the integers, TOLERANCE for the floats)."""
-    out = [f"{k} {got.get(k)} != {want.get(k)}" for k in ("groups", "first", "last", "ordered") if got.get(k) != want[k]]
+    out = [
+        f"{k} {got.get(k)} != {want.get(k)}" for k in ("groups", "first", "last", "ordered") if got.get(k) != want[k]
+    ]
     for k in ("total", "checksum"):
         if k not in got or not math.isclose(got[k], want[k], rel_tol=TOLERANCE):
             out.append(f"{k} {got.get(k)} != {want[k]} (relative tolerance {TOLERANCE})")
