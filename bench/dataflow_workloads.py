@@ -14,9 +14,9 @@ from dataflow_sides import JobSide, Side, SideError, printed_result
 
 JOBS = os.path.join(ROOT, "bench", "dataflow_jobs")
 sys.path.insert(0, JOBS)
-from records import combined, make_records  # noqa: E402
-from tables import GROUPS, differences, make_tables  # noqa: E402
-from words import VOCABULARY, make_text  # noqa: E402
+from partitions import combined  # noqa: E402
+from tables import GROUPS, differences  # noqa: E402
+from words import VOCABULARY  # noqa: E402
 
 PEERS = {  # name: (side venv, its script, the APIs per workload)
     "PySpark": (
@@ -29,6 +29,18 @@ PEERS = {  # name: (side venv, its script, the APIs per workload)
 API_NAMES = {"df": "DataFrame", "rdd": "RDD", "bag": "bag"}
 KMEANS_DATA_JOB = os.path.join(ROOT, "jobs", "kmeans_data.yaml")
 KMEANS = {"dims": 16, "clusters": 16}  # the issue's 1 M x 16, K=16; points and iterations from the sizes
+
+
+def make_input(module: str, function: str, *args) -> int:
+    """Call module.function(*args) (an input maker: it returns the size) in a separate process, so
+    that this harness never grows: a process inherits its parent's peak RSS at exec as its own."""
+    import subprocess
+
+    code = f"import sys; sys.path.insert(0, {JOBS!r}); from {module} import {function}; print({function}(*{args!r}))"
+    done = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, timeout=3600)
+    if done.returncode != 0:
+        sys.exit(f"dataflow: making the input failed: {module}.{function}{args}: {done.stderr.strip()[-500:]}")
+    return int(done.stdout.split()[-1])
 
 
 def t2mpi_cmd(w: int, job: str, *sets: str) -> list[str]:
@@ -85,7 +97,7 @@ class WordCount(Workload):
 
     def make(self) -> str:
         self.path = os.path.join(self.work, "words.txt")
-        size = make_text(self.path, self.sizes["words"], self.seed)
+        size = make_input("words", "make_text", self.path, self.sizes["words"], self.seed)
         return f"WordCount: {self.sizes['words']:,} words, Zipf (p ~ 1/rank) over {VOCABULARY:,} words, ~10 a line, {size / 2**20:.1f} MiB"
 
     def sides(self, w: int) -> tuple[list[Side], list[str]]:
@@ -125,7 +137,7 @@ class Sort(Workload):
 
     def make(self) -> str:
         self.path = os.path.join(self.work, "records.npy")
-        size = make_records(self.path, self.sizes["records"], self.seed)
+        size = make_input("records", "make_records", self.path, self.sizes["records"], self.seed)
         return f"sort: {self.sizes['records']:,} records of 100 bytes (10-byte random key, 90-byte payload), bytewise by key, {size / 2**20:.1f} MiB .npy"
 
     def sides(self, w: int) -> tuple[list[Side], list[str]]:
@@ -158,7 +170,9 @@ class Join(Workload):
 
     def make(self) -> str:
         self.facts, self.dims = os.path.join(self.work, "facts.csv"), os.path.join(self.work, "dims.csv")
-        size = make_tables(self.facts, self.dims, self.sizes["facts"], self.sizes["dims"], self.seed)
+        size = make_input(
+            "tables", "make_tables", self.facts, self.dims, self.sizes["facts"], self.sizes["dims"], self.seed
+        )
         return (
             f"join + group sum: {self.sizes['facts']:,} facts (key,value) x {self.sizes['dims']:,} dims (key,group), "
             f"{GROUPS} groups, inner join, sum of value per group, {size / 2**20:.1f} MiB CSV"
