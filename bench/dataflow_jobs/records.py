@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+from partitions import combined  # noqa: F401 (the sort sides take it from here)
 from words import peak_rss_mib  # noqa: F401 (the sort sides take it from here)
 
 RECORD = np.dtype("S100")  # one record; bytes 0..9 are the key
@@ -83,17 +84,4 @@ def summary(block: np.ndarray) -> dict:
         "sorted": ordered,
         "first": rows[0, :KEY_BYTES].tobytes().hex() if len(rows) else None,
         "last": rows[-1, :KEY_BYTES].tobytes().hex() if len(rows) else None,
-    }
-
-
-def combined(parts: list[dict]) -> dict:
-    """The summary of partitions that, in this order, should concatenate to one sorted whole."""
-    parts = [p for p in parts if p["count"]]
-    ordered = all(p["sorted"] for p in parts) and all(a["last"] <= b["first"] for a, b in zip(parts, parts[1:]))
-    return {
-        "count": sum(p["count"] for p in parts),
-        "checksum": sum(p["checksum"] for p in parts) % (1 << 64),
-        "sorted": ordered,
-        "first": parts[0]["first"] if parts else None,
-        "last": parts[-1]["last"] if parts else None,
     }
