@@ -110,8 +110,8 @@ class WordCount(Workload):
                 f"t2mpi data API, {w} workers + master", t2mpi_cmd(w, job, f"config.input={self.path}"), top, self.work
             ),
             JobSide(
-                f"t2mpi map_partitions(Counter), {w} w + m",
-                t2mpi_cmd(w, job, f"config.input={self.path}", "worker=wordcount_job:WordCountByPartition"),
+                f"t2mpi count_by_value, {w} w + m",
+                t2mpi_cmd(w, job, f"config.input={self.path}", "worker=wordcount_job:WordCountByValue"),
                 top,
                 self.work,
             ),
