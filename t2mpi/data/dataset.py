@@ -438,7 +438,9 @@ _EMPTY = object()
 
 
 def _write_atomically(folder: str, name: str, write: Callable[[Any], None]) -> str:
-    """folder/name written by write(f) through a temporary file, fsync and rename; returns its path."""
+    """folder/name written by write(f) through a temporary file, fsync and rename; returns its path.
+    (job.folder.write_atomic makes private files for the job folder; these are the user's outputs,
+    made with the user's umask.)"""
     import os
 
     os.makedirs(folder, exist_ok=True)

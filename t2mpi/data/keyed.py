@@ -288,29 +288,33 @@ def _spill_counter(data: Any, ex: Any) -> Callable[[int], None]:
 
 def _merged(where: Where, batches: list[list[Any]], merge: Callable[[Any, Any], Any]) -> Any:
     out: dict[Any, Any] = {}
-    get = out.get
+    for batch in batches:
+        merge_into(where, out, batch, merge)
+    return iter(out.items())
+
+
+def merge_into(where: Where, held: dict[Any, Any], batch: Any, merge: Callable[[Any, Any], Any]) -> None:
+    """(key, combiner) pairs folded into `held` with merge (operator.add inline)."""
+    get = held.get
     if merge is operator.add:
         try:
-            for batch in batches:
-                for k, c in batch:
-                    old = get(k, _MISSING)
-                    out[k] = c if old is _MISSING else old + c
+            for k, c in batch:
+                old = get(k, _MISSING)
+                held[k] = c if old is _MISSING else old + c
         except TypeError as exc:
             raise where.failed(exc) from exc
-        return iter(out.items())
-    for batch in batches:
-        for k, c in batch:
-            old = get(k, _MISSING)
-            if old is _MISSING:
-                out[k] = c
-                continue
-            try:
-                out[k] = merge(old, c)
-            except DataError:
-                raise
-            except Exception as exc:
-                raise where.failed(exc) from exc
-    return iter(out.items())
+        return
+    for k, c in batch:
+        old = get(k, _MISSING)
+        if old is _MISSING:
+            held[k] = c
+            continue
+        try:
+            held[k] = merge(old, c)
+        except DataError:
+            raise
+        except Exception as exc:
+            raise where.failed(exc) from exc
 
 
 def partition_by_key(ds: DataSet, where: Where, partitioner: Callable[[Any], int] | None) -> DataSet:

@@ -14,12 +14,11 @@ been read, when reading it fails, or when the process exits.
 
 from __future__ import annotations
 
-import operator
 import os
 import pickle
 import sys
 
-from .errors import DataError
+from .keyed import merge_into
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -31,7 +30,6 @@ if TYPE_CHECKING:
 SPILL_FILES = 16
 CHUNK = 65536  # elements the sending side combines between checks of its budget
 SHARE = 4  # the sending and the receiving side each hold at most budget / SHARE
-_MISSING = object()
 
 
 def entry_bytes(items: list[tuple[Any, Any]]) -> int:
@@ -107,27 +105,8 @@ class Spiller:
         self.spilled_bytes = 0
 
     def add(self, batch: list[tuple[Any, Any]]) -> None:
-        held, merge = self.held, self.merge
-        get = held.get
-        if merge is operator.add:
-            try:
-                for k, c in batch:
-                    old = get(k, _MISSING)
-                    held[k] = c if old is _MISSING else old + c
-            except TypeError as exc:
-                raise self.where.failed(exc) from exc
-            batch = ()
-        for k, c in batch:
-            old = get(k, _MISSING)
-            if old is _MISSING:
-                held[k] = c
-                continue
-            try:
-                held[k] = merge(old, c)
-            except DataError:
-                raise
-            except Exception as exc:
-                raise self.where.failed(exc) from exc
+        held = self.held
+        merge_into(self.where, held, batch, self.merge)
         if not self.per_entry and held:
             self.per_entry = entry_bytes(list(held.items())[:256])
         if self.per_entry and len(held) * self.per_entry > self.budget // SHARE:
@@ -185,7 +164,7 @@ class Spiller:
                             batch = pickle.load(f)
                         except EOFError:
                             break
-                        self.add_quietly(batch)
+                        merge_into(self.where, self.held, batch, self.merge)  # no spilling: one file's keys
                 os.unlink(path)
                 yield from self.held.items()
                 self.held = {}
@@ -199,16 +178,3 @@ class Spiller:
         if self.folder is not None:
             shutil.rmtree(self.folder, ignore_errors=True)
         self.held = {}
-
-    def add_quietly(self, batch: list[tuple[Any, Any]]) -> None:
-        """Merge without spilling again (one file's keys are held at a time)."""
-        held, merge = self.held, self.merge
-        get = held.get
-        for k, c in batch:
-            old = get(k, _MISSING)
-            try:
-                held[k] = c if old is _MISSING else merge(old, c)
-            except DataError:
-                raise
-            except Exception as exc:
-                raise self.where.failed(exc) from exc
