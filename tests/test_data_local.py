@@ -659,3 +659,23 @@ def test_write_records_writes_each_partition_raw_and_atomically(tmp_path):
         assert len(list((tmp_path / "out3").iterdir())) == 3  # no temporary file left
     with pytest.raises(DataError, match=r"write_records at .* expects numpy record blocks, got list"):
         Data(MPI.COMM_SELF).from_iterable([1, 2]).write_records(str(tmp_path / "bad"))
+
+
+@SETTINGS
+@given(st.lists(st.tuples(st.integers(0, 70000), st.floats(-1e6, 1e6)), max_size=80), st.booleans())
+def test_float_sums_of_integer_columns_match_python(pairs_, dense):
+    # dense keys (0..99) take the bincount path, sparse ones (up to 70000 for 80 rows) the sort
+    keys = np.array([k % 100 if dense else k for k, _ in pairs_], dtype=np.int64)
+    values = np.array([v for _, v in pairs_], dtype=np.float64)
+    want = collections.defaultdict(list)
+    for k, v in zip(keys.tolist(), values.tolist()):
+        want[k].append(v)
+
+    def job(data):
+        return dict(data.columns(keys, values).reduce_by_key(operator.add).collect())
+
+    for results in everywhere(job).values():
+        for got in results:
+            assert sorted(got) == sorted(want)
+            for k, vs in want.items():
+                assert got[k] == pytest.approx(sum(vs), rel=1e-9, abs=1e-6)

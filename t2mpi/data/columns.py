@@ -71,6 +71,13 @@ def reduce_columns(keys: Any, values: Any, ufunc: Any) -> tuple[Any, Any]:
 
     if not len(keys):
         return keys, values
+    if ufunc is np.add and values.ndim == 1 and values.dtype == np.float64 and keys.dtype.kind in "iu":
+        low, high = int(keys.min()), int(keys.max())
+        if low >= 0 and high < max(1 << 16, 2 * len(keys)):  # small dense keys: sums by bincount
+            counts = np.bincount(keys, minlength=high + 1)
+            present = np.flatnonzero(counts)
+            sums = np.bincount(keys, weights=values, minlength=high + 1)
+            return present.astype(keys.dtype), sums[present].astype(values.dtype)
     order = np.argsort(keys, kind="stable")
     keys, values = keys[order], values[order]
     starts = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))

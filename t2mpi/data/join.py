@@ -108,13 +108,18 @@ def _columns_inner(lrows: Any, rrows: Any) -> Any:
     rkeys, rvalues = rrows["key"][order], rrows["value"][order]
     lkeys = lrows["key"]
     lo = np.searchsorted(rkeys, lkeys, side="left")
-    hi = np.searchsorted(rkeys, lkeys, side="right")
-    counts = hi - lo
-    lpick = np.repeat(np.arange(len(lkeys)), counts)
-    # the right row of each output row: its left row's first match, plus its place among them
-    starts = np.repeat(lo, counts)
-    within = np.arange(len(lpick)) - np.repeat(np.cumsum(counts) - counts, counts)
-    rpick = starts + within
+    if len(rkeys) < 2 or not np.any(rkeys[1:] == rkeys[:-1]):  # unique right keys: one match at most
+        found = lo < len(rkeys)
+        found[found] = rkeys[lo[found]] == lkeys[found]
+        lpick = np.flatnonzero(found)
+        rpick = lo[lpick]
+    else:
+        counts = np.searchsorted(rkeys, lkeys, side="right") - lo
+        lpick = np.repeat(np.arange(len(lkeys)), counts)
+        # the right row of each output row: its left row's first match, plus its place among them
+        starts = np.repeat(lo, counts)
+        within = np.arange(len(lpick)) - np.repeat(np.cumsum(counts) - counts, counts)
+        rpick = starts + within
     lvalues = lrows["value"]
     values = np.empty(
         len(lpick), dtype=[("left", lvalues.dtype, lvalues.shape[1:]), ("right", rvalues.dtype, rvalues.shape[1:])]
