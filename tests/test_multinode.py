@@ -105,7 +105,7 @@ SPAN = """
 
 
 def test_workers_span_the_nodes_and_talk_over_their_interfaces(work, cluster):
-    job = write_job(work, "span", SPAN)
+    job = write_job(work, "span", SPAN, keep_scratch=True)  # its scratch files are read afterwards
     done, folder = submit(work, job)
     state = state_of(folder)
     assert state["state"] == "COMPLETED", state

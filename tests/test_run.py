@@ -312,3 +312,31 @@ def test_a_killed_worker_ends_the_job_with_no_process_left(work):
     assert client.returncode == 1
     assert state_of(jobdir)["state"] == "FAILED"
     assert gone(family) == []
+
+
+SCRATCH = """
+    import os
+    from t2mpi import IWorker
+
+    class Job(IWorker):
+        def execute(self, ctx):
+            with open(os.path.join(ctx.scratch_dir, "part"), "w") as f:
+                f.write("x")
+            if ctx.config.get("fail"):
+                raise RuntimeError("on purpose")
+            return ctx.scratch_dir
+"""
+
+
+@pytest.mark.parametrize("fail, keep", [(False, False), (True, False), (False, True)])
+def test_a_workers_scratch_goes_when_it_ends_unless_kept(work, fail, keep):
+    scratch = work / "scratch"
+    job = write_job(work, "scratch", SCRATCH, scratch_dir=str(scratch), keep_scratch=keep, config={"fail": fail})
+    done = t2mpi("run", str(job), cwd=work, timeout=120)
+    assert done.returncode == (1 if fail else 0), done.stderr
+    left = sorted(p.relative_to(scratch).as_posix() for p in scratch.rglob("*")) if scratch.exists() else []
+    if keep:
+        parts = [p for p in left if p.endswith("/part")]
+        assert len(parts) == 2 and all(re.fullmatch(r"t2mpi-[^/]+/worker-[01]/part", p) for p in parts), left
+    else:
+        assert left == []  # the workers' folders and the job's folder above them

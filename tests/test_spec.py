@@ -19,7 +19,7 @@ from t2mpi.job.spec import JobSpec, MpiOptions, Resources, Timeouts, load, parse
 from t2mpi.runtime.worker import IWorker, load_worker_class
 
 MIN_JOB = "name: hello\nworker: hello:Hello\n"
-VALID_KEYS = "binding, config, jobs_dir, master, max_restarts, mpi, name, network, resources, scheduler, scratch_dir, timeouts, worker, workers"
+VALID_KEYS = "binding, config, jobs_dir, keep_scratch, master, max_restarts, mpi, name, network, resources, scheduler, scratch_dir, timeouts, worker, workers"
 
 
 def write(path, text: str) -> str:

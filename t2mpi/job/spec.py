@@ -41,6 +41,7 @@ DEFAULTS: dict[str, Any] = {
     "config": {},
     "jobs_dir": "./t2mpi-jobs",
     "scratch_dir": None,  # None: the node's temporary folder ($TMPDIR or /tmp) on each node
+    "keep_scratch": False,  # True: a worker's ctx.scratch_dir stays when it ends (default: removed)
     "mpi": {
         "launcher": None,  # None: $T2MPI_MPIEXEC, then mpiexec beside Python, then on PATH
         "args": [],  # extra launcher arguments, before the program
@@ -164,7 +165,7 @@ TRANSPORT_PREFIXES = ("OMPI_MCA_", "UCX_", "FI_", "I_MPI_", "MPICH_CH4_", "PMIX_
 
 _FIELDS = (
     "name worker worker_dir workers resources config jobs_dir scratch_dir mpi timeouts master batch "
-    "binding network max_restarts source"
+    "binding network max_restarts keep_scratch source"
 )
 
 

@@ -160,6 +160,9 @@ def validate(
     worker = c.string(("worker",), _WORKER_RE, "write module:Class, e.g. hello:Hello")
     workers = c.integer(("workers",), 1)
     max_restarts = c.integer(("max_restarts",), 0)
+    keep_scratch = c.get(("keep_scratch",))
+    if not isinstance(keep_scratch, bool):
+        raise c.fail(("keep_scratch",), f"must be true or false, got {_kind(keep_scratch)} {keep_scratch!r}")
     resources = _resources(c)
     if not isinstance(c.get(("config",)), dict):
         raise c.fail(("config",), f"must be a mapping, got {_kind(c.get(('config',)))}")
@@ -188,6 +191,7 @@ def validate(
         binding=binding,
         network=network,
         max_restarts=max_restarts,
+        keep_scratch=keep_scratch,
         source=str(job_file),
     )
 

@@ -139,6 +139,9 @@ class WorkerContext:
         pool = self.__dict__.get("threads")
         if pool is not None:
             pool.close()
+        scratch = self.__dict__.get("scratch_dir")
+        if scratch is not None and not self._spec.keep_scratch:
+            _remove_scratch(scratch)
 
     @cached_property
     def persistent_dir(self) -> str:
@@ -147,7 +150,8 @@ class WorkerContext:
 
     @cached_property
     def scratch_dir(self) -> str:
-        """This worker's node-local folder (scratch_dir, or the node's temporary folder)."""
+        """This worker's node-local folder (scratch_dir, or the node's temporary folder), made on
+        first use; removed when the worker ends, after a failure too, unless keep_scratch is set."""
         import tempfile
 
         base = self._spec.scratch_dir or tempfile.gettempdir()
@@ -305,3 +309,15 @@ def load_worker_class(spec: JobSpec) -> type[IWorker]:
 def _module_file(module: Any) -> str:
     path = getattr(module, "__file__", None)
     return os.path.relpath(path) if path else module.__name__
+
+
+def _remove_scratch(folder: str) -> None:
+    """A worker's scratch folder, and its job's folder above it once no other worker of this node
+    holds one there."""
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
+    try:
+        os.rmdir(os.path.dirname(folder))
+    except OSError:
+        pass  # another worker of this job on this node still has its folder there
