@@ -81,3 +81,39 @@ def test_list_skips_folders_being_made_and_tolerates_broken_ones(work):
     assert good.job_id in done.stdout and "STARTING" in done.stdout
     assert broken.job_id in done.stdout and "UNREADABLE" in done.stdout
     assert ".creating" not in done.stdout
+
+
+def _master_writes(folders, barrier):
+    for folder in folders:
+        jd = JobDir(folder)
+        barrier.wait(timeout=30)
+        jd.write_state({"job_id": jd.job_id, "state": "COMPLETED", "reason": "all workers completed", "workers": []})
+
+
+def _client_settles(folders, barrier):
+    for folder in folders:
+        jd = JobDir(folder)
+        barrier.wait(timeout=30)
+        jd.settle("FAILED", "slurm job 7: COMPLETED without a master end", by="slurm")
+
+
+def test_a_settle_racing_the_masters_end_never_overwrites_it(work):
+    # the master writes COMPLETED while a t2mpi status settles the job FAILED, at the same moment,
+    # many times: whichever comes first, the master's end is what stays
+    import multiprocessing
+
+    spec = load(JOBS / "hello.yaml", environ={"HOME": str(work)})
+    dirs = [JobDir.create(work / "t2mpi-jobs", f"race{i}", spec.to_dict()) for i in range(150)]
+    for jd in dirs:
+        jd.write_state({"job_id": jd.job_id, "state": "RUNNING", "reason": "", "workers": []})
+    folders = [jd.path for jd in dirs]
+    ctx = multiprocessing.get_context("fork")
+    barrier = ctx.Barrier(2)
+    procs = [ctx.Process(target=f, args=(folders, barrier)) for f in (_master_writes, _client_settles)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    states = [json.loads(open(jd.state_file).read())["state"] for jd in dirs]
+    assert states == ["COMPLETED"] * len(dirs)

@@ -3,6 +3,7 @@
 <jobs_dir>/<job_id>/          mode 0700, appears complete (made under a hidden name, then renamed)
     spec.json                 the resolved job spec
     state.json                the master's state, replaced atomically
+    state.lock                flock held while state.json is written, or checked and settled
     events.jsonl              one JSON object per line, appended
     results.pkl               the workers' return values {worker_id: value}, written atomically
     job.sh, scheduler.json    a submitted job's batch script, and the scheduler's name for it
@@ -150,7 +151,27 @@ class JobDir:
         return spec
 
     def write_state(self, state: dict[str, Any]) -> None:
-        _write_json(self.state_file, state, indent=1)
+        """The master's state (the truth): written under the state lock, so that a settle() in
+        another process never reads before it and writes after it."""
+        with self._state_lock():
+            _write_json(self.state_file, state, indent=1)
+
+    def _state_lock(self) -> Any:
+        """An exclusive lock (flock) on the job folder's state.lock, held while state.json is
+        checked and written."""
+        import contextlib
+        import fcntl
+
+        @contextlib.contextmanager
+        def held() -> Any:
+            fd = os.open(os.path.join(self.path, "state.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)  # closing the file releases the lock
+
+        return held()
 
     def read_state(self) -> dict[str, Any] | None:
         return _read_json(self.state_file, None)
@@ -387,16 +408,17 @@ class JobDir:
     def settle(self, state: str, reason: str, by: str = "client") -> dict[str, Any]:
         """Write a terminal state for a job that ended without its master writing one (a launch
         that died, a cancel); a state that is already terminal stays. Returns the state."""
-        current = self.read_state()
-        if current is not None and current.get("state") in FINAL:
-            return current
-        now = time.time()
-        settled = dict(current or {"job_id": self.job_id, "num_workers": None, "started": now, "workers": []})
-        settled.update(state=state, reason=reason, ended=now)
-        for w in settled.get("workers", []):
-            if w.get("state") not in FINAL:
-                w["state"] = KILLED
-        self.write_state(settled)
+        with self._state_lock():  # a compare-and-set: an end the master wrote meanwhile stays
+            current = self.read_state()
+            if current is not None and current.get("state") in FINAL:
+                return current
+            now = time.time()
+            settled = dict(current or {"job_id": self.job_id, "num_workers": None, "started": now, "workers": []})
+            settled.update(state=state, reason=reason, ended=now)
+            for w in settled.get("workers", []):
+                if w.get("state") not in FINAL:
+                    w["state"] = KILLED
+            _write_json(self.state_file, settled, indent=1)
         self.append_events([{"t": now, "event": "ended", "state": state, "reason": reason, "by": by}])
         return settled
 
