@@ -188,6 +188,29 @@ def _add_list(sub: Any) -> None:
     lst.add_argument("--jobs-dir", help=JOBS_DIR_HELP)
 
 
+def _add_clean(sub: Any) -> None:
+    helptext = "remove the folders of jobs that have ended (COMPLETED, FAILED or KILLED)"
+    cmd = sub.add_parser(
+        "clean",
+        help=helptext,
+        description=helptext + ". A job that may still run (not ended, or PREEMPTED, which its scheduler "
+        "may requeue) is never touched. Each folder removed is named; --dry-run only names them.",
+    )
+    cmd.add_argument("--jobs-dir", help=JOBS_DIR_HELP)
+    cmd.add_argument(
+        "--older-than",
+        metavar="AGE",
+        default="0",
+        help="only jobs that ended at least AGE ago: a number and a unit, s, m, h or d (e.g. 7d, 12h); default 0",
+    )
+    cmd.add_argument(
+        "--state",
+        default="COMPLETED,FAILED,KILLED",
+        help="only jobs in these states, comma-separated (default: COMPLETED,FAILED,KILLED)",
+    )
+    cmd.add_argument("--dry-run", action="store_true", help="name what would be removed; remove nothing")
+
+
 def _add_report(sub: Any) -> None:
     helptext = "write a job's data operations as an HTML page (a timeline per worker, bytes moved and spilled)"
     cmd = sub.add_parser(
@@ -223,6 +246,7 @@ def _parser() -> argparse.ArgumentParser:
         _add_job_queries,
         _add_doctor,
         _add_list,
+        _add_clean,
         _add_report,
     ):
         add(sub)

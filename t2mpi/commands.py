@@ -354,6 +354,42 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _age(text: str) -> float:
+    """'7d', '12h', '30m', '45s' or a number of seconds, as seconds."""
+    import re
+
+    from .errors import SpecError
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
+    if m is None:
+        raise SpecError(f"--older-than {text!r}: give a number and a unit, s, m, h or d (e.g. 7d, 12h)")
+    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+
+
+def _clean(args: argparse.Namespace) -> int:
+    from .errors import SpecError
+    from .job.spec import default_jobs_dir
+    from .scheduler import control
+
+    older_than = _age(args.older_than)
+    wanted = tuple(s.strip().upper() for s in args.state.split(",") if s.strip())
+    bad = [s for s in wanted if s not in states.FINAL]
+    if bad or not wanted:
+        raise SpecError(
+            f"--state {args.state!r}: {', '.join(bad) or 'no state'} cannot be cleaned; "
+            f"give some of {', '.join(states.FINAL)} (a job in another state may still run)"
+        )
+    jobs_dir = args.jobs_dir or default_jobs_dir()
+    rows = control.clean(jobs_dir, older_than, wanted, time.time(), args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    for r in rows:
+        ended = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(r["ended"])))
+        print(f"{verb} {r['job_id']} ({r['state']}, ended {ended}, {r['bytes'] / 2**20:.1f} MiB)")
+    total = sum(r["bytes"] for r in rows) / 2**20
+    print(f"{verb} {len(rows)} job folder{'s' if len(rows) != 1 else ''} ({total:.1f} MiB) in {jobs_dir}")
+    return 0
+
+
 def _logs(args: argparse.Namespace) -> int:
     from .scheduler import control
 
@@ -411,6 +447,7 @@ COMMANDS = {
     "submit": _submit,
     "status": _status,
     "list": _list,
+    "clean": _clean,
     "logs": _logs,
     "cancel": _cancel,
     "restart": _restart,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import time
 
 import pytest
 from conftest import JOBS, t2mpi
@@ -117,3 +118,64 @@ def test_a_settle_racing_the_masters_end_never_overwrites_it(work):
         assert p.exitcode == 0
     states = [json.loads(open(jd.state_file).read())["state"] for jd in dirs]
     assert states == ["COMPLETED"] * len(dirs)
+
+
+def _ended_jobs(work, ends):
+    """Job folders in work/t2mpi-jobs: (name, state, ended seconds ago or None) each."""
+    spec = load(JOBS / "hello.yaml", environ={"HOME": str(work)})
+    made = {}
+    now = time.time()
+    for name, state, ago in ends:
+        jd = JobDir.create(work / "t2mpi-jobs", name, spec.to_dict())
+        record = {"job_id": jd.job_id, "state": state, "reason": "", "workers": [], "started": now - 99999}
+        if ago is not None:
+            record["ended"] = now - ago
+        jd.write_state(record)
+        made[name] = jd
+    return made
+
+
+def test_clean_removes_only_jobs_that_ended_long_enough_ago_in_the_states_asked(work):
+    jobs = _ended_jobs(
+        work,
+        [
+            ("old_ok", "COMPLETED", 9 * 86400),
+            ("old_failed", "FAILED", 8 * 86400),
+            ("new_ok", "COMPLETED", 60),
+            ("running", "RUNNING", None),
+            ("preempted", "PREEMPTED", 30 * 86400),  # its scheduler may requeue it
+        ],
+    )
+    jobs_dir = str(work / "t2mpi-jobs")
+    dry = t2mpi("clean", "--jobs-dir", jobs_dir, "--older-than", "7d", "--dry-run", cwd=work)
+    assert dry.returncode == 0, dry.stderr
+    assert sorted(line.split()[2].split("-")[0] for line in dry.stdout.splitlines()[:-1]) == ["old_failed", "old_ok"]
+    assert dry.stdout.splitlines()[-1].startswith("would remove 2 job folders")
+    assert all(os.path.isdir(jd.path) for jd in jobs.values())  # a dry run removes nothing
+
+    done = t2mpi("clean", "--jobs-dir", jobs_dir, "--older-than", "7d", "--state", "completed", cwd=work)
+    assert done.returncode == 0, done.stderr
+    assert not os.path.exists(jobs["old_ok"].path)
+    assert [n for n, jd in jobs.items() if os.path.isdir(jd.path)] == ["old_failed", "new_ok", "running", "preempted"]
+    assert done.stdout.splitlines()[-1].startswith("removed 1 job folder ")
+
+    everything = t2mpi("clean", "--jobs-dir", jobs_dir, cwd=work)
+    assert everything.returncode == 0
+    assert sorted(os.listdir(jobs_dir)) == sorted(os.path.basename(jobs[n].path) for n in ("running", "preempted"))
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--older-than", "7 weeks"], "--older-than '7 weeks': give a number and a unit, s, m, h or d"),
+        (
+            ["--state", "RUNNING"],
+            "--state 'RUNNING': RUNNING cannot be cleaned; give some of COMPLETED, FAILED, KILLED",
+        ),
+    ],
+)
+def test_clean_refuses_bad_arguments_in_one_line(work, args, message):
+    done = t2mpi("clean", "--jobs-dir", str(work / "t2mpi-jobs"), *args, cwd=work)
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"t2mpi: {message}"), done.stderr  # one line, no traceback

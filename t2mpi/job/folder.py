@@ -422,6 +422,24 @@ class JobDir:
         self.append_events([{"t": now, "event": "ended", "state": state, "reason": reason, "by": by}])
         return settled
 
+    def remove(self) -> int:
+        """Remove the whole job folder; returns the bytes it held. It is renamed to a hidden name
+        first, so that listings no longer show a half-removed job."""
+        import shutil
+
+        size = 0
+        for top, _dirs, files in os.walk(self.path):
+            for name in files:
+                try:
+                    size += os.lstat(os.path.join(top, name)).st_size
+                except OSError:
+                    pass
+        head, name = os.path.split(self.path)
+        hidden = os.path.join(head, f".removing-{name}-{os.getpid()}")
+        os.rename(self.path, hidden)
+        shutil.rmtree(hidden)
+        return size
+
     def write_results(self, results: dict[int, Any]) -> None:
         write_atomic(self.results_file, pickle.dumps(results, protocol=pickle.HIGHEST_PROTOCOL))
 

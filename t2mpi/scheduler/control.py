@@ -211,6 +211,31 @@ def list_jobs(jobs_dir: str) -> list[dict[str, Any]]:
     return rows
 
 
+def clean(jobs_dir: str, older_than: float, wanted: tuple[str, ...], now: float, dry_run: bool) -> list[dict[str, Any]]:
+    """Remove the job folders that have ended for good (a state in `wanted`, all of them FINAL)
+    at least `older_than` seconds ago; a job that may still run (no end, or PREEMPTED: it may be
+    requeued) is never touched. Returns a row per folder removed (or, dry_run, that would be)."""
+    done = []
+    for row in list_jobs(jobs_dir):
+        if row["state"] not in wanted or row["state"] not in states.FINAL:
+            continue
+        ended = row.get("ended")
+        if ended is None or now - float(ended) < older_than:
+            continue
+        jd = JobDir(os.path.join(jobs_dir, row["job_id"]))
+        if dry_run:
+            row["bytes"] = sum(
+                os.lstat(os.path.join(top, f)).st_size for top, _, files in os.walk(jd.path) for f in files
+            )
+        else:
+            state = jd.read_state() or {}
+            if state.get("state") not in wanted:  # it changed since the listing: leave it
+                continue
+            row["bytes"] = jd.remove()
+        done.append(row)
+    return done
+
+
 def follow(
     jd: JobDir,
     out: Callable[[str], None],
