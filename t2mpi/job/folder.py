@@ -398,12 +398,20 @@ class JobDir:
         except FileNotFoundError:
             pass
 
-    def remove(self) -> None:
-        """Take away a folder whose job never started (a refused submission): hidden first,
-        so that no listing sees it half gone."""
+    def remove(self) -> int:
+        """Take away the job folder (a refused submission, t2mpi clean): hidden first, so that
+        no listing sees it half gone. Returns the bytes its files held."""
+        size = 0
+        for top, _dirs, files in os.walk(self.path):
+            for name in files:
+                try:
+                    size += os.lstat(os.path.join(top, name)).st_size
+                except OSError:
+                    pass
         hidden = os.path.join(os.path.dirname(self.path), f".{self.job_id}.removing")
         os.rename(self.path, hidden)
         _remove_tree(hidden)
+        return size
 
     def settle(self, state: str, reason: str, by: str = "client") -> dict[str, Any]:
         """Write a terminal state for a job that ended without its master writing one (a launch
@@ -421,24 +429,6 @@ class JobDir:
             _write_json(self.state_file, settled, indent=1)
         self.append_events([{"t": now, "event": "ended", "state": state, "reason": reason, "by": by}])
         return settled
-
-    def remove(self) -> int:
-        """Remove the whole job folder; returns the bytes it held. It is renamed to a hidden name
-        first, so that listings no longer show a half-removed job."""
-        import shutil
-
-        size = 0
-        for top, _dirs, files in os.walk(self.path):
-            for name in files:
-                try:
-                    size += os.lstat(os.path.join(top, name)).st_size
-                except OSError:
-                    pass
-        head, name = os.path.split(self.path)
-        hidden = os.path.join(head, f".removing-{name}-{os.getpid()}")
-        os.rename(self.path, hidden)
-        shutil.rmtree(hidden)
-        return size
 
     def write_results(self, results: dict[int, Any]) -> None:
         write_atomic(self.results_file, pickle.dumps(results, protocol=pickle.HIGHEST_PROTOCOL))
