@@ -108,7 +108,7 @@ def test_a_settle_racing_the_masters_end_never_overwrites_it(work):
     for jd in dirs:
         jd.write_state({"job_id": jd.job_id, "state": "RUNNING", "reason": "", "workers": []})
     folders = [jd.path for jd in dirs]
-    ctx = multiprocessing.get_context("fork")
+    ctx = multiprocessing.get_context("spawn")  # not fork: the test process has threads
     barrier = ctx.Barrier(2)
     procs = [ctx.Process(target=f, args=(folders, barrier)) for f in (_master_writes, _client_settles)]
     for p in procs:
