@@ -9,6 +9,7 @@ import os
 import pickle
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -304,21 +305,17 @@ def test_a_worker_killed_on_one_node_ends_the_job_everywhere(work, cluster):
 
 
 @pytest.fixture(scope="module")
-def one_node_centroids(tmp_path_factory):
-    """The same K-Means job as 3 workers on one node (this machine, no namespace)."""
-    where = tmp_path_factory.mktemp("one-node")
-    done = subprocess.run(
-        [PYTHON, "-m", "t2mpi", "run", str(JOBS / "kmeans.yaml"), "-n", "3", *KMEANS],
-        cwd=where,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=dict(os.environ, HOME=str(where)),
-    )
-    assert done.returncode == 0, done.stderr
-    out = results(only_job(where))
-    assert set(out) == {0, 1, 2}
-    return out[0]
+def one_node_centroids():
+    """The reference, independent of t2mpi: jobs/kmeans.py's single-process K-Means over the same
+    3 partitions (the job's config: jobs/kmeans.yaml with KMEANS's overrides)."""
+    sys.path.insert(0, str(JOBS))
+    try:
+        import kmeans
+    finally:
+        sys.path.remove(str(JOBS))
+    cfg = dict(seed=42, points=30000, dims=8, clusters=16, iterations=10)
+    assert KMEANS == ["--set", f"config.points={cfg['points']}", "--set", f"config.iterations={cfg['iterations']}"]
+    return kmeans.kmeans_sequential(cfg, parts=3)
 
 
 def assert_same_centroids(folder: Path, expected) -> None:
