@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import JOBS, PYTHON, t2mpi
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from t2mpi.errors import SpecError
