@@ -224,6 +224,12 @@ class WorkerContext:
 
 def _private_dir(*parts: str) -> str:
     path = os.path.join(*parts)
+    for _ in range(9):
+        try:
+            os.makedirs(path, mode=0o700, exist_ok=True)
+            return path
+        except FileNotFoundError:  # a folder above was removed meanwhile: another worker of this job
+            continue  # on this node ended and took the job's empty scratch folder away; make it again
     os.makedirs(path, mode=0o700, exist_ok=True)
     return path
 
