@@ -185,10 +185,7 @@ def _read(jd: JobDir, key: str, generation: str, rank: int, part: dict[str, Any]
 
 
 def _objects(path: str) -> Iterator[Any]:
-    with open(path, "rb") as fh:
-        while True:
-            try:
-                batch = pickle.load(fh)
-            except EOFError:
-                return
-            yield from batch
+    from .spill import read_batches
+
+    for batch in read_batches(path):
+        yield from batch

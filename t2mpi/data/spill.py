@@ -158,13 +158,8 @@ class Spiller:
                 if not os.path.exists(path):
                     continue
                 self.held = {}
-                with open(path, "rb") as f:
-                    while True:
-                        try:
-                            batch = pickle.load(f)
-                        except EOFError:
-                            break
-                        merge_into(self.where, self.held, batch, self.merge)  # no spilling: one file's keys
+                for batch in read_batches(path):
+                    merge_into(self.where, self.held, batch, self.merge)  # no spilling: one file's keys
                 os.unlink(path)
                 yield from self.held.items()
                 self.held = {}
@@ -178,3 +173,13 @@ class Spiller:
         if self.folder is not None:
             shutil.rmtree(self.folder, ignore_errors=True)
         self.held = {}
+
+
+def read_batches(path: str) -> Iterator[Any]:
+    """The pickled batches appended to a file, one at a time (spill files, persisted objects)."""
+    with open(path, "rb") as f:
+        while True:
+            try:
+                yield pickle.load(f)
+            except EOFError:
+                return

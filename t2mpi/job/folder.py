@@ -398,20 +398,23 @@ class JobDir:
         except FileNotFoundError:
             pass
 
-    def remove(self) -> int:
-        """Take away the job folder (a refused submission, t2mpi clean): hidden first, so that
-        no listing sees it half gone. Returns the bytes its files held."""
-        size = 0
+    def size(self) -> int:
+        """The bytes the job folder's files hold."""
+        total = 0
         for top, _dirs, files in os.walk(self.path):
             for name in files:
                 try:
-                    size += os.lstat(os.path.join(top, name)).st_size
+                    total += os.lstat(os.path.join(top, name)).st_size
                 except OSError:
-                    pass
+                    pass  # gone meanwhile
+        return total
+
+    def remove(self) -> None:
+        """Take away the job folder (a refused submission, t2mpi clean): hidden first, so that
+        no listing sees it half gone."""
         hidden = os.path.join(os.path.dirname(self.path), f".{self.job_id}.removing")
         os.rename(self.path, hidden)
         _remove_tree(hidden)
-        return size
 
     def settle(self, state: str, reason: str, by: str = "client") -> dict[str, Any]:
         """Write a terminal state for a job that ended without its master writing one (a launch

@@ -223,15 +223,11 @@ def clean(jobs_dir: str, older_than: float, wanted: tuple[str, ...], now: float,
         if ended is None or now - float(ended) < older_than:
             continue
         jd = JobDir(os.path.join(jobs_dir, row["job_id"]))
-        if dry_run:
-            row["bytes"] = sum(
-                os.lstat(os.path.join(top, f)).st_size for top, _, files in os.walk(jd.path) for f in files
-            )
-        else:
-            state = jd.read_state() or {}
-            if state.get("state") not in wanted:  # it changed since the listing: leave it
-                continue
-            row["bytes"] = jd.remove()
+        if not dry_run and (jd.read_state() or {}).get("state") not in wanted:
+            continue  # it changed since the listing: leave it
+        row["bytes"] = jd.size()
+        if not dry_run:
+            jd.remove()
         done.append(row)
     return done
 
