@@ -3,6 +3,8 @@ says, and the master's dispatch takes each kind apart by its fields; driven with
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from t2mpi.runtime import channel
@@ -158,3 +160,43 @@ def test_the_master_records_operation_end_events_on_its_clock():
     assert [e["start"] for e in m.events if e["event"] == "operation_end"][-1] == T0 + 10 - 45.0
     with pytest.raises(ValueError, match="wrong shape"):
         dispatch(m, ("operations_ended", 0, [("x",)], 1.0), T0 + 22)
+
+
+class _Port:
+    """Stands in for the master's port: hands out the queued messages, one batch per receive."""
+
+    def __init__(self, batches: list[list[tuple]]) -> None:
+        self.batches = batches
+        self.sent: list[tuple[int, tuple]] = []
+
+    def receive(self, wait: float) -> list[tuple[int, tuple]]:
+        return [(1, m) for m in self.batches.pop(0)] if self.batches else []
+
+    def send(self, worker_id: int, message: tuple) -> None:
+        self.sent.append((worker_id, message))
+
+
+def test_the_results_are_in_the_folder_before_the_state_says_completed(tmp_path):
+    """A follower that sees COMPLETED in state.json finds results.pkl (CI once read the state
+    between the two writes)."""
+    from conftest import JOBS
+
+    from t2mpi.job.folder import JobDir
+    from t2mpi.job.spec import load
+    from t2mpi.runtime.serve import serve
+
+    spec = load(JOBS / "hello.yaml", environ={"HOME": str(tmp_path)})
+    jd = JobDir.create(tmp_path / "t2mpi-jobs", "hello", spec.to_dict())
+    seen = []
+    write_state = jd.write_state
+
+    def watched(snapshot):
+        seen.append((snapshot["state"], os.path.exists(jd.results_file)))
+        write_state(snapshot)
+
+    jd.write_state = watched
+    m = joined(2)
+    port = _Port([[("completed", 0, "a", 0.1)], [("completed", 1, "b", 0.1)]])
+    final = serve(port, m, jd)
+    assert final["state"] == COMPLETED and jd.read_results() == {0: "a", 1: "b"}
+    assert (COMPLETED, True) in seen and (COMPLETED, False) not in seen, seen

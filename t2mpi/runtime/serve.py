@@ -75,7 +75,8 @@ def serve(
         replies += master.tick(time.time())
         for reply in replies:
             port.send(reply.worker_id, reply.message)
-        last = _persist(jd, master, last, on_events)
+        if not master.done:  # the final state is written after the results, below
+            last = _persist(jd, master, last, on_events)
     if master.results:
         jd.write_results(master.results)
     snapshot = master.snapshot()
