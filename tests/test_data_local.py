@@ -679,3 +679,55 @@ def test_float_sums_of_integer_columns_match_python(pairs_, dense):
             assert sorted(got) == sorted(want)
             for k, vs in want.items():
                 assert got[k] == pytest.approx(sum(vs), rel=1e-9, abs=1e-6)
+
+
+# -- functions recognised by their bytecode (t2mpi/data/known.py) --------------------------------------
+def test_known_functions_are_recognised_exactly():
+    from t2mpi.data import known
+
+    def nested():
+        return (lambda w: (w, 1)), (lambda a, b: a + b)
+
+    one, plus = nested()
+    shift = 1
+    assert [known.pairs_with_one(f) for f in (one, lambda w: (w, 1))] == [True, True]
+    others = (lambda w: (w, 2), lambda w: (w, True), lambda w: (w, 1.0), lambda w: (1, w), lambda w: (w, shift))
+    assert not any(known.pairs_with_one(f) for f in (*others, lambda w, c=1: (w, c), lambda *w: (w, 1), len))
+    assert known.operator_of(plus) is operator.add and known.operator_of(lambda x, y: x + y) is operator.add
+    for fn in (lambda a, b: b + a, lambda a, b: a - b, lambda a, b=0: a + b, lambda a, b: a + b + shift, max):
+        assert known.operator_of(fn) is fn
+
+
+@SETTINGS
+@given(words, st.integers(1, 3), st.sampled_from(["operator", "lambda"]))
+def test_pairs_with_one_reduced_by_add_are_counted_as_python_counts(ws, size, add):
+    plus = operator.add if add == "operator" else (lambda a, b: a + b)
+
+    def job(data):
+        ds = data.from_iterable(ws)
+        ones = ds.map(lambda w: (w, 1)).reduce_by_key(plus)
+        twos = ds.map(lambda w: (w, 2)).reduce_by_key(plus)  # not a count: the pairs are made and added
+        return dict(ones.collect()), dict(twos.collect())
+
+    want = collections.Counter(ws)
+    for ones, twos in on_partitions(size, job):
+        assert ones == want and twos == {w: 2 * n for w, n in want.items()}
+
+
+def test_pairs_with_one_take_the_counting_path(monkeypatch):
+    from t2mpi.data import keyed
+
+    counted = []
+    real = keyed.count_step
+    monkeypatch.setattr(keyed, "count_step", lambda where: counted.append(where.op) or real(where))
+    data = Data(MPI.COMM_SELF)
+    assert dict(data.from_iterable("abca").map(lambda w: (w, 1)).reduce_by_key(operator.add).collect()) == {
+        "a": 2,
+        "b": 1,
+        "c": 1,
+    }
+    assert counted == ["reduce_by_key"]
+    data.from_iterable("abca").map(lambda w: (w, 1)).reduce_by_key(max).collect()
+    assert counted == ["reduce_by_key"]  # max is not a count
+    with pytest.raises(DataError, match=r"reduce_by_key at .* must be hashable"):
+        data.from_iterable([[1], [2]]).map(lambda w: (w, 1)).reduce_by_key(operator.add).collect()

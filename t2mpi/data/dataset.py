@@ -14,7 +14,7 @@ import itertools
 import operator
 
 from . import join as joining
-from . import keyed, narrow
+from . import keyed, known, narrow
 from . import sort as sorting
 from .errors import DataError, call_site
 
@@ -56,13 +56,14 @@ class DataSet:
     """A partitioned data set. Narrow operations return a new DataSet at no cost; wide ones return a
     DataSet whose exchange runs when an action needs it; actions run everything and return values."""
 
-    __slots__ = ("data", "_plan", "name", "_cached")
+    __slots__ = ("data", "_plan", "name", "_cached", "_mapped")
 
     def __init__(self, data: Data, plan: Callable[[], Callable[[], Any]], name: str):
         self.data = data
         self._plan = plan
         self.name = name
         self._cached = None
+        self._mapped: tuple[Callable[[Any], Any], DataSet] | None = None  # map(fn) of a data set
 
     def __repr__(self) -> str:
         return f"<DataSet {self.name} on worker {self.data.rank} of {self.data.size}>"
@@ -91,7 +92,9 @@ class DataSet:
         return DataSet(self.data, plan, op)
 
     def map(self, fn: Callable[[Any], Any]) -> DataSet:
-        return self._narrow("map", narrow.map_stage, fn)
+        mapped = self._narrow("map", narrow.map_stage, fn)
+        mapped._mapped = (fn, self)  # a keyed operation after it may run fn its own way (known.py)
+        return mapped
 
     def flat_map(self, fn: Callable[[Any], Iterable[Any]]) -> DataSet:
         return self._narrow("flat_map", narrow.flat_map_stage, fn)
@@ -282,7 +285,13 @@ class DataSet:
         )
 
     def reduce_by_key(self, fn: Callable[[Any, Any], Any], partitioner: Callable[[Any], int] | None = None) -> DataSet:
-        return keyed.combine_by_key(self, self._where("reduce_by_key", call_site()), None, fn, fn, partitioner)
+        """Per key, the values folded with fn: on each worker first, then where the key lands.
+        map(lambda x: (x, 1)).reduce_by_key(add) counts the elements in C (known.py)."""
+        where = self._where("reduce_by_key", call_site())
+        fn = known.operator_of(fn)
+        if fn is operator.add and self._mapped is not None and known.pairs_with_one(self._mapped[0]):
+            return keyed.combine_by_key(self._mapped[1], where, None, fn, fn, partitioner, counting=True)
+        return keyed.combine_by_key(self, where, None, fn, fn, partitioner)
 
     def group_by_key(self, sort: bool = False) -> DataSet:
         """(key, [values]) per key; with sort=True, keys in global order (a range partition)."""

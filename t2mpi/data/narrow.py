@@ -4,6 +4,8 @@ raised as the operation's error, with the original exception as __cause__."""
 
 from __future__ import annotations
 
+import itertools
+
 from .errors import DataError
 from .sources import TextPart
 
@@ -27,10 +29,12 @@ def map_stage(where: Where, fn: Callable[[Any], Any], part: Iterable[Any]) -> It
 
 
 def flat_map_stage(where: Where, fn: Callable[[Any], Iterable[Any]], part: Iterable[Any]) -> Iterator[Any]:
-    if fn is str.split and type(part) is TextPart:  # a text source: split whole chunks of lines
-        for chunk in part.chunks():
-            yield from chunk.split()
-        return
+    if fn is str.split and type(part) is TextPart:  # a text source: whole chunks of lines split, in C
+        return itertools.chain.from_iterable(map(str.split, part.chunks()))
+    return _flat_map(where, fn, part)
+
+
+def _flat_map(where: Where, fn: Callable[[Any], Iterable[Any]], part: Iterable[Any]) -> Iterator[Any]:
     for x in part:
         try:
             ys = fn(x)
