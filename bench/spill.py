@@ -40,7 +40,7 @@ def side(budget_mib: int, total: int) -> None:
     data = Data(comm, memory_budget=budget_mib << 20 if budget_mib else None, scratch_dir=scratch)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     ds = data.from_function(lambda i, n: keys(i, n, total))
-    counts = ds.reduce_by_key(lambda a, b: a + b)  # a lambda: the general (not inline-add) path
+    counts = ds.reduce_by_key(lambda a, b: b + a)  # not known.py's a + b: the general (not inline-add) path
     distinct = checksum = 0
     for _key, c in counts.partition():
         distinct += 1
