@@ -63,6 +63,48 @@ def test_keyed_operations_past_the_budget_match_python(small_rounds, tmp_path_fa
     assert list(folder.iterdir()) == []  # every spill folder removed once read
 
 
+records = st.lists(st.tuples(st.integers(-5, 5) | st.text("ab", max_size=2), st.integers(0, 9)), max_size=80)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(xs=records, size=st.integers(1, 3), ascending=st.booleans())
+def test_sorts_past_the_budget_are_global_stable_and_leave_no_file(tmp_path_factory, xs, size, ascending):
+    """A 1-byte budget: runs of one element on disk, one element a round; the partitions in worker
+    order are the stable sort, and group_by_key(sort=True) groups in key order."""
+    folder = tmp_path_factory.mktemp("scratch")
+    items = [((0, k) if isinstance(k, int) else (1, k), i, v) for i, (k, v) in enumerate(xs)]  # ordered keys
+
+    def job(data):
+        ds = data.from_iterable(items)
+        by_key = ds.sort_by(lambda x: x[0], ascending=ascending)
+        groups = ds.map(lambda x: (x[0], x[1])).group_by_key(sort=True)
+        return list(by_key.partition()), [(k, sorted(vs)) for k, vs in groups.partition()], data.spilled_bytes
+
+    results = spilling(size, job, folder)
+    want = sorted(items, key=lambda x: x[0], reverse=not ascending)
+    assert [x for part, _, _ in results for x in part] == want  # stable: equal keys in input order
+    grouped = collections.defaultdict(list)
+    for k, i, _ in items:
+        grouped[k].append(i)
+    assert [g for _, groups, _ in results for g in groups] == sorted(grouped.items())
+    if len(items) > 1:
+        assert sum(r[-1] for r in results) > 0
+    assert list(folder.iterdir()) == []
+
+
+def test_a_sort_past_the_budget_that_fails_leaves_no_file(tmp_path):
+    from t2mpi.data.errors import DataError
+
+    def job(data):
+        return data.from_iterable(range(50)).sort_by(lambda x: 1 // (x - 40)).collect()
+
+    with pytest.raises(DataError, match=r"sort_by at test_spill.py:\d+ .* ZeroDivisionError"):
+        spilling(2, job, tmp_path)
+    with pytest.raises(DataError, match=r"sort_by at .* the keys cannot be ordered"):
+        spilling(2, lambda data: data.from_iterable([1, "a"] * 20).sort_by().collect(), tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_within_the_budget_nothing_spills(tmp_path):
     def job(data):
         return dict(data.from_iterable([(i % 5, 1) for i in range(100)]).reduce_by_key(operator.add).collect()), (
@@ -97,9 +139,12 @@ SPILLING_JOB = """
     class Job(IWorker):
         def execute(self, ctx):
             pairs = ctx.data.range(60000).map(lambda i: (f"k{i % 30000:06d}", i))
-            return dict(pairs.reduce_by_key(lambda a, b: a + b).collect()) == {
+            summed = dict(pairs.reduce_by_key(lambda a, b: a + b).collect()) == {
                 f"k{k:06d}": 2 * k + 30000 for k in range(30000)
-            }, ctx.data.spilled_bytes
+            }
+            by_key = pairs.sort_by(lambda kv: kv[0]).partition()   # 60,000 tuples past the budget too
+            mine = list(by_key)
+            return summed and mine == sorted(mine), ctx.data.spilled_bytes, (mine[0], mine[-1]) if mine else None
 """
 
 
@@ -110,8 +155,11 @@ def test_a_job_with_little_memory_spills_under_its_scratch_dir_and_reports_it(wo
     done = t2mpi("run", str(job), cwd=work, timeout=120)
     assert done.returncode == 0, done.stderr
     results = pickle.loads((only_job(work) / "results.pkl").read_bytes())
-    assert all(right for right, _ in results.values())
-    assert all(spilled > 0 for _, spilled in results.values())  # a 2 MiB budget: 30,000 keys do not fit
-    ends = [e for e in events_of(only_job(work)) if e["event"] == "operation_end" and e["operation"] == "reduce_by_key"]
-    assert len(ends) == 2 and all(e["bytes_spilled"] > 0 for e in ends)
+    assert all(right for right, _, _ in results.values())
+    assert all(spilled > 0 for _, spilled, _ in results.values())  # a 2 MiB budget: 30,000 keys do not fit
+    ends = [results[w][2] for w in sorted(results)]  # each worker's first and last: the ranges in order
+    assert ends[0][0] == ("k000000", 0) and ends[-1][1] == ("k029999", 59999) and ends[0][1] <= ends[1][0]
+    for op in ("reduce_by_key", "sort_by"):
+        done = [e for e in events_of(only_job(work)) if e["event"] == "operation_end" and e["operation"] == op]
+        assert len(done) == 2 and all(e["bytes_spilled"] > 0 for e in done), (op, done)
     assert not list(scratch.glob("**/t2mpi-spill-*"))  # removed once read

@@ -51,3 +51,9 @@ class Where:
         err = UserFunctionError(f"{self} failed: {type(exc).__name__}: {exc}")
         err.where = self
         return err
+
+    def unorderable(self, exc: BaseException) -> DataError:
+        """The error to raise `from exc` when the keys of a sort could not be compared here."""
+        return DataError(
+            f"{self}: the keys cannot be ordered ({exc}); give a key function that returns comparable values"
+        )

@@ -256,10 +256,10 @@ def _round(rounds: Any, dest: Callable[[Any], int], size: int) -> list[tuple[boo
 def _spilled(data: Any, where: Where, first: list[Any], held: list[Any], dest: Any, merge: Any) -> Any:
     """The receiving side under a memory budget: rounds until no worker has more, merged and
     spilled by a Spiller; the partition is its merged items, read back one spill file at a time."""
-    from .spill import Spiller
+    from .spill import Spiller, spill_counter
 
     ex = data.exchange
-    spiller = Spiller(where, merge, data.memory_budget, data.scratch_dir, portable_hash, _spill_counter(data, ex))
+    spiller = Spiller(where, merge, data.memory_budget, data.scratch_dir, portable_hash, spill_counter(data, ex))
     got = first
     rounds = held[0] if held and hasattr(held[0], "more") else None
     try:
@@ -276,14 +276,6 @@ def _spilled(data: Any, where: Where, first: list[Any], held: list[Any], dest: A
         raise
     held.clear()
     return spiller.items
-
-
-def _spill_counter(data: Any, ex: Any) -> Callable[[int], None]:
-    def spilled(nbytes: int) -> None:
-        data.spilled_bytes += nbytes
-        ex.spilled(nbytes)  # the operation's figures (events.jsonl)
-
-    return spilled
 
 
 def _merged(where: Where, batches: list[list[Any]], merge: Callable[[Any, Any], Any]) -> Any:

@@ -15,7 +15,9 @@ from __future__ import annotations
 import bisect
 import itertools
 
+from . import runs
 from .errors import DataError
+from .spill import spill_counter
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -163,6 +165,7 @@ def sort_by(ds: DataSet, key: Any, ascending: bool, where: Where) -> DataSet:
         raise DataError(f"{where}: key must be a function or a field name, got {type(key).__name__}")
     ex = ds.data.exchange
     parent = ds._plan
+    budget = ds.data.memory_budget
 
     def kind_keys(block: Any) -> tuple[str, Any]:
         return block_keys(where, block, key)
@@ -170,9 +173,19 @@ def sort_by(ds: DataSet, key: Any, ascending: bool, where: Where) -> DataSet:
     def plan():
         run = parent()
         held: list[Any] = []
+        files = runs.RunFiles(ds.data.scratch_dir, spill_counter(ds.data, ex)) if budget is not None else None
 
         def local():
-            part = materialize(run())
+            part = run()
+            if files is not None and not is_block(part):  # past the budget, sorted runs go to disk
+                if isinstance(key, str):
+                    raise DataError(f"{where}: key={key!r} names a field; only numpy record blocks have fields")
+                stream, picked = runs.local_stream(
+                    where, part, key, ascending, budget, files, SAMPLES_PER_WORKER * ex.size
+                )
+                held.append(stream)
+                return ("objects", None, None, picked)
+            part = materialize(part)
             found = block_keys(where, part, key) if is_block(part) else None
             if found is not None:
                 kind, keys = found
@@ -189,26 +202,31 @@ def sort_by(ds: DataSet, key: Any, ascending: bool, where: Where) -> DataSet:
             except DataError:
                 raise
             except TypeError as exc:
-                raise unorderable(where, exc) from exc
+                raise where.unorderable(exc) from exc
             except Exception as exc:
                 raise where.failed(exc) from exc
             return ("objects", None, None, sample([key(x) for x in held[0]] if key else held[0], ex.size))
 
-        metas = ex.allgather(where, local)
         try:
-            cut_at = splitters([m[3] for m in metas], ex.size)
-        except TypeError as exc:
-            raise unorderable(where, exc) from exc
+            metas = ex.allgather(where, local)
+            try:
+                cut_at = splitters([m[3] for m in metas], ex.size)
+            except TypeError as exc:
+                raise where.unorderable(exc) from exc
+        except BaseException:
+            if files is not None:
+                files.discard()
+            raise
         if len({m[:3] for m in metas}) == 1 and metas[0][0] == "block":
             return _blocks(ex, where, held, metas[0][1], cut_at, kind_keys, ascending)
-        items = held[0] if metas[ex.rank][0] == "objects" else held[0].tolist()
-        return _objects(ex, where, items, key, cut_at, ascending)
+        objects = metas[ex.rank][0] == "objects"
+        if files is None:
+            return _objects(ex, where, held[0] if objects else held[0].tolist(), key, cut_at, ascending)
+        stream = held.pop() if objects else runs.sorted_run(where, held.pop(0).tolist(), key, ascending)
+        held.clear()
+        return runs.exchange_sorted(ex, where, stream, key, cut_at, ascending, budget, files)
 
     return DataSet(ds.data, plan, where.op)
-
-
-def unorderable(where: Where, exc: BaseException) -> DataError:
-    return DataError(f"{where}: the keys cannot be ordered ({exc}); give a key function that returns comparable values")
 
 
 def _blocks(
@@ -269,9 +287,9 @@ def sorted_groups(ds: DataSet, where: Where) -> DataSet:
         run = sorted_plan()
 
         def merged():
-            for k, runs in itertools.groupby(run(), key=_first):
+            for k, grouped in itertools.groupby(run(), key=_first):
                 values: list[Any] = []
-                for _, vs in runs:
+                for _, vs in grouped:
                     values.extend(vs)
                 yield k, values
 

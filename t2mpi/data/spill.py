@@ -41,6 +41,39 @@ def entry_bytes(items: list[tuple[Any, Any]]) -> int:
     return int(size) + 80  # the dict's slot and hash, a tuple in flight
 
 
+def item_bytes(items: list[Any]) -> int:
+    """An estimate of what one element of a list holds in memory, from a sample."""
+    sample = items[:: max(1, len(items) // 64)][:64]
+    if not sample:
+        return 100
+    return int(sum(_deep(x) for x in sample) / len(sample)) + 8  # and the list's slot
+
+
+def spill_counter(data: Any, ex: Any) -> Callable[[int], None]:
+    """on_spilled for an operation of `data`: the bytes counted in data.spilled_bytes and in the
+    operation's figures (events.jsonl)."""
+
+    def spilled(nbytes: int) -> None:
+        data.spilled_bytes += nbytes
+        ex.spilled(nbytes)
+
+    return spilled
+
+
+def private_folder(scratch_dir: str | None) -> str:
+    """A new folder of this process's own under the scratch folder (the temporary folder without
+    one), removed at exit if still there."""
+    import atexit
+    import shutil
+    import tempfile
+
+    base = scratch_dir or tempfile.gettempdir()
+    os.makedirs(base, mode=0o700, exist_ok=True)
+    folder = tempfile.mkdtemp(prefix="t2mpi-spill-", dir=base)
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
 def _deep(value: Any) -> int:
     if type(value) in (list, tuple):
         return sys.getsizeof(value) + sum(sys.getsizeof(x) for x in value[:64]) * max(1, len(value)) // max(
@@ -112,22 +145,11 @@ class Spiller:
         if self.per_entry and len(held) * self.per_entry > self.budget // SHARE:
             self.spill()
 
-    def _open_folder(self) -> str:
-        import atexit
-        import shutil
-        import tempfile
-
-        base = self.scratch_dir or tempfile.gettempdir()
-        os.makedirs(base, mode=0o700, exist_ok=True)
-        self.folder = tempfile.mkdtemp(prefix="t2mpi-spill-", dir=base)
-        atexit.register(shutil.rmtree, self.folder, True)
-        return self.folder
-
     def spill(self) -> None:
         """The held dict to disk, one pickled list per file, split by a hash of the key."""
         if not self.held:
             return
-        folder = self.folder or self._open_folder()
+        folder = self.folder = self.folder or private_folder(self.scratch_dir)
         parts: list[list[Any]] = [[] for _ in range(SPILL_FILES)]
         hash_of = self.hash_of
         for kc in self.held.items():
