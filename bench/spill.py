@@ -1,8 +1,9 @@
-"""A keyed shuffle larger than its memory budget (issue #14): reduce_by_key over many distinct
-string keys on 2 workers, run with a budget of a quarter of what the shuffle holds (it spills) and
-with no budget (it holds everything), interleaved; peak RSS per worker, bytes spilled, wall time.
+"""A keyed shuffle or a sort larger than its memory budget (issue #14): reduce_by_key over many
+distinct string keys on 2 workers (--workload reduce), or a global sort_by of the same pairs
+(--workload sort), run with a budget of a quarter of what the shuffle holds (it spills) and with no
+budget (it holds everything), interleaved; peak RSS per worker, bytes spilled, wall time.
 
-(each side) mpiexec -n W python bench/spill.py --side BUDGET_MIB
+(each side) mpiexec -n W python bench/spill.py --side BUDGET_MIB --workload W
 Goal: past its budget, a worker's peak RSS stays within the budget plus a small margin over the
 interpreter and its input.
 """
@@ -28,7 +29,7 @@ def keys(rank: int, size: int, total: int):
         yield (f"key-{(i * 7919) % (total // 2):012d}", 1)
 
 
-def side(budget_mib: int, total: int) -> None:
+def side(budget_mib: int, total: int, workload: str) -> None:
     from mpi4py import MPI
 
     from t2mpi.data.api import Data
@@ -40,9 +41,16 @@ def side(budget_mib: int, total: int) -> None:
     data = Data(comm, memory_budget=budget_mib << 20 if budget_mib else None, scratch_dir=scratch)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     ds = data.from_function(lambda i, n: keys(i, n, total))
-    counts = ds.reduce_by_key(lambda a, b: b + a)  # not known.py's a + b: the general (not inline-add) path
+    if workload == "sort":
+        out = ds.sort_by(lambda kv: kv[0])
+    else:
+        out = ds.reduce_by_key(lambda a, b: b + a)  # not known.py's a + b: the general (not inline-add) path
     distinct = checksum = 0
-    for _key, c in counts.partition():
+    last = ""
+    for key, c in out.partition():
+        if workload == "sort" and key < last:
+            sys.exit(f"spill: worker {comm.rank}: the sort's output is out of order at {key!r}")
+        last = key
         distinct += 1
         checksum += c
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -58,16 +66,19 @@ def main() -> None:
     parser.add_argument("--budget-mib", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workload", choices=("reduce", "sort"), default="reduce")
     parser.add_argument("--side", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.side is not None:
-        return side(args.side, args.pairs)
-    print(f"Spilling keyed shuffle (issue #14): MPI {mpi_flavour()}, {args.workers} workers, {args.pairs:,} pairs")
-    print(f"over {args.pairs // 2:,} distinct keys; reduce_by_key with a lambda; {args.rounds} interleaved rounds")
+        return side(args.side, args.pairs, args.workload)
+    what = "reduce_by_key with a lambda" if args.workload == "reduce" else "sort_by(lambda kv: kv[0]) of the pairs"
+    print(f"Spilling {args.workload} (issue #14): MPI {mpi_flavour()}, {args.workers} workers, {args.pairs:,} pairs")
+    print(f"over {args.pairs // 2:,} distinct keys; {what}; {args.rounds} interleaved rounds")
     runs: dict[str, list] = {f"budget {args.budget_mib} MiB": [], "no budget": []}
     for _ in range(args.rounds):
         for name, budget in ((f"budget {args.budget_mib} MiB", args.budget_mib), ("no budget", 0)):
             argv = mpiexec(args.workers) + [PYTHON, __file__, "--side", str(budget), "--pairs", str(args.pairs)]
+            argv += ["--workload", args.workload]
             start = time.perf_counter()
             done = subprocess.run(argv, capture_output=True, text=True)
             took = time.perf_counter() - start
@@ -75,7 +86,8 @@ def main() -> None:
                 sys.exit(f"spill: {name} failed: {done.stderr[-2000:]}")
             line = next(x for x in done.stdout.splitlines() if x.startswith("RESULT "))
             runs[name].append((took, json.loads(line[7:])))
-    answers = {json.dumps([[w[0], w[1]] for w in r[1]]) for rs in runs.values() for r in rs}
+    # the totals: a sort's splitters come from samples, so its share per worker may differ by side
+    answers = {json.dumps([sum(w[0] for w in r[1]), sum(w[1] for w in r[1])]) for rs in runs.values() for r in rs}
     print(f"answers agree across sides and rounds: {len(answers) == 1}")
     for name, rs in runs.items():
         peaks = [max(w[2] for w in r[1]) for r in rs]
