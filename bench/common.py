@@ -54,12 +54,32 @@ def mpi_flavour() -> str:
     return _launcher().flavour
 
 
-def mpiexec(n: int, idle: int = 0) -> list[str]:
+def mpiexec(n: int, idle: int = 0, env: dict[str, str] | None = None) -> list[str]:
     """The bare launcher line for this venv's MPI, with the options t2mpi itself would use
-    (`idle`: how many of the n ranks mostly sleep, as a job master does)."""
+    (`idle`: how many of the n ranks mostly sleep, as a job master does; `env`: what every rank
+    is given through the launcher, as t2mpi gives a job's ranks rank_environment())."""
     from t2mpi.mpi import launcher
 
-    return launcher.mpiexec_args(_launcher(), n, launcher.Host.here(), {}, idle=idle)
+    return launcher.mpiexec_args(_launcher(), n, launcher.Host.here(), env or {}, idle=idle)
+
+
+def rendered(job: str, workers: int, overrides: Sequence[str] = ()) -> tuple[list[str], dict[str, str], str]:
+    """How `t2mpi run JOB -n WORKERS --set ...` would launch on this node, from t2mpi's own
+    rendering (client.prepare, the launcher's argv): the launcher and its options up to the
+    program, the environment every rank gets (the chosen transport, the thread limits, mpi.env),
+    and the transport's name. A bare side launched with these cannot drift from t2mpi's."""
+    from t2mpi import client
+    from t2mpi.mpi.launcher import rank_environment
+
+    prepared = client.prepare(job, workers=workers, overrides=overrides)
+    argv = prepared.argv(os.path.join(prepared.spec.jobs_dir, "bench"))
+    program = argv.index(prepared.python)  # the launcher's words end where the ranks' Python starts
+    return argv[:program], rank_environment(prepared.spec, prepared.network.env), str(prepared.network.transport)
+
+
+def launcher_words(argv: Sequence[str]) -> str:
+    """A launcher prefix as one printable line, without its path."""
+    return " ".join([os.path.basename(argv[0]), *argv[1:]])
 
 
 def job_folder(name: str, worker: str, job: dict) -> str:

@@ -1,7 +1,9 @@
 """The job master's idle cost: CPU seconds of rank 0 over wall seconds while its workers sleep.
 
-Runs `mpiexec -n 3 python -m t2mpi.launch` of a job whose 2 workers sleep for --seconds (10),
-and reads the master's CPU time from state.json when all have joined and when the job ends.
+Runs `mpiexec -n 3 python -m t2mpi.launch` (launched as t2mpi run renders it) of a job whose 2
+workers sleep for --seconds (10), and reads the master's CPU time (master.cpu_seconds) from
+state.json when all have joined and when the job ends. The wall time is from the join (every
+worker's `started`, which the master sets when all have joined) to the job's `ended`.
 Goal: under 2 % of wall time.
 """
 
@@ -15,7 +17,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import PYTHON, job_folder, mpi_flavour, mpiexec
+from common import PYTHON, job_folder, mpi_flavour, rendered
 
 WORKER = """
 import time
@@ -27,6 +29,17 @@ class Sleeper(IWorker):
 """
 
 
+def _joined(state_file: str) -> dict | None:
+    """The state the master wrote once every worker had joined (each has its `started`), or None."""
+    try:
+        with open(state_file) as fh:
+            state = json.load(fh)
+    except FileNotFoundError:
+        return None
+    workers = state.get("workers") or []
+    return state if workers and all(w.get("started") is not None for w in workers) else None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -35,6 +48,7 @@ def main() -> None:
     work = job_folder(
         "sleeper", WORKER, {"worker": "sleeper:Sleeper", "workers": 2, "config": {"seconds": args.seconds}}
     )
+    launch, _env, _transport = rendered(os.path.join(work, "sleeper.yaml"), 2)
     shares = []
     for _ in range(args.runs):
         before = (
@@ -43,7 +57,7 @@ def main() -> None:
             else set()
         )
         proc = subprocess.Popen(
-            mpiexec(3, idle=1) + [PYTHON, "-m", "t2mpi.launch", "sleeper.yaml", "--quiet"],
+            launch + [PYTHON, "-m", "t2mpi.launch", "sleeper.yaml", "--quiet"],
             cwd=work,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -58,15 +72,15 @@ def main() -> None:
             )
             if new:
                 state_file = os.path.join(work, "t2mpi-jobs", new.pop(), "state.json")
-                if os.path.exists(state_file):
-                    joined = json.load(open(state_file))
+                joined = _joined(state_file)
             time.sleep(0.01)
         _, err = proc.communicate(timeout=args.seconds + 60)
         if proc.returncode != 0 or joined is None:
             sys.exit(f"the sleeper job failed: {err}")
-        end = json.load(open(state_file))
+        with open(state_file) as fh:
+            end = json.load(fh)
         cpu = end["master"]["cpu_seconds"] - joined["master"]["cpu_seconds"]
-        wall = end["ended"] - joined["joined_at"] if "joined_at" in joined else end["ended"] - joined["started"]
+        wall = end["ended"] - min(w["started"] for w in joined["workers"])  # from the join
         shares.append(cpu / wall)
         print(f"run: master CPU {cpu * 1000:.1f} ms over {wall:.2f} s wall = {cpu / wall * 100:.3f} %")
     shares.sort()

@@ -6,7 +6,10 @@
 (bare + idle)  mpiexec -n 3 python bench/pingpong_mpi.py   (rank 2 idles as a job master does,
                launched with the options t2mpi gives a job whose master is its only idle rank)
 All run the measuring code of bench/pingpong_mpi.py between two ranks, in the same environment
-(the transport t2mpi chooses for this node, one BLAS thread):
+(the transport t2mpi chooses for this node, one BLAS thread): the bare sides are launched with
+the options and rank environment that t2mpi's own rendering gives (bare + idle: exactly the
+launcher words of `t2mpi run pingpong.yaml`; bare: the same for 2 ranks), so no launcher option
+overrides a variable of that environment (printed):
 ping-pong latency (8 B, half round trip), bandwidth (4 MiB messages), Allreduce (1M float64).
 Interleaved rounds, medians. Goals (t2mpi / bare): bandwidth >= 0.97, latency and Allreduce <= 1.05.
 t2mpi / (bare + idle) is what t2mpi's code adds beyond the shape of its world (an idle master
@@ -25,16 +28,17 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import PYTHON, ROOT, describe, job_folder, mpi_flavour, mpiexec, ratio_line
+from common import PYTHON, ROOT, describe, job_folder, launcher_words, mpi_flavour, mpiexec, ratio_line, rendered
 
 WORKER = """
 import sys
 sys.path.insert(0, {bench!r})
-from pingpong_mpi import measure
 from t2mpi import IWorker
 
 class PingPong(IWorker):
     def execute(self, ctx):
+        from pingpong_mpi import measure  # here: loading the class (t2mpi run's check) starts no MPI
+
         return measure(ctx.comm)
 """
 
@@ -61,21 +65,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args()
-    from t2mpi.job.spec import THREAD_LIMIT_VARS
-
     work = job_folder(
         "pingpong", WORKER.format(bench=os.path.join(ROOT, "bench")), {"worker": "pingpong:PingPong", "workers": 2}
     )
     jobs = os.path.join(work, "t2mpi-jobs")
     # the same environment for all: t2mpi gives every rank one BLAS thread per worker thread,
-    # and the transport it chooses for this node (t2mpi run sets it; the others get it here)
-    from t2mpi.job.spec import load
-    from t2mpi.mpi import launcher
-    from t2mpi.net.first_node import choose_network
-
-    job = load(os.path.join(work, "pingpong.yaml"))
-    chosen = choose_network(job, launcher.detect(launcher.find(job, PYTHON)))
-    same_env = dict(os.environ, **{var: "1" for var in THREAD_LIMIT_VARS}, **chosen.env)
+    # and the transport it chooses for this node (t2mpi run passes it through the launcher; the
+    # bare sides get it the same way, and every side inherits it too)
+    launch, rank_env, transport = rendered(os.path.join(work, "pingpong.yaml"), 2)
+    same_env = {**os.environ, **rank_env}
+    bare_launch = {2: mpiexec(2, env=rank_env), 3: launch}  # 3: the 2 workers and an idle master rank
 
     def from_job(argv: list[str]) -> dict[str, float]:
         before = set(os.listdir(jobs)) if os.path.isdir(jobs) else set()
@@ -87,7 +86,7 @@ def main() -> None:
             return pickle.load(fh)[0]  # worker 0's figures (results are keyed by worker id)
 
     def bare(ranks: int) -> dict[str, float]:
-        argv = mpiexec(ranks, idle=ranks - 2) + [PYTHON, os.path.join(ROOT, "bench", "pingpong_mpi.py")]
+        argv = bare_launch[ranks] + [PYTHON, os.path.join(ROOT, "bench", "pingpong_mpi.py")]
         return json.loads(run(argv, same_env, work).strip().splitlines()[-1])
 
     t2mpi_run = [PYTHON, "-m", "t2mpi", "run", "pingpong.yaml", "--quiet"]
@@ -107,9 +106,10 @@ def main() -> None:
 
     print(
         f"ping-pong, bandwidth, Allreduce under {mpi_flavour()}; {args.rounds} interleaved rounds; "
-        f"{len(os.sched_getaffinity(0))} cores; python {sys.version.split()[0]}; transport {chosen.transport} "
-        + " ".join(f"{k}={v}" for k, v in sorted(chosen.env.items()))
+        f"{len(os.sched_getaffinity(0))} cores; python {sys.version.split()[0]}; transport {transport}"
     )
+    for ranks, argv in bare_launch.items():
+        print(f"bare, {ranks} ranks, launched as: {launcher_words(argv)}")
     for key, what, unit in FIGURES:
         for name in sides:
             print(describe(f"{what}, {name}", samples[name][key], unit))

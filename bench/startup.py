@@ -4,6 +4,10 @@
 (b) t2mpi run jobs/hello.yaml -n 2  vs  (a): goal <= 100 ms added by the client
 (c) t2mpi run jobs/hello.yaml -n 2 --master client  vs  (b): the spawning master's cost
 
+The bare Barrier and (a) are launched with the launcher options and rank environment that
+`t2mpi run jobs/hello.yaml -n 2` renders on this node (taken from t2mpi's own rendering, and
+printed), so all sides start their 3 ranks alike.
+
 Usage: python bench/startup.py [--rounds N]
 """
 
@@ -16,7 +20,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import BIN, PYTHON, ROOT, describe, interleave, mpi_flavour, mpiexec, ratio_line, timed
+from common import BIN, PYTHON, ROOT, describe, interleave, launcher_words, mpi_flavour, ratio_line, rendered, timed
 
 
 def main() -> None:
@@ -25,12 +29,13 @@ def main() -> None:
     args = parser.parse_args()
     hello = os.path.join(ROOT, "jobs", "hello.yaml")
     work = tempfile.mkdtemp(prefix="t2mpi-bench-")
+    launch, _env, _transport = rendered(hello, 2)  # as t2mpi run launches hello -n 2 here
     cases = {
         "bare mpi4py Barrier, 3 ranks": lambda: timed(
-            mpiexec(3) + [PYTHON, "-c", "from mpi4py import MPI; MPI.COMM_WORLD.Barrier()"]
+            launch + [PYTHON, "-c", "from mpi4py import MPI; MPI.COMM_WORLD.Barrier()"]
         ),
         "(a) mpiexec -n 3 python -m t2mpi.launch": lambda: timed(
-            mpiexec(3, idle=1) + [PYTHON, "-m", "t2mpi.launch", hello, "-n", "2", "--quiet"], cwd=work
+            launch + [PYTHON, "-m", "t2mpi.launch", hello, "-n", "2", "--quiet"], cwd=work
         ),
         "(b) t2mpi run hello -n 2": lambda: timed(
             [os.path.join(BIN, "t2mpi"), "run", hello, "-n", "2", "--quiet"], cwd=work
@@ -43,6 +48,7 @@ def main() -> None:
         case()
     res = interleave(cases, args.rounds)
     print(f"start-up under {mpi_flavour()}; {args.rounds} interleaved rounds; python {sys.version.split()[0]}")
+    print(f"bare and (a) launched as t2mpi run renders it: {launcher_words(launch)}")
     for name, samples in res.items():
         print(describe(name, samples))
     bare, a, b, c = res.values()
