@@ -731,3 +731,15 @@ def test_pairs_with_one_take_the_counting_path(monkeypatch):
     assert counted == ["reduce_by_key"]  # max is not a count
     with pytest.raises(DataError, match=r"reduce_by_key at .* must be hashable"):
         data.from_iterable([[1], [2]]).map(lambda w: (w, 1)).reduce_by_key(operator.add).collect()
+
+
+@SETTINGS
+@given(st.lists(st.integers(-(1 << 62), 1 << 62), max_size=200), st.sampled_from([1, 2, 3, 32, 33, 300]))
+def test_rows_grouped_by_destination_keep_their_order(xs, size):
+    from t2mpi.data.columns import destination_order
+
+    keys = np.array(xs, dtype=np.int64)
+    order, counts = destination_order(keys, size)
+    want = np.argsort(keys % size, kind="stable")
+    assert (np.arange(len(keys)) if order is None else order).tolist() == want.tolist()
+    assert counts == np.bincount(keys % size, minlength=size).tolist()

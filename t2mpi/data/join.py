@@ -90,11 +90,13 @@ def _by_destination(part: Any, size: int) -> tuple[Any, list[int]]:
     """Columns as one array of (key, value) records, grouped by worker (key % size), and the counts."""
     import numpy as np
 
+    from .columns import destination_order
+
     rows = np.empty(len(part), dtype=[("key", part.keys.dtype), ("value", part.values.dtype, part.values.shape[1:])])
-    rows["key"], rows["value"] = part.keys, part.values
-    dest = part.keys % size
-    order = np.argsort(dest, kind="stable")
-    return rows[order], np.bincount(dest, minlength=size).tolist()
+    order, counts = destination_order(part.keys, size)
+    rows["key"] = part.keys if order is None else part.keys[order]
+    rows["value"] = part.values if order is None else part.values[order]
+    return rows, counts
 
 
 def _columns_inner(lrows: Any, rrows: Any) -> Any:

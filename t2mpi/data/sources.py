@@ -399,9 +399,9 @@ def csv_part(plan: CsvPlan, index: int, count: int) -> Any:
     from .columns import Columns
 
     others = [c for c in plan.names if c != plan.key]
-    keys = np.ascontiguousarray(block[plan.key])
+    keys = block[plan.key]  # a view into the parsed block, as the values are: no copy
     if len(others) == 1:
-        return Columns(keys, np.ascontiguousarray(block[others[0]]))
+        return Columns(keys, block[others[0]])
     return Columns(keys, recfunctions.repack_fields(block[others]))
 
 
