@@ -76,7 +76,7 @@ def test_valid_job_resolves_every_field(tmp_path, env, monkeypatch):
     assert os.path.isabs(s.worker_dir)
     assert s.workers == 4
     assert s.world_size == 5
-    assert s.resources == Resources(cpus=2, threads=2, memory=512 * 2**20)
+    assert s.resources == Resources(cpus=2, threads=2, memory=512 * 2**20, data_memory=None)
     assert s.config == {"greeting": "hi", "nested": {"n": 3}}
     # the default jobs_dir ./t2mpi-jobs is made absolute against the working folder
     assert os.path.isabs(s.jobs_dir)
@@ -93,7 +93,7 @@ def test_valid_job_resolves_every_field(tmp_path, env, monkeypatch):
 def test_minimal_job_takes_the_packaged_defaults(tmp_path, env):
     s = load(job(tmp_path, MIN_JOB), environ=env)
     assert s.workers == 1
-    assert s.resources == Resources(1, 1, 2**30)
+    assert s.resources == Resources(1, 1, 2**30, None)
     assert s.config == {}
     assert s.mpi == MpiOptions(None, (), ())
 
@@ -164,7 +164,7 @@ def test_site_config_from_T2MPI_CONFIG_lies_under_the_job_file(tmp_path, env):
     site = write(tmp_path / "etc" / "site.yaml", SITE.format(jobs=tmp_path / "site-jobs"))
     path = job(tmp_path, MIN_JOB + "resources: {cpus: 4}\nconfig: {greeting: job}\n")
     s = load(path, environ=dict(env, T2MPI_CONFIG=site))
-    assert s.resources == Resources(cpus=4, threads=1, memory=2 * 2**30)  # cpus: job; memory: site
+    assert s.resources == Resources(cpus=4, threads=1, memory=2 * 2**30, data_memory=None)  # cpus: job; memory: site
     assert s.timeouts == Timeouts(120.0, 60.0, 10.0, 60.0, None, 30.0)
     assert s.mpi.args == ("--site",)
     assert s.jobs_dir == os.path.realpath(tmp_path / "site-jobs")
@@ -250,7 +250,7 @@ def test_bad_values_from_the_command_line_name_the_option(tmp_path, env):
     assert (
         load_error(path, environ=env, overrides=["resources.cpu=2"])
         == "--set resources.cpu: unknown key 'resources.cpu'; did you mean 'cpus'? "
-        "(valid keys here: cpus, memory, threads)"
+        "(valid keys here: cpus, data_memory, memory, threads)"
     )
 
 
@@ -323,7 +323,7 @@ def test_unknown_top_level_key_lists_valid_keys_and_suggests(tmp_path, env):
 @pytest.mark.parametrize(
     "text, line, key, hint, valid",
     [
-        ("resources:\n  cpu: 2\n", 4, "resources.cpu", "cpus", "cpus, memory, threads"),
+        ("resources:\n  cpu: 2\n", 4, "resources.cpu", "cpus", "cpus, data_memory, memory, threads"),
         (
             "timeouts:\n  strat: 5\n",
             4,
@@ -551,7 +551,7 @@ def test_set_nested_keys(tmp_path, env):
             "config.broken=[1",
         ],
     )
-    assert s.resources == Resources(4, 1, 2 * 2**30)
+    assert s.resources == Resources(4, 1, 2 * 2**30, None)
     assert s.timeouts.barrier == 5.0
     assert s.mpi.env == (("OMP_NUM_THREADS", "4"),)
     assert s.mpi.args == ("-v", "--tag-output")
@@ -597,7 +597,7 @@ def test_to_dict_from_dict_round_trip(tmp_path, env):
         environ=env,
     )
     d = s.to_dict()
-    assert d["resources"] == {"cpus": 2, "threads": 1, "memory": 3 * 2**30}
+    assert d["resources"] == {"cpus": 2, "threads": 1, "memory": 3 * 2**30, "data_memory": None}
     assert d["timeouts"] == {
         "start": 1.5,
         "barrier": 300.0,
@@ -762,3 +762,17 @@ def test_worker_module_importing_a_missing_prefix_module(worker_job, tmp_path):
     assert worker_error(s) == (
         f"{s.source}: worker: {module}:Cls: importing '{module}' failed: No module named '{dependency}'"
     )
+
+
+def test_data_memory_is_a_size_within_the_memory(tmp_path, env):
+    s = load(job(tmp_path, MIN_JOB + "resources: {memory: 2G, data_memory: 256M}\n"), environ=env)
+    assert s.resources.data_memory == 256 * 2**20 and s.resources.memory == 2 * 2**30
+    assert load(job(tmp_path, MIN_JOB), environ=env).resources.data_memory is None  # half the memory
+    path = job(tmp_path, MIN_JOB + "resources:\n  memory: 1G\n  data_memory: 2G\n")
+    assert load_error(path, environ=env) == (
+        f"{path}:5: resources.data_memory: {2 * 2**30} bytes is more than resources.memory ({2**30} bytes); "
+        "a worker's data operations hold part of its memory"
+    )
+    path = job(tmp_path, MIN_JOB + "resources:\n  data_memory: 512\n")
+    assert load_error(path, environ=env) == f"{path}:4: resources.data_memory: size 512 has no unit; write e.g. 512M or 512G"
+

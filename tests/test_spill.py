@@ -151,7 +151,8 @@ SPILLING_JOB = """
 @pytest.mark.mpi
 def test_a_job_with_little_memory_spills_under_its_scratch_dir_and_reports_it(work):
     scratch = work / "scratch"
-    job = write_job(work, "spilling", SPILLING_JOB, resources={"memory": "4M"}, scratch_dir=str(scratch))
+    resources = {"memory": "1G", "data_memory": "2M"}  # the data operations may hold 2 MiB of the 1 GiB
+    job = write_job(work, "spilling", SPILLING_JOB, resources=resources, scratch_dir=str(scratch))
     done = t2mpi("run", str(job), cwd=work, timeout=120)
     assert done.returncode == 0, done.stderr
     results = pickle.loads((only_job(work) / "results.pkl").read_bytes())

@@ -37,7 +37,8 @@ DEFAULTS: dict[str, Any] = {
     "master": "rank0",  # rank0: MPI rank 0 of the launch; client: a one-rank launch that spawns
     "binding": {"mode": "none", "policy": "compact", "near": "none"},  # cores: pin workers, threads, memory
     "network": {"transport": "auto", "interface": None, "ucx_tls": None, "provider": None},
-    "resources": {"cpus": 1, "threads": 1, "memory": "1G"},
+    # data_memory: what a worker's data operations hold before they spill to scratch_dir; None: memory / 2
+    "resources": {"cpus": 1, "threads": 1, "memory": "1G", "data_memory": None},
     "config": {},
     "jobs_dir": "./t2mpi-jobs",
     "scratch_dir": None,  # None: the node's temporary folder ($TMPDIR or /tmp) on each node
@@ -88,7 +89,10 @@ def _section(name: str, key: str, doc: str) -> type:
 
 
 Resources = _section(
-    "Resources", "resources", "What one worker is given: cores, the threads that run its code, memory in bytes."
+    "Resources",
+    "resources",
+    "What one worker is given: cores, the threads that run its code, memory in bytes, and the bytes of it its "
+    "data operations may hold before they spill (None: half the memory).",
 )
 MpiOptions = _section(
     "MpiOptions", "mpi", "launcher: path or name or None; args: extra launcher arguments; env: ((key, value), ...)."

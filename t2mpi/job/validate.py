@@ -206,7 +206,17 @@ def _resources(c: _Check) -> Resources:
             f"{threads} threads need at least {threads} cpus, "
             f"but resources.cpus is {cpus} (a worker's T threads can use at most T cores)",
         )
-    return Resources(cpus, threads, c.converted(("resources", "memory"), parse_size))
+    memory = c.converted(("resources", "memory"), parse_size)
+    data_memory = None
+    if c.get(("resources", "data_memory")) is not None:
+        data_memory = c.converted(("resources", "data_memory"), parse_size)
+        if data_memory > memory:
+            raise c.fail(
+                ("resources", "data_memory"),
+                f"{data_memory} bytes is more than resources.memory ({memory} bytes); a worker's data "
+                "operations hold part of its memory",
+            )
+    return Resources(cpus, threads, memory, data_memory)
 
 
 def _mpi(c: _Check) -> MpiOptions:

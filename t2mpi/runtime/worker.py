@@ -108,7 +108,7 @@ class WorkerContext:
         """The batch dataflow API on this job's workers (t2mpi.data.api.Data); made on first use."""
         from ..data.api import Data
 
-        memory = self.resources.memory
+        memory = self.resources.data_memory or self.resources.memory // 2
         channel = self._channel
 
         def on_step(where: Any) -> None:  # the live status: the operation this worker is in
@@ -123,7 +123,7 @@ class WorkerContext:
         return Data(
             self.comm,
             scratch_dir=self._spec.scratch_dir,
-            memory_budget=memory // 2 if memory else None,
+            memory_budget=memory or None,
             on_step=on_step,
             job_dir=self.job_dir,
             checkpoint_version=self.checkpoint_version,
