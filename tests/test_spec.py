@@ -774,5 +774,7 @@ def test_data_memory_is_a_size_within_the_memory(tmp_path, env):
         "a worker's data operations hold part of its memory"
     )
     path = job(tmp_path, MIN_JOB + "resources:\n  data_memory: 512\n")
-    assert load_error(path, environ=env) == f"{path}:4: resources.data_memory: size 512 has no unit; write e.g. 512M or 512G"
-
+    assert (
+        load_error(path, environ=env)
+        == f"{path}:4: resources.data_memory: size 512 has no unit; write e.g. 512M or 512G"
+    )
