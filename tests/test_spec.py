@@ -774,3 +774,9 @@ def test_worker_module_importing_a_missing_prefix_module(worker_job, tmp_path):
     assert worker_error(s) == (
         f"{s.source}: worker: {module}:Cls: importing '{module}' failed: No module named '{dependency}'"
     )
+
+
+@pytest.mark.parametrize("text", ["!!int ", "name: x\nworker: a:B\nworkers: !!int\n", "!!float "])
+def test_a_tag_on_nothing_is_one_line(tmp_path, env, text):
+    path = job(tmp_path, text)
+    assert load_error(path, environ=env).startswith(f"{path}: not valid YAML: a tagged value cannot be read")
