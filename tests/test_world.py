@@ -7,9 +7,12 @@ the job within seconds instead of hanging the test."""
 from __future__ import annotations
 
 import pickle
+import re
+import signal
+import subprocess
 
 import pytest
-from conftest import only_job, state_of, t2mpi, write_job
+from conftest import PYTHON, events_of, job_dirs, only_job, started_client, state_of, t2mpi, wait_for, write_job
 
 pytestmark = pytest.mark.mpi
 
@@ -100,3 +103,40 @@ def test_mpi_world_all_keeps_the_launchs_world(work):
     job = write_job(work, "sizes", SIZES, workers=2, mpi={"world": "all"}, **STUCK)
     got = results(work, str(job))
     assert got == {0: (3, 1, 2), 1: (3, 2, 2)}  # workers + 1 ranks; worker w is rank w + 1
+
+
+BARRIER_WITH_THE_MASTER = """
+    from mpi4py import MPI
+    from t2mpi import IWorker
+
+    class Job(IWorker):
+        def execute(self, ctx):
+            ctx.progress(0.5, "barrier")
+            MPI.COMM_WORLD.Barrier()  # mpi.world: all, and the master never joins it
+"""
+
+
+def test_status_shows_how_long_a_stuck_worker_has_been_quiet(work):
+    job = write_job(work, "stuck", BARRIER_WITH_THE_MASTER, workers=2, mpi={"world": "all"})
+    argv = [PYTHON, "-m", "t2mpi", "run", str(job), "-q"]
+    with started_client(argv, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as client:
+        jobdir = wait_for(lambda: (job_dirs(work) or [None])[0], 60, "the job folder")
+        wait_for(
+            lambda: (
+                (jobdir / "events.jsonl").exists() and sum(e["event"] == "progress" for e in events_of(jobdir)) == 2
+            ),
+            60,
+            "both workers in the barrier",
+        )
+
+        def quiet_rows() -> list[str] | None:
+            shown = t2mpi("status", jobdir.name, cwd=work)
+            rows = [line for line in shown.stdout.splitlines() if "RUNNING" in line and "ctx.progress()" in line]
+            quiet = [int(m.group(1)) for line in rows if (m := re.search(r"no ctx.progress\(\) for (\d+) s", line))]
+            return rows if len(quiet) == 2 and min(quiet) >= 3 else None
+
+        rows = wait_for(quiet_rows, 60, "status to show both workers quiet for 3 s")
+        assert all(row.endswith("(last: barrier)") for row in rows), rows
+        client.send_signal(signal.SIGINT)  # the stuck job ends as any other does
+        assert client.wait(timeout=60) == 130
+    assert state_of(jobdir)["state"] == "KILLED"
