@@ -47,7 +47,7 @@ DEFAULTS: dict[str, Any] = {
         "args": [],  # extra launcher arguments, before the program
         "env": {},  # extra environment for every rank
         "world": "workers",  # a worker's MPI.COMM_WORLD: the workers only, or all (the launch's ranks)
-        "oversubscribe": False,  # True: t2mpi run may start more ranks than the node's limit
+        "oversubscribe": False,  # True: t2mpi run may start more workers than its limit (mpi/limit.py)
     },
     "scheduler": {
         "kind": "slurm",  # slurm, pbs or torque (t2mpi script/submit --scheduler)
@@ -98,7 +98,7 @@ MpiOptions = _section(
     """launcher: path or name or None; args: extra launcher arguments; env:
 ((key, value), ...); world: what mpi4py's MPI.COMM_WORLD is in a worker (workers: the workers'
 communicator, ctx.comm; all: the launch's, master included); oversubscribe: t2mpi run may start more
-ranks than this node's or allocation's limit (t2mpi.mpi.limit).""",
+workers than this node's or allocation's limit (t2mpi.mpi.limit).""",
 )
 Timeouts = _section(
     "Timeouts",
