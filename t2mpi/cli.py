@@ -81,6 +81,12 @@ def _add_run(sub: Any) -> None:
     run.add_argument(
         "--dry-run", action="store_true", help="print the exact command and environment instead of running"
     )
+    run.add_argument(
+        "--oversubscribe",
+        action="store_true",
+        help="start the workers even when they are more than 4 per CPU here, or more than the "
+        "allocation's tasks inside one (same as --set mpi.oversubscribe=true)",
+    )
     run.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     run.add_argument(
         "--report-bindings",

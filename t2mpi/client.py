@@ -14,6 +14,7 @@ from .job import states
 from .job.folder import JobDir
 from .job.spec import JobSpec, load
 from .mpi import launcher as mpilauncher
+from .mpi.limit import check_local_launch
 from .net.first_node import choose_network
 from .runtime.worker import load_worker_class
 
@@ -121,8 +122,10 @@ def run(
 
     master="client" runs the job master beside this process, as a one-rank launch that spawns
     the workers (see spawn.py for why not inside it); `progress` is called with each worker's
-    progress event as it comes."""
+    progress event as it comes. More workers than this node or allocation allows is a LaunchError
+    unless the job sets mpi.oversubscribe (t2mpi.mpi.limit)."""
     prepared = prepare(job, workers=workers, master=master, overrides=overrides)
+    check_local_launch(prepared.spec, prepared.host.cpus, os.environ)
     follower = follower or Follower()
     if progress is not None:
         follower = _with_progress(follower, progress)

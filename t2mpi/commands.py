@@ -21,8 +21,11 @@ if TYPE_CHECKING:
 def _run(args: argparse.Namespace) -> int:
     from . import client
     from .mpi.launcher import rank_environment
+    from .mpi.limit import check_local_launch
 
-    job = client.prepare(args.job, workers=args.workers, master=args.master, overrides=args.set)
+    overrides = [*args.set, "mpi.oversubscribe=true"] if args.oversubscribe else args.set
+    job = client.prepare(args.job, workers=args.workers, master=args.master, overrides=overrides)
+    check_local_launch(job.spec, job.host.cpus, os.environ)  # a typo must not fork-bomb this node
     if not args.dry_run:
         return _run_here(job, lambda follower: client.execute(job, follower), args.quiet, args.report_bindings)
     env = rank_environment(job.spec, job.network.env)

@@ -60,8 +60,9 @@ def event_line(event: dict[str, Any]) -> str | None:
     return None
 
 
-def summary(state: dict[str, Any]) -> str:
-    """The one-screen summary: state, wall time, each worker's result or error."""
+def summary(state: dict[str, Any], now: float | None = None) -> str:
+    """The one-screen summary: state, wall time, each worker's result or error; a running
+    worker, how long since its last ctx.progress() (a stuck one shows it growing)."""
     n = state.get("num_workers", 0)
     lines = [
         f"job {state['job_id']}: {state['state']} in {_elapsed(state):.2f} s "
@@ -73,6 +74,8 @@ def summary(state: dict[str, Any]) -> str:
     for i, w in enumerate(shown):
         took = (w["ended"] - w["started"]) if w.get("ended") and w.get("started") else None
         what = w.get("result") if w["state"] == states.COMPLETED else _last_line(w.get("error"))
+        if w["state"] == states.RUNNING and state["state"] == states.RUNNING and w.get("last_progress"):
+            what = _quiet_for(w, time.time() if now is None else now)
         lines.append(
             f"  {w['id']:>6}  {str(w.get('host') or '-'):<16} {w['state']:<10} "
             f"{(f'{took:.2f} s' if took is not None else '-'):>8}  {what or ''}"
@@ -80,6 +83,13 @@ def summary(state: dict[str, Any]) -> str:
         if i == 9 and len(workers) > 20:
             lines.append(f"  {'…':>6}  ({len(workers) - 15} more)")
     return "\n".join(lines)
+
+
+def _quiet_for(worker: dict[str, Any], now: float) -> str:
+    """'no ctx.progress() for 95 s (last: loading)': how long a running worker has been quiet."""
+    age = max(0.0, now - worker["last_progress"])
+    said = f" (last: {worker['message']})" if worker.get("message") else ""
+    return f"no ctx.progress() for {age:.0f} s{said}"
 
 
 def bindings(state: dict[str, Any]) -> str:

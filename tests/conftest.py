@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -131,6 +133,43 @@ SLEEPY = """
 """
 
 
+# Run before a program: SIGINT back at its default, then exec the program. A background shell
+# (`nohup ./dev test &`, some CI runners) starts its children with SIGINT ignored, and an ignored
+# signal stays ignored across exec, so a client that a test interrupts would never see it.
+SIGINT_DEFAULT = [
+    PYTHON,
+    "-c",
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])",
+]
+
+
+@contextlib.contextmanager
+def started_client(argv: list[str], **popen: object) -> Iterator[subprocess.Popen]:
+    """A client process (`argv`, absolute program path first) with SIGINT at its default,
+    whatever this test run inherited. However the test ends, the client and every process it
+    started (its launch runs in a session of its own) are killed on the way out."""
+    client = subprocess.Popen([*SIGINT_DEFAULT, *argv], **popen)
+    try:
+        yield client
+    finally:
+        end_tree(client)
+
+
+def end_tree(proc: subprocess.Popen) -> None:
+    """Kill `proc` and its descendants if any is still alive (a failed test's leftovers)."""
+    try:
+        family = psutil.Process(proc.pid).children(recursive=True) if proc.poll() is None else []
+    except psutil.Error:
+        family = []
+    for p in family:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(timeout=30)
+    psutil.wait_procs(family, timeout=10)
+
+
 def interrupt_run(work: Path, *args: str, workers: int = 2):
     """`t2mpi run` of a job whose workers wait forever, interrupted (SIGINT) once every worker
     runs. Returns (exit status, stderr, the client's processes seen while running, how many of
@@ -138,14 +177,8 @@ def interrupt_run(work: Path, *args: str, workers: int = 2):
     import signal
 
     job = write_job(work, "sleepy", SLEEPY, workers=workers)
-    client = subprocess.Popen(
-        [PYTHON, "-m", "t2mpi", "run", str(job), *args],
-        cwd=work,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    argv = [PYTHON, "-m", "t2mpi", "run", str(job), *args]
+    with started_client(argv, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as client:
         jobdir = wait_for(lambda: (job_dirs(work) or [None])[0], 60, "the job folder")
         wait_for(
             lambda: (
@@ -159,9 +192,6 @@ def interrupt_run(work: Path, *args: str, workers: int = 2):
         ranks = sum(1 for p in family if is_rank(p))
         client.send_signal(signal.SIGINT)
         _, err = client.communicate(timeout=60)
-    finally:
-        if client.poll() is None:
-            client.kill()
     return client.returncode, err, family, ranks, jobdir
 
 

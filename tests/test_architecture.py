@@ -322,3 +322,33 @@ def test_meson_installs_every_module() -> None:
     present = {str(p.relative_to(ROOT)) for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts}
     assert present - listed == set(), f"not in meson.build: {sorted(present - listed)}"
     assert listed - present == set(), f"in meson.build but not in the tree: {sorted(listed - present)}"
+
+
+def test_only_the_rank_entry_names_comm_world() -> None:
+    """A worker's MPI.COMM_WORLD is rebound to the workers' communicator (mpi.world), so t2mpi's
+    own code in the ranks must hold the launch's world in its own variables: only the rank
+    entry reads MPI.COMM_WORLD, in code that runs before the rebinding or in the master."""
+    uses = {
+        (path.relative_to(ROOT).as_posix(), _enclosing(tree, node))
+        for path in _sources().values()
+        for tree in [ast.parse(path.read_text())]
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Attribute, ast.Name, ast.alias))
+        and "COMM_WORLD" in (getattr(node, "attr", None), getattr(node, "id", None), getattr(node, "name", None))
+    }
+    entry = "t2mpi/runtime/entry.py"
+    assert uses == {
+        (entry, "main"),  # before any worker rebinds it
+        (entry, "_spawned_worker"),  # a spawned worker's world is the workers already
+        (entry, "_spawning_master"),  # the master: never rebound
+        (entry, "_name_world"),  # the rebinding itself
+    }, sorted(uses)
+
+
+def _enclosing(tree: ast.AST, target: ast.AST) -> str:
+    """The name of the innermost function around `target` ('<module>' at the top)."""
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and any(n is target for n in ast.walk(node)):
+            inner = _enclosing(ast.Module(body=node.body, type_ignores=[]), target)
+            return node.name if inner == "<module>" else inner
+    return "<module>"

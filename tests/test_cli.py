@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
-from conftest import JOBS, job_dirs, t2mpi, write_job
+from conftest import JOBS, PYTHON, job_dirs, t2mpi, write_job
 
 OK_WORKER = """
     from t2mpi import IWorker
@@ -92,3 +95,54 @@ def test_launcher_detection_is_remembered_while_the_file_is_the_same(tmp_path):
     assert str(fake) in open(cache).read()
     fake.write_text("#!/bin/sh\necho 'mpirun (Open MPI) 5.0.11'\n")  # another file now
     assert detect(str(fake), cache=cache)[1:] == ("openmpi", "5.0.11")
+
+
+def _no_allocation(**extra: str) -> dict[str, str]:
+    """This environment outside any scheduler allocation, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "PBS_"))}
+    return {**env, **extra}
+
+
+STAND_IN = """#!/bin/sh
+# answers --version as the real launcher does; any launch only leaves a mark
+[ "$1" = --version ] && exec {real} --version
+touch {mark}
+exit 3
+"""
+
+
+@pytest.mark.parametrize("dry", [["--dry-run"], []])
+def test_a_typo_in_n_is_refused_before_anything_starts(work, dry):
+    # A stand-in launcher: were the guard to fail, no 100001 processes start, only a mark is left
+    launcher = work / "mpiexec"
+    launcher.write_text(STAND_IN.format(real=Path(PYTHON).parent / "mpiexec", mark=work / "launched"))
+    launcher.chmod(0o755)
+    cpus = len(os.sched_getaffinity(0))
+    done = t2mpi(
+        "run", str(JOBS / "hello.yaml"), "-n", "100000", *dry, "--set", f"mpi.launcher={launcher}",
+        cwd=work, env=_no_allocation(),
+    )  # fmt: skip
+    line = one_line_error(done)
+    assert line == (
+        f"t2mpi: 100000 workers are more than {4 * cpus} (4 x the {cpus} CPU{'s' if cpus > 1 else ''} "
+        "this process may use here); if that is what you meant, "
+        "give t2mpi run --oversubscribe or set mpi.oversubscribe: true in the job file"
+    )
+    assert done.stdout == ""  # no command printed
+    assert job_dirs(work) == [] and not (work / "launched").exists()  # no job folder, no launch
+
+
+@pytest.mark.parametrize("ask", [["--oversubscribe"], ["--set", "mpi.oversubscribe=true"]])
+def test_oversubscribe_lets_a_dry_run_show_the_launch(work, ask):
+    done = t2mpi("run", str(JOBS / "hello.yaml"), "-n", "100000", "--dry-run", *ask, cwd=work, env=_no_allocation())
+    assert done.returncode == 0, done.stderr
+    assert " -n 100001 " in done.stdout.strip().splitlines()[-1]
+    assert job_dirs(work) == []
+
+
+def test_inside_an_allocation_its_tasks_are_the_limit(work):
+    env = _no_allocation(SLURM_JOB_ID="99", SLURM_NTASKS="2")
+    line = one_line_error(t2mpi("run", str(JOBS / "hello.yaml"), "-n", "3", "--dry-run", cwd=work, env=env))
+    assert line.startswith("t2mpi: 3 workers are more than 2 (the 2 tasks of Slurm job 99 ($SLURM_NTASKS));")
+    done = t2mpi("run", str(JOBS / "hello.yaml"), "-n", "2", "--dry-run", cwd=work, env=env)
+    assert done.returncode == 0, done.stderr

@@ -651,6 +651,7 @@ COMMANDS = {  # each command's options: name -> value strategy (None: a flag)
         "-q": None,
         "--quiet": None,
         "--report-bindings": None,
+        "--oversubscribe": None,
     },
     "submit": {"-n": INTS, "--scheduler": SCHEDULER, "--wait": None},
     "script": {"-n": INTS, "--workers": INTS, "--scheduler": SCHEDULER},

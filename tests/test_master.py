@@ -315,6 +315,7 @@ def test_snapshot_content():
         "state": RUNNING,
         "progress": 0.25,
         "message": "loading",
+        "last_progress": T0 + 2,
         "operation": "",
         "started": T0 + 1,
         "ended": None,
@@ -331,6 +332,7 @@ def test_snapshot_content():
         "state": COMPLETED,
         "progress": None,
         "message": "",
+        "last_progress": T0 + 1,  # it joined, and never called ctx.progress()
         "operation": "",
         "started": T0 + 1,
         "ended": T0 + 4,
@@ -345,9 +347,9 @@ def test_snapshot_before_joining():
     snap = Master("job-1", "hello", 2, T0, master="separate").snapshot()
     assert snap["master"] == {"mode": "separate", "host": None, "pid": None}
     assert snap["joined"] == 0 and snap["state"] == STARTING
-    assert [(w["id"], w["host"], w["pid"], w["node"], w["state"]) for w in snap["workers"]] == [
-        (0, None, None, None, STARTING),
-        (1, None, None, None, STARTING),
+    assert [(w["id"], w["host"], w["pid"], w["node"], w["state"], w["last_progress"]) for w in snap["workers"]] == [
+        (0, None, None, None, STARTING, None),
+        (1, None, None, None, STARTING, None),
     ]
 
 

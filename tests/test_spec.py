@@ -82,7 +82,7 @@ def test_valid_job_resolves_every_field(tmp_path, env, monkeypatch):
     assert os.path.isabs(s.jobs_dir)
     assert s.jobs_dir == os.path.realpath(run_dir / "t2mpi-jobs")
     assert s.scratch_dir is None
-    assert s.mpi == MpiOptions(launcher=None, args=(), env=())
+    assert s.mpi == MpiOptions(launcher=None, args=(), env=(), world="workers", oversubscribe=False)
     assert s.timeouts == Timeouts(
         start=120.0, barrier=300.0, abort=10.0, heartbeat=60.0, progress=None, checkpoint=30.0
     )
@@ -95,7 +95,7 @@ def test_minimal_job_takes_the_packaged_defaults(tmp_path, env):
     assert s.workers == 1
     assert s.resources == Resources(1, 1, 2**30, None)
     assert s.config == {}
-    assert s.mpi == MpiOptions(None, (), ())
+    assert s.mpi == MpiOptions(None, (), (), "workers", False)
 
 
 def test_loading_does_not_change_the_packaged_defaults(tmp_path, env):
@@ -137,6 +137,18 @@ def test_mpi_options_are_normalised(tmp_path, env):
     assert s.mpi.launcher == "/opt/mpi/bin/mpiexec"
     assert s.mpi.args == ("--bind-to", "none", "-n", "2", "1.5")
     assert s.mpi.env == (("OMP_NUM_THREADS", "4"), ("DEBUG", "1"), ("QUIET", "0"), ("NAME", "x"))
+
+
+def test_mpi_world_and_oversubscribe_are_checked(tmp_path, env):
+    path = job(tmp_path, MIN_JOB + "mpi:\n  world: all\n  oversubscribe: true\n")
+    s = load(path, environ=env)
+    assert (s.mpi.world, s.mpi.oversubscribe) == ("all", True)
+    assert load_error(path, environ=env, overrides=["mpi.world=everyone"]) == (
+        "--set mpi.world: mpi.world: 'everyone': use workers or all"
+    )
+    assert load_error(path, environ=env, overrides=["mpi.oversubscribe=yes please"]) == (
+        "--set mpi.oversubscribe: mpi.oversubscribe: must be true or false, got a string 'yes please'"
+    )
 
 
 def test_empty_job_file_misses_name(tmp_path, env):
@@ -331,7 +343,7 @@ def test_unknown_top_level_key_lists_valid_keys_and_suggests(tmp_path, env):
             "start",
             "abort, barrier, checkpoint, heartbeat, progress, start",
         ),
-        ("mpi:\n  launch: x\n", 4, "mpi.launch", "launcher", "args, env, launcher"),
+        ("mpi:\n  launch: x\n", 4, "mpi.launch", "launcher", "args, env, launcher, oversubscribe, world"),
     ],
 )
 def test_unknown_nested_key(tmp_path, env, text, line, key, hint, valid):
@@ -778,3 +790,9 @@ def test_data_memory_is_a_size_within_the_memory(tmp_path, env):
         load_error(path, environ=env)
         == f"{path}:4: resources.data_memory: size 512 has no unit; write e.g. 512M or 512G"
     )
+
+
+@pytest.mark.parametrize("text", ["!!int ", "name: x\nworker: a:B\nworkers: !!int\n", "!!float "])
+def test_a_tag_on_nothing_is_one_line(tmp_path, env, text):
+    path = job(tmp_path, text)
+    assert load_error(path, environ=env).startswith(f"{path}: not valid YAML: a tagged value cannot be read")

@@ -42,7 +42,8 @@ def read_yaml(path: str, where: Where) -> dict[str, Any]:
         line = f":{mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise SpecError(f"{path}{line}: not valid YAML: {problem}") from None
-    except (ValueError, TypeError, OverflowError) as exc:  # a tag's constructor: !!int on a word
+    # a tag's constructor: !!int on a word (ValueError) or on nothing (IndexError)
+    except (ValueError, TypeError, OverflowError, IndexError) as exc:
         raise SpecError(f"{path}: not valid YAML: a tagged value cannot be read ({exc})") from None
     if data is None:
         return {}

@@ -47,6 +47,8 @@ DEFAULTS: dict[str, Any] = {
         "launcher": None,  # None: $T2MPI_MPIEXEC, then mpiexec beside Python, then on PATH
         "args": [],  # extra launcher arguments, before the program
         "env": {},  # extra environment for every rank
+        "world": "workers",  # a worker's MPI.COMM_WORLD: the workers only, or all (the launch's ranks)
+        "oversubscribe": False,  # True: t2mpi run may start more workers than its limit (mpi/limit.py)
     },
     "scheduler": {
         "kind": "slurm",  # slurm, pbs or torque (t2mpi script/submit --scheduler)
@@ -95,7 +97,12 @@ Resources = _section(
     "data operations may hold before they spill (None: half the memory).",
 )
 MpiOptions = _section(
-    "MpiOptions", "mpi", "launcher: path or name or None; args: extra launcher arguments; env: ((key, value), ...)."
+    "MpiOptions",
+    "mpi",
+    """launcher: path or name or None; args: extra launcher arguments; env:
+((key, value), ...); world: what mpi4py's MPI.COMM_WORLD is in a worker (workers: the workers'
+communicator, ctx.comm; all: the launch's, master included); oversubscribe: t2mpi run may start more
+workers than this node's or allocation's limit (t2mpi.mpi.limit).""",
 )
 Timeouts = _section(
     "Timeouts",
@@ -153,6 +160,7 @@ BINDING_POLICIES = ("compact", "spread")
 BINDING_NEAR = ("none", "nic")
 TRANSPORTS = ("auto", "ucx", "ofi", "tcp")
 MASTER_MODES = ("rank0", "client")
+WORLDS = ("workers", "all")  # mpi.world
 
 # Thread pools a worker's libraries start; each gets the worker's thread count so that
 # workers x library threads never oversubscribe a node.
@@ -193,7 +201,13 @@ class JobSpec(namedtuple("JobSpec", _FIELDS)):
         d = {k: data[k] for k in cls._fields}
         d["resources"] = Resources(**d["resources"])
         mpi = d["mpi"]
-        d["mpi"] = MpiOptions(mpi["launcher"], tuple(mpi["args"]), tuple(tuple(p) for p in mpi["env"]))
+        d["mpi"] = MpiOptions(
+            mpi["launcher"],
+            tuple(mpi["args"]),
+            tuple(tuple(p) for p in mpi["env"]),
+            mpi.get("world", DEFAULTS["mpi"]["world"]),  # job folders made before these keys
+            mpi.get("oversubscribe", DEFAULTS["mpi"]["oversubscribe"]),
+        )
         d["timeouts"] = Timeouts(**d["timeouts"])
         b = dict(d["batch"])
         for key in ("directives", "skip"):

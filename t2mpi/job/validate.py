@@ -24,6 +24,7 @@ from .spec import (
     SKIPPABLE,
     TOP_KEYS,
     TRANSPORTS,
+    WORLDS,
     Batch,
     BindingOptions,
     JobSpec,
@@ -233,7 +234,19 @@ def _mpi(c: _Check) -> MpiOptions:
             raise c.fail(("mpi", "env", str(key)), f"must be a string, got {_kind(value)}")
         if not _env_value(value).isprintable():
             raise c.fail(("mpi", "env", str(key)), f"{value!r} has a newline or another control character")
-    return MpiOptions(launcher, tuple(str(a) for a in args), tuple((str(k), _env_value(v)) for k, v in env.items()))
+    world = c.string(("mpi", "world"))
+    if world not in WORLDS:
+        raise c.fail(("mpi", "world"), f"{world!r}: use {' or '.join(WORLDS)}")
+    oversubscribe = c.get(("mpi", "oversubscribe"))
+    if not isinstance(oversubscribe, bool):
+        raise c.fail(("mpi", "oversubscribe"), f"must be true or false, got {_kind(oversubscribe)} {oversubscribe!r}")
+    return MpiOptions(
+        launcher,
+        tuple(str(a) for a in args),
+        tuple((str(k), _env_value(v)) for k, v in env.items()),
+        world,
+        oversubscribe,
+    )
 
 
 def _timeouts(c: _Check) -> Timeouts:

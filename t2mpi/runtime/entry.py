@@ -347,6 +347,7 @@ def _run_worker(
     thread_cores = None
     if spec.binding.mode == "cores":  # before the user's module starts any thread pool
         thread_cores = _bind(port, comm, workers[wid], spec)
+    _name_world(comm, spec)
     cls = load_worker_class(spec)
     controller = WorkerController(workers, port, spec.timeouts.barrier)
     _mhost, _mpid, committed, restarts = registrations[0]
@@ -366,6 +367,18 @@ def _run_worker(
         return cls().execute(ctx)
     finally:
         ctx.close()
+
+
+def _name_world(comm: MPI.Intracomm, spec: JobSpec) -> None:
+    """mpi.world: workers (the default): from here on, mpi4py's MPI.COMM_WORLD in this worker is
+    the workers' communicator (ctx.comm), so that code and libraries defaulting to it
+    (mpi4py.futures.MPICommExecutor, most tutorials) never wait for the master, which joins no
+    collective of theirs. Before the user's module is imported, so that its `from mpi4py.MPI import
+    COMM_WORLD` sees it too. t2mpi itself keeps the launch's world in its own variables."""
+    if spec.mpi.world == "workers":
+        from mpi4py import MPI
+
+        MPI.COMM_WORLD = comm
 
 
 def _report_failure(

@@ -365,6 +365,9 @@ class Master:
                     "state": st.state,
                     "progress": st.progress,
                     "message": st.message,
+                    # when it last called ctx.progress() (or joined): `t2mpi status` shows how long
+                    # a running worker has been quiet, e.g. stuck in a collective
+                    "last_progress": self.last_progress[wid] if w else None,
                     "operation": st.operation,
                     "started": st.started,
                     "ended": st.ended,
