@@ -85,7 +85,7 @@ def test_a_failing_worker_fails_the_job(work, pbs):
     job = only_job(work)
     state = state_of(job)
     assert state["state"] == "FAILED" and "worker one gives up" in state["reason"]
-    assert server_record(job)["exit_status"] == done.returncode
+    assert server_record(job)["exit_status"] != 0  # the batch job failed too
     status = t2mpi("status", job.name, cwd=work)
     assert "FAILED" in status.stdout and "worker one gives up" in status.stdout
 
@@ -139,3 +139,35 @@ def test_cancel_ends_the_job_killed_with_no_process_left(work, pbs):
     wait_for(lambda: server_record(job)["state"] in ("F", "C"), 30, "the server to finish the job")
     again = t2mpi("cancel", job.name, cwd=work)
     assert again.returncode == 1 and "already ended (KILLED): nothing to cancel" in again.stderr
+
+
+def test_a_refused_submission_leaves_no_folder(work, pbs):
+    done = t2mpi(
+        "submit",
+        str(JOBS / "hello.yaml"),
+        "-n",
+        "1",
+        "--scheduler",
+        pbs,
+        "--set",
+        "scheduler.directives=[-Z]",
+        cwd=work,
+    )
+    assert done.returncode == 1, done.stderr
+    assert f"{pbs} refused the job: command failed (exit status 2): qsub " in done.stderr
+    assert "option -Z not recognized" in done.stderr
+    assert not [p for p in (work / "t2mpi-jobs").iterdir()]
+
+
+def test_torque_refuses_what_only_pbs_pro_asks_for(work, pbs):
+    """The stand-in's Torque knows no select= chunks: a Torque job must ask with nodes=:ppn=."""
+    done = t2mpi(
+        "submit", str(JOBS / "hello.yaml"), "-n", "1", "--scheduler", pbs,
+        "--set", "scheduler.directives=['-l select=1:ncpus=2']", "--wait", cwd=work,
+    )  # fmt: skip
+    if pbs == "torque":
+        assert done.returncode == 1 and "Unknown resource type  Resource_List.select" in done.stderr
+        assert not [p for p in (work / "t2mpi-jobs").iterdir()]
+    else:
+        assert done.returncode == 0, done.stderr
+        assert state_of(only_job(work))["state"] == "COMPLETED"
