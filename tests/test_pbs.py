@@ -171,3 +171,30 @@ def test_torque_refuses_what_only_pbs_pro_asks_for(work, pbs):
     else:
         assert done.returncode == 0, done.stderr
         assert state_of(only_job(work))["state"] == "COMPLETED"
+
+
+ONCE = """
+    from t2mpi import IWorker
+
+    class Job(IWorker):
+        def execute(self, ctx):
+            return ctx.worker_id + 10
+"""
+
+
+def test_restart_resubmits_a_failed_job_that_then_completes(work, pbs):
+    """The first run fails in its prologue (before the master starts); t2mpi restart submits the
+    same job.sh again, as a new batch job, which completes."""
+    job_file = write_job(
+        work, "once", ONCE, scheduler={"prologue": ["sh -c 'test -e tried || { touch tried; exit 3; }'"]}
+    )
+    first = t2mpi("submit", str(job_file), "--scheduler", pbs, "--wait", cwd=work)
+    assert first.returncode != 0
+    job = only_job(work)
+    assert state_of(job)["reason"] == f"{pbs} job 1.standin: FAILED (exit status 3)"
+    again = t2mpi("restart", job.name, "--wait", cwd=work)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"resubmitted job {job.name} ({pbs} job 2.standin)" in again.stderr
+    assert json.loads((job / "scheduler.json").read_text())["id"] == "2.standin"
+    assert state_of(job)["state"] == "COMPLETED"
+    assert pickle.loads((job / "results.pkl").read_bytes()) == {0: 10, 1: 11}
