@@ -19,7 +19,8 @@ What it does as a real server does:
 - qstat -f prints `qstat -f` fields. PBS Pro keeps job history: a finished job (job_state F,
   Exit_status) is shown only with -x; without it qstat says it has finished and exits 35. Torque
   shows a finished job as job_state C with exit_status, and its -x means XML (refused here).
-- Torque refuses select= resources; unknown jobs are `Unknown Job Id` with exit status 153.
+- Torque refuses select= resources; unknown jobs are `Unknown Job Id` with exit status 153;
+  qsub options it does not model (-V, -v, -W, ...) are refused, not ignored.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ import time
 
 KILL_DELAY = 10.0
 SERVER = "standin"
-QSUB_OPTIONS = "a:A:c:e:hIj:J:k:l:m:M:N:o:p:q:r:S:u:v:VW:X"
+QSUB_OPTIONS = "a:A:c:e:hIj:J:k:l:m:M:N:o:p:q:r:S:u:v:VW:X"  # what a real qsub takes
+MODELLED = {"-A", "-e", "-j", "-l", "-N", "-o", "-q", "-r"}  # what the stand-in does something with
 
 
 def home() -> str:
@@ -127,6 +129,8 @@ def qsub(args: list[str]) -> int:
         return fail("qsub", f"directive error: {' '.join(extra)}", 2)
     options: dict[str, list[str]] = {}
     for flag, value in from_script + opts:  # the command line wins over the script
+        if flag not in MODELLED:  # a real qsub would honour it: say so rather than ignore it
+            return fail("qsub", f"{flag}: an option the stand-in does not model ({' '.join(sorted(MODELLED))})", 2)
         options.setdefault(flag, []).append(value)
     resources = options.get("-l", [])
     if torque() and any(r.startswith("select=") for r in resources):
@@ -151,6 +155,9 @@ def qsub(args: list[str]) -> int:
         "ctime": time.ctime(),
         "workdir": workdir,
         "resources": resources,
+        "queue": options.get("-q", ["workq"])[-1],
+        "account": options.get("-A", [None])[-1],
+        "rerunnable": options.get("-r", ["n"])[-1] == "y",
         "join": options.get("-j", ["n"])[-1],
         "output": options.get("-o", [os.path.join(workdir, f"{name}.o{seq}")])[-1],
         "error": options.get("-e", [os.path.join(workdir, f"{name}.e{seq}")])[-1],
@@ -217,8 +224,8 @@ def mom(args: list[str]) -> int:
         "PBS_O_HOME": given.get("HOME", ""),
         "PBS_O_PATH": given.get("PATH", ""),
         "PBS_O_HOST": host,
-        "PBS_O_QUEUE": "workq",
-        "PBS_QUEUE": "workq",
+        "PBS_O_QUEUE": job["queue"],
+        "PBS_QUEUE": job["queue"],
         "PBS_ENVIRONMENT": "PBS_BATCH",
         "PBS_NODEFILE": nodefile,
         "ENVIRONMENT": "BATCH",
@@ -288,12 +295,15 @@ def qstat(args: list[str]) -> int:
             f"    Job_Name = {job['name']}",
             f"    Job_Owner = {job['owner']}",
             f"    job_state = {job['state']}",
-            "    queue = workq",
+            f"    queue = {job['queue']}",
             f"    server = {SERVER}",
             f"    ctime = {job['ctime']}",
             f"    Output_Path = {socket.gethostname()}:{job['output']}",
             f"    Join_Path = {job['join']}",
+            f"    Rerunable = {'True' if job['rerunnable'] else 'False'}",
         ]
+        if job["account"]:
+            lines.append(f"    Account_Name = {job['account']}")
         lines += [f"    Resource_List.{r.split('=', 1)[0]} = {r.partition('=')[2]}" for r in job["resources"]]
         if "session_id" in job:
             lines += [f"    session_id = {job['session_id']}", f"    exec_host = {job['exec_host']}"]

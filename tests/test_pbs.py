@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import pickle
 import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -198,3 +199,18 @@ def test_restart_resubmits_a_failed_job_that_then_completes(work, pbs):
     assert json.loads((job / "scheduler.json").read_text())["id"] == "2.standin"
     assert state_of(job)["state"] == "COMPLETED"
     assert pickle.loads((job / "results.pkl").read_bytes()) == {0: 10, 1: 11}
+
+
+def test_the_queue_account_and_rerun_directives_reach_the_server(work, pbs):
+    done = t2mpi(
+        "submit", str(JOBS / "hello.yaml"), "-n", "1", "--scheduler", pbs, "--wait",
+        "--set", "scheduler.partition=debug", "--set", "scheduler.account=proj7", "--set", "max_restarts=1", cwd=work,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    server = server_record(only_job(work))
+    assert (server["queue"], server["account"], server["rerunnable"]) == ("debug", "proj7", True)
+    shown = subprocess.run(
+        ["qstat", "-f", *(["-x"] if pbs == "pbs" else []), server["id"]], capture_output=True, text=True
+    )
+    assert "    queue = debug\n" in shown.stdout and "    Account_Name = proj7\n" in shown.stdout
+    assert "    Rerunable = True\n" in shown.stdout
