@@ -210,7 +210,7 @@ def test_the_queue_account_and_rerun_directives_reach_the_server(work, pbs):
     server = server_record(only_job(work))
     assert (server["queue"], server["account"], server["rerunnable"]) == ("debug", "proj7", True)
     shown = subprocess.run(
-        ["qstat", "-f", *(["-x"] if pbs == "pbs" else []), server["id"]], capture_output=True, text=True
+        ["qstat", "-f", *(["-x"] if pbs == "pbs" else []), server["id"]], capture_output=True, text=True, timeout=30
     )
     assert "    queue = debug\n" in shown.stdout and "    Account_Name = proj7\n" in shown.stdout
     assert "    Rerunable = True\n" in shown.stdout
