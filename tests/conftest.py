@@ -11,6 +11,7 @@ import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import psutil
 import pytest
@@ -95,6 +96,14 @@ def is_rank(proc: psutil.Process) -> bool:
     """A t2mpi rank (python -P -m t2mpi.launch …), not its launcher."""
     cmd = proc.cmdline()
     return bool(cmd) and os.path.basename(cmd[0]).startswith("python") and "t2mpi.launch" in cmd
+
+
+def missing(what: str) -> NoReturn:
+    """This machine lacks `what`, which a test needs to run in full: skip it saying so, except in
+    CI (CI=true), which installs everything the tests need (./dev test), where it fails."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{what}: CI installs it (./dev test), so this test must run here in full")
+    pytest.skip(what)
 
 
 def wait_for(predicate, timeout: float, what: str):

@@ -320,6 +320,7 @@ def test_an_allocation_beyond_the_limit_raises_memory_error_and_the_worker_goes_
     assert out["fits"] == 100 * MiB // 8 and out["small"] == 499500
 
 
+@pytest.mark.mpi  # MPI_Init under the limit: each MPI's own start-up (its threads, its memory)
 def test_a_limit_set_before_numpy_mpi_and_threads_lets_them_all_start(tmp_path):
     p = P.plan([this_machine()], workers=1, cpus=len(CPUS), threads=len(CPUS), memory=64 * MiB).worker(0)
     out = in_subprocess(

@@ -5,7 +5,10 @@ The CLI runs in this process (t2mpi.cli.main) for speed, with stdout and stderr 
 the interpreter encodes them; test_in_process_equals_the_real_command checks a sample against
 the installed `t2mpi` command. Commands that would launch MPI or submit to a scheduler (run,
 submit) only ever get inputs that fail before launching (a launcher that does not exist is
-always the last --set), and client.execute / control.submit are tripwires that fail the test.
+always the last --set; run --dry-run, which launches nothing, reads the venv's own), and
+client.execute / control.submit are tripwires that fail the test. The cases of commands that
+read the venv's mpiexec (script, doctor, run --dry-run) are marked mpi, so that the MPI lane
+runs them under MPICH and Open MPI.
 The number of cases is fixed (derandomize=True): test_zz_case_count states it.
 """
 
@@ -39,7 +42,15 @@ NO_LAUNCHER = "/nonexistent/fuzz-mpiexec"
 GUARD = ["--set", f"mpi.launcher={NO_LAUNCHER}"]  # last on every run/submit command line
 
 # how many cases each fuzz test runs (hypothesis max_examples); test_zz_case_count checks them
-EXAMPLES = {"job_files": 700, "job_files_launching": 300, "command_lines": 900, "job_queries": 300}
+# (the _mpi ones: commands that read the venv's mpiexec, which the MPI lane runs under each MPI)
+EXAMPLES = {
+    "job_files": 200,
+    "job_files_mpi": 500,
+    "job_files_launching": 300,
+    "command_lines": 600,
+    "command_lines_mpi": 300,
+    "job_queries": 300,
+}
 CASES: collections.Counter[str] = collections.Counter()
 OUTCOMES: collections.Counter[tuple[str, int]] = collections.Counter()  # (argv[0], exit status)
 PACKAGED = json.dumps(DEFAULTS, sort_keys=True)
@@ -472,17 +483,28 @@ PLAN_NODE = st.sampled_from(
 
 
 @fuzz_settings("job_files")
-@given(data=job_documents(), command=st.sampled_from(["plan", "script", "script-pbs", "doctor"]), node=PLAN_NODE)
-def test_fuzzed_job_files_end_in_one_line_or_succeed(fuzz_work, data, command, node):
-    """plan, script and doctor make nothing and launch nothing: a job file is either valid
-    (exit 0, output on stdout) or one line on stderr and exit 2."""
+@given(data=job_documents(), node=PLAN_NODE)
+def test_fuzzed_job_files_planned_end_in_one_line_or_succeed(fuzz_work, data, node):
+    """plan makes nothing and launches nothing: a job file is either valid (exit 0, output on
+    stdout) or one line on stderr and exit 2."""
     CASES["job_files"] += 1
+    check_case(fuzz_work, ["plan", write_job(fuzz_work, data), *node], (0, 2))
+
+
+@pytest.mark.mpi
+@fuzz_settings("job_files_mpi")
+@given(data=job_documents(), command=st.sampled_from(["script", "script-pbs", "doctor", "run-dry"]))
+def test_fuzzed_job_files_end_in_one_line_or_succeed(fuzz_work, data, command):
+    """script, doctor and run --dry-run read the venv's mpiexec (its flavour shapes the launch
+    line they print) and make and launch nothing: a job file is either valid (exit 0, output on
+    stdout) or one line on stderr and exit 2."""
+    CASES["job_files_mpi"] += 1
     job = write_job(fuzz_work, data)
     argv = {
-        "plan": ["plan", job, *node],
         "script": ["script", job],
         "doctor": ["doctor", job],
         "script-pbs": ["script", job, "--scheduler", "pbs"],
+        "run-dry": ["run", job, "--dry-run"],
     }[command]
     check_case(fuzz_work, argv, (0, 2))
 
@@ -681,9 +703,12 @@ JOB_ARG = st.sampled_from(
 )
 
 
+MPI_COMMANDS = ("script", "doctor")  # what they print depends on the venv's mpiexec
+
+
 @st.composite
-def command_lines(draw) -> tuple[str, list[str]]:
-    command = draw(st.sampled_from([*COMMANDS, "bogus", ""]))
+def command_lines(draw, commands: tuple[str, ...]) -> tuple[str, list[str]]:
+    command = draw(st.sampled_from(commands))
     if command in ("bogus", ""):
         return command, [
             draw(st.sampled_from(["bogus", "", "--version", "-x", "RUN", "ru"])),
@@ -721,10 +746,22 @@ ALLOWED = {
 
 
 @fuzz_settings("command_lines")
-@given(case=command_lines(), data=job_documents())
+@given(case=command_lines((*(c for c in COMMANDS if c not in MPI_COMMANDS), "bogus", "")), data=job_documents())
 def test_fuzzed_command_lines(fuzz_work, case, data):
-    """Any command line of any command (with a fuzzed jobfiles/job.yaml beside a valid one)."""
+    """Any command line of a command that does not read the MPI (run and submit have a launcher
+    that does not exist), with a fuzzed jobfiles/job.yaml beside a valid one."""
     CASES["command_lines"] += 1
+    command, argv = case
+    write_job(fuzz_work, data)
+    check_case(fuzz_work, argv, ALLOWED[command])
+
+
+@pytest.mark.mpi
+@fuzz_settings("command_lines_mpi")
+@given(case=command_lines(MPI_COMMANDS), data=job_documents())
+def test_fuzzed_command_lines_of_commands_that_read_the_mpi(fuzz_work, case, data):
+    """Any command line of script and doctor, with a fuzzed jobfiles/job.yaml beside a valid one."""
+    CASES["command_lines_mpi"] += 1
     command, argv = case
     write_job(fuzz_work, data)
     check_case(fuzz_work, argv, ALLOWED[command])
@@ -784,9 +821,10 @@ REAL_CASES = [
 ]
 
 
+@pytest.mark.mpi
 def test_in_process_equals_the_real_command(fuzz_work):
     """A sample of cases through the installed `t2mpi` command: the same exit status, stdout and
-    stderr as in this process."""
+    stderr as in this process (a valid `script` prints the venv's MPI's launch line)."""
     for argv, data in REAL_CASES:
         (fuzz_work / "jobfiles" / "bad.yaml").write_bytes(data)
         inside = run_cli(argv)
@@ -962,12 +1000,21 @@ def test_bad_topology_sources_are_one_line_errors(fuzz_work, argv, today):
     one_error_line(done.returncode, done.stdout, done.stderr, argv)
 
 
-def test_zz_case_count():
-    """States how many cases the fuzz tests ran (each its max_examples; derandomized)."""
-    ran = {name: n for name, n in CASES.items() if n}
+def case_count(lane: str) -> None:
+    """States how many cases the fuzz tests of one lane ran (each its max_examples; derandomized)."""
+    ran = {name: n for name, n in CASES.items() if n and name.endswith("_mpi") == (lane == "mpi")}
     if not ran:
-        pytest.skip("no fuzz test ran in this session")
+        pytest.skip(f"no fuzz test of the {lane} lane ran in this session")
     print(f"\nfuzz cases: {dict(ran)}; total {sum(ran.values())}")
     print("exit status by command:", dict(sorted(OUTCOMES.items())))
     for name, n in ran.items():
         assert n == EXAMPLES[name], (name, n)
+
+
+def test_zz_case_count():
+    case_count("unit")
+
+
+@pytest.mark.mpi
+def test_zz_case_count_mpi():
+    case_count("mpi")

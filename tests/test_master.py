@@ -141,6 +141,20 @@ def test_a_second_failure_keeps_the_first_reason():
     assert kinds(m.drain_events()).count("ended") == 1
 
 
+def test_a_completion_read_after_another_workers_failure_is_recorded():
+    """Both messages in one receive: worker 1's failure ends the job (worker 0 is marked KILLED),
+    then worker 0's completion is read. It completed: that is recorded, and is no error (it
+    was "worker 0 reported its end twice", which crashed the master)."""
+    m = joined_master(["a", "b"])
+    m.failed(1, "RuntimeError: gives up", 1.0, T0 + 2)
+    assert worker_states(m) == [KILLED, FAILED]
+    assert m.finished_ok(0, 0, 0.5, T0 + 2) == []
+    assert (m.state, m.reason, m.ended) == (FAILED, "worker 1 on b failed: RuntimeError: gives up", T0 + 2)
+    assert worker_states(m) == [COMPLETED, FAILED] and m.results == {0: 0}
+    with pytest.raises(ValueError, match="worker 0 reported its end twice"):
+        m.finished_ok(0, 0, 0.5, T0 + 3)
+
+
 def test_kill_and_abort():
     killed = joined_master(["a", "b"])
     killed.finished_ok(0, 1, 1.0, T0 + 2)

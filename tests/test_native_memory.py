@@ -1,6 +1,9 @@
 """t2mpi._native NUMA memory policy against the kernel's placement, and with bad arguments in a loop.
 
-Works on one NUMA node and on many: the nodes come from /sys and the cpuset of this process.
+Works on one NUMA node and on many: the nodes come from /sys and the cpuset of this process. On one
+node (this machine, CI) a page can only be on that node, so where a policy moves pages between
+nodes the test checks what one node shows (the policy read back, first touch placing every page)
+and records in the run's warnings what it could not check (one_node_leaves_unchecked).
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ import errno
 import mmap
 import re
 import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +47,15 @@ def usable_nodes() -> tuple[int, ...]:
 
 NODES = usable_nodes()
 ABSENT = min(set(range(1024)) - parse_list((NODE_SYS / "possible").read_text()))  # no such node
+
+
+def one_node_leaves_unchecked(what: str) -> bool:
+    """True on one NUMA node, after saying in the test run's warnings that `what` was not checked
+    (CI has one node, and no test may skip there); False where there are several."""
+    if len(NODES) > 1:
+        return False
+    warnings.warn(pytest.PytestWarning(f"one NUMA node here (node {NODES[0]}): {what} was not checked"), stacklevel=2)
+    return True
 
 
 @pytest.fixture(autouse=True)
@@ -111,7 +124,10 @@ def test_policy_is_per_thread_and_inherited_at_creation():
 @pytest.mark.parametrize("node", NODES)
 def test_first_touch_follows_bind(node):
     _native.set_mempolicy("bind", [node])
-    mm = touched_mmap()
+    assert _native.get_mempolicy() == ("bind", (node,))
+    mm = mmap.mmap(-1, SIZE)
+    assert set(_native.page_nodes(mm)) == {-errno.ENOENT}  # no page yet: the first touch places it
+    np.frombuffer(mm, dtype=np.uint8)[:] = 1
     arr = np.full(MALLOC_SIZE // 8, 1.0)  # numpy's own allocation, touched by the fill
     ba = bytearray(b"\x01") * MALLOC_SIZE
     _native.set_mempolicy("default")
@@ -120,13 +136,28 @@ def test_first_touch_follows_bind(node):
         assert len(placed) >= SIZE // mmap.PAGESIZE
         assert set(placed) == {node}
     mm.close()
+    if one_node_leaves_unchecked("that bound pages go to the bound node rather than another"):
+        return
+    other = next(n for n in NODES if n != node)  # the same allocation bound elsewhere lands elsewhere
+    _native.set_mempolicy("bind", [other])
+    mm = touched_mmap()
+    _native.set_mempolicy("default")
+    assert set(_native.page_nodes(mm)) == {other}
+    mm.close()
 
 
 def test_interleave_spreads_pages_over_all_nodes():
     _native.set_mempolicy("interleave", NODES)
+    assert _native.get_mempolicy() == ("interleave", NODES)
     mm = touched_mmap()
-    assert set(_native.page_nodes(mm)) == set(NODES)
+    placed = _native.page_nodes(mm)
+    assert len(placed) == SIZE // mmap.PAGESIZE and set(placed) == set(NODES)
     mm.close()
+    if one_node_leaves_unchecked("that interleaving spreads pages evenly over several nodes"):
+        return
+    share = len(placed) // len(NODES)  # round robin by page: each node holds about its share
+    for n in NODES:
+        assert placed.count(n) >= share // 2, (n, placed.count(n), share)
 
 
 def test_page_nodes_of_untouched_pages_are_minus_enoent():

@@ -201,7 +201,7 @@ class Master:
 
     def finished_ok(self, wid: int, value: Any, elapsed: float, now: float) -> list[Reply]:
         st = self.status[wid]
-        if st.state in ENDED:
+        if st.ended is not None:  # (a worker the job's end marked KILLED has no end of its own yet)
             raise ValueError(f"worker {wid} reported its end twice")
         st.state, st.ended = COMPLETED, now
         st.result = _short_repr(value)

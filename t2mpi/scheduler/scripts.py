@@ -277,7 +277,9 @@ class Pbs(Scheduler):
         return job_id
 
     def status_argv(self, job_id: str) -> list[str]:
-        return ["qstat", "-f", job_id]
+        # -x: PBS Pro shows a finished job (job_state F, its Exit_status) only from its history;
+        # without it, qstat -f says the job has finished and exits 35
+        return ["qstat", "-x", "-f", job_id]
 
     _STATES = {
         "Q": "PENDING",
@@ -307,6 +309,9 @@ class Pbs(Scheduler):
 
 class Torque(Pbs):
     kind = "torque"
+
+    def status_argv(self, job_id: str) -> list[str]:
+        return ["qstat", "-f", job_id]  # Torque shows finished jobs (C) itself; its -x means XML
 
     def memory(self, request: Request) -> list[tuple[str, str]]:
         return [("mem", f"-l mem={_mb(request.memory)}mb")]
