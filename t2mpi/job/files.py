@@ -15,10 +15,15 @@ if TYPE_CHECKING:
 
 def write_atomic(path: str, data: bytes | Callable[[BinaryIO], None]) -> None:
     """Write `data` (bytes, or a function that writes to the open file) to `path` so that
-    readers see the old or the new file, never a part: temporary file, fsync, rename."""
+    readers see the old or the new file, never a part: temporary file, fsync, rename. On a
+    failure (a full disk: OSError naming `path`), the temporary file is gone and `path` as it was."""
     head, name = os.path.split(path)
     tmp = os.path.join(head, f".{name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError as exc:
+        exc.filename = path
+        raise
     try:
         with os.fdopen(fd, "wb") as fh:
             if callable(data):
@@ -28,9 +33,11 @@ def write_atomic(path: str, data: bytes | Callable[[BinaryIO], None]) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename in (None, tmp):  # a write's error names no file
+            exc.filename = path
         raise
 
 
