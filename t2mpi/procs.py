@@ -94,6 +94,15 @@ def mentions(pid: int, text: str) -> bool:
     return alive(pid) and any(text.encode() in a for a in args)
 
 
+def mentioning(text: str) -> list[int]:
+    """The live processes of this host (as far as this user can see) whose command line holds `text`."""
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit() and mentions(int(name), text):
+            found.append(int(name))
+    return found
+
+
 def alive(pid: int) -> bool:
     """Whether process `pid` lives (not a zombie)."""
     return process_start(pid) is not None

@@ -172,6 +172,25 @@ def test_a_master_gone_with_no_pid_start_recorded_reads_lost(work):
     assert state_of(work / "t2mpi-jobs" / jd.job_id)["state"] == "LOST"
 
 
+def test_a_start_whose_client_and_launch_are_gone_reads_lost(work):
+    spec = load(JOBS / "hello.yaml", environ={"HOME": str(work)})
+    dead = subprocess.Popen([PYTHON, "-c", "pass"])
+    dead.wait()
+    jd = JobDir.create(work / "t2mpi-jobs", "hello", spec.to_dict())
+    jd.write_client(HOST, dead.pid)  # no state yet: the master never recorded itself
+    launch = subprocess.Popen([PYTHON, "-c", "import time; time.sleep(120)", "--job-dir", jd.path])
+    try:
+        shown, state = _status(work, jd.job_id)
+        assert state["state"] == "STARTING"  # a process of the job is still there
+    finally:
+        launch.kill()
+        launch.wait()
+    shown, state = _status(work, jd.job_id)
+    reason = f"its client pid {dead.pid} on {HOST} is gone, no process of the job is left, and no end was recorded"
+    assert (state["state"], state["reason"]) == ("LOST", reason)
+    assert state_of(work / "t2mpi-jobs" / jd.job_id)["state"] == "LOST"
+
+
 @pytest.mark.mpi
 @pytest.mark.parametrize("master", ["rank0", "client"])
 def test_cancel_ends_a_local_run_killed_with_nothing_left(work, master):

@@ -348,6 +348,7 @@ class JobDir:
         write_json(self.restarts_file, restarts, indent=1)
         self.clear_stop()
         unlink_if_there(self.cancel_file)
+        unlink_if_there(self.client_file)  # no client runs the new run until it says so (write_client)
         self.write_state(
             {
                 "job_id": self.job_id,

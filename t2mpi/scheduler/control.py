@@ -13,7 +13,7 @@ from ..errors import JobError, T2mpiError
 from ..job import states
 from ..job.folder import JobDir
 from ..net import first_node
-from ..procs import CommandError, alive, mentions, process_start, send_signal
+from ..procs import CommandError, alive, mentioning, mentions, process_start, send_signal
 from ..procs import run as run_command
 from ..scheduler import scripts
 
@@ -130,11 +130,7 @@ def status(jd: JobDir) -> dict[str, Any]:
         return state
     record = jd.read_scheduler()
     if record is None:
-        return (
-            local_view(jd, state)
-            if state
-            else {"job_id": jd.job_id, "state": states.STARTING, "reason": "", "workers": []}
-        )
+        return local_view(jd, state)
     view = scheduler_view(jd)
     if view is None:
         state = jd.read_state()  # the job may have ended between the two looks
@@ -163,16 +159,27 @@ def status(jd: JobDir) -> dict[str, Any]:
     return merged
 
 
-def local_view(jd: JobDir, state: dict[str, Any]) -> dict[str, Any]:
+def local_view(jd: JobDir, state: dict[str, Any] | None) -> dict[str, Any]:
     """A local job's state (it has no scheduler). One not ended whose master process is gone from
     this host, or whose pid is now another process's (another start time), is settled LOST here;
     one whose master is on another host cannot be looked at from here: the state says so
-    ("unverified") and stays."""
+    ("unverified") and stays. Before its master has recorded itself, a job whose client (t2mpi
+    run) is gone from this host, with no process left that names the job folder, is LOST too."""
+    if state is None:
+        state = {"job_id": jd.job_id, "state": states.STARTING, "reason": "", "workers": []}
     master = state.get("master") or {}
     host, pid = master.get("host"), master.get("pid")
-    if state.get("state") in states.ENDED or not host or not pid:
-        return state
     here = os.uname().nodename
+    if state.get("state") in states.ENDED:
+        return state
+    if not host or not pid:
+        client = jd.read_client() or {}
+        if client.get("host") != here or not client.get("pid") or alive(int(client["pid"])) or mentioning(jd.path):
+            return state
+        why = (
+            f"its client pid {client['pid']} on {here} is gone, no process of the job is left, and no end was recorded"
+        )
+        return jd.settle(states.LOST, why, by="t2mpi status", keep=states.ENDED)
     if host != here:
         return dict(
             state, unverified=f"its master (pid {pid}) is on {host}: whether it still runs is unknown from {here}"
@@ -272,8 +279,8 @@ def list_jobs(jobs_dir: str) -> list[dict[str, Any]]:
             state = jd.read_state() or {}
             record = jd.read_scheduler() or {}
             spec = jd.read_spec()
-            if not record and state:
-                state = local_view(jd, state)  # a lost master is settled LOST here too
+            if not record:
+                state = local_view(jd, state or None)  # a lost master is settled LOST here too
         except JobError as exc:
             rows.append({"job_id": name, "state": "UNREADABLE", "reason": str(exc)})
             continue
