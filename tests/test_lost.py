@@ -105,6 +105,29 @@ def test_a_run_killed_whole_reads_lost_at_the_next_status_and_is_settled(work, m
     )
 
 
+def test_procs_reads_start_times_like_psutil_and_tells_the_dead_from_the_living(work):
+    from t2mpi import procs
+
+    me = psutil.Process()
+    ticks = procs.process_start(me.pid)
+    assert abs(psutil.boot_time() + ticks / os.sysconf("SC_CLK_TCK") - me.create_time()) < 1.0
+    child = subprocess.Popen([PYTHON, "-c", "pass"])
+    wait_for(lambda: psutil.Process(child.pid).status() == psutil.STATUS_ZOMBIE, 30, "the child to end")
+    assert procs.process_start(child.pid) is None and not procs.alive(child.pid)  # a zombie is no process
+    child.wait()
+    assert procs.process_start(child.pid) is None and not procs.alive(child.pid)
+    sleeper = subprocess.Popen([PYTHON, "-c", "import time; time.sleep(60)", "--marker", str(work)])
+    try:
+        wait_for(lambda: procs.mentions(sleeper.pid, "--marker"), 5, "the sleeper's command line")
+        assert procs.mentioning(f"{work}") == [sleeper.pid]
+        assert procs.send_signal(sleeper.pid, signal.SIGKILL)
+        sleeper.wait()
+        assert not procs.send_signal(sleeper.pid, signal.SIGKILL)  # gone: False, no error
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
 def _fake_running(work, pid: int, pid_start: int | None, host: str = HOST) -> JobDir:
     """A job folder whose state says RUNNING, with master `pid` started at `pid_start`."""
     spec = load(JOBS / "hello.yaml", environ={"HOME": str(work)})
