@@ -108,6 +108,16 @@ def alive(pid: int) -> bool:
     return process_start(pid) is not None
 
 
+def wait_gone(pids: Sequence[int], timeout: float, poll: float = 0.02) -> list[int]:
+    """Wait up to `timeout` seconds for the processes `pids` to end; those still alive then."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while (left := [p for p in pids if alive(p)]) and time.monotonic() < deadline:
+        time.sleep(poll)
+    return left
+
+
 def send_signal(pid: int, sig: int, group: bool = False) -> bool:
     """Send `sig` to process `pid` (group: to its process group `pid`); False when it is gone."""
     try:

@@ -18,7 +18,7 @@ import time
 
 from ..job.states import FAILED, KILLED, PREEMPTED
 from ..mpi.launcher import rank_environment
-from ..procs import alive, send_signal
+from ..procs import alive, send_signal, wait_gone
 from .channel import MasterPort
 from .master import worker_list
 from .serve import new_master, serve
@@ -107,8 +107,6 @@ def _end_workers(pids: list[int], first: int | None = None) -> None:
         if sig is not None:
             for pid in pids:
                 send_signal(pid, sig)
-        deadline = time.monotonic() + _END_GRACE
-        while (pids := [p for p in pids if alive(p)]) and time.monotonic() < deadline:
-            time.sleep(0.02)
+        pids = wait_gone(pids, _END_GRACE)
         if not pids:
             return

@@ -13,7 +13,7 @@ from ..errors import JobError, T2mpiError
 from ..job import states
 from ..job.folder import JobDir
 from ..net import first_node
-from ..procs import CommandError, alive, mentioning, mentions, process_start, send_signal
+from ..procs import CommandError, alive, mentioning, mentions, process_start, send_signal, wait_gone
 from ..procs import run as run_command
 from ..scheduler import scripts
 
@@ -238,28 +238,17 @@ def _cancel_local(jd: JobDir, current: dict[str, Any]) -> dict[str, Any]:
         first.append(int(master["pid"]))
     workers = [int(w["pid"]) for w in current.get("workers", []) if w.get("pid") and w.get("host") == here]
     pids = [p for p in dict.fromkeys(first + workers) if p != os.getpid() and (p in first or mentions(p, jd.path))]
-    ended = _ended_within(jd, pids, _CANCEL_GRACE)
+    left = wait_gone(pids, _CANCEL_GRACE, poll=0.1)
     for sig, whom in ((signal.SIGTERM, first), (signal.SIGKILL, pids)):
-        if ended:
+        if not left:
             break
         for pid in whom:
             send_signal(pid, sig)
-        ended = _ended_within(jd, pids, _CANCEL_GRACE)
+        left = wait_gone(pids, _CANCEL_GRACE, poll=0.1)
     state = jd.settle(states.KILLED, "cancelled", by="t2mpi cancel")  # as the request says, unless it ended so
-    if not ended:
-        left = ", ".join(str(p) for p in pids if alive(p))
-        raise JobError(f"job {jd.job_id}: processes {left} are still there after SIGKILL")
+    if left:
+        raise JobError(f"job {jd.job_id}: processes {', '.join(map(str, left))} are still there after SIGKILL")
     return state
-
-
-def _ended_within(jd: JobDir, pids: list[int], seconds: float) -> bool:
-    """Whether, within `seconds`, none of `pids` lives (the job's processes on this host)."""
-    deadline = time.monotonic() + seconds
-    while any(alive(p) for p in pids):
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.1)
-    return True
 
 
 def list_jobs(jobs_dir: str) -> list[dict[str, Any]]:
