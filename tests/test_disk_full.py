@@ -94,10 +94,11 @@ def test_a_read_only_filesystem_is_one_line_before_launch(work, tmpfs, command):
     assert list(jobs.iterdir()) == []
 
 
-def test_a_job_folder_that_fills_during_the_run_fails_the_job_with_enospc(work, tmpfs):
+@pytest.mark.parametrize("master", ["rank0", "client"])
+def test_a_job_folder_that_fills_during_the_run_fails_the_job_with_enospc(work, tmpfs, master):
     jobs = tmpfs("4m")
     job = write_job(work, "filler", FILLER)
-    done = t2mpi("run", str(job), "--set", f"jobs_dir={jobs}", cwd=work, timeout=180)
+    done = t2mpi("run", str(job), "--set", f"jobs_dir={jobs}", "--master", master, cwd=work, timeout=180)
     assert done.returncode == 1, done.stderr
     assert "FAILED" in done.stderr and "No space left on device" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr.split("t2mpi: job ")[-1]  # the client's own last words: no traceback
@@ -113,4 +114,27 @@ def test_a_job_folder_that_fills_during_the_run_fails_the_job_with_enospc(work, 
     assert status.returncode == 0, status.stderr
     shown = json.loads(status.stdout)
     assert shown["state"] in ("FAILED", "LOST") and "No space left on device" in shown["reason"], shown
+    assert processes_mentioning(str(folder)) == []
+
+
+FAILING = """
+    from t2mpi import IWorker
+
+    class Job(IWorker):
+        def execute(self, ctx):
+            raise RuntimeError("on purpose")
+"""
+
+
+def test_a_restart_on_a_read_only_filesystem_is_one_line_and_changes_nothing(work, tmpfs):
+    jobs = tmpfs("4m")
+    job = write_job(work, "failing", FAILING)
+    assert t2mpi("run", str(job), "--set", f"jobs_dir={jobs}", cwd=work, timeout=180).returncode == 1
+    (folder,) = [p for p in jobs.iterdir() if not p.name.startswith(".")]
+    before = (folder / "state.json").read_text()
+    assert json.loads(before)["state"] == "FAILED"
+    subprocess.run(["mount", "-o", "remount,ro", str(jobs)], check=True)
+    done = t2mpi("restart", folder.name, "--jobs-dir", str(jobs), cwd=work)
+    _one_line_error(done, f"jobs_dir {jobs}: cannot restart job {folder.name}: its filesystem is read-only")
+    assert (folder / "state.json").read_text() == before
     assert processes_mentioning(str(folder)) == []

@@ -44,21 +44,22 @@ def write_atomic(path: str, data: bytes | Callable[[BinaryIO], None]) -> None:
 MIN_FREE = 1 << 20  # bytes a new job folder's filesystem must have free: its state, events and logs
 
 
-def check_room(jobs_dir: str) -> None:
-    """A job folder is not made where its state could not be written: a read-only filesystem,
-    or one with less than MIN_FREE bytes free."""
+def check_room(jobs_dir: str, restarting: str | None = None) -> None:
+    """A job folder is not made (nor the job `restarting` run again in one) where its state could
+    not be written: a read-only filesystem, or one with less than MIN_FREE bytes free."""
     try:
         st = os.statvfs(jobs_dir)
     except OSError as exc:
         raise JobError(f"jobs_dir {jobs_dir}: cannot look at its filesystem: {exc.strerror or exc}") from None
-    fix = "give another jobs_dir, e.g. --set jobs_dir=DIR"
+    doing = f"cannot restart job {restarting}" if restarting else "cannot create job folder"
+    other = "" if restarting else "; or give another jobs_dir, e.g. --set jobs_dir=DIR"
     if st.f_flag & os.ST_RDONLY:
-        raise JobError(f"jobs_dir {jobs_dir}: cannot create job folder: its filesystem is read-only ({fix})")
+        raise JobError(f"jobs_dir {jobs_dir}: {doing}: its filesystem is read-only ({'make it writable' + other})")
     free = st.f_bavail * st.f_frsize
     if free < MIN_FREE:
         raise JobError(
-            f"jobs_dir {jobs_dir}: cannot create job folder: only {free // 1024} KiB free on its filesystem, "
-            f"and a job needs at least {MIN_FREE >> 20} MiB for its state, events and logs (free some space, or {fix})"
+            f"jobs_dir {jobs_dir}: {doing}: only {free // 1024} KiB free on its filesystem, and a job needs "
+            f"at least {MIN_FREE >> 20} MiB for its state, events and logs (free some space{other})"
         )
 
 

@@ -339,7 +339,9 @@ class JobDir:
 
     def begin_restart(self, why: str, by: str = "client") -> int:
         """Count one more restart, keep how the last run ended, and set the state back to
-        STARTING; returns the restart's number (1 for the first)."""
+        STARTING; returns the restart's number (1 for the first). JobError, with nothing
+        changed, where the folder's filesystem is read-only or full."""
+        check_room(os.path.dirname(self.path), restarting=self.job_id)
         restarts = self.restarts()
         last = self.read_state() or {}
         restarts["count"] += 1

@@ -81,8 +81,9 @@ def run_master(
         jd.write_state(master.snapshot())
         raise
     if snapshot["state"] in (FAILED, KILLED) or snapshot["state"] == PREEMPTED and not master.all_stopped:
-        # a failed worker aborts the workers' launch: wait for it; killed (cancelled) ones are ended now
-        _end_workers(pids, first=None if snapshot["state"] == FAILED else signal.SIGTERM)
+        # a failed worker aborts the workers' launch: wait for it; with none (a cancel), end them now
+        failed = any(w["state"] == FAILED for w in snapshot["workers"])
+        _end_workers(pids, first=None if failed else signal.SIGTERM)
     else:
         inter.Disconnect()
     return snapshot
