@@ -138,7 +138,7 @@ def _add_restart(sub: Any) -> None:
     restart = sub.add_parser(
         "restart",
         help="run a failed, killed or stopped job again from its last committed checkpoint",
-        description="Run a job that ended (FAILED, KILLED, or stopped: PREEMPTED) again in its job "
+        description="Run a job that ended (FAILED, KILLED, LOST, or stopped: PREEMPTED) again in its job "
         "folder; each worker gets its part of the last committed checkpoint as "
         "ctx.restored, and ctx.restart_count counts the restarts. A job started with "
         "t2mpi run runs here again (exit status as for run); a submitted job is "
@@ -151,9 +151,17 @@ def _add_restart(sub: Any) -> None:
 
 def _add_job_queries(sub: Any) -> None:
     for name, helptext in (
-        ("status", "show a job's state (the scheduler's view merged with the master's)"),
+        (
+            "status",
+            "show a job's state (the scheduler's view merged with the master's; a local job whose master "
+            "process is gone is settled LOST)",
+        ),
         ("logs", "print a job's output (the batch output, or a worker's log)"),
-        ("cancel", "cancel a submitted job (scancel / qdel); its state ends KILLED"),
+        (
+            "cancel",
+            "cancel a job: a submitted one with scancel / qdel, a local one (t2mpi run) by asking its master, "
+            "then signalling its processes; its state ends KILLED",
+        ),
     ):
         cmd = sub.add_parser(
             name, help=helptext, description=helptext + ". A job is named by its t2mpi job id or its folder."
@@ -195,7 +203,7 @@ def _add_list(sub: Any) -> None:
 
 
 def _add_clean(sub: Any) -> None:
-    helptext = "remove the folders of jobs that have ended (COMPLETED, FAILED or KILLED)"
+    helptext = "remove the folders of jobs that have ended (COMPLETED, FAILED, KILLED or LOST)"
     cmd = sub.add_parser(
         "clean",
         help=helptext,
@@ -211,8 +219,8 @@ def _add_clean(sub: Any) -> None:
     )
     cmd.add_argument(
         "--state",
-        default="COMPLETED,FAILED,KILLED",
-        help="only jobs in these states, comma-separated (default: COMPLETED,FAILED,KILLED)",
+        default="COMPLETED,FAILED,KILLED,LOST",
+        help="only jobs in these states, comma-separated (default: COMPLETED,FAILED,KILLED,LOST)",
     )
     cmd.add_argument("--dry-run", action="store_true", help="name what would be removed; remove nothing")
 

@@ -281,12 +281,11 @@ def _result(jd: JobDir, returncode: int, stderr_tail: list[str]) -> JobResult:
     state = jd.read_state()
     if state is None or state.get("state") not in states.ENDED:
         last = next((line for line in reversed(stderr_tail) if line.strip()), "")
-        jd.settle(
+        state = jd.settle(  # what was settled, even where it could not be written (a full disk)
             states.FAILED,
             f"the MPI launch exited with status {returncode} "
             f"before the job ended" + (f": {last.strip()}" if last else ""),
         )
-        state = jd.read_state()
     assert state is not None
     workers = state.get("workers", [])
     return JobResult(

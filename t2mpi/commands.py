@@ -87,7 +87,11 @@ def _run_here(job: Any, runner: Any, quiet: bool, report_bindings: bool) -> int:
     from .job.folder import JobDir
 
     state = JobDir(result.job_dir).read_state()
-    print(console.summary(state) if state else f"job {result.job_id}: {result.state}", file=sys.stderr)
+    if state and state.get("state") != result.state:  # the end could not be recorded (a full disk)
+        state = None
+    print(
+        console.summary(state) if state else f"job {result.job_id}: {result.state} — {result.reason}", file=sys.stderr
+    )
     if report_bindings and state:
         print(console.bindings(state), file=sys.stderr)
     return result.exit_code
@@ -101,7 +105,7 @@ def _restart(args: argparse.Namespace) -> int:
     state = control.status(jd)
     if state.get("state") not in states.RESTARTABLE:
         raise JobError(
-            f"job {jd.job_id} is {state.get('state')}: only a FAILED, KILLED or stopped "
+            f"job {jd.job_id} is {state.get('state')}: only a FAILED, KILLED, LOST or stopped "
             "(PREEMPTED) job can be restarted"
         )
     if jd.read_scheduler() is not None:
@@ -332,6 +336,8 @@ def _status(args: argparse.Namespace) -> int:
             print(f"  {sched['kind']} job {sched['id']}: {sched['state']} ({sched['reason']})")
     else:
         print(f"job {state.get('job_id')}: {state['state']} — {state.get('reason', '')}")
+    if state.get("unverified") and not args.json:
+        print(f"  {state['state']} as its state file says; {state['unverified']}")
     return 0
 
 
@@ -350,8 +356,9 @@ def _list(args: argparse.Namespace) -> int:
     print(f"{'job':<40} {'state':<10} {'workers':>7}  {'scheduler':<16} started")
     for r in rows:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["started"])) if r.get("started") else "-"
+        shown = r["state"] + ("?" if r.get("unverified") else "")  # its master is on another host
         print(
-            f"{r['job_id']:<40} {r['state']:<10} {str(r.get('workers', '-')):>7}  "
+            f"{r['job_id']:<40} {shown:<10} {str(r.get('workers', '-')):>7}  "
             f"{r.get('scheduler', '-') + ' ' + str(r.get('scheduler_id', '')):<16} {started}"
         )
     return 0

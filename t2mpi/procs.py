@@ -1,11 +1,16 @@
-"""The one place t2mpi runs subprocesses (never through a shell)."""
+"""The one place t2mpi runs subprocesses (never through a shell), and looks at processes by pid
+(/proc: whether one lives, when it started; signals). Cheap to import: ranks use the pid part."""
 
 from __future__ import annotations
 
-import subprocess
-from collections.abc import Mapping, Sequence
+import os
 
 from .errors import T2mpiError
+
+TYPE_CHECKING = False  # subprocess and typing cost a rank's start-up; annotations are strings
+if TYPE_CHECKING:
+    import subprocess
+    from collections.abc import Mapping, Sequence
 
 
 class CommandError(T2mpiError):
@@ -31,6 +36,8 @@ def run(
     cwd: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run `argv` to completion with a timeout; raise CommandError on failure when `check`."""
+    import subprocess
+
     try:
         done = subprocess.run(
             list(argv),
@@ -54,8 +61,67 @@ def run(
 
 def start(argv: Sequence[str], **popen: object) -> subprocess.Popen[bytes]:
     """Start `argv` (stdin from /dev/null unless given); raise CommandError when it cannot start."""
+    import subprocess
+
     popen.setdefault("stdin", subprocess.DEVNULL)
     try:
         return subprocess.Popen(list(argv), **popen)  # type: ignore[call-overload]
     except OSError as exc:
         raise CommandError(argv, None, "", str(exc), why="cannot start") from None
+
+
+def process_start(pid: int) -> int | None:
+    """When process `pid` started, in clock ticks after boot (/proc/PID/stat field 22): with the
+    pid, it names one process, not a later one that got the same pid. None: no such process
+    lives (a zombie is none)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            fields = fh.read().rsplit(b")", 1)[1].split()  # after the command name, which may hold spaces
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+    if not fields or fields[0] in (b"Z", b"X"):
+        return None
+    return int(fields[19])  # field 3 (the state) is fields[0]
+
+
+def mentions(pid: int, text: str) -> bool:
+    """Whether process `pid` lives and its command line holds `text` (in one of its arguments)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            args = fh.read().split(b"\0")
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return alive(pid) and any(text.encode() in a for a in args)
+
+
+def mentioning(text: str) -> list[int]:
+    """The live processes of this host (as far as this user can see) whose command line holds `text`."""
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit() and mentions(int(name), text):
+            found.append(int(name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` lives (not a zombie)."""
+    return process_start(pid) is not None
+
+
+def wait_gone(pids: Sequence[int], timeout: float, poll: float = 0.02) -> list[int]:
+    """Wait up to `timeout` seconds for the processes `pids` to end; those still alive then."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while (left := [p for p in pids if alive(p)]) and time.monotonic() < deadline:
+        time.sleep(poll)
+    return left
+
+
+def send_signal(pid: int, sig: int, group: bool = False) -> bool:
+    """Send `sig` to process `pid` (group: to its process group `pid`); False when it is gone."""
+    try:
+        (os.killpg if group else os.kill)(pid, sig)
+    except ProcessLookupError:
+        return False
+    return True

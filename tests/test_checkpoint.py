@@ -212,7 +212,7 @@ def test_out_of_restarts_the_job_fails_and_t2mpi_restart_goes_on(work):
     refused = t2mpi("restart", jd.name, cwd=work)
     assert refused.returncode == 1
     assert refused.stderr.strip() == (
-        f"t2mpi: job {jd.name} is COMPLETED: only a FAILED, KILLED or stopped (PREEMPTED) job can be restarted"
+        f"t2mpi: job {jd.name} is COMPLETED: only a FAILED, KILLED, LOST or stopped (PREEMPTED) job can be restarted"
     )
 
 

@@ -170,7 +170,7 @@ def test_clean_removes_only_jobs_that_ended_long_enough_ago_in_the_states_asked(
         (["--older-than", "7 weeks"], "--older-than '7 weeks': give a number and a unit, s, m, h or d"),
         (
             ["--state", "RUNNING"],
-            "--state 'RUNNING': RUNNING cannot be cleaned; give some of COMPLETED, FAILED, KILLED",
+            "--state 'RUNNING': RUNNING cannot be cleaned; give some of COMPLETED, FAILED, KILLED, LOST",
         ),
     ],
 )

@@ -169,6 +169,26 @@ def test_kill_and_abort():
     assert kinds(aborted.drain_events()) == ["started", "ended"]
 
 
+def test_a_job_folder_that_cannot_be_written_fails_the_job_even_a_completed_one():
+    done = joined_master(["a", "b"])
+    done.finished_ok(0, 1, 1.0, T0 + 2)
+    done.finished_ok(1, 2, 1.0, T0 + 3)
+    assert done.state == COMPLETED
+    why = "the job folder: cannot write /j/results.pkl: No space left on device"
+    done.not_recorded(why, T0 + 4)
+    assert (done.state, done.reason, done.ended) == (FAILED, why, T0 + 4)
+    assert worker_states(done) == [COMPLETED, COMPLETED]  # they did complete
+    assert done.drain_events()[-1] == {"t": T0 + 4, "event": "ended", "state": FAILED, "reason": why}
+
+    running = joined_master(["a", "b"])
+    running.not_recorded(why, T0 + 2)
+    assert (running.state, running.reason) == (FAILED, why) and worker_states(running) == [KILLED, KILLED]
+    killed = joined_master(["a"])
+    killed.kill("cancelled", T0 + 2)
+    killed.not_recorded(why, T0 + 3)
+    assert (killed.state, killed.reason) == (KILLED, "cancelled")  # an end that is not a completion stays
+
+
 @pytest.mark.parametrize("end", ["complete", "fail", "kill", "abort"])
 def test_a_terminal_state_is_never_overwritten(end):
     m = joined_master(["a", "b"])

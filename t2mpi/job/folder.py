@@ -19,6 +19,7 @@
     persisted/<key>/<generation>/part-<w>.*   worker w's partition of a persisted data set (DataSet.persist)
     persisted/<key>/complete.json             the data set is complete: its name and every part (written last)
     stop                      a request to checkpoint and stop (preemption, walltime), while it runs
+    cancel                    a request to end the job KILLED (t2mpi cancel of a local job), and why
 """
 
 from __future__ import annotations
@@ -28,33 +29,13 @@ import pickle
 import time
 
 from ..errors import JobError
+from .files import check_room, fsync_dir, read_bytes, read_json, remove_tree, unlink_if_there, write_atomic, write_json
 from .states import FINAL, KILLED, STARTING
 
 TYPE_CHECKING = False  # typing costs every rank start-up time; annotations are strings
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any, BinaryIO
-
-
-def write_atomic(path: str, data: bytes | Callable[[BinaryIO], None]) -> None:
-    """Write `data` (bytes, or a function that writes to the open file) to `path` so that
-    readers see the old or the new file, never a part: temporary file, fsync, rename."""
-    head, name = os.path.split(path)
-    tmp = os.path.join(head, f".{name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            if callable(data):
-                data(fh)
-            else:
-                fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 class JobDir:
@@ -78,6 +59,7 @@ class JobDir:
         self.committed_file = os.path.join(self.checkpoints_dir, "committed.json")
         self.restarts_file = os.path.join(self.path, "restarts.json")
         self.stop_file = os.path.join(self.path, "stop")
+        self.cancel_file = os.path.join(self.path, "cancel")
         self.persisted_dir = os.path.join(self.path, "persisted")
 
     def worker_log(self, worker_id: int) -> str:
@@ -124,6 +106,7 @@ class JobDir:
             os.makedirs(parent, exist_ok=True)
         except OSError as exc:
             raise JobError(f"jobs_dir {parent}: cannot create it: {exc.strerror or exc}") from None
+        check_room(parent)
         staging = os.path.join(parent, f".{job_id}.creating")
         try:
             os.mkdir(staging, 0o700)
@@ -138,14 +121,17 @@ class JobDir:
                     write_atomic(os.path.join(staging, name), json.dumps(data, indent=1).encode())
             os.rename(staging, final)
         except OSError as exc:
-            _remove_tree(staging)
-            raise JobError(f"jobs_dir {parent}: cannot create job folder: {exc.strerror or exc}") from None
+            remove_tree(staging)
+            raise JobError(
+                f"jobs_dir {parent}: cannot create job folder: {exc.strerror or exc} "
+                "(free some space there, or give another jobs_dir, e.g. --set jobs_dir=DIR)"
+            ) from None
         return cls(final)
 
     # -------------------------------------------------------------- reading and writing
 
     def read_spec(self) -> dict[str, Any]:
-        spec = _read_json(self.spec_file, None)
+        spec = read_json(self.spec_file, None)
         if spec is None:
             raise JobError(f"{self.path}: not a t2mpi job folder (no spec.json)")
         return spec
@@ -154,7 +140,7 @@ class JobDir:
         """The master's state (the truth): written under the state lock, so that a settle() in
         another process never reads before it and writes after it."""
         with self._state_lock():
-            _write_json(self.state_file, state, indent=1)
+            write_json(self.state_file, state, indent=1)
 
     def _state_lock(self) -> Any:
         """An exclusive lock (flock) on the job folder's state.lock, held while state.json is
@@ -174,7 +160,7 @@ class JobDir:
         return held()
 
     def read_state(self) -> dict[str, Any] | None:
-        return _read_json(self.state_file, None)
+        return read_json(self.state_file, None)
 
     def append_events(self, events: list[dict[str, Any]]) -> None:
         if not events:
@@ -183,8 +169,15 @@ class JobDir:
 
         data = "".join(json.dumps(e, default=str) + "\n" for e in events).encode()
         fd = os.open(self.events_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        written = 0
         try:
-            os.write(fd, data)
+            while written < len(data):
+                written += os.write(fd, data[written:])
+        except OSError as exc:  # a full disk: take back the part written, so every line stays whole
+            if written:
+                os.ftruncate(fd, os.fstat(fd).st_size - written)
+            exc.filename = self.events_file
+            raise
         finally:
             os.close(fd)
 
@@ -204,32 +197,32 @@ class JobDir:
 
     def write_client(self, host: str, pid: int) -> None:
         """The client process running the job now (t2mpi run): a spawning master watches it."""
-        _write_json(self.client_file, {"host": host, "pid": pid})
+        write_json(self.client_file, {"host": host, "pid": pid})
 
     def read_client(self) -> dict[str, Any] | None:
         try:
-            return _read_json(self.client_file, None)
+            return read_json(self.client_file, None)
         except JobError:  # nothing to watch
             return None
 
     def write_network(self, choice: dict[str, Any]) -> None:
         """The transport chosen for the job: host, transport, env, why (t2mpi run where it runs;
         a batch job on its first node, t2mpi.network)."""
-        _write_json(self.network_file, choice, indent=1)
+        write_json(self.network_file, choice, indent=1)
 
     def read_network(self) -> dict[str, Any] | None:
-        return _read_json(self.network_file, None)
+        return read_json(self.network_file, None)
 
     def read_mpi(self) -> dict[str, Any] | None:
         """The MPI a submitted job was prepared with (mpi.json, written by t2mpi submit): path,
         flavour, version and compiled-in components, for the transport's choice on its first node."""
-        return _read_json(self.mpi_file, None)
+        return read_json(self.mpi_file, None)
 
     def write_scheduler(self, kind: str, job_id: str) -> None:
-        _write_json(self.scheduler_file, {"kind": kind, "id": job_id, "submitted": time.time()})
+        write_json(self.scheduler_file, {"kind": kind, "id": job_id, "submitted": time.time()})
 
     def read_scheduler(self) -> dict[str, Any] | None:
-        return _read_json(self.scheduler_file, None)
+        return read_json(self.scheduler_file, None)
 
     # -------------------------------------------------------------- checkpoints
 
@@ -247,11 +240,11 @@ class JobDir:
         self.write_checkpoint(version, worker_id, lambda fh: pickle.dump(state, fh, protocol=pickle.HIGHEST_PROTOCOL))
 
     def read_checkpoint(self, version: int, worker_id: int) -> bytes:
-        return _read(self.checkpoint_file(version, worker_id))
+        return read_bytes(self.checkpoint_file(version, worker_id))
 
     def committed_version(self) -> int | None:
         """The last checkpoint version that every worker wrote, or None."""
-        committed = _read_json(self.committed_file, None)
+        committed = read_json(self.committed_file, None)
         try:
             return None if committed is None else int(committed["version"])
         except (KeyError, TypeError, ValueError) as exc:
@@ -259,12 +252,12 @@ class JobDir:
 
     def commit_checkpoint(self, version: int, workers: int) -> None:
         """Make `version` the one a restart uses (one atomic rename), then drop older versions."""
-        _fsync_dir(os.path.join(self.checkpoints_dir, str(version)))  # its files' renames are durable
-        _write_json(self.committed_file, {"version": version, "workers": workers, "committed": time.time()})
-        _fsync_dir(self.checkpoints_dir)
+        fsync_dir(os.path.join(self.checkpoints_dir, str(version)))  # its files' renames are durable
+        write_json(self.committed_file, {"version": version, "workers": workers, "committed": time.time()})
+        fsync_dir(self.checkpoints_dir)
         for name in os.listdir(self.checkpoints_dir):
             if name.isdigit() and int(name) < version:
-                _remove_tree(os.path.join(self.checkpoints_dir, name))
+                remove_tree(os.path.join(self.checkpoints_dir, name))
 
     # -------------------------------------------------------------- persisted data sets
 
@@ -296,12 +289,12 @@ class JobDir:
 
     def sync_persisted(self, key: str, generation: str) -> None:
         """Make the renames of the files written into a generation durable (before its commit)."""
-        _fsync_dir(os.path.join(self.persisted_dir, key, generation))
+        fsync_dir(os.path.join(self.persisted_dir, key, generation))
 
     def read_persisted(self, key: str) -> dict[str, Any] | None:
         """The record of the complete persisted data set `key` (see commit_persisted), or None
         when none is complete (never written, or a write that did not finish)."""
-        return _read_json(os.path.join(self.persisted_dir, key, "complete.json"), None)
+        return read_json(os.path.join(self.persisted_dir, key, "complete.json"), None)
 
     def commit_persisted(self, key: str, record: dict[str, Any]) -> None:
         """Make `record` (name, generation, workers, parts: each worker's files and sizes) the
@@ -310,12 +303,12 @@ class JobDir:
         generation = record["generation"]
         folder = os.path.join(self.persisted_dir, key)
         self.begin_persisted(key, generation)
-        _fsync_dir(os.path.join(folder, generation))
-        _write_json(os.path.join(folder, "complete.json"), dict(record, committed=time.time()), indent=1)
-        _fsync_dir(folder)
+        fsync_dir(os.path.join(folder, generation))
+        write_json(os.path.join(folder, "complete.json"), dict(record, committed=time.time()), indent=1)
+        fsync_dir(folder)
         for name in os.listdir(folder):
             if name != generation and os.path.isdir(os.path.join(folder, name)):
-                _remove_tree(os.path.join(folder, name))
+                remove_tree(os.path.join(folder, name))
 
     def persisted(self) -> list[dict[str, Any]]:
         """The records of every complete persisted data set, by key."""
@@ -336,24 +329,28 @@ class JobDir:
             os.rename(self.persisted_dir, hidden)
         except OSError:  # left as it is: a completed job must not fail for this
             return
-        _remove_tree(hidden)
+        remove_tree(hidden)
 
     # -------------------------------------------------------------- restarts and stop requests
 
     def restarts(self) -> dict[str, Any]:
         """{"count": restarts so far, "history": [{"t", "state", "reason", "why"}, ...]}."""
-        return _read_json(self.restarts_file, {"count": 0, "history": []})
+        return read_json(self.restarts_file, {"count": 0, "history": []})
 
     def begin_restart(self, why: str, by: str = "client") -> int:
         """Count one more restart, keep how the last run ended, and set the state back to
-        STARTING; returns the restart's number (1 for the first)."""
+        STARTING; returns the restart's number (1 for the first). JobError, with nothing
+        changed, where the folder's filesystem is read-only or full."""
+        check_room(os.path.dirname(self.path), restarting=self.job_id)
         restarts = self.restarts()
         last = self.read_state() or {}
         restarts["count"] += 1
         now = time.time()
         restarts["history"].append({"t": now, "state": last.get("state"), "reason": last.get("reason"), "why": why})
-        _write_json(self.restarts_file, restarts, indent=1)
+        write_json(self.restarts_file, restarts, indent=1)
         self.clear_stop()
+        unlink_if_there(self.cancel_file)
+        unlink_if_there(self.client_file)  # no client runs the new run until it says so (write_client)
         self.write_state(
             {
                 "job_id": self.job_id,
@@ -388,15 +385,23 @@ class JobDir:
 
     def stop_request(self) -> str | None:
         try:
-            return _read(self.stop_file).decode(errors="replace") or "stop requested"
+            return read_bytes(self.stop_file).decode(errors="replace") or "stop requested"
         except FileNotFoundError:
             return None
 
     def clear_stop(self) -> None:
+        unlink_if_there(self.stop_file)
+
+    def request_cancel(self, why: str) -> None:
+        """Ask the running job's master to end the job KILLED with the reason `why` (t2mpi cancel);
+        whoever settles the job after this settles it so too."""
+        write_atomic(self.cancel_file, why.encode())
+
+    def cancel_request(self) -> str | None:
         try:
-            os.unlink(self.stop_file)
+            return read_bytes(self.cancel_file).decode(errors="replace") or "cancelled"
         except FileNotFoundError:
-            pass
+            return None
 
     def size(self) -> int:
         """The bytes the job folder's files hold."""
@@ -414,67 +419,53 @@ class JobDir:
         no listing sees it half gone."""
         hidden = os.path.join(os.path.dirname(self.path), f".{self.job_id}.removing")
         os.rename(self.path, hidden)
-        _remove_tree(hidden)
+        remove_tree(hidden)
 
-    def settle(self, state: str, reason: str, by: str = "client") -> dict[str, Any]:
+    def settle(self, state: str, reason: str, by: str = "client", keep: tuple[str, ...] = FINAL) -> dict[str, Any]:
         """Write a terminal state for a job that ended without its master writing one (a launch
-        that died, a cancel); a state that is already terminal stays. Returns the state."""
-        with self._state_lock():  # a compare-and-set: an end the master wrote meanwhile stays
-            current = self.read_state()
-            if current is not None and current.get("state") in FINAL:
-                return current
-            now = time.time()
-            settled = dict(current or {"job_id": self.job_id, "num_workers": None, "started": now, "workers": []})
-            settled.update(state=state, reason=reason, ended=now)
-            for w in settled.get("workers", []):
-                if w.get("state") not in FINAL:
-                    w["state"] = KILLED
-            _write_json(self.state_file, settled, indent=1)
-        self.append_events([{"t": now, "event": "ended", "state": state, "reason": reason, "by": by}])
+        that died, a cancel, a lost master); a state in `keep` (by default: a final one) stays. A
+        job that t2mpi cancel asked to end settles KILLED with the cancel's reason, however its
+        end was noticed. Returns the state. When the state cannot be written (a full or
+        read-only disk), state.json stays as it was, whole, and the reason returned says why."""
+        cancelled = self.cancel_request()
+        if cancelled is not None:
+            state, reason = KILLED, cancelled
+        now = time.time()
+        current = None
+        try:
+            with self._state_lock():  # a compare-and-set: an end the master wrote meanwhile stays
+                current = self.read_state()
+                if current is not None and current.get("state") in keep:
+                    return current
+                settled = dict(current or {"job_id": self.job_id, "num_workers": None, "started": now, "workers": []})
+                settled.update(state=state, reason=reason, ended=now)
+                for w in settled.get("workers", []):
+                    if w.get("state") not in FINAL:
+                        w["state"] = KILLED
+                write_json(self.state_file, settled, indent=1)
+        except OSError as exc:
+            settled = dict(current or {"job_id": self.job_id, "workers": []})
+            why = self.not_written(exc, self.state_file)
+            settled.update(state=state, ended=now, reason=f"{reason} (not recorded: {why})")
+            return settled
+        try:
+            self.append_events([{"t": now, "event": "ended", "state": state, "reason": reason, "by": by}])
+        except OSError:
+            pass  # the state, the truth, is written
         return settled
+
+    def not_written(self, exc: OSError, path: str | None = None) -> str:
+        """One line on a write into the job folder that failed: the file (`path`, else the one
+        the error names, else the folder) and the system's words, e.g. 'cannot write
+        DIR/state.json: No space left on device'."""
+        where = path or (exc.filename if isinstance(exc.filename, str) else self.path)
+        return f"cannot write {where}: {exc.strerror or exc}"
 
     def write_results(self, results: dict[int, Any]) -> None:
         write_atomic(self.results_file, pickle.dumps(results, protocol=pickle.HIGHEST_PROTOCOL))
 
     def read_results(self) -> dict[int, Any]:
         try:
-            return pickle.loads(_read(self.results_file))
+            return pickle.loads(read_bytes(self.results_file))
         except FileNotFoundError:
             return {}
-
-
-def _write_json(path: str, data: Any, indent: int | None = None) -> None:
-    import json
-
-    write_atomic(path, json.dumps(data, indent=indent, default=str).encode())
-
-
-def _read_json(path: str, missing: Any) -> Any:
-    """A JSON file's content; `missing` when there is no such file; JobError when unreadable."""
-    import json
-
-    try:
-        return json.loads(_read(path))
-    except FileNotFoundError:
-        return missing
-    except (OSError, ValueError) as exc:
-        raise JobError(f"{path}: cannot read: {exc}") from None
-
-
-def _read(path: str) -> bytes:
-    with open(path, "rb") as fh:
-        return fh.read()
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _remove_tree(path: str) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)

@@ -2,8 +2,9 @@
 
 A job's state lives in its folder's state.json; the master moves it along
 STARTING -> RUNNING -> COMPLETED | FAILED | KILLED | PREEMPTED, and the client settles it
-when a launch ends without the master's word (a crash, a cancel). Workers have the same
-states. PENDING and SUBMITTED are what `t2mpi status`/`list` say of a submitted job that
+when a launch ends without the master's word (a crash, a cancel). A local job whose master
+process is gone without recording an end is LOST (t2mpi status/list settle it, on the master's
+host). Workers have the same states. PENDING and SUBMITTED are what `t2mpi status`/`list` say of a submitted job that
 the scheduler has not started.
 """
 
@@ -14,8 +15,9 @@ RUNNING = "RUNNING"
 COMPLETED = "COMPLETED"
 FAILED = "FAILED"
 KILLED = "KILLED"
+LOST = "LOST"  # a local job whose master process is gone (or its pid is another's) with no end recorded
 PREEMPTED = "PREEMPTED"  # stopped on request (preemption, walltime): a restart goes on from its checkpoint
 
-FINAL = (COMPLETED, FAILED, KILLED)  # ended for good: nothing runs it again by itself
+FINAL = (COMPLETED, FAILED, KILLED, LOST)  # ended for good: nothing runs it again by itself
 ENDED = (*FINAL, PREEMPTED)  # this run has ended (a PREEMPTED job is continued)
-RESTARTABLE = (FAILED, KILLED, PREEMPTED)  # what `t2mpi restart` continues
+RESTARTABLE = (FAILED, KILLED, LOST, PREEMPTED)  # what `t2mpi restart` continues

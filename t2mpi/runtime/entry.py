@@ -250,7 +250,7 @@ def _serve(
 ) -> int:
     from .. import console
     from ..job.folder import JobDir
-    from ..job.states import FAILED, PREEMPTED
+    from ..job.states import FAILED, KILLED, PREEMPTED
     from .channel import MasterPort
     from .master import worker_list
     from .output import failure_report
@@ -273,6 +273,9 @@ def _serve(
     snapshot = serve(MasterPort(ctrl, first_worker_rank=1), master, JobDir(job_dir), spec.timeouts.abort)
     if master.state == FAILED:
         print(failure_report(snapshot), file=sys.stderr, flush=True)
+        world.Abort(1)
+    if master.state == KILLED:  # cancelled: the workers are still at work
+        print(f"t2mpi.launch: job {master.job_id} KILLED: {master.reason}", file=sys.stderr, flush=True)
         world.Abort(1)
     if master.state == PREEMPTED and not master.all_stopped:  # workers that did not stop: end them
         print(f"t2mpi.launch: {snapshot['reason']}; ending the workers", file=sys.stderr, flush=True)

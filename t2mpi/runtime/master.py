@@ -271,6 +271,14 @@ class Master:
         """The job cannot go on (a master error, a start timeout)."""
         self._end(FAILED, reason, now)
 
+    def not_recorded(self, reason: str, now: float) -> None:
+        """The job folder cannot be written (a full or read-only disk): the job fails, one whose
+        workers all completed too (their results are not kept)."""
+        if self.state == COMPLETED:
+            self.state, self.reason, self.ended = FAILED, reason, now
+            self.events.append({"t": now, "event": "ended", "state": FAILED, "reason": reason})
+        self._end(FAILED, reason, now)
+
     def tick(self, now: float) -> list[Reply]:
         """Time passes: fail barriers past their deadline; once a second, look for workers that
         fell silent (heartbeat_timeout) or stopped making progress (progress_timeout)."""

@@ -6,6 +6,8 @@ port (the communicator, and which rank is which worker) differs.
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 
 TYPE_CHECKING = False  # typing costs every rank start-up time; annotations are strings
@@ -19,7 +21,7 @@ if TYPE_CHECKING:
     from .master import Master, Reply
 
 STATE_EVERY = 0.2  # seconds between state.json rewrites while only progress changes
-STOP_LOOK_EVERY = 1.0  # seconds between looks for a stop request in the job folder
+STOP_LOOK_EVERY = 1.0  # seconds between looks for a stop or cancel request in the job folder
 
 
 def new_master(spec: JobSpec, jd: JobDir, mode: str = "rank0") -> Master:
@@ -52,10 +54,45 @@ def serve(
     """Run the master until the job ends; return its last state. Failed workers are told to go;
     after a stop (PREEMPTED) the workers get `stop_grace` seconds to say they stopped
     (master.all_stopped tells whether they did). `gone()`, asked once a second, says why the
-    job is to end now (KILLED), e.g. the client that started it died; None: it goes on."""
-    from ..job.states import COMPLETED, FAILED, PREEMPTED
+    job is to end now (KILLED), e.g. the client that started it died; None: it goes on. A cancel
+    request in the job folder (t2mpi cancel) ends the job KILLED, with its reason. A write into
+    the job folder that fails (a full or read-only disk) fails the job, with that reason."""
+    from ..procs import process_start
 
-    last = _persist(jd, master, None, on_events)
+    # who writes the state: t2mpi status tells a lost master by its pid and start time
+    me = {"pid_start": process_start(os.getpid())}
+    try:
+        last = _persist(jd, master, None, on_events, me)
+        _loop(port, master, jd, last, on_events, me, gone)
+        if master.results:
+            jd.write_results(master.results)
+    except OSError as exc:
+        master.not_recorded(f"the job folder: {jd.not_written(exc)}", time.time())
+    snapshot = master.snapshot()
+    try:
+        _persist(jd, master, None, on_events, me)
+    except OSError as exc:  # the state file stays as it was, whole; say why it is not the end
+        print(
+            f"t2mpi.launch: job {jd.job_id}: {master.state} ({master.reason}), and its end cannot be recorded: "
+            f"{jd.not_written(exc)}",
+            file=sys.stderr,
+            flush=True,
+        )
+    _after(port, master, jd, snapshot, stop_grace)
+    return snapshot
+
+
+def _loop(
+    port: MasterPort,
+    master: Master,
+    jd: JobDir,
+    last: tuple[float, str, bool],
+    on_events: Callable[[list[dict[str, Any]], dict[str, Any]], None] | None,
+    me: dict[str, Any],
+    gone: Callable[[], str | None] | None,
+) -> None:
+    """Until the job ends: the workers' messages, the master's replies, checkpoint commits, the
+    requests in the job folder, the state file."""
     next_look = 0.0
     while not master.done:
         replies: list[Reply] = []
@@ -69,18 +106,20 @@ def serve(
             why = jd.stop_request()
             if why is not None:
                 replies += master.stop_requested(why, time.time())
-            why = gone() if gone is not None else None
+            why = jd.cancel_request() or (gone() if gone is not None else None)
             if why is not None:
                 master.kill(why, time.time())
         replies += master.tick(time.time())
         for reply in replies:
             port.send(reply.worker_id, reply.message)
-        if not master.done:  # the final state is written after the results, below
-            last = _persist(jd, master, last, on_events)
-    if master.results:
-        jd.write_results(master.results)
-    snapshot = master.snapshot()
-    _persist(jd, master, None, on_events)
+        if not master.done:  # the final state is written after the results (serve)
+            last = _persist(jd, master, last, on_events, me)
+
+
+def _after(port: MasterPort, master: Master, jd: JobDir, snapshot: dict[str, Any], stop_grace: float) -> None:
+    """The job has ended: tell failed workers to abort; after a stop, wait for the workers."""
+    from ..job.states import COMPLETED, FAILED, PREEMPTED
+
     if master.state == COMPLETED:  # no restart can use the persisted data sets any more
         jd.drop_persisted()
     if master.state == FAILED:  # a failed worker waits for this before it ends its launch
@@ -94,7 +133,6 @@ def serve(
                 match message:
                     case ("stopped", wid):
                         master.worker_stopped(wid)
-    return snapshot
 
 
 def dispatch(master: Master, message: tuple[Any, ...], now: float) -> list[Reply]:
@@ -134,6 +172,7 @@ def _persist(
     master: Master,
     last: tuple[float, str, bool] | None,
     on_events: Callable[[list[dict[str, Any]], dict[str, Any]], None] | None,
+    me: dict[str, Any],
 ) -> tuple[float, str, bool]:
     """Append new events; rewrite state.json at once when the job's state changes, else at
     most every 0.2 s while something happened (at 10,000 workers a rewrite costs 0.1 s)."""
@@ -143,7 +182,7 @@ def _persist(
     pending = bool(events) or (last is not None and last[2])
     if last is None or master.state != last[1] or (pending and now - last[0] >= STATE_EVERY):
         snapshot = master.snapshot()
-        snapshot["master"]["cpu_seconds"] = time.process_time()  # the master's own cost
+        snapshot["master"].update(me, cpu_seconds=time.process_time())  # and the master's own cost
         jd.write_state(snapshot)
         if on_events is not None:
             on_events(events, snapshot)

@@ -18,6 +18,7 @@ import time
 
 from ..job.states import FAILED, KILLED, PREEMPTED
 from ..mpi.launcher import rank_environment
+from ..procs import alive, send_signal, wait_gone
 from .channel import MasterPort
 from .master import worker_list
 from .serve import new_master, serve
@@ -80,7 +81,9 @@ def run_master(
         jd.write_state(master.snapshot())
         raise
     if snapshot["state"] in (FAILED, KILLED) or snapshot["state"] == PREEMPTED and not master.all_stopped:
-        _end_workers(pids)  # the failed worker aborts the workers' launch; wait for it
+        # a failed worker aborts the workers' launch: wait for it; with none (a cancel), end them now
+        failed = any(w["state"] == FAILED for w in snapshot["workers"])
+        _end_workers(pids, first=None if failed else signal.SIGTERM)
     else:
         inter.Disconnect()
     return snapshot
@@ -93,35 +96,18 @@ def _client_gone(client: dict[str, Any] | None) -> Callable[[], str | None] | No
     pid = int(client["pid"])
 
     def gone() -> str | None:
-        return None if _alive(pid) else f"the client that started the job (pid {pid}) is gone"
+        return None if alive(pid) else f"the client that started the job (pid {pid}) is gone"
 
     return gone
 
 
-def _end_workers(pids: list[int]) -> None:
-    """Wait for the workers on this node to go; TERM, then KILL the ones that stay."""
-    for sig in (None, signal.SIGTERM, signal.SIGKILL):
+def _end_workers(pids: list[int], first: int | None = None) -> None:
+    """Wait for the workers on this node to go (first: send them that signal first); TERM, then
+    KILL the ones that stay."""
+    for sig in dict.fromkeys((first, signal.SIGTERM, signal.SIGKILL)):
         if sig is not None:
             for pid in pids:
-                _signal(pid, sig)
-        deadline = time.monotonic() + _END_GRACE
-        while (pids := [p for p in pids if _alive(p)]) and time.monotonic() < deadline:
-            time.sleep(0.02)
+                send_signal(pid, sig)
+        pids = wait_gone(pids, _END_GRACE)
         if not pids:
             return
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            state = fh.read().rsplit(b")", 1)[1].split()[0]
-        return state not in (b"Z", b"X")
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return False
-
-
-def _signal(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass

@@ -1,17 +1,19 @@
-"""Batch jobs from a login node: submit, status, list, logs, cancel. The job folder is the record;
-the scheduler is asked only while the master's state file is not final."""
+"""Jobs from a login node: submit, status, list, logs, cancel. The job folder is the record; the
+scheduler is asked only while the master's state file is not final. A local job (t2mpi run) has
+no scheduler: while its state is not final, its master's process is looked at on its host."""
 
 from __future__ import annotations
 
 import os
 import shlex
+import signal
 import time
 
 from ..errors import JobError, T2mpiError
 from ..job import states
 from ..job.folder import JobDir
 from ..net import first_node
-from ..procs import CommandError
+from ..procs import CommandError, alive, mentioning, mentions, process_start, send_signal, wait_gone
 from ..procs import run as run_command
 from ..scheduler import scripts
 
@@ -37,6 +39,7 @@ _ENDED = {
     "REVOKED": states.KILLED,
 }
 _CANCEL_WAIT = 30.0  # seconds for a cancelled job to end
+_CANCEL_GRACE = 10.0  # seconds for a local job's master to end a cancelled job before it is signalled
 _DRAIN = 30.0  # seconds to read a finished job's last output
 
 
@@ -127,7 +130,7 @@ def status(jd: JobDir) -> dict[str, Any]:
         return state
     record = jd.read_scheduler()
     if record is None:
-        return state or {"job_id": jd.job_id, "state": states.STARTING, "reason": "", "workers": []}
+        return local_view(jd, state)
     view = scheduler_view(jd)
     if view is None:
         state = jd.read_state()  # the job may have ended between the two looks
@@ -156,18 +159,53 @@ def status(jd: JobDir) -> dict[str, Any]:
     return merged
 
 
+def local_view(jd: JobDir, state: dict[str, Any] | None) -> dict[str, Any]:
+    """A local job's state (it has no scheduler). One not ended whose master process is gone from
+    this host, or whose pid is now another process's (another start time), is settled LOST here;
+    one whose master is on another host cannot be looked at from here: the state says so
+    ("unverified") and stays. Before its master has recorded itself, a job whose client (t2mpi
+    run) is gone from this host, with no process left that names the job folder, is LOST too."""
+    if state is None:
+        state = {"job_id": jd.job_id, "state": states.STARTING, "reason": "", "workers": []}
+    master = state.get("master") or {}
+    host, pid = master.get("host"), master.get("pid")
+    here = os.uname().nodename
+    if state.get("state") in states.ENDED:
+        return state
+    if not host or not pid:
+        client = jd.read_client() or {}
+        if client.get("host") != here or not client.get("pid") or alive(int(client["pid"])) or mentioning(jd.path):
+            return state
+        why = (
+            f"its client pid {client['pid']} on {here} is gone, no process of the job is left, and no end was recorded"
+        )
+        return jd.settle(states.LOST, why, by="t2mpi status", keep=states.ENDED)
+    if host != here:
+        return dict(
+            state, unverified=f"its master (pid {pid}) is on {host}: whether it still runs is unknown from {here}"
+        )
+    started = process_start(int(pid))
+    if started is not None and master.get("pid_start") in (None, started):
+        return state
+    other = "" if started is None else " (the pid is another process's now)"
+    return jd.settle(
+        states.LOST,
+        f"master pid {pid} on {host} is gone{other}, and it recorded no end",
+        by="t2mpi status",
+        keep=states.ENDED,
+    )
+
+
 def cancel(jd: JobDir) -> dict[str, Any]:
-    """Cancel a submitted job; its state ends KILLED."""
+    """Cancel a job; its state ends KILLED. A submitted job: scancel / qdel. A local one (t2mpi run):
+    its master is asked to end it; if it has not within _CANCEL_GRACE, its client and launch are
+    signalled (TERM, then KILL)."""
     current = status(jd)
     if current.get("state") in states.FINAL:
         raise JobError(f"job {jd.job_id} already ended ({current['state']}): nothing to cancel")
     record = jd.read_scheduler()
     if record is None:
-        master = current.get("master") or {}
-        raise JobError(
-            f"job {jd.job_id} was started by t2mpi run (master pid {master.get('pid')} on "
-            f"{master.get('host')}), not submitted: end it with Ctrl-C where it runs"
-        )
+        return _cancel_local(jd, current)
     sched = scripts.get(record["kind"])
     run_command(sched.cancel_argv(record["id"]), timeout=60)
     deadline = time.monotonic() + _CANCEL_WAIT
@@ -179,8 +217,44 @@ def cancel(jd: JobDir) -> dict[str, Any]:
     return jd.settle(states.KILLED, f"cancelled ({shlex.join(sched.cancel_argv(record['id']))})", by=record["kind"])
 
 
+def _cancel_local(jd: JobDir, current: dict[str, Any]) -> dict[str, Any]:
+    """End a job started by t2mpi run on this host: the cancel request first (the master ends the
+    job KILLED and its launch aborts); then SIGTERM to the client (it ends the launch it started)
+    and the master; then SIGKILL to them and the workers. Returns once none of them is left, with
+    the job settled KILLED (the request's reason, "cancelled (t2mpi cancel on HOST)")."""
+    here = os.uname().nodename
+    master = current.get("master") or {}
+    client = jd.read_client() or {}
+    for who in (master, client):
+        if who.get("host") not in (None, here):
+            raise JobError(f"job {jd.job_id} runs on {who['host']}, not here ({here}): run t2mpi cancel there")
+    try:
+        jd.request_cancel(f"cancelled (t2mpi cancel on {here})")
+    except OSError as exc:
+        raise JobError(f"job {jd.job_id}: cannot ask it to end: {jd.not_written(exc)}") from None
+    # only processes that are the job's: a pid may be another process's by now
+    first = [int(client["pid"])] if client.get("pid") and mentions(int(client["pid"]), "t2mpi") else []
+    if master.get("pid") and process_start(int(master["pid"])) in (master.get("pid_start"), None):
+        first.append(int(master["pid"]))
+    workers = [int(w["pid"]) for w in current.get("workers", []) if w.get("pid") and w.get("host") == here]
+    pids = [p for p in dict.fromkeys(first + workers) if p != os.getpid() and (p in first or mentions(p, jd.path))]
+    left = wait_gone(pids, _CANCEL_GRACE, poll=0.1)
+    for sig, whom in ((signal.SIGTERM, first), (signal.SIGKILL, pids)):
+        if not left:
+            break
+        for pid in whom:
+            send_signal(pid, sig)
+        left = wait_gone(pids, _CANCEL_GRACE, poll=0.1)
+    state = jd.settle(states.KILLED, "cancelled", by="t2mpi cancel")  # as the request says, unless it ended so
+    if left:
+        raise JobError(f"job {jd.job_id}: processes {', '.join(map(str, left))} are still there after SIGKILL")
+    return state
+
+
 def list_jobs(jobs_dir: str) -> list[dict[str, Any]]:
-    """One row per job folder, newest last; folders being made or removed are hidden."""
+    """One row per job folder, newest last; folders being made or removed are hidden. A local job
+    whose master is gone is settled LOST (local_view); "unverified" says why a state could not be
+    checked from here."""
     rows = []
     try:
         names = sorted(os.listdir(jobs_dir))
@@ -194,6 +268,8 @@ def list_jobs(jobs_dir: str) -> list[dict[str, Any]]:
             state = jd.read_state() or {}
             record = jd.read_scheduler() or {}
             spec = jd.read_spec()
+            if not record:
+                state = local_view(jd, state or None)  # a lost master is settled LOST here too
         except JobError as exc:
             rows.append({"job_id": name, "state": "UNREADABLE", "reason": str(exc)})
             continue
@@ -206,6 +282,7 @@ def list_jobs(jobs_dir: str) -> list[dict[str, Any]]:
                 "scheduler_id": record.get("id", "-"),
                 "started": state.get("started"),
                 "ended": state.get("ended"),
+                "unverified": state.get("unverified"),
             }
         )
     return rows
