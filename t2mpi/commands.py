@@ -70,6 +70,8 @@ def _run_here(job: Any, runner: Any, quiet: bool, report_bindings: bool) -> int:
             live["status"].events(evs, state)
 
     signal.signal(signal.SIGTERM, _terminate)
+    if signal.getsignal(signal.SIGHUP) != signal.SIG_IGN:  # under nohup the job goes on
+        signal.signal(signal.SIGHUP, _hang_up)
     signal.signal(
         signal.SIGUSR1, lambda signum, frame: live["jd"].request_stop("SIGUSR1 to t2mpi") if "jd" in live else None
     )
@@ -80,7 +82,10 @@ def _run_here(job: Any, runner: Any, quiet: bool, report_bindings: bool) -> int:
         result = runner(follower)
     finally:
         if live.get("status") is not None:
-            live["status"].close()
+            try:
+                live["status"].close()
+            except OSError:  # the terminal went with a hang-up: the job's end is already written
+                pass
     from .job.folder import JobDir
 
     state = JobDir(result.job_dir).read_state()
@@ -238,6 +243,17 @@ def _plan(args: argparse.Namespace) -> int:
 
 def _terminate(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
+
+
+HANG_UP_EXIT = 128 + signal.SIGHUP  # 129, the shell's status for a hang-up
+
+
+def _hang_up(signum: int, frame: Any) -> None:
+    """SIGHUP (the ssh session or terminal went): end every rank, as Ctrl-C does."""
+    from .errors import Interrupted
+
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a second hang-up must not cut the ending short
+    raise Interrupted("client hung up", HANG_UP_EXIT)
 
 
 def _prepared(args: argparse.Namespace) -> Any:
