@@ -86,6 +86,12 @@ def _add_run(sub: Any) -> None:
     )
     run.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     run.add_argument(
+        "--detach",
+        action="store_true",
+        help="print the job id and return at once; the job runs on in a session of its own (a hang-up "
+        "does not end it), its output in the job folder's batch.out (t2mpi status/logs --follow JOB)",
+    )
+    run.add_argument(
         "--report-bindings",
         action="store_true",
         help="after the summary, each worker's planned cores and what its kernel reports (with binding: cores)",
@@ -158,6 +164,12 @@ def _add_job_queries(sub: Any) -> None:
         _job_id(cmd)
         if name == "status":
             cmd.add_argument("--json", action="store_true", help="print the state as JSON")
+            cmd.add_argument(
+                "-f",
+                "--follow",
+                action="store_true",
+                help="show the live state until the job ends, then its summary; exit 0 if it completed, else 1",
+            )
         if name == "logs":
             cmd.add_argument("--worker", type=int, metavar="N", help="worker N's own log")
             cmd.add_argument("-f", "--follow", action="store_true", help="keep printing until the job ends")

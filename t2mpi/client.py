@@ -143,10 +143,19 @@ def _with_progress(follower: Follower, progress: Callable[[dict[str, Any]], None
 def execute(job: PreparedJob, follower: Follower) -> JobResult:
     """Make the job folder and run the job to its end, restarting a failed run from its last
     committed checkpoint while fewer than max_restarts restarts were made."""
-    # network.json keeps the transport chosen here, for a master that spawns the workers
-    jd = JobDir.create(
+    return run_in(job, make_folder(job), follower)
+
+
+def make_folder(job: PreparedJob) -> JobDir:
+    """The new job folder of a prepared job; network.json keeps the transport chosen here, for a
+    master that spawns the workers."""
+    return JobDir.create(
         job.spec.jobs_dir, job.spec.name, job.spec.to_dict(), network={"host": job.host.name, **job.network._asdict()}
     )
+
+
+def run_in(job: PreparedJob, jd: JobDir, follower: Follower) -> JobResult:
+    """Run a prepared job in its new folder `jd` (make_folder) to its end, as execute does."""
     follower.on_start(jd, job.argv(str(jd.path)))
     return _runs(job, jd, follower)
 

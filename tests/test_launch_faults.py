@@ -1,10 +1,12 @@
 """A launch that never starts is ended (t2mpi run, master: client), and a client that hangs up
-(SIGHUP) ends its job KILLED, unless SIGHUP was ignored from the start (nohup). Real processes: a
-stand-in launcher that hangs, real mpiexec launches, real signals. The batch case is in
-test_slurm.py."""
+(SIGHUP) ends its job KILLED, unless SIGHUP was ignored from the start (nohup) or the run was
+detached (t2mpi run --detach). Real processes: a stand-in launcher that hangs, real mpiexec
+launches, real signals. The batch case is in test_slurm.py."""
 
 from __future__ import annotations
 
+import json
+import os
 import pickle
 import signal
 import subprocess
@@ -20,6 +22,7 @@ from conftest import (
     job_dirs,
     only_job,
     processes_mentioning,
+    signals_at_default,
     stand_in_launcher,
     state_of,
     t2mpi,
@@ -71,10 +74,10 @@ def test_a_launch_that_starts_is_not_ended_by_the_start_timeout(work):
 
         class Job(IWorker):
             def execute(self, ctx):
-                time.sleep(4.0)
+                time.sleep(9.0)
                 return ctx.worker_id
         """,
-        timeouts={"start": 3},
+        timeouts={"start": 8},
     )
     done = t2mpi("run", str(job), "-q", cwd=work)
     assert done.returncode == 0, done.stderr
@@ -114,6 +117,7 @@ GO_WHEN_TOLD = """
                 if time.monotonic() > deadline:
                     raise RuntimeError("no go within 120 s")
                 time.sleep(0.05)
+            print(f"went {{ctx.worker_id}}", flush=True)
             return ctx.worker_id
 """
 
@@ -155,4 +159,51 @@ def test_under_nohup_the_job_goes_on_after_a_hang_up(work):
     assert client.returncode == 0, err
     state = state_of(jobdir)
     assert state["state"] == "COMPLETED", state["reason"]
+    assert pickle.loads((jobdir / "results.pkl").read_bytes()) == {0: 0, 1: 1}
+
+
+def test_a_detached_run_returns_at_once_and_outlives_a_hang_up(work):
+    go = work / "go"
+    job = write_job(work, "detached", GO_WHEN_TOLD.format(go=str(go)))
+    began = time.monotonic()
+    with signals_at_default(signal.SIGHUP):
+        done = t2mpi("run", str(job), "--detach", cwd=work, timeout=60)
+    took = time.monotonic() - began
+    print(f"t2mpi run --detach returned after {took:.2f} s")
+    assert done.returncode == 0, done.stderr
+    job_id = done.stdout.strip()
+    jobdir = work / "t2mpi-jobs" / job_id
+    assert f"t2mpi: job {job_id} runs detached" in done.stderr and f"t2mpi status --follow {job_id}" in done.stderr
+    wait_for(
+        lambda: (jobdir / "events.jsonl").exists() and sum(e["event"] == "progress" for e in events_of(jobdir)) == 2,
+        60,
+        "the workers",
+    )
+    pid = json.loads((jobdir / "client.json").read_text())["pid"]
+    assert os.getsid(pid) == pid != os.getsid(0)  # a session of its own, without this one's terminal
+    assert _ignores(pid, signal.SIGHUP)
+    os.kill(pid, signal.SIGHUP)
+    follow = [
+        subprocess.Popen(
+            [PYTHON, "-m", "t2mpi", what, "--follow", job_id],
+            cwd=work,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for what in ("status", "logs")
+    ]
+    try:
+        go.touch()
+        (status_out, status_err), (logs_out, logs_err) = (p.communicate(timeout=60) for p in follow)
+    finally:
+        for p in follow:
+            if p.poll() is None:
+                p.kill()
+    assert follow[0].returncode == 0, status_err
+    assert f"job {job_id}: COMPLETED" in status_err
+    assert follow[1].returncode == 0, logs_err
+    assert "[w0] went 0" in logs_out and "[w1] went 1" in logs_out
+    wait_for(lambda: not processes_mentioning(str(work)), 30, "the detached client and its ranks to go")
+    assert state_of(jobdir)["state"] == "COMPLETED"
     assert pickle.loads((jobdir / "results.pkl").read_bytes()) == {0: 0, 1: 1}
