@@ -22,8 +22,6 @@ if TYPE_CHECKING:
 
     from .watch import Launch
 
-_TERM_GRACE = 5.0  # seconds between SIGTERM and SIGKILL when ending a launch
-
 
 class PreparedJob(namedtuple("PreparedJob", "spec mpi host python network")):
     """A checked job (JobSpec), its MPI launcher and host facts, the Python the ranks run, and
@@ -204,7 +202,7 @@ def _run_once(job: PreparedJob, jd: JobDir, follower: Follower) -> JobResult:
             proc, jd, follower.on_stdout, follower.on_stderr, follower.on_events, job.spec.timeouts.start, offset
         )
     except BaseException as exc:
-        end_session(proc, _TERM_GRACE)
+        end_session(proc)
         if isinstance(exc, Interrupted):
             why = exc.why
         elif isinstance(exc, KeyboardInterrupt):
