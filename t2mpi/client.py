@@ -14,6 +14,7 @@ from .job.spec import JobSpec, load
 from .mpi import launcher as mpilauncher
 from .net.first_node import choose_network
 from .runtime.worker import load_worker_class
+from .watch import writer
 
 TYPE_CHECKING = False  # typing and dataclasses would cost the client ~30 ms of start-up
 if TYPE_CHECKING:
@@ -45,14 +46,6 @@ class JobResult(namedtuple("JobResult", "job_id job_dir state reason results err
         return self.state == states.COMPLETED
 
 
-def _write(stream: Any) -> Callable[[str], None]:
-    def write(text: str) -> None:
-        stream.write(text)
-        stream.flush()
-
-    return write
-
-
 class Follower:
     """Callbacks for a run: output lines as they come (by default to this process's stdout and
     stderr), new events with the state they left, and the start (job folder and command)."""
@@ -64,8 +57,8 @@ class Follower:
         on_events: Callable[[list[dict[str, Any]], dict[str, Any] | None], None] | None = None,
         on_start: Callable[[JobDir, list[str]], None] | None = None,
     ):
-        self.on_stdout = on_stdout or _write(sys.stdout)
-        self.on_stderr = on_stderr or _write(sys.stderr)
+        self.on_stdout = on_stdout or writer(sys.stdout)
+        self.on_stderr = on_stderr or writer(sys.stderr)
         self.on_events = on_events or (lambda events, state: None)
         self.on_start = on_start or (lambda job_dir, argv: None)
 

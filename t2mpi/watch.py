@@ -100,6 +100,16 @@ def follow(
     return launch
 
 
+def writer(stream: Any) -> Callable[[str], None]:
+    """A sink that writes each text to `stream` at once (flushed)."""
+
+    def write(text: str) -> None:
+        stream.write(text)
+        stream.flush()
+
+    return write
+
+
 def never_started_reason(start_timeout: float, stderr_tail: list[str]) -> str:
     """Why a launch was ended: its master did not start in time, and what the launcher said last."""
     said = [line.strip() for line in stderr_tail if line.strip()][-REASON_LINES:]

@@ -146,19 +146,11 @@ def _launch(jd: JobDir, argv: Sequence[str], start_timeout: float) -> Any:
     import subprocess
 
     from ..procs import start
-    from ..watch import follow
+    from ..watch import follow, writer
 
     offset = os.path.getsize(jd.events_file) if os.path.exists(jd.events_file) else 0
     proc = start(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    return follow(proc, jd, _copy(sys.stdout), _copy(sys.stderr), None, start_timeout, offset, by="batch")
-
-
-def _copy(stream: Any) -> Callable[[str], None]:
-    def write(text: str) -> None:
-        stream.write(text)
-        stream.flush()
-
-    return write
+    return follow(proc, jd, writer(sys.stdout), writer(sys.stderr), None, start_timeout, offset, by="batch")
 
 
 def slurm_requeue() -> str | None:
