@@ -66,7 +66,10 @@ def _add_run(sub: Any) -> None:
         description="Run a job with the MPI launcher (workers + 1 ranks; rank 0 is "
         "the job master), show its live status and a summary. Exit "
         "status: 0 if the job completed, 1 if it failed or was killed, "
-        "2 for bad input, 130 after Ctrl-C (every rank is ended). "
+        "2 for bad input, 130 after Ctrl-C, 129 after a hang-up (SIGHUP: the "
+        "ssh session or terminal went; every rank is ended, state KILLED; under nohup "
+        "SIGHUP is ignored and the job goes on). A launch whose job master has not "
+        "started within timeouts.start (default 120 s) is ended: FAILED, exit 1. "
         "max_restarts in the job file re-runs a failed run from its "
         "last committed checkpoint; SIGUSR1 asks the job to checkpoint "
         "and stop (PREEMPTED, exit 1; t2mpi restart goes on from there).",
@@ -88,6 +91,12 @@ def _add_run(sub: Any) -> None:
         "allocation's tasks inside one (same as --set mpi.oversubscribe=true)",
     )
     run.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
+    run.add_argument(
+        "--detach",
+        action="store_true",
+        help="print the job id and return at once; the job runs on in a session of its own (a hang-up "
+        "does not end it), its output in the job folder's batch.out (t2mpi status/logs --follow JOB)",
+    )
     run.add_argument(
         "--report-bindings",
         action="store_true",
@@ -169,6 +178,12 @@ def _add_job_queries(sub: Any) -> None:
         _job_id(cmd)
         if name == "status":
             cmd.add_argument("--json", action="store_true", help="print the state as JSON")
+            cmd.add_argument(
+                "-f",
+                "--follow",
+                action="store_true",
+                help="show the live state until the job ends, then its summary; exit 0 if it completed, else 1",
+            )
         if name == "logs":
             cmd.add_argument("--worker", type=int, metavar="N", help="worker N's own log")
             cmd.add_argument("-f", "--follow", action="store_true", help="keep printing until the job ends")
@@ -278,9 +293,12 @@ def main(argv: list[str] | None = None) -> int:
     except T2mpiError as exc:
         print(f"t2mpi: {_one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("t2mpi: interrupted; every rank was ended", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        try:  # after a hang-up the terminal may be gone
+            print(f"t2mpi: {getattr(exc, 'why', 'interrupted')}; every rank was ended", file=sys.stderr)
+        except OSError:
+            pass
+        return getattr(exc, "exit_code", 130)
     except BrokenPipeError:  # output piped into `head`: stop quietly, as other tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import selectors
-import signal
 import subprocess
 import sys
 import time
@@ -17,14 +15,14 @@ from .mpi import launcher as mpilauncher
 from .mpi.limit import check_local_launch
 from .net.first_node import choose_network
 from .runtime.worker import load_worker_class
+from .watch import writer
 
 TYPE_CHECKING = False  # typing and dataclasses would cost the client ~30 ms of start-up
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from typing import Any
 
-_POLL = 0.1  # seconds between looks at the job folder while output is quiet
-_TERM_GRACE = 5.0  # seconds between SIGTERM and SIGKILL when ending a launch
+    from .watch import Launch
 
 
 class PreparedJob(namedtuple("PreparedJob", "spec mpi host python network")):
@@ -49,14 +47,6 @@ class JobResult(namedtuple("JobResult", "job_id job_dir state reason results err
         return self.state == states.COMPLETED
 
 
-def _write(stream: Any) -> Callable[[str], None]:
-    def write(text: str) -> None:
-        stream.write(text)
-        stream.flush()
-
-    return write
-
-
 class Follower:
     """Callbacks for a run: output lines as they come (by default to this process's stdout and
     stderr), new events with the state they left, and the start (job folder and command)."""
@@ -68,8 +58,8 @@ class Follower:
         on_events: Callable[[list[dict[str, Any]], dict[str, Any] | None], None] | None = None,
         on_start: Callable[[JobDir, list[str]], None] | None = None,
     ):
-        self.on_stdout = on_stdout or _write(sys.stdout)
-        self.on_stderr = on_stderr or _write(sys.stderr)
+        self.on_stdout = on_stdout or writer(sys.stdout)
+        self.on_stderr = on_stderr or writer(sys.stderr)
         self.on_events = on_events or (lambda events, state: None)
         self.on_start = on_start or (lambda job_dir, argv: None)
 
@@ -147,10 +137,19 @@ def _with_progress(follower: Follower, progress: Callable[[dict[str, Any]], None
 def execute(job: PreparedJob, follower: Follower) -> JobResult:
     """Make the job folder and run the job to its end, restarting a failed run from its last
     committed checkpoint while fewer than max_restarts restarts were made."""
-    # network.json keeps the transport chosen here, for a master that spawns the workers
-    jd = JobDir.create(
+    return run_in(job, make_folder(job), follower)
+
+
+def make_folder(job: PreparedJob) -> JobDir:
+    """The new job folder of a prepared job; network.json keeps the transport chosen here, for a
+    master that spawns the workers."""
+    return JobDir.create(
         job.spec.jobs_dir, job.spec.name, job.spec.to_dict(), network={"host": job.host.name, **job.network._asdict()}
     )
+
+
+def run_in(job: PreparedJob, jd: JobDir, follower: Follower) -> JobResult:
+    """Run a prepared job in its new folder `jd` (make_folder) to its end, as execute does."""
     follower.on_start(jd, job.argv(str(jd.path)))
     return _runs(job, jd, follower)
 
@@ -186,20 +185,29 @@ def _runs(job: PreparedJob, jd: JobDir, follower: Follower) -> JobResult:
 
 
 def _run_once(job: PreparedJob, jd: JobDir, follower: Follower) -> JobResult:
-    from .procs import start
+    from .errors import Interrupted
+    from .procs import end_session, start
+    from .watch import follow
 
     jd.write_client(os.uname().nodename, os.getpid())  # a master: client ends the job if this dies
 
+    offset = _size(jd.events_file)
     proc = start(job.argv(str(jd.path)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    stderr_tail: list[str] = []
     try:
-        _follow(proc, jd, follower, stderr_tail, _size(jd.events_file))
+        launch = follow(
+            proc, jd, follower.on_stdout, follower.on_stderr, follower.on_events, job.spec.timeouts.start, offset
+        )
     except BaseException as exc:
-        _end_launch(proc)
-        why = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else f"client error: {exc!r}"
+        end_session(proc)
+        if isinstance(exc, Interrupted):
+            why = exc.why
+        elif isinstance(exc, KeyboardInterrupt):
+            why = "interrupted (Ctrl-C)"
+        else:
+            why = f"client error: {exc!r}"
         jd.settle(states.KILLED, why)
         raise
-    return _result(jd, proc.returncode, stderr_tail)
+    return _result(jd, launch)
 
 
 def _size(path: str) -> int:
@@ -209,82 +217,14 @@ def _size(path: str) -> int:
         return 0
 
 
-def _follow(
-    proc: subprocess.Popen[bytes], jd: JobDir, follower: Follower, stderr_tail: list[str], offset: int = 0
-) -> None:
-    sel = selectors.DefaultSelector()
-    assert proc.stdout is not None and proc.stderr is not None
-    sinks = {proc.stdout: follower.on_stdout, proc.stderr: follower.on_stderr}
-    partial = {proc.stdout: b"", proc.stderr: b""}
-    for stream in sinks:
-        os.set_blocking(stream.fileno(), False)
-        sel.register(stream, selectors.EVENT_READ)
-    last_look = 0.0
-    while sel.get_map():
-        for key, _ in sel.select(timeout=_POLL):
-            stream = key.fileobj
-            chunk = os.read(stream.fileno(), 65536)  # type: ignore[union-attr]
-            if not chunk:
-                sel.unregister(stream)
-                if partial[stream]:
-                    _emit(sinks[stream], partial[stream] + b"\n", stream is proc.stderr, stderr_tail)
-                continue
-            data = partial[stream] + chunk
-            end = data.rfind(b"\n") + 1
-            partial[stream] = data[end:]
-            if end:
-                _emit(sinks[stream], data[:end], stream is proc.stderr, stderr_tail)
-        if time.monotonic() - last_look >= _POLL:
-            last_look = time.monotonic()
-            offset = _look(jd, offset, follower)
-    proc.wait()
-    _look(jd, offset, follower)
-
-
-def _emit(sink: Callable[[str], None], data: bytes, is_stderr: bool, tail: list[str]) -> None:
-    text = data.decode("utf-8", errors="replace")
-    if is_stderr:
-        tail.extend(text.splitlines()[-20:])
-        del tail[:-20]
-    sink(text)
-
-
-def _look(jd: JobDir, offset: int, follower: Follower) -> int:
-    """New events, with the state when they changed it (None: unchanged since the last look)."""
-    events, offset = jd.read_events(offset)
-    follower.on_events(events, jd.read_state() if events else None)
-    return offset
-
-
-def _end_launch(proc: subprocess.Popen[bytes]) -> None:
-    """End the launcher and every process it started (they share its new session)."""
-    for sig, grace in ((signal.SIGTERM, _TERM_GRACE), (signal.SIGKILL, _TERM_GRACE)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            continue
-        # the launcher is gone; make sure nothing it started outlives it
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        break
-    if proc.returncode is None:
-        proc.wait()
-
-
-def _result(jd: JobDir, returncode: int, stderr_tail: list[str]) -> JobResult:
+def _result(jd: JobDir, launch: Launch) -> JobResult:
     state = jd.read_state()
     if state is None or state.get("state") not in states.ENDED:
-        last = next((line for line in reversed(stderr_tail) if line.strip()), "")
+        last = launch.last_line()
         state = jd.settle(  # what was settled, even where it could not be written (a full disk)
             states.FAILED,
-            f"the MPI launch exited with status {returncode} "
-            f"before the job ended" + (f": {last.strip()}" if last else ""),
+            f"the MPI launch exited with status {launch.returncode} before the job ended"
+            + (f": {last}" if last else ""),
         )
     assert state is not None
     workers = state.get("workers", [])

@@ -26,6 +26,8 @@ def _run(args: argparse.Namespace) -> int:
     overrides = [*args.set, "mpi.oversubscribe=true"] if args.oversubscribe else args.set
     job = client.prepare(args.job, workers=args.workers, master=args.master, overrides=overrides)
     check_local_launch(job.spec, job.host.cpus, os.environ)  # a typo must not fork-bomb this node
+    if args.detach and not args.dry_run:
+        return _detached(job)
     if not args.dry_run:
         return _run_here(job, lambda follower: client.execute(job, follower), args.quiet, args.report_bindings)
     env = rank_environment(job.spec, job.network.env)
@@ -38,6 +40,37 @@ def _run(args: argparse.Namespace) -> int:
     for key, value in sorted(env.items()):
         print(f"#   {key}={value}")
     print(shlex.join(job.argv(f"{job.spec.jobs_dir}/{job.spec.name}-<timestamp>")))
+    return 0
+
+
+def _detached(job: Any) -> int:
+    """t2mpi run --detach: make the job folder, print the job id and return; the job runs on in a
+    process of its own session (no terminal, so no hang-up reaches it, and SIGHUP is ignored),
+    with its output in the job folder's batch.out."""
+    from . import client
+
+    jd = client.make_folder(job)
+    out = os.open(jd.batch_out, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)  # before `t2mpi logs` looks
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the detached client: its exit status is the job's, as t2mpi run's would be
+        os.setsid()
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        for fd, to in ((devnull, 0), (out, 1), (out, 2)):
+            os.dup2(fd, to)
+        os.close(devnull)
+        os.close(out)
+        return _run_here(job, lambda follower: client.run_in(job, jd, follower), True, False)
+    os.close(out)
+    print(
+        f"t2mpi: job {jd.job_id} runs detached (pid {pid}); folder {jd.path}; follow it with "
+        f"`t2mpi status --follow {jd.job_id}` or `t2mpi logs --follow {jd.job_id}`",
+        file=sys.stderr,
+        flush=True,
+    )
+    print(jd.job_id, flush=True)
     return 0
 
 
@@ -73,6 +106,8 @@ def _run_here(job: Any, runner: Any, quiet: bool, report_bindings: bool) -> int:
             live["status"].events(evs, state)
 
     signal.signal(signal.SIGTERM, _terminate)
+    if signal.getsignal(signal.SIGHUP) != signal.SIG_IGN:  # under nohup the job goes on
+        signal.signal(signal.SIGHUP, _hang_up)
     signal.signal(
         signal.SIGUSR1, lambda signum, frame: live["jd"].request_stop("SIGUSR1 to t2mpi") if "jd" in live else None
     )
@@ -83,7 +118,10 @@ def _run_here(job: Any, runner: Any, quiet: bool, report_bindings: bool) -> int:
         result = runner(follower)
     finally:
         if live.get("status") is not None:
-            live["status"].close()
+            try:
+                live["status"].close()
+            except OSError:  # the terminal went with a hang-up: the job's end is already written
+                pass
     from .job.folder import JobDir
 
     state = JobDir(result.job_dir).read_state()
@@ -247,6 +285,17 @@ def _terminate(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+HANG_UP_EXIT = 128 + signal.SIGHUP  # 129, the shell's status for a hang-up
+
+
+def _hang_up(signum: int, frame: Any) -> None:
+    """SIGHUP (the ssh session or terminal went): end every rank, as Ctrl-C does."""
+    from .errors import Interrupted
+
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a second hang-up must not cut the ending short
+    raise Interrupted("client hung up", HANG_UP_EXIT)
+
+
 def _prepared(args: argparse.Namespace) -> Any:
     from . import client
 
@@ -284,7 +333,9 @@ def _submit(args: argparse.Namespace) -> int:
     return _follow_submitted(jd) if args.wait else 0
 
 
-def _follow_submitted(jd: Any) -> int:
+def _follow_submitted(jd: Any, files: list[str] | None = None) -> int:
+    """Follow a job to its end with a live status and the output of `files` (default: its batch
+    output); a summary, and exit 0 if it completed, else 1."""
     from . import console
     from .scheduler import control
 
@@ -292,7 +343,10 @@ def _follow_submitted(jd: Any) -> int:
     status = console.LiveStatus(jd.job_id)
     try:
         final = control.follow(
-            jd, lambda text: status.output(_out, text), lambda state: status.events([], state), [jd.batch_out]
+            jd,
+            lambda text: status.output(_out, text),
+            lambda state: status.events([], state),
+            [jd.batch_out] if files is None else files,
         )
     except KeyboardInterrupt:
         status.close()
@@ -324,6 +378,8 @@ def _status(args: argparse.Namespace) -> int:
     from . import console
     from .scheduler import control
 
+    if args.follow:
+        return _follow_submitted(_job(args), files=[])
     state = control.status(_job(args))
     if args.json:
         import json

@@ -23,3 +23,13 @@ class JobError(T2mpiError):
 
 class TopologyError(T2mpiError, ValueError):
     """A topology source, description or cpuset that cannot be understood; one line."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """The client was told to stop by a signal (Ctrl-C, SIGTERM, a hang-up): every rank is ended,
+    the job settles KILLED with `why`, and the CLI exits with `exit_code`."""
+
+    def __init__(self, why: str, exit_code: int):
+        super().__init__(why)
+        self.why = why
+        self.exit_code = exit_code

@@ -125,3 +125,55 @@ def send_signal(pid: int, sig: int, group: bool = False) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def end_session(proc: subprocess.Popen[bytes], grace: float = 5.0) -> None:
+    """End `proc`, started with start_new_session=True, and everything it started: SIGTERM to its
+    process group, `grace` seconds for it to go, then SIGKILL to the group and to every process
+    still in its session (one that moved to a process group of its own)."""
+    import signal
+    import subprocess
+    import time
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        _signal_group(proc.pid, sig)
+        try:
+            proc.wait(timeout=grace)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    # the launcher is gone (or was killed); nothing it started may outlive it
+    deadline = time.monotonic() + grace
+    while (left := session_members(proc.pid)) and time.monotonic() < deadline:
+        _signal_group(proc.pid, signal.SIGKILL)
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.02)
+    if proc.returncode is None:
+        proc.wait()
+
+
+def session_members(sid: int) -> list[int]:
+    """The live processes (not zombies) of session `sid`, from /proc."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                fields = fh.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        if len(fields) > 3 and fields[0] not in (b"Z", b"X") and int(fields[3]) == sid:
+            found.append(int(name))
+    return found
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass

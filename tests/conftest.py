@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -131,6 +132,52 @@ def mpiexec(nprocs: int) -> list[str]:
     return launcher.mpiexec_args(found, nprocs, launcher.Host.here(), {})
 
 
+STAND_IN = """#!{python}
+# A stand-in for an MPI launcher whose ranks never start (stuck resolving or reaching a host, an
+# ssh prompt, a PMI that never answers): it answers --version as the real one does, says what it
+# waits for on stderr, starts a helper that leaves for a process group of its own and ignores
+# SIGTERM, and waits.
+import subprocess, sys, time
+
+if sys.argv[1:] == ["--version"]:
+    sys.stdout.write({version!r})
+    sys.exit(0)
+print("stand-in: resolving host n1", file=sys.stderr, flush=True)
+print("stand-in: waiting for the proxies on n1", file=sys.stderr, flush=True)
+helper = "import os, signal, time; os.setpgid(0, 0); signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
+subprocess.Popen([sys.executable, "-c", helper, {folder!r}])
+time.sleep(600)
+"""
+
+
+def stand_in_launcher(folder: Path) -> Path:
+    """An executable `mpiexec` in `folder` that answers --version as this venv's MPI launcher does
+    and then hangs (see STAND_IN); its processes mention `folder`."""
+    real = subprocess.run([str(Path(PYTHON).parent / "mpiexec"), "--version"], capture_output=True, text=True)
+    path = folder / "stand-in" / "mpiexec"
+    path.parent.mkdir()
+    path.write_text(STAND_IN.format(python=PYTHON, version=real.stdout + real.stderr, folder=str(folder)))
+    path.chmod(0o755)
+    return path
+
+
+@contextlib.contextmanager
+def signals_at_default(*signums: int):
+    """Children started inside get `signums` at their default action even where this process
+    ignores them (a background shell ignores SIGINT, nohup SIGHUP): exec resets a caught signal to
+    its default, but keeps an ignored one ignored."""
+    old = {signum: signal.signal(signum, _caught) for signum in signums}
+    try:
+        yield
+    finally:
+        for signum, handler in old.items():
+            signal.signal(signum, handler)
+
+
+def _caught(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt if signum == signal.SIGINT else SystemExit(128 + signum)
+
+
 SLEEPY = """
     import threading
     from t2mpi import IWorker
@@ -142,22 +189,15 @@ SLEEPY = """
 """
 
 
-# Run before a program: SIGINT back at its default, then exec the program. A background shell
-# (`nohup ./dev test &`, some CI runners) starts its children with SIGINT ignored, and an ignored
-# signal stays ignored across exec, so a client that a test interrupts would never see it.
-SIGINT_DEFAULT = [
-    PYTHON,
-    "-c",
-    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])",
-]
-
-
 @contextlib.contextmanager
-def started_client(argv: list[str], **popen: object) -> Iterator[subprocess.Popen]:
-    """A client process (`argv`, absolute program path first) with SIGINT at its default,
-    whatever this test run inherited. However the test ends, the client and every process it
-    started (its launch runs in a session of its own) are killed on the way out."""
-    client = subprocess.Popen([*SIGINT_DEFAULT, *argv], **popen)
+def started_client(argv: list[str], *signums: int, **popen: object) -> Iterator[subprocess.Popen]:
+    """A client process (`argv`) with SIGINT (and `signums`) at its default, whatever this test
+    run inherited: a background shell (`nohup ./dev test &`, some CI runners) starts its children
+    with SIGINT ignored, and an ignored signal stays ignored across exec. However the test ends,
+    the client and every process it started (its launch runs in a session of its own) are killed
+    on the way out."""
+    with signals_at_default(signal.SIGINT, *signums):
+        client = subprocess.Popen(argv, **popen)
     try:
         yield client
     finally:
@@ -179,15 +219,16 @@ def end_tree(proc: subprocess.Popen) -> None:
     psutil.wait_procs(family, timeout=10)
 
 
-def interrupt_run(work: Path, *args: str, workers: int = 2):
-    """`t2mpi run` of a job whose workers wait forever, interrupted (SIGINT) once every worker
-    runs. Returns (exit status, stderr, the client's processes seen while running, how many of
-    them were ranks, job folder)."""
-    import signal
-
+def interrupt_run(
+    work: Path, *args: str, workers: int = 2, signum: int = signal.SIGINT, sent: list[float] | None = None
+):
+    """`t2mpi run` of a job whose workers wait forever, interrupted (SIGINT, or `signum`) once
+    every worker runs; `sent` gets the time.time() of the signal. Returns (exit status, stderr,
+    the client's processes seen while running, how many of them were ranks, job folder)."""
     job = write_job(work, "sleepy", SLEEPY, workers=workers)
     argv = [PYTHON, "-m", "t2mpi", "run", str(job), *args]
-    with started_client(argv, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as client:
+    popen = {"cwd": work, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    with started_client(argv, signum, **popen) as client:
         jobdir = wait_for(lambda: (job_dirs(work) or [None])[0], 60, "the job folder")
         wait_for(
             lambda: (
@@ -199,7 +240,9 @@ def interrupt_run(work: Path, *args: str, workers: int = 2):
         )
         family = psutil.Process(client.pid).children(recursive=True)
         ranks = sum(1 for p in family if is_rank(p))
-        client.send_signal(signal.SIGINT)
+        if sent is not None:
+            sent.append(time.time())
+        client.send_signal(signum)
         _, err = client.communicate(timeout=60)
     return client.returncode, err, family, ranks, jobdir
 

@@ -301,6 +301,59 @@ def test_a_worker_killed_on_one_node_ends_the_job_everywhere(work, cluster):
     assert status.stdout.startswith(f"job {folder.name}: FAILED"), status.stdout + status.stderr
 
 
+QUICK = """
+    from t2mpi import IWorker
+
+    class Job(IWorker):
+        def execute(self, ctx):
+            return ctx.host
+"""
+
+
+def test_a_node_that_cannot_resolve_the_first_one_fails_an_mpich_job_at_the_start_timeout(work, cluster):
+    """n2's private /etc/hosts lacks the other nodes. MPICH: Hydra's proxy there cannot reach the
+    launcher on n1 (`unable to get host address for n1`), Hydra's mpiexec stays up, and the launch
+    never starts its master; the batch supervisor ends it after timeouts.start, FAILED with the
+    launcher's lines. Open MPI reaches the nodes by address: the job completes."""
+    import time
+
+    hosts = work / "hosts-n2"
+    hosts.write_text(f"127.0.0.1 localhost\n{ADDRESS['n2']} n2\n")
+    mounted = on("n2", "mount", "--bind", str(hosts), "/etc/hosts", cwd=work)
+    assert mounted.returncode == 0, mounted.stderr
+    try:
+        job = write_job(work, "unresolved", QUICK, timeouts={"start": 10})
+        began = time.monotonic()
+        done = t2mpi_on(
+            "head", "submit", str(job), "-n", "3", "--set", "scheduler.nodes=3", "--wait", cwd=work, timeout=120
+        )
+        took = time.monotonic() - began
+    finally:
+        unmounted = on("n2", "umount", "/etc/hosts", cwd=work)
+    assert unmounted.returncode == 0, unmounted.stderr
+    print(
+        f"unresolvable first node ({MPI.flavour}): t2mpi submit --wait ended after {took:.1f} s (timeouts.start 10 s)"
+    )
+    folder = only_job(work)
+    state = state_of(folder)
+    no_process_left(folder)
+    if MPI.flavour == OPENMPI:
+        assert done.returncode == 0 and state["state"] == "COMPLETED", done.stdout + done.stderr
+        assert results(folder) == {0: "n1", 1: "n2", 2: "n3"}
+        return
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert state["state"] == "FAILED", state
+    assert state["reason"].startswith(
+        "the job master did not start within timeouts.start = 10 s; the MPI launch was ended; the launcher said: "
+    ), state["reason"]
+    assert "unable to get host address for n1" in state["reason"]
+    assert f"t2mpi.restart: job {folder.name} FAILED: {state['reason']}" in (folder / "batch.out").read_text()
+    assert f"job {folder.name}: FAILED — {state['reason']}" in done.stderr
+    status = t2mpi_on("head", "status", folder.name, cwd=work)
+    assert f"FAILED — {state['reason']}" in status.stdout, status.stdout + status.stderr
+    assert took < 10 + 40  # well before any walltime
+
+
 # ---------------------------------------------------------------- K-Means: 3 nodes = 1 node
 
 

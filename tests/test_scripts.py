@@ -195,7 +195,10 @@ def one_example(tmp_path_factory, prologue, env_value, config_value) -> bool:
         timeout=30,
         env={"PATH": os.environ["PATH"], "HOME": str(folder)},
     )
-    assert done.returncode == 0, done.stderr
+    # the fake launcher ends without a job master: the batch supervisor says so and fails the job
+    assert done.returncode == 1, done.stderr
+    reason = json.loads((job_dir / "state.json").read_text())["reason"]
+    assert reason == "the MPI launch exited with status 0 before the job ended", done.stderr
     assert not list(folder.rglob("MARK")), script.read_text()
     argv = (folder / "argv.txt").read_text().split("\n")  # not splitlines: a value may hold \x85
     assert argv[argv.index("T2X") + 1] == env_value  # passed through exactly, as one word

@@ -14,7 +14,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import JOBS, PYTHON, job_dirs, only_job, processes_mentioning, state_of, t2mpi, wait_for, write_job
+from conftest import (
+    JOBS,
+    PYTHON,
+    events_of,
+    job_dirs,
+    only_job,
+    processes_mentioning,
+    stand_in_launcher,
+    state_of,
+    t2mpi,
+    wait_for,
+    write_job,
+)
 
 from t2mpi.job.spec import load
 from t2mpi.mpi.launcher import Host, detect
@@ -161,6 +173,36 @@ def test_cancel_ends_the_job_killed_with_no_process_left(work, slurm):
     wait_for(lambda: not processes_mentioning(str(folder)), 30, "the job's processes to go")
     again = t2mpi("cancel", folder.name, cwd=work)
     assert again.returncode == 1 and "already ended (KILLED): nothing to cancel" in again.stderr
+
+
+def test_a_batch_launch_that_never_starts_is_ended_failed(work, slurm):
+    """The batch supervisor ends a launch whose master has not started within timeouts.start
+    (here a stand-in launcher that hangs), in a job without max_restarts too."""
+    import time
+
+    launcher = stand_in_launcher(work)
+    job = write_job(work, "stuck", SLEEPER, workers=1, mpi={"launcher": str(launcher)}, timeouts={"start": 5})
+    began = time.monotonic()
+    done = t2mpi("submit", str(job), "--wait", cwd=work, timeout=90)
+    took = time.monotonic() - began
+    print(f"hung launcher (batch): t2mpi submit --wait ended FAILED after {took:.1f} s (timeouts.start 5 s)")
+    assert done.returncode == 1, done.stderr
+    folder = only_job(work)
+    state = state_of(folder)
+    reason = (
+        "the job master did not start within timeouts.start = 5 s; the MPI launch was ended; "
+        "the launcher said: stand-in: resolving host n1 | stand-in: waiting for the proxies on n1"
+    )
+    assert (state["state"], state["reason"]) == ("FAILED", reason)
+    assert [e["by"] for e in events_of(folder) if e["event"] == "ended"] == ["batch"]
+    assert f"job {folder.name}: FAILED — {reason}" in done.stderr
+    out = (folder / "batch.out").read_text()
+    assert "stand-in: waiting for the proxies on n1\n" in out  # the launcher's own output is kept
+    assert f"t2mpi.restart: job {folder.name} FAILED: {reason}" in out
+    status = t2mpi("status", folder.name, cwd=work)
+    assert status.returncode == 0 and f"FAILED — {reason}" in status.stdout
+    wait_for(lambda: not processes_mentioning(str(work)), 30, "the stand-in and its helper to go")
+    assert took < 5 + 30  # submission, the scheduler's start, the end: well before any walltime
 
 
 def test_refused_submission_leaves_no_folder(work, slurm):

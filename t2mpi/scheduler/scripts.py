@@ -104,8 +104,8 @@ class Scheduler:
             'eval "$t2mpi_network"',
         ]
         words = self.launch_line(spec, request, job_dir, mpi, python, host)
-        if spec.max_restarts:  # restarts, and the scheduler's stop signal, are the supervisor's
-            words = [python, "-P", "-m", "t2mpi.restart", "--job-dir", job_dir, "--", *words]
+        # the supervisor ends a launch that never starts; restarts and the stop signal are its too
+        words = [python, "-P", "-m", "t2mpi.restart", "--job-dir", job_dir, "--", *words]
         lines.append("exec " + " ".join(_word(w) for w in words))
         return "\n".join(lines) + "\n"
 

@@ -1,8 +1,11 @@
 """Restarts: whether a run that ended goes on from its last committed checkpoint, and the
-supervisor a batch script runs its MPI launch under when the job may restart.
+supervisor every batch script runs its MPI launch under.
 
     python -P -m t2mpi.restart --job-dir DIR -- mpiexec ... python -m t2mpi.launch --job-dir DIR
 
+The supervisor follows the launch (t2mpi.watch), copying its output to the batch output: a launch
+whose job master has not started within timeouts.start is ended and the job is FAILED, with the
+launcher's last stderr lines as the reason (the scheduler then ends the job's steps on every node).
 The supervisor is the batch script's own process (exec), so it gets the scheduler's signals:
 SIGUSR1 (Slurm's --signal=B:USR1@N before the walltime, or a preemption notice sent with
 `scancel --batch --signal=USR1`) asks the job's master for a checkpoint and a stop; after the
@@ -20,6 +23,7 @@ import sys
 
 from ..job import states
 from ..job.folder import JobDir
+from ..job.spec import JobSpec
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -78,8 +82,6 @@ class _Signals:
 def supervise(job_dir: str, argv: Sequence[str], requeue: Callable[[], str | None]) -> int:
     """Run the launch `argv` for the job in `job_dir` until it is done or out of restarts;
     `requeue()` asks the scheduler to run the batch job again (None: it cannot; else why not)."""
-    from ..procs import start
-
     jd = JobDir(job_dir)
     max_restarts = int(jd.read_spec().get("max_restarts") or 0)
     signals = _Signals(jd)
@@ -95,16 +97,22 @@ def supervise(job_dir: str, argv: Sequence[str], requeue: Callable[[], str | Non
             give_up(jd, dict(state, reason=why), max_restarts)
             return 1
         jd.begin_restart(why, by="batch")
+    start_timeout = JobSpec.from_dict(jd.read_spec()).timeouts.start
     while True:
         jd.clear_stop()
-        proc = start(list(argv))
-        returncode = proc.wait()
+        launch = _launch(jd, argv, start_timeout)
+        returncode = launch.returncode
         if signals.terminated:  # cancelled, or requeued by the scheduler: its state stays as it is
             return returncode or 1
+        if launch.never_started is not None:
+            print(f"t2mpi.restart: job {jd.job_id} FAILED: {launch.never_started}", flush=True)
         state = jd.read_state()
         if state is None or state.get("state") not in states.ENDED:
+            last = launch.last_line()
             state = jd.settle(
-                states.FAILED, f"the MPI launch exited with status {returncode} before the job ended", by="batch"
+                states.FAILED,
+                f"the MPI launch exited with status {returncode} before the job ended" + (f": {last}" if last else ""),
+                by="batch",
             )
         action, why = next_step(state, jd.restarts()["count"], max_restarts)
         if action == DONE:
@@ -129,6 +137,20 @@ def supervise(job_dir: str, argv: Sequence[str], requeue: Callable[[], str | Non
             f"t2mpi.restart: restart {number} of {max_restarts} from checkpoint {jd.committed_version()}: {why}",
             flush=True,
         )
+
+
+def _launch(jd: JobDir, argv: Sequence[str], start_timeout: float) -> Any:
+    """Run the launch `argv` in a session of its own, its output copied to this process's (the
+    batch output), to its end; a launch whose master has not started within `start_timeout`
+    seconds is ended (t2mpi.watch). Returns its t2mpi.watch.Launch."""
+    import subprocess
+
+    from ..procs import start
+    from ..watch import follow, writer
+
+    offset = os.path.getsize(jd.events_file) if os.path.exists(jd.events_file) else 0
+    proc = start(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    return follow(proc, jd, writer(sys.stdout), writer(sys.stderr), None, start_timeout, offset, by="batch")
 
 
 def slurm_requeue() -> str | None:

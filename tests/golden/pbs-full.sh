@@ -19,4 +19,4 @@ export OPENBLAS_NUM_THREADS=1
 # The network transport is chosen when the job starts, on its first node
 t2mpi_network=$(/opt/venv/bin/python -P -m t2mpi.network --job-dir /jobs/hello-1)
 eval "$t2mpi_network"
-exec /opt/ompi/bin/mpirun -n 9 --hostfile "$PBS_NODEFILE" --bind-to none --map-by :OVERSUBSCRIBE -x BLIS_NUM_THREADS=1 -x MKL_NUM_THREADS=1 -x NUMEXPR_NUM_THREADS=1 -x OMP_NUM_THREADS=1 -x OPENBLAS_NUM_THREADS=1 "${T2MPI_NETWORK[@]}" /opt/venv/bin/python -P -m t2mpi.launch --job-dir /jobs/hello-1
+exec /opt/venv/bin/python -P -m t2mpi.restart --job-dir /jobs/hello-1 -- /opt/ompi/bin/mpirun -n 9 --hostfile "$PBS_NODEFILE" --bind-to none --map-by :OVERSUBSCRIBE -x BLIS_NUM_THREADS=1 -x MKL_NUM_THREADS=1 -x NUMEXPR_NUM_THREADS=1 -x OMP_NUM_THREADS=1 -x OPENBLAS_NUM_THREADS=1 "${T2MPI_NETWORK[@]}" /opt/venv/bin/python -P -m t2mpi.launch --job-dir /jobs/hello-1

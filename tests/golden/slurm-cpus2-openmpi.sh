@@ -15,4 +15,4 @@ export OPENBLAS_NUM_THREADS=2
 # The network transport is chosen when the job starts, on its first node
 t2mpi_network=$(/opt/venv/bin/python -P -m t2mpi.network --job-dir /jobs/hello-1)
 eval "$t2mpi_network"
-exec /opt/ompi/bin/mpirun -n 5 --bind-to none --map-by :OVERSUBSCRIBE -x BLIS_NUM_THREADS=2 -x MKL_NUM_THREADS=2 -x NUMEXPR_NUM_THREADS=2 -x OMP_NUM_THREADS=2 -x OPENBLAS_NUM_THREADS=2 "${T2MPI_NETWORK[@]}" /opt/venv/bin/python -P -m t2mpi.launch --job-dir /jobs/hello-1
+exec /opt/venv/bin/python -P -m t2mpi.restart --job-dir /jobs/hello-1 -- /opt/ompi/bin/mpirun -n 5 --bind-to none --map-by :OVERSUBSCRIBE -x BLIS_NUM_THREADS=2 -x MKL_NUM_THREADS=2 -x NUMEXPR_NUM_THREADS=2 -x OMP_NUM_THREADS=2 -x OPENBLAS_NUM_THREADS=2 "${T2MPI_NETWORK[@]}" /opt/venv/bin/python -P -m t2mpi.launch --job-dir /jobs/hello-1

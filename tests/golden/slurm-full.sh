@@ -26,4 +26,4 @@ export UCX_TLS=rc
 # The network transport is chosen when the job starts, on its first node
 t2mpi_network=$(/opt/venv/bin/python -P -m t2mpi.network --job-dir /jobs/hello-1)
 eval "$t2mpi_network"
-exec /opt/mpi/bin/mpiexec -n 4 -genv BLIS_NUM_THREADS 1 -genv MKL_NUM_THREADS 1 -genv NUMEXPR_NUM_THREADS 1 -genv OMP_NUM_THREADS 1 -genv OPENBLAS_NUM_THREADS 1 -genv UCX_TLS rc "${T2MPI_NETWORK[@]}" /opt/venv/bin/python -P -m t2mpi.launch --job-dir /jobs/hello-1
+exec /opt/venv/bin/python -P -m t2mpi.restart --job-dir /jobs/hello-1 -- /opt/mpi/bin/mpiexec -n 4 -genv BLIS_NUM_THREADS 1 -genv MKL_NUM_THREADS 1 -genv NUMEXPR_NUM_THREADS 1 -genv OMP_NUM_THREADS 1 -genv OPENBLAS_NUM_THREADS 1 -genv UCX_TLS rc "${T2MPI_NETWORK[@]}" /opt/venv/bin/python -P -m t2mpi.launch --job-dir /jobs/hello-1

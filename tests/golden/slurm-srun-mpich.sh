@@ -17,4 +17,4 @@ export SRUN_CPUS_PER_TASK=1
 # The network transport is chosen when the job starts, on its first node
 t2mpi_network=$(/opt/venv/bin/python -P -m t2mpi.network --job-dir /jobs/hello-1)
 eval "$t2mpi_network"
-exec srun --mpi=pmi2 --ntasks=5 --cpus-per-task=1 --cpu-bind=none /opt/venv/bin/python -P -m t2mpi.launch --job-dir /jobs/hello-1
+exec /opt/venv/bin/python -P -m t2mpi.restart --job-dir /jobs/hello-1 -- srun --mpi=pmi2 --ntasks=5 --cpus-per-task=1 --cpu-bind=none /opt/venv/bin/python -P -m t2mpi.launch --job-dir /jobs/hello-1

@@ -1,0 +1,209 @@
+"""A launch that never starts is ended (t2mpi run, master: client), and a client that hangs up
+(SIGHUP) ends its job KILLED, unless SIGHUP was ignored from the start (nohup) or the run was
+detached (t2mpi run --detach). Real processes: a stand-in launcher that hangs, real mpiexec
+launches, real signals. The batch case is in test_slurm.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import time
+
+import pytest
+from conftest import (
+    PYTHON,
+    SLEEPY,
+    events_of,
+    gone,
+    interrupt_run,
+    job_dirs,
+    only_job,
+    processes_mentioning,
+    signals_at_default,
+    stand_in_launcher,
+    state_of,
+    t2mpi,
+    wait_for,
+    write_job,
+)
+
+pytestmark = pytest.mark.mpi
+START_TIMEOUT = 5.0
+MARGIN = 15.0  # the client's own start, ending the stand-in, and a loaded 2-core machine
+
+
+@pytest.mark.parametrize("master", ["rank0", "client"])
+def test_a_launch_that_never_starts_is_ended_failed(work, master):
+    launcher = stand_in_launcher(work)
+    job = write_job(
+        work, "stuck", SLEEPY, mpi={"launcher": str(launcher)}, timeouts={"start": START_TIMEOUT}, master=master
+    )
+    began = time.monotonic()
+    done = t2mpi("run", str(job), "-q", cwd=work, timeout=START_TIMEOUT + 60)
+    took = time.monotonic() - began
+    print(
+        f"hung launcher (master: {master}): t2mpi run ended FAILED after {took:.1f} s (timeouts.start {START_TIMEOUT:g} s)"
+    )
+    assert done.returncode == 1, done.stderr
+    assert START_TIMEOUT <= took < START_TIMEOUT + MARGIN
+    jd = only_job(work)
+    state = state_of(jd)
+    assert state["state"] == "FAILED"
+    assert state["reason"] == (
+        f"the job master did not start within timeouts.start = {START_TIMEOUT:g} s; the MPI launch was ended; "
+        "the launcher said: stand-in: resolving host n1 | stand-in: waiting for the proxies on n1"
+    )
+    assert [e["by"] for e in events_of(jd) if e["event"] == "ended"] == ["client"]
+    assert state["reason"] in done.stderr  # the summary says it
+    assert processes_mentioning(str(work)) == []  # the stand-in and its helper that ignores SIGTERM
+    status = t2mpi("status", jd.name, cwd=work)
+    assert status.returncode == 0 and f"job {jd.name}: FAILED — {state['reason']}" in status.stdout
+
+
+def test_a_launch_that_starts_is_not_ended_by_the_start_timeout(work):
+    """The start timeout counts until the master started, not the job's whole run."""
+    job = write_job(
+        work,
+        "slowish",
+        """
+        import time
+        from t2mpi import IWorker
+
+        class Job(IWorker):
+            def execute(self, ctx):
+                time.sleep(9.0)
+                return ctx.worker_id
+        """,
+        timeouts={"start": 8},
+    )
+    done = t2mpi("run", str(job), "-q", cwd=work)
+    assert done.returncode == 0, done.stderr
+    assert state_of(only_job(work))["state"] == "COMPLETED"
+
+
+@pytest.mark.parametrize("master", ["rank0", "client"])
+def test_sighup_to_the_client_ends_every_rank_killed(work, master):
+    sent: list[float] = []
+    code, err, family, ranks, jobdir = interrupt_run(work, "--master", master, signum=signal.SIGHUP, sent=sent)
+    ended = time.time()
+    assert ranks == 3  # the master and two workers were running
+    assert code == 129, err
+    assert "t2mpi: client hung up; every rank was ended" in err
+    assert gone(family) == []
+    state = state_of(jobdir)
+    assert (state["state"], state["reason"]) == ("KILLED", "client hung up")
+    assert all(w["state"] == "KILLED" for w in state["workers"])
+    assert processes_mentioning(str(work)) == []
+    settled = next(e["t"] for e in events_of(jobdir) if e["event"] == "ended")
+    assert sent[0] < settled <= ended
+    print(
+        f"SIGHUP (master: {master}): state KILLED {settled - sent[0]:.2f} s after the signal, "
+        f"the client gone after {ended - sent[0]:.2f} s"
+    )
+
+
+GO_WHEN_TOLD = """
+    import os, time
+    from t2mpi import IWorker
+
+    class Job(IWorker):
+        def execute(self, ctx):
+            ctx.progress(0.0, "waiting for go")
+            deadline = time.monotonic() + 120
+            while not os.path.exists({go!r}):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("no go within 120 s")
+                time.sleep(0.05)
+            print(f"went {{ctx.worker_id}}", flush=True)
+            return ctx.worker_id
+"""
+
+
+def _ignores(pid: int, signum: int) -> bool:
+    """Whether process `pid` ignores `signum` (SigIgn in /proc/PID/status)."""
+    with open(f"/proc/{pid}/status") as fh:
+        mask = next(int(line.split()[1], 16) for line in fh if line.startswith("SigIgn:"))
+    return bool(mask >> (signum - 1) & 1)
+
+
+def test_under_nohup_the_job_goes_on_after_a_hang_up(work):
+    go = work / "go"
+    job = write_job(work, "nohup", GO_WHEN_TOLD.format(go=str(go)))
+    client = subprocess.Popen(
+        ["nohup", PYTHON, "-m", "t2mpi", "run", str(job), "-q"],
+        cwd=work,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        jobdir = wait_for(lambda: (job_dirs(work) or [None])[0], 60, "the job folder")
+        wait_for(
+            lambda: (
+                (jobdir / "events.jsonl").exists() and sum(e["event"] == "progress" for e in events_of(jobdir)) == 2
+            ),
+            60,
+            "the workers",
+        )
+        assert _ignores(client.pid, signal.SIGHUP)  # nohup's SIG_IGN was kept, not replaced by a handler
+        client.send_signal(signal.SIGHUP)
+        assert state_of(jobdir)["state"] == "RUNNING"
+        go.touch()
+        out, err = client.communicate(timeout=60)
+    finally:
+        if client.poll() is None:
+            client.kill()
+    assert client.returncode == 0, err
+    state = state_of(jobdir)
+    assert state["state"] == "COMPLETED", state["reason"]
+    assert pickle.loads((jobdir / "results.pkl").read_bytes()) == {0: 0, 1: 1}
+
+
+def test_a_detached_run_returns_at_once_and_outlives_a_hang_up(work):
+    go = work / "go"
+    job = write_job(work, "detached", GO_WHEN_TOLD.format(go=str(go)))
+    began = time.monotonic()
+    with signals_at_default(signal.SIGHUP):
+        done = t2mpi("run", str(job), "--detach", cwd=work, timeout=60)
+    took = time.monotonic() - began
+    print(f"t2mpi run --detach returned after {took:.2f} s")
+    assert done.returncode == 0, done.stderr
+    job_id = done.stdout.strip()
+    jobdir = work / "t2mpi-jobs" / job_id
+    assert f"t2mpi: job {job_id} runs detached" in done.stderr and f"t2mpi status --follow {job_id}" in done.stderr
+    wait_for(
+        lambda: (jobdir / "events.jsonl").exists() and sum(e["event"] == "progress" for e in events_of(jobdir)) == 2,
+        60,
+        "the workers",
+    )
+    pid = json.loads((jobdir / "client.json").read_text())["pid"]
+    assert os.getsid(pid) == pid != os.getsid(0)  # a session of its own, without this one's terminal
+    assert _ignores(pid, signal.SIGHUP)
+    os.kill(pid, signal.SIGHUP)
+    follow = [
+        subprocess.Popen(
+            [PYTHON, "-m", "t2mpi", what, "--follow", job_id],
+            cwd=work,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for what in ("status", "logs")
+    ]
+    try:
+        go.touch()
+        (status_out, status_err), (logs_out, logs_err) = (p.communicate(timeout=60) for p in follow)
+    finally:
+        for p in follow:
+            if p.poll() is None:
+                p.kill()
+    assert follow[0].returncode == 0, status_err
+    assert f"job {job_id}: COMPLETED" in status_err
+    assert follow[1].returncode == 0, logs_err
+    assert "[w0] went 0" in logs_out and "[w1] went 1" in logs_out
+    wait_for(lambda: not processes_mentioning(str(work)), 30, "the detached client and its ranks to go")
+    assert state_of(jobdir)["state"] == "COMPLETED"
+    assert pickle.loads((jobdir / "results.pkl").read_bytes()) == {0: 0, 1: 1}
