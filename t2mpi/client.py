@@ -148,6 +148,28 @@ def make_folder(job: PreparedJob) -> JobDir:
     )
 
 
+def detach(job: PreparedJob) -> tuple[JobDir, int]:
+    """The job's folder, and a fork (its pid; 0 in the child) that runs on detached: a session of
+    its own (no terminal, so no hang-up reaches it; SIGHUP ignored too), no standard input, its
+    output appended to the folder's batch.out."""
+    import signal
+
+    jd = make_folder(job)
+    out = os.open(jd.batch_out, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)  # before `t2mpi logs` looks
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        os.setsid()
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        for fd, to in ((devnull, 0), (out, 1), (out, 2)):
+            os.dup2(fd, to)
+        os.close(devnull)
+    os.close(out)
+    return jd, pid
+
+
 def run_in(job: PreparedJob, jd: JobDir, follower: Follower) -> JobResult:
     """Run a prepared job in its new folder `jd` (make_folder) to its end, as execute does."""
     follower.on_start(jd, job.argv(str(jd.path)))

@@ -45,25 +45,12 @@ def _run(args: argparse.Namespace) -> int:
 
 def _detached(job: Any) -> int:
     """t2mpi run --detach: make the job folder, print the job id and return; the job runs on in a
-    process of its own session (no terminal, so no hang-up reaches it, and SIGHUP is ignored),
-    with its output in the job folder's batch.out."""
+    process of its own session (client.detach), its exit status the job's, as t2mpi run's would be."""
     from . import client
 
-    jd = client.make_folder(job)
-    out = os.open(jd.batch_out, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)  # before `t2mpi logs` looks
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:  # the detached client: its exit status is the job's, as t2mpi run's would be
-        os.setsid()
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        devnull = os.open(os.devnull, os.O_RDONLY)
-        for fd, to in ((devnull, 0), (out, 1), (out, 2)):
-            os.dup2(fd, to)
-        os.close(devnull)
-        os.close(out)
+    jd, pid = client.detach(job)
+    if pid == 0:
         return _run_here(job, lambda follower: client.run_in(job, jd, follower), True, False)
-    os.close(out)
     print(
         f"t2mpi: job {jd.job_id} runs detached (pid {pid}); folder {jd.path}; follow it with "
         f"`t2mpi status --follow {jd.job_id}` or `t2mpi logs --follow {jd.job_id}`",
