@@ -71,12 +71,20 @@ class _Signals:
     def __init__(self, jd: JobDir):
         self.jd = jd
         self.terminated = False
+        self.launch: int | None = None  # the running launch's session (and process group)
 
     def stop(self, signum: int, frame: Any) -> None:
         self.jd.request_stop(f"signal {signal.Signals(signum).name} from the scheduler (walltime near, or preemption)")
 
     def terminate(self, signum: int, frame: Any) -> None:
+        """A cancel (qdel, scancel): the launch runs in a session of its own, which a scheduler
+        that signals only the batch script's session would miss, so it gets the signal too."""
         self.terminated = True
+        if self.launch is not None:
+            try:
+                os.killpg(self.launch, signum)
+            except (ProcessLookupError, PermissionError):
+                pass
 
 
 def supervise(job_dir: str, argv: Sequence[str], requeue: Callable[[], str | None]) -> int:
@@ -100,7 +108,7 @@ def supervise(job_dir: str, argv: Sequence[str], requeue: Callable[[], str | Non
     start_timeout = JobSpec.from_dict(jd.read_spec()).timeouts.start
     while True:
         jd.clear_stop()
-        launch = _launch(jd, argv, start_timeout)
+        launch = _launch(jd, argv, start_timeout, signals)
         returncode = launch.returncode
         if signals.terminated:  # cancelled, or requeued by the scheduler: its state stays as it is
             return returncode or 1
@@ -139,7 +147,7 @@ def supervise(job_dir: str, argv: Sequence[str], requeue: Callable[[], str | Non
         )
 
 
-def _launch(jd: JobDir, argv: Sequence[str], start_timeout: float) -> Any:
+def _launch(jd: JobDir, argv: Sequence[str], start_timeout: float, signals: _Signals) -> Any:
     """Run the launch `argv` in a session of its own, its output copied to this process's (the
     batch output), to its end; a launch whose master has not started within `start_timeout`
     seconds is ended (t2mpi.watch). Returns its t2mpi.watch.Launch."""
@@ -150,6 +158,9 @@ def _launch(jd: JobDir, argv: Sequence[str], start_timeout: float) -> Any:
 
     offset = os.path.getsize(jd.events_file) if os.path.exists(jd.events_file) else 0
     proc = start(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    signals.launch = proc.pid
+    if signals.terminated:  # cancelled while it started
+        signals.terminate(signal.SIGTERM, None)
     return follow(proc, jd, writer(sys.stdout), writer(sys.stderr), None, start_timeout, offset, by="batch")
 
 
