@@ -219,6 +219,20 @@ def end_tree(proc: subprocess.Popen) -> None:
     psutil.wait_procs(family, timeout=10)
 
 
+def wait_for_workers(work: Path, workers: int, timeout: float) -> Path:
+    """The folder of the one job under `work`, once each of its `workers` reported progress
+    (SLEEPY's workers do as they start waiting)."""
+    jobdir = wait_for(lambda: (job_dirs(work) or [None])[0], 60, "the job folder")
+    wait_for(
+        lambda: (
+            (jobdir / "events.jsonl").exists() and sum(e["event"] == "progress" for e in events_of(jobdir)) == workers
+        ),
+        timeout,
+        "the workers",
+    )
+    return jobdir
+
+
 def interrupt_run(
     work: Path, *args: str, workers: int = 2, signum: int = signal.SIGINT, sent: list[float] | None = None
 ):
@@ -229,15 +243,7 @@ def interrupt_run(
     argv = [PYTHON, "-m", "t2mpi", "run", str(job), *args]
     popen = {"cwd": work, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
     with started_client(argv, signum, **popen) as client:
-        jobdir = wait_for(lambda: (job_dirs(work) or [None])[0], 60, "the job folder")
-        wait_for(
-            lambda: (
-                (jobdir / "events.jsonl").exists()
-                and sum(e["event"] == "progress" for e in events_of(jobdir)) == workers
-            ),
-            60,
-            "the workers",
-        )
+        jobdir = wait_for_workers(work, workers, 60)
         family = psutil.Process(client.pid).children(recursive=True)
         ranks = sum(1 for p in family if is_rank(p))
         if sent is not None:

@@ -18,11 +18,11 @@ from conftest import (
     SLEEPY,
     events_of,
     gone,
-    job_dirs,
     processes_mentioning,
     state_of,
     t2mpi,
     wait_for,
+    wait_for_workers,
     write_job,
 )
 
@@ -44,14 +44,7 @@ def _start_run(work, *args: str, workers: int = 2) -> tuple[subprocess.Popen, ob
         text=True,
         start_new_session=True,
     )
-    jobdir = wait_for(lambda: (job_dirs(work) or [None])[0], 60, "the job folder")
-    wait_for(
-        lambda: (
-            (jobdir / "events.jsonl").exists() and sum(e["event"] == "progress" for e in events_of(jobdir)) == workers
-        ),
-        90,
-        "the workers",
-    )
+    jobdir = wait_for_workers(work, workers, 90)
     wait_for(lambda: state_of(jobdir)["state"] == "RUNNING", 30, "the RUNNING state")
     return client, jobdir
 

@@ -70,7 +70,9 @@ class RunFiles:
             shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def sorted_run(where: Where, items: list[Any], key: Any, ascending: bool) -> list[Any]:
+def sorted_run(where: Where, items: Iterable[Any], key: Any, ascending: bool) -> list[Any]:
+    """items sorted (stably), a failing key function or keys that cannot be compared raised as
+    the operation's error."""
     try:
         return sorted(items, key=key, reverse=not ascending)
     except DataError:
@@ -81,10 +83,15 @@ def sorted_run(where: Where, items: list[Any], key: Any, ascending: bool) -> lis
         raise where.failed(exc) from exc
 
 
-def _samples(run: list[Any], key: Any, want: int) -> list[Any]:
-    m = len(run)
+def evenly(items: Any, want: int) -> list[Any]:
+    """`want` of the items (all of them when there are fewer), evenly spaced from the first."""
+    m = len(items)
     want = min(m, want)
-    picked = [run[i * m // want] for i in range(want)] if want else []
+    return [items[i * m // want] for i in range(want)] if want else []
+
+
+def _samples(run: list[Any], key: Any, want: int) -> list[Any]:
+    picked = evenly(run, want)
     return [key(x) for x in picked] if key else picked
 
 
@@ -127,8 +134,7 @@ def _even(samples: list[Any], want: int, where: Where) -> list[Any]:
         samples.sort()
     except TypeError as exc:
         raise where.unorderable(exc) from exc
-    m = len(samples)
-    return [samples[i * m // want] for i in range(min(m, want))] if m else []
+    return evenly(samples, want)
 
 
 class Sending:

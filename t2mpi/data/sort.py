@@ -140,9 +140,7 @@ def stable_sorted(block: Any, kind_keys: Callable[[Any], tuple[str, Any]], ascen
 
 # -- splitters ----------------------------------------------------------------------------------
 def sample(sorted_keys: Any, size: int) -> list[Any]:
-    m = len(sorted_keys)
-    want = min(m, SAMPLES_PER_WORKER * size)
-    return [sorted_keys[i * m // want] for i in range(want)] if want else []
+    return runs.evenly(sorted_keys, SAMPLES_PER_WORKER * size)
 
 
 def splitters(samples: list[list[Any]], size: int) -> list[Any]:
@@ -177,9 +175,7 @@ def sort_by(ds: DataSet, key: Any, ascending: bool, where: Where) -> DataSet:
 
         def local():
             part = run()
-            if files is not None and not is_block(part):  # past the budget, sorted runs go to disk
-                if isinstance(key, str):
-                    raise DataError(f"{where}: key={key!r} names a field; only numpy record blocks have fields")
+            if files is not None and not is_block(part) and not isinstance(key, str):  # runs go to disk
                 stream, picked = runs.local_stream(
                     where, part, key, ascending, budget, files, SAMPLES_PER_WORKER * ex.size
                 )
@@ -197,14 +193,7 @@ def sort_by(ds: DataSet, key: Any, ascending: bool, where: Where) -> DataSet:
             if isinstance(key, str):
                 raise DataError(f"{where}: key={key!r} names a field; only numpy record blocks have fields")
             elements = part.tolist() if is_block(part) and part.ndim == 1 else part
-            try:
-                held.append(sorted(elements, key=key))
-            except DataError:
-                raise
-            except TypeError as exc:
-                raise where.unorderable(exc) from exc
-            except Exception as exc:
-                raise where.failed(exc) from exc
+            held.append(runs.sorted_run(where, elements, key, True))
             return ("objects", None, None, sample([key(x) for x in held[0]] if key else held[0], ex.size))
 
         try:
