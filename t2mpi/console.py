@@ -93,12 +93,15 @@ def _quiet_for(worker: dict[str, Any], now: float) -> str:
 
 
 def bindings(state: dict[str, Any]) -> str:
-    """Each worker's planned cores and NUMA domain against what its kernel reported."""
-    lines = [f"  {'worker':>6}  {'host':<16} {'planned cores':<14} {'kernel affinity':<16} {'numa':>4}  memory policy"]
+    """Whether the workers were bound, and why; each worker's planned cores and NUMA domain
+    against what its kernel reported."""
+    chosen = state.get("binding_mode") or {}
+    lines = [f"binding: {chosen.get('mode', '?')} ({chosen.get('why') or 'not recorded'})"]
+    lines += [f"  {'worker':>6}  {'host':<16} {'planned cores':<14} {'kernel affinity':<16} {'numa':>4}  memory policy"]
     for w in state.get("workers", []):
         b = w.get("binding")
         if not b:
-            lines.append(f"  {w['id']:>6}  {str(w.get('host') or '-'):<16} not bound (binding: none)")
+            lines.append(f"  {w['id']:>6}  {str(w.get('host') or '-'):<16} not bound")
             continue
         policy = f"{b['mempolicy'][0]} {','.join(map(str, b['mempolicy'][1]))}".strip()
         lines.append(
