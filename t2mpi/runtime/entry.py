@@ -262,7 +262,7 @@ def _serve(
 
     master.joined(worker_list(registrations[1:]), registrations[0][:2], time.time())
     if master.binding_mode["mode"] == "cores":  # the master, too, where the plan puts it on its node
-        from ..resources.binding import bind_master
+        from ..resources.nodeplan import bind_master
 
         here = sum(1 for host, *_ in registrations[1:] if host == registrations[0][0])
         try:
@@ -403,22 +403,29 @@ def _report_failure(
 
 
 def _bind(port: Any, comm: MPI.Intracomm, me: Any, spec: JobSpec) -> tuple[int, ...]:
-    """Pin this worker to its planned cores. One worker per node (its local 0) reads the node's
-    topology and tells its node's workers and the master; each plans the node and takes its part."""
-    from ..resources.binding import bind_on_this_node, node_facts, this_node
+    """Pin this worker to its planned cores. One worker per node (its local 0) gets the node's
+    plan (remembered, or made: t2mpi.resources.nodeplan), tells the master the node's facts and
+    hands each worker of its node its part."""
+    from ..resources.nodeplan import bind_part, node_plan, part
 
     node_comm = comm.Split(me.node, me.local)
     try:
-        found = this_node(spec.binding.near) if me.local == 0 else None
-        if found is not None:
-            port.report({"topology": node_facts(found[0])})
-        node, near_numa = node_comm.bcast(found, root=0)
-        count = node_comm.Get_size()
+        plan: Any = None
+        if me.local == 0:
+            try:
+                plan = node_plan(node_comm.Get_size(), spec.resources, spec.binding.policy, spec.binding.near)
+            except T2mpiError as exc:  # e.g. the workers do not fit: each of them says so
+                plan = exc
+        plan = node_comm.bcast(plan, root=0)
     finally:
         node_comm.Free()
-    part, report = bind_on_this_node(me.local, count, spec.resources, spec.binding.policy, node, near_numa)
+    if isinstance(plan, BaseException):
+        raise plan
+    if me.local == 0:
+        port.report({"topology": plan["facts"]})
+    report = bind_part(part(plan, me.local), spec.resources)
     port.bound(report)
-    return part.thread_cores
+    return tuple(report["thread_cores"])
 
 
 def _traceback() -> str:
