@@ -176,3 +176,27 @@ def test_mode_cores_binds_anyway_and_says_so(work):
     assert done.returncode == 0, done.stderr
     assert "\nbinding: cores (binding.mode: cores)" in done.stderr
     assert state_of(only_job(work))["workers"][0]["binding"]["cores"]
+
+
+def test_spawned_workers_bind_too(work):
+    """master: client: the workers are spawned (MPI_Comm_spawn), and Open MPI binds spawned
+    processes to a core each unless told not to; t2mpi places them itself."""
+    n = str(min(2, len(CORES)))
+    done = t2mpi(
+        "run",
+        str(JOBS / "hello.yaml"),
+        "-n",
+        n,
+        "--master",
+        "client",
+        "--set",
+        "binding.mode=cores",
+        "-q",
+        cwd=work,
+        env=_env(),
+    )
+    assert done.returncode == 0, done.stderr
+    workers = state_of(only_job(work))["workers"]
+    planned = [tuple(w["binding"]["cores"]) for w in workers]
+    assert len(set(planned)) == len(workers), planned
+    assert all(w["binding"]["affinity"] == w["binding"]["cores"] and not w["binding"]["mismatches"] for w in workers)

@@ -54,6 +54,8 @@ def run_master(
     info = MPI.Info.Create()
     env = "\n".join(f"{k}={v}" for k, v in sorted(rank_environment(spec, network_env).items()))
     info.Set("PMIX_ENVAR" if openmpi else "env", env)  # Open MPI 5 warns that "env" is deprecated
+    if openmpi:  # t2mpi binds its workers itself (mpiexec --bind-to none does not reach spawned ones)
+        info.Set("bind_to", "none")
     if openmpi and "SLURM_JOB_ID" in os.environ:
         info.Set("map_by", "node")  # over the allocation's nodes, not first filling this one
     try:
