@@ -100,7 +100,8 @@ def _add_run(sub: Any) -> None:
     run.add_argument(
         "--report-bindings",
         action="store_true",
-        help="after the summary, each worker's planned cores and what its kernel reports (with binding: cores)",
+        help="after the summary, whether the workers were bound and why, and each bound worker's planned cores "
+        "and what its kernel reports",
     )
 
 

@@ -15,7 +15,7 @@ from .mpi import launcher as mpilauncher
 from .mpi.limit import check_local_launch
 from .net.first_node import choose_network
 from .runtime.worker import load_worker_class
-from .watch import writer
+from .watch import ended_early_reason, writer
 
 TYPE_CHECKING = False  # typing and dataclasses would cost the client ~30 ms of start-up
 if TYPE_CHECKING:
@@ -242,12 +242,8 @@ def _size(path: str) -> int:
 def _result(jd: JobDir, launch: Launch) -> JobResult:
     state = jd.read_state()
     if state is None or state.get("state") not in states.ENDED:
-        last = launch.last_line()
-        state = jd.settle(  # what was settled, even where it could not be written (a full disk)
-            states.FAILED,
-            f"the MPI launch exited with status {launch.returncode} before the job ended"
-            + (f": {last}" if last else ""),
-        )
+        # what was settled, even where it could not be written (a full disk)
+        state = jd.settle(states.FAILED, ended_early_reason(launch))
     assert state is not None
     workers = state.get("workers", [])
     return JobResult(

@@ -22,6 +22,7 @@ def _run(args: argparse.Namespace) -> int:
     from . import client
     from .mpi.launcher import rank_environment
     from .mpi.limit import check_local_launch
+    from .resources import autobind
 
     overrides = [*args.set, "mpi.oversubscribe=true"] if args.oversubscribe else args.set
     job = client.prepare(args.job, workers=args.workers, master=args.master, overrides=overrides)
@@ -36,6 +37,7 @@ def _run(args: argparse.Namespace) -> int:
         f"{job.spec.workers} workers + 1 master; the job folder is made at launch"
     )
     print(f"# transport: {job.network.transport} ({'; '.join(job.network.why)})")
+    print("# binding: {} ({})".format(*autobind.here(job.spec)))
     print("# environment for every rank (passed by the launcher):")
     for key, value in sorted(env.items()):
         print(f"#   {key}={value}")

@@ -64,13 +64,12 @@ def summary(state: dict[str, Any], now: float | None = None) -> str:
     """The one-screen summary: state, wall time, each worker's result or error; a running
     worker, how long since its last ctx.progress() (a stuck one shows it growing)."""
     n = state.get("num_workers", 0)
-    lines = [
-        f"job {state['job_id']}: {state['state']} in {_elapsed(state):.2f} s "
-        f"({n} worker{'s' if n != 1 else ''}) — {state.get('reason', '')}"
-    ]
+    count = "" if n is None else f"({n} worker{'s' if n != 1 else ''}) "  # None: no master ever said
+    lines = [f"job {state['job_id']}: {state['state']} in {_elapsed(state):.2f} s {count}— {state.get('reason', '')}"]
     workers = state.get("workers", [])
     shown = workers if len(workers) <= 20 else workers[:10] + workers[-5:]
-    lines.append(f"  {'worker':>6}  {'host':<16} {'state':<10} {'time':>8}  result / error")
+    if workers:
+        lines.append(f"  {'worker':>6}  {'host':<16} {'state':<10} {'time':>8}  result / error")
     for i, w in enumerate(shown):
         took = (w["ended"] - w["started"]) if w.get("ended") and w.get("started") else None
         what = w.get("result") if w["state"] == states.COMPLETED else _last_line(w.get("error"))
@@ -93,12 +92,15 @@ def _quiet_for(worker: dict[str, Any], now: float) -> str:
 
 
 def bindings(state: dict[str, Any]) -> str:
-    """Each worker's planned cores and NUMA domain against what its kernel reported."""
-    lines = [f"  {'worker':>6}  {'host':<16} {'planned cores':<14} {'kernel affinity':<16} {'numa':>4}  memory policy"]
+    """Whether the workers were bound, and why; each worker's planned cores and NUMA domain
+    against what its kernel reported."""
+    chosen = state.get("binding_mode") or {}
+    lines = [f"binding: {chosen.get('mode', '?')} ({chosen.get('why') or 'not recorded'})"]
+    lines += [f"  {'worker':>6}  {'host':<16} {'planned cores':<14} {'kernel affinity':<16} {'numa':>4}  memory policy"]
     for w in state.get("workers", []):
         b = w.get("binding")
         if not b:
-            lines.append(f"  {w['id']:>6}  {str(w.get('host') or '-'):<16} not bound (binding: none)")
+            lines.append(f"  {w['id']:>6}  {str(w.get('host') or '-'):<16} not bound")
             continue
         policy = f"{b['mempolicy'][0]} {','.join(map(str, b['mempolicy'][1]))}".strip()
         lines.append(

@@ -6,7 +6,9 @@ supervisor (t2mpi.scheduler.supervisor). The job master says it started with the
 which it appends once every rank (or every spawned worker) has joined it. A launch that has not
 said so within timeouts.start (an mpiexec stuck resolving or reaching a host, an ssh prompt, a PMI
 that never answers) is ended, its whole session, and the job is FAILED with the launcher's last
-stderr lines as the reason.
+stderr lines as the reason. A launch that exits before its job ended (a rank failed in MPI init)
+fails the job with the MPI's own error line as the reason (t2mpi.mpi.errorline), where its stderr
+has one.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import selectors
 import time
 
 from .job import states
+from .mpi.errorline import mpi_error_line
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -26,7 +29,7 @@ if TYPE_CHECKING:
     from .job.folder import JobDir
 
 POLL = 0.1  # seconds between looks at the job folder while output is quiet
-TAIL = 20  # stderr lines kept for the reason of a launch that ended on its own
+TAIL = 200  # stderr lines kept for the reason of a launch that ended on its own (Open MPI's help blocks are long)
 REASON_LINES = 3  # of them, how many a launch that never started names
 
 
@@ -42,7 +45,8 @@ class Launch:
         self.never_started: str | None = None
 
     def last_line(self) -> str:
-        return next((line.strip() for line in reversed(self.stderr_tail) if line.strip()), "")
+        lines = (line.replace("\x00", "").strip() for line in reversed(self.stderr_tail))  # Open MPI ends on a NUL
+        return next((line for line in lines if line), "")
 
 
 def follow(
@@ -108,6 +112,17 @@ def writer(stream: Any) -> Callable[[str], None]:
         stream.flush()
 
     return write
+
+
+def ended_early_reason(launch: Launch) -> str:
+    """Why a job whose launch exited before the job ended failed: the MPI's own error line where
+    the launch's stderr has one, else its last stderr line."""
+    status = f"the MPI launch exited with status {launch.returncode} before the job ended"
+    said = mpi_error_line(launch.stderr_tail)
+    if said:
+        return f"{said} ({status})"
+    last = launch.last_line()
+    return status + (f": {last}" if last else "")
 
 
 def never_started_reason(start_timeout: float, stderr_tail: list[str]) -> str:

@@ -28,6 +28,8 @@ RANK_ROOTS = (
     "t2mpi.runtime.serve",
     "t2mpi.runtime.channel",
     "t2mpi.resources.binding",
+    "t2mpi.resources.nodeplan",
+    "t2mpi.resources.autobind",
     "t2mpi.resources.threads",
 )
 MAX_LINES = 520

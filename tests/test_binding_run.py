@@ -1,5 +1,6 @@
-"""binding: cores in real launches: each worker and each of its threads on its planned core, the
-memory limit enforced, and a request the node cannot hold refused with the planner's reason."""
+"""binding in real launches: with mode cores each worker and each of its threads on its planned
+core, the memory limit enforced, and a request the node cannot hold refused with the planner's
+reason; mode auto saying why it does not bind outside a job's own allocation."""
 
 from __future__ import annotations
 
@@ -128,3 +129,74 @@ def test_report_bindings_prints_planned_and_actual(work):
     table = done.stderr[done.stderr.index("planned cores") :]
     assert f"       0  {os.uname().nodename}" in table and "bind 0" in table
     assert f"  master  {os.uname().nodename:<16} PU " in table and "kernel affinity" in table
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("SLURM_JOB_ID", "PBS_JOBID")}
+    return {**env, **extra}
+
+
+def test_auto_says_why_it_does_not_bind_on_a_node_outside_an_allocation(work):
+    hello = str(JOBS / "hello.yaml")
+    dry = t2mpi("run", hello, "-n", "1", "--dry-run", cwd=work, env=_env())
+    assert dry.returncode == 0, dry.stderr
+    assert "# binding: none (auto: outside a scheduler allocation (no $SLURM_JOB_ID or $PBS_JOBID)" in dry.stdout
+    done = t2mpi("run", hello, "-n", "1", "--report-bindings", "-q", cwd=work, env=_env())
+    assert done.returncode == 0, done.stderr
+    assert "\nbinding: none (auto: outside a scheduler allocation" in done.stderr
+    assert f"       0  {os.uname().nodename:<16} not bound" in done.stderr
+    chosen = state_of(only_job(work))["binding_mode"]
+    assert chosen["mode"] == "none" and chosen["why"].startswith("auto: outside a scheduler allocation")
+
+
+def test_auto_does_not_bind_in_an_allocation_whose_cgroup_is_not_this_process(work):
+    """As in salloc's shell on a login node: the job's id, but not its cgroup."""
+    env = _env(SLURM_JOB_ID="t2mpi-no-such-job", SLURM_JOB_NUM_NODES="1")
+    done = t2mpi("run", str(JOBS / "hello.yaml"), "-n", "1", "--report-bindings", "-q", cwd=work, env=env)
+    assert done.returncode == 0, done.stderr
+    state = state_of(only_job(work))
+    assert state["binding_mode"]["mode"] == "none"
+    assert "inside Slurm job t2mpi-no-such-job, but this process's cgroup (" in state["binding_mode"]["why"]
+    assert all(w["binding"] is None for w in state["workers"])
+
+
+def test_mode_cores_binds_anyway_and_says_so(work):
+    done = t2mpi(
+        "run",
+        str(JOBS / "hello.yaml"),
+        "-n",
+        "1",
+        "--set",
+        "binding.mode=cores",
+        "--report-bindings",
+        "-q",
+        cwd=work,
+        env=_env(),
+    )
+    assert done.returncode == 0, done.stderr
+    assert "\nbinding: cores (binding.mode: cores)" in done.stderr
+    assert state_of(only_job(work))["workers"][0]["binding"]["cores"]
+
+
+def test_spawned_workers_bind_too(work):
+    """master: client: the workers are spawned (MPI_Comm_spawn), and Open MPI binds spawned
+    processes to a core each unless told not to; t2mpi places them itself."""
+    n = str(min(2, len(CORES)))
+    done = t2mpi(
+        "run",
+        str(JOBS / "hello.yaml"),
+        "-n",
+        n,
+        "--master",
+        "client",
+        "--set",
+        "binding.mode=cores",
+        "-q",
+        cwd=work,
+        env=_env(),
+    )
+    assert done.returncode == 0, done.stderr
+    workers = state_of(only_job(work))["workers"]
+    planned = [tuple(w["binding"]["cores"]) for w in workers]
+    assert len(set(planned)) == len(workers), planned
+    assert all(w["binding"]["affinity"] == w["binding"]["cores"] and not w["binding"]["mismatches"] for w in workers)

@@ -207,3 +207,57 @@ def test_a_detached_run_returns_at_once_and_outlives_a_hang_up(work):
     wait_for(lambda: not processes_mentioning(str(work)), 30, "the detached client and its ranks to go")
     assert state_of(jobdir)["state"] == "COMPLETED"
     assert pickle.loads((jobdir / "results.pkl").read_bytes()) == {0: 0, 1: 1}
+
+
+def _flavour() -> str:
+    from t2mpi.mpi.launcher import recognise
+
+    mpiexec = os.path.join(os.path.dirname(PYTHON), "mpiexec")
+    done = subprocess.run([mpiexec, "--version"], capture_output=True, text=True, timeout=60)
+    return recognise(done.stdout + done.stderr)[0]
+
+
+# an interface that does not exist, so MPI_Init fails in every rank (Open MPI: tcp forced, as the
+# transport choice does where there is no fabric)
+NO_SUCH_INTERFACE = {
+    "mpich": ({"FI_PROVIDER": "tcp", "FI_TCP_IFACE": "nonexistent0"}, "OFI call ep_enable failed"),
+    "openmpi": (
+        {"OMPI_MCA_pml": "ob1", "OMPI_MCA_btl": "self,tcp", "OMPI_MCA_btl_tcp_if_include": "nonexistent0"},
+        "unable to reach each other for MPI communications",
+    ),
+}
+
+
+def test_a_rank_that_fails_in_mpi_init_gives_its_mpis_error_line_as_the_reason(work):
+    env, said = NO_SUCH_INTERFACE[_flavour()]
+    job = write_job(work, "noiface", "from t2mpi import IWorker\nclass Job(IWorker):\n    pass\n", mpi={"env": env})
+    done = t2mpi("run", str(job), "-q", cwd=work)
+    assert done.returncode == 1, done.stderr
+    state = state_of(only_job(work))
+    assert state["state"] == "FAILED"
+    assert said in state["reason"] and state["reason"].endswith("before the job ended)"), state["reason"]
+    assert not state["reason"].startswith("the MPI launch exited"), state["reason"]
+    shown = t2mpi("status", only_job(work).name, cwd=work)
+    assert said in shown.stdout, shown.stdout + shown.stderr
+    wait_for(lambda: not processes_mentioning(str(work)), 30, "no process of the job left")
+
+
+def test_the_batch_supervisor_gives_the_mpis_error_line_as_the_reason_too(work):
+    """As a batch script runs its launch on the first node: python -m t2mpi.restart -- LAUNCH."""
+    from t2mpi import client
+
+    env, said = NO_SUCH_INTERFACE[_flavour()]
+    job = write_job(work, "noiface", "from t2mpi import IWorker\nclass Job(IWorker):\n    pass\n", mpi={"env": env})
+    prepared = client.prepare(job, python=PYTHON)
+    jd = client.make_folder(prepared)
+    done = subprocess.run(
+        [PYTHON, "-P", "-m", "t2mpi.restart", "--job-dir", str(jd.path), "--", *prepared.argv(str(jd.path))],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    state = jd.read_state()
+    assert state["state"] == "FAILED" and said in state["reason"], state["reason"]
+    wait_for(lambda: not processes_mentioning(str(work)), 30, "no process of the job left")

@@ -332,6 +332,7 @@ def test_snapshot_content():
         "state": RUNNING,
         "reason": "",
         "master": {"mode": "rank0", "host": "head", "pid": 999},
+        "binding_mode": {"mode": "none", "why": ""},
         "num_workers": 3,
         "started": T0,
         "ended": None,

@@ -35,7 +35,9 @@ DEFAULTS: dict[str, Any] = {
     "workers": 1,
     "max_restarts": 0,  # re-runs of a failed or preempted job from its last committed checkpoint
     "master": "rank0",  # rank0: MPI rank 0 of the launch; client: a one-rank launch that spawns
-    "binding": {"mode": "none", "policy": "compact", "near": "none"},  # cores: pin workers, threads, memory
+    # mode: auto (cores inside an allocation whose CPUs are the job's, else none), none, or
+    # cores (pin workers, threads, memory); t2mpi.resources.autobind decides auto
+    "binding": {"mode": "auto", "policy": "compact", "near": "none"},
     "network": {"transport": "auto", "interface": None, "ucx_tls": None, "provider": None},
     # data_memory: what a worker's data operations hold before they spill to scratch_dir; None: memory / 2
     "resources": {"cpus": 1, "threads": 1, "memory": "1G", "data_memory": None},
@@ -125,9 +127,10 @@ never).""",
 BindingOptions = _section(
     "BindingOptions",
     "binding",
-    """The spec's binding section. mode: none (the OS
-places threads) or cores (each worker pinned to its planned cores, its threads each to one, its memory
-to their NUMA domain); policy: compact or spread on each node; near: nic (fill the NUMA domain of the
+    """The spec's binding section. mode: auto (cores where it is safe: inside
+a scheduler allocation whose cgroup holds the launch and whose CPUs the workers fit; else none, see
+t2mpi.resources.autobind), none (the OS places threads) or cores (each worker pinned to its planned
+cores, its threads each to one, its memory to their NUMA domain); policy: compact or spread on each node; near: nic (fill the NUMA domain of the
 active InfiniBand/RoCE/Omni-Path adapter first) or none. (What binding a worker did is
 t2mpi.resources.binding.Binding.)""",
 )
@@ -155,7 +158,7 @@ SKIPPABLE = (
     "requeue",
     "signal",
 )
-BINDING_MODES = ("none", "cores")
+BINDING_MODES = ("auto", "none", "cores")
 BINDING_POLICIES = ("compact", "spread")
 BINDING_NEAR = ("none", "nic")
 TRANSPORTS = ("auto", "ucx", "ofi", "tcp")

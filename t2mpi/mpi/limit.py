@@ -28,7 +28,7 @@ def check_local_launch(spec: JobSpec, cpus: int, environ: Mapping[str, str]) -> 
     """t2mpi run's guard, before anything is made or started: a one-line LaunchError when the
     job asks for more workers than this node (`cpus`: the CPUs this process may use) or the
     allocation it runs in allows, unless mpi.oversubscribe."""
-    slots = _nodefile_slots(environ.get("PBS_NODEFILE")) if environ.get("PBS_JOBID") else None
+    slots = nodefile_slots(environ.get("PBS_NODEFILE")) if environ.get("PBS_JOBID") else None
     check_workers(spec.workers, allowed_workers(cpus, environ, slots), spec.mpi.oversubscribe)
 
 
@@ -74,6 +74,19 @@ def _allocation(environ: Mapping[str, str], pbs_nodefile_slots: int | None) -> t
     return None
 
 
+def allocation_cpus(environ: Mapping[str, str], pbs_nodefile_slots: int | None = None) -> tuple[int, str] | None:
+    """(the CPUs of the scheduler allocation this process runs in, on all its nodes; what that
+    count is), or None outside one or where its environment does not say."""
+    slurm = environ.get("SLURM_JOB_ID")
+    if slurm:
+        cpus = _slurm_cpus(environ.get("SLURM_JOB_CPUS_PER_NODE", ""))
+        return (cpus, f"the {cpus} CPUs of the allocation ($SLURM_JOB_CPUS_PER_NODE)") if cpus else None
+    if environ.get("PBS_JOBID"):
+        procs = _count(environ.get("PBS_NP")) or pbs_nodefile_slots
+        return (procs, f"the {procs} processors of the allocation") if procs else None
+    return None
+
+
 def _count(text: str | None) -> int | None:
     return int(text) if text and text.strip().isdigit() and int(text) > 0 else None
 
@@ -89,7 +102,7 @@ def _slurm_cpus(text: str) -> int | None:
     return total or None
 
 
-def _nodefile_slots(path: str | None) -> int | None:
+def nodefile_slots(path: str | None) -> int | None:
     """The lines of a PBS nodefile (one per slot), or None where it cannot be read."""
     try:
         with open(path or "", encoding="utf-8", errors="replace") as f:

@@ -192,7 +192,7 @@ def memory_nodes() -> tuple[int, ...]:
             continue
     if nodes is None:
         return ()
-    allowed = _status_field("Mems_allowed_list")
+    allowed = status_field("Mems_allowed_list")
     return tuple(sorted(nodes & _parse_list(allowed))) if allowed is not None else tuple(sorted(nodes))
 
 
@@ -312,7 +312,7 @@ def limit_memory(nbytes: int, *, headroom: int | None = None) -> MemoryLimit:
         raise ValueError(f"limit_memory: nbytes must be positive, got {nbytes!r}")
     if headroom is None:
         headroom = HEADROOM + HEADROOM_PER_CPU * len(os.sched_getaffinity(0))
-    base = _status_field("VmData")
+    base = status_field("VmData")
     base = int(base.split()[0]) * 1024 if base else 0
     hard = resource.getrlimit(resource.RLIMIT_DATA)[1]
     soft = base + int(nbytes) + int(headroom)
@@ -349,7 +349,7 @@ def _task_stat(tid: int) -> tuple[str, int]:
     return name, int(fields[39 - 3])
 
 
-def _status_field(key: str) -> str | None:
+def status_field(key: str) -> str | None:
     with open("/proc/self/status") as f:
         for line in f:
             if line.startswith(key + ":"):
@@ -382,68 +382,3 @@ def _kernel_version() -> tuple[int, ...]:
             digits += c
         version.append(int(digits or 0))
     return tuple(version)
-
-
-def this_node(near: str = "none"):
-    """This node's topology (sysfs: no hwloc in an MPI rank) and, with near="nic", the NUMA
-    domain of its active fabric adapter: what one worker per node reads for all of them."""
-    from .topology import from_sysfs
-
-    near_numa = None
-    if near == "nic":
-        from ..net.fabric import adapter_numa, scan
-
-        near_numa = adapter_numa(scan())
-    return from_sysfs(), near_numa
-
-
-def node_facts(node) -> dict:
-    """A short description of a node for the job's state (one per node)."""
-    return {
-        "hostname": node.hostname,
-        "packages": len(node.packages),
-        "cores": len(node.cores),
-        "pus": len(node.pus),
-        "numa": [d.os_index for d in node.numa],
-        "allowed": format_cpuset(node.allowed),
-    }
-
-
-def bind_master(count: int, resources, policy: str, near: str = "none") -> dict:
-    """Pin the job master (this thread) to the PU the plan gives it on its node, beside the
-    node's `count` workers: a core no worker uses when there is one. Returns what it did."""
-    node, near_numa = this_node(near)
-    placed = plan_for([node], count, resources, policy, near_numa)
-    pu = placed.master_pu
-    os.sched_setaffinity(0, {pu})
-    return {"pu": pu, "shares_with": placed.master_shares_with, "affinity": sorted(os.sched_getaffinity(0))}
-
-
-def plan_for(nodes, count: int, resources, policy: str, near_numa: int | None = None):
-    from .placement import plan
-
-    return plan(nodes, count, resources.cpus, resources.threads, resources.memory, policy, near_numa=near_numa)
-
-
-def bind_on_this_node(local: int, count: int, resources, policy: str, node, near_numa: int | None = None):
-    """Plan this node's `count` workers on its topology `node` (see this_node), bind worker
-    number `local` among them, and read the binding back from the kernel. near_numa: the NUMA
-    domain to fill first. Returns (placement, report); PlacementError says why a request does
-    not fit the node."""
-    part = plan_for([node], count, resources, policy, near_numa).worker(local)
-    bound = bind_worker(part)
-    limit = limit_memory(resources.memory)
-    report = read_binding()
-    return part, {
-        "cores": list(part.cores),
-        "thread_cores": list(part.thread_cores),
-        "numa": part.numa,
-        "affinity": list(bound.affinity),
-        "mempolicy": list(bound.mempolicy),
-        "mem_note": bound.mem_note,
-        "pools": bound.pools,
-        "ms": round(bound.ms, 2),
-        "memory_limit": limit.soft,
-        "memory_limit_note": limit.note,
-        "mismatches": check(part, report),
-    }

@@ -49,9 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         if rank == 0 and setup:
             print(f"t2mpi.launch: {setup}", file=sys.stderr, flush=True)
         return 2 if setup else 0  # "": help was asked for
-    spec, job_dir, quiet, make_dir = setup
+    spec, job_dir, quiet, make_dir, binding = setup
     if spec.master == "client" and size == 1:  # the client's master part, under mpiexec -n 1
-        return _spawning_master(spec, job_dir, make_dir)
+        return _spawning_master(spec, job_dir, make_dir, binding)
     if size != spec.world_size:
         print(
             f"t2mpi.launch: rank {rank}: job '{spec.name}' needs {spec.world_size} MPI processes "
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             from ..job.folder import JobDir
 
             JobDir.make(job_dir, spec.to_dict())
-        return _run(world, rank, spec, job_dir, quiet)
+        return _run(world, rank, spec, job_dir, quiet, binding)
     except BaseException:
         role = "the job master" if rank == 0 else f"worker {rank - 1}"
         _abort(world, f"t2mpi.launch: {role} on {_host()} failed:\n{_traceback()}")
@@ -91,11 +91,13 @@ def _wait_for_everyone(world: MPI.Intracomm, timeout: float | None) -> bool:
     return True
 
 
-def _prepare(argv: list[str]) -> tuple[JobSpec, str, bool, bool] | str:
-    """Rank 0: resolve the spec (job file, or a job folder the client made) and the job folder
-    (its path, and whether it is still to be made)."""
+def _prepare(argv: list[str]) -> tuple[JobSpec, str, bool, bool, tuple[str, str]] | str:
+    """Rank 0: resolve the spec (job file, or a job folder the client made), the job folder
+    (its path, and whether it is still to be made), and whether the workers bind (binding.mode
+    auto is decided here, where the launch runs: t2mpi.resources.autobind)."""
     from ..job import spec as specmod
     from ..job.folder import JobDir
+    from ..resources.autobind import here
 
     args = _parse_args(argv)
     if isinstance(args, str):
@@ -105,9 +107,10 @@ def _prepare(argv: list[str]) -> tuple[JobSpec, str, bool, bool] | str:
     if args.job_dir:
         if args.workers is not None or args.set:
             return "-n and --set go with a job file; a job folder's spec is already resolved"
-        return _prepared_spec(args.job_dir), JobDir(args.job_dir).path, args.quiet, False
+        spec = _prepared_spec(args.job_dir)
+        return spec, JobDir(args.job_dir).path, args.quiet, False, here(spec)
     spec = specmod.load(args.job, workers=args.workers, overrides=args.set)
-    return spec, JobDir.new_path(spec.jobs_dir, spec.name), args.quiet, True
+    return spec, JobDir.new_path(spec.jobs_dir, spec.name), args.quiet, True, here(spec)
 
 
 def _prepared_spec(job_dir: str) -> JobSpec:
@@ -170,7 +173,7 @@ def _parse_args(argv: list[str]) -> _Args | str:
     return args
 
 
-def _run(world: MPI.Intracomm, rank: int, spec: JobSpec, job_dir: str, quiet: bool) -> int:
+def _run(world: MPI.Intracomm, rank: int, spec: JobSpec, job_dir: str, quiet: bool, binding: tuple[str, str]) -> int:
     from mpi4py import MPI
 
     ctrl = world.Dup()  # control traffic never meets the user's messages
@@ -179,11 +182,12 @@ def _run(world: MPI.Intracomm, rank: int, spec: JobSpec, job_dir: str, quiet: bo
         from ..job.folder import JobDir
         from .serve import new_master
 
-        master = new_master(spec, JobDir(job_dir))
+        master = new_master(spec, JobDir(job_dir), binding=binding)
     else:
         master = None
-    # the master's entry also carries the checkpoint the run starts from and the restart count
-    me = (_host(), os.getpid()) if master is None else (_host(), os.getpid(), master.committed, master.restarts)
+    # the master's entry also carries the checkpoint the run starts from, the restart count and
+    # the binding mode it decided
+    me = (_host(), os.getpid()) if master is None else (_host(), os.getpid(), *master.registration)
     registrations = ctrl.allgather(me)
     if rank == 0:
         assert master is not None
@@ -210,7 +214,7 @@ def _spawned_worker(argv: list[str]) -> int:
     return rc
 
 
-def _spawning_master(spec: JobSpec, job_dir: str, make_dir: bool) -> int:
+def _spawning_master(spec: JobSpec, job_dir: str, make_dir: bool, binding: tuple[str, str]) -> int:
     """`master: client`: this one-rank launch is the master and spawns the workers, with the
     transport chosen for the job (network.json: by t2mpi run where it runs, by a batch job on
     its first node)."""
@@ -222,7 +226,7 @@ def _spawning_master(spec: JobSpec, job_dir: str, make_dir: bool) -> int:
     jd = JobDir.make(job_dir, spec.to_dict()) if make_dir else JobDir(job_dir)
     client = None if make_dir else jd.read_client()
     network_env = {} if make_dir else (jd.read_network() or {}).get("env") or {}
-    snapshot = run_master(spec, jd, sys.executable, network_env=network_env, client=client)
+    snapshot = run_master(spec, jd, sys.executable, network_env=network_env, client=client, binding=binding)
     if snapshot["state"] != COMPLETED:
         # MPI_Finalize is collective over connected processes, and the workers are gone:
         # end this launch with an abort instead of waiting for them forever.
@@ -257,8 +261,8 @@ def _serve(
     from .serve import serve
 
     master.joined(worker_list(registrations[1:]), registrations[0][:2], time.time())
-    if spec.binding.mode == "cores":  # the master, too, where the plan puts it on its node
-        from ..resources.binding import bind_master
+    if master.binding_mode["mode"] == "cores":  # the master, too, where the plan puts it on its node
+        from ..resources.nodeplan import bind_master
 
         here = sum(1 for host, *_ in registrations[1:] if host == registrations[0][0])
         try:
@@ -342,18 +346,18 @@ def _run_worker(
     host: str,
     registrations: list[tuple[str, int]],
 ) -> Any:
-    """Bind (binding: cores), load the worker class, run its execute(ctx); its result."""
+    """Bind (when the master says so), load the worker class, run its execute(ctx); its result."""
     from .master import worker_list
     from .worker import WorkerContext, WorkerController, load_worker_class
 
     workers = worker_list(registrations[1:])
+    _mhost, _mpid, committed, restarts, bind_mode = registrations[0]
     thread_cores = None
-    if spec.binding.mode == "cores":  # before the user's module starts any thread pool
+    if bind_mode == "cores":  # as the master decided; before the user's module starts any thread pool
         thread_cores = _bind(port, comm, workers[wid], spec)
     _name_world(comm, spec)
     cls = load_worker_class(spec)
     controller = WorkerController(workers, port, spec.timeouts.barrier)
-    _mhost, _mpid, committed, restarts = registrations[0]
     ctx = WorkerContext(
         spec=spec,
         worker_id=wid,
@@ -399,22 +403,29 @@ def _report_failure(
 
 
 def _bind(port: Any, comm: MPI.Intracomm, me: Any, spec: JobSpec) -> tuple[int, ...]:
-    """Pin this worker to its planned cores. One worker per node (its local 0) reads the node's
-    topology and tells its node's workers and the master; each plans the node and takes its part."""
-    from ..resources.binding import bind_on_this_node, node_facts, this_node
+    """Pin this worker to its planned cores. One worker per node (its local 0) gets the node's
+    plan (remembered, or made: t2mpi.resources.nodeplan), tells the master the node's facts and
+    hands each worker of its node its part."""
+    from ..resources.nodeplan import bind_part, node_plan, part
 
     node_comm = comm.Split(me.node, me.local)
     try:
-        found = this_node(spec.binding.near) if me.local == 0 else None
-        if found is not None:
-            port.report({"topology": node_facts(found[0])})
-        node, near_numa = node_comm.bcast(found, root=0)
-        count = node_comm.Get_size()
+        plan: Any = None
+        if me.local == 0:
+            try:
+                plan = node_plan(node_comm.Get_size(), spec.resources, spec.binding.policy, spec.binding.near)
+            except T2mpiError as exc:  # e.g. the workers do not fit: each of them says so
+                plan = exc
+        plan = node_comm.bcast(plan, root=0)
     finally:
         node_comm.Free()
-    part, report = bind_on_this_node(me.local, count, spec.resources, spec.binding.policy, node, near_numa)
+    if isinstance(plan, BaseException):
+        raise plan
+    if me.local == 0:
+        port.report({"topology": plan["facts"]})
+    report = bind_part(part(plan, me.local), spec.resources)
     port.bound(report)
-    return part.thread_cores
+    return tuple(report["thread_cores"])
 
 
 def _traceback() -> str:

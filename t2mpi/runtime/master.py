@@ -109,6 +109,7 @@ class Master:
         self.stopping: float | None = None  # deadline of a stop request's checkpoint
         self.stopped: set[int] = set()  # workers that ended after the stop
         self.binding: dict[str, Any] | None = None  # where the master itself is pinned
+        self.binding_mode = {"mode": "none", "why": ""}  # whether the workers bind, and why
         self._clock_offsets: dict[int, float] = {}  # worker -> this clock minus its monotonic one
 
     # -------------------------------------------------------------- inputs
@@ -338,6 +339,12 @@ class Master:
     def done(self) -> bool:
         return self.state in ENDED
 
+    @property
+    def registration(self) -> tuple[int | None, int, str]:
+        """What the master tells each worker when they join: the checkpoint the run starts from,
+        the restart count, and whether to bind ("cores" or "none")."""
+        return self.committed, self.restarts, self.binding_mode["mode"]
+
     def drain_events(self) -> list[dict[str, Any]]:
         events, self.events = self.events, []
         return events
@@ -356,6 +363,7 @@ class Master:
                 "pid": pid,
                 **({"binding": self.binding} if self.binding else {}),
             },
+            "binding_mode": self.binding_mode,
             "num_workers": self.num_workers,
             "started": self.started,
             "ended": self.ended,

@@ -24,12 +24,13 @@ STATE_EVERY = 0.2  # seconds between state.json rewrites while only progress cha
 STOP_LOOK_EVERY = 1.0  # seconds between looks for a stop or cancel request in the job folder
 
 
-def new_master(spec: JobSpec, jd: JobDir, mode: str = "rank0") -> Master:
-    """The Master of a job about to run in `jd`: its timeouts, and the checkpoint and restart
-    count it starts from."""
+def new_master(spec: JobSpec, jd: JobDir, mode: str = "rank0", binding: tuple[str, str] = ("none", "")) -> Master:
+    """The Master of a job about to run in `jd`: its timeouts, the checkpoint and restart count
+    it starts from, and `binding`, the (mode, why) the launch binds its workers with
+    (t2mpi.resources.autobind)."""
     from .master import Master
 
-    return Master(
+    master = Master(
         jd.job_id,
         spec.name,
         spec.workers,
@@ -41,6 +42,8 @@ def new_master(spec: JobSpec, jd: JobDir, mode: str = "rank0") -> Master:
         restarts=jd.restarts()["count"],
         checkpoint_timeout=spec.timeouts.checkpoint,
     )
+    master.binding_mode = {"mode": binding[0], "why": binding[1]}
+    return master
 
 
 def serve(

@@ -41,17 +41,21 @@ def run_master(
     network_env: dict[str, str] | None = None,
     on_events: Callable[[list[dict[str, Any]], dict[str, Any]], None] | None = None,
     client: dict[str, Any] | None = None,
+    binding: tuple[str, str] = ("none", ""),
 ) -> dict[str, Any]:
     """Spawn the job's workers (with `network_env`, the environment that selects the MPI
     transport), serve them to the end, and make sure none is left; return the final state.
     KeyboardInterrupt ends every worker (state KILLED) and is raised again. `client` ({host,
-    pid}): the process that started the job; if it dies, the job ends KILLED."""
+    pid}): the process that started the job; if it dies, the job ends KILLED. `binding`: the
+    (mode, why) the workers bind with."""
     from mpi4py import MPI
 
     openmpi = "Open MPI" in MPI.Get_library_version()
     info = MPI.Info.Create()
     env = "\n".join(f"{k}={v}" for k, v in sorted(rank_environment(spec, network_env).items()))
     info.Set("PMIX_ENVAR" if openmpi else "env", env)  # Open MPI 5 warns that "env" is deprecated
+    if openmpi:  # t2mpi binds its workers itself (mpiexec --bind-to none does not reach spawned ones)
+        info.Set("bind_to", "none")
     if openmpi and "SLURM_JOB_ID" in os.environ:
         info.Set("map_by", "node")  # over the allocation's nodes, not first filling this one
     try:
@@ -60,8 +64,8 @@ def run_master(
         )
     finally:
         info.Free()
-    master = new_master(spec, jd, mode="client")
-    registrations = inter.allgather((os.uname().nodename, os.getpid(), master.committed, master.restarts))
+    master = new_master(spec, jd, mode="client", binding=binding)
+    registrations = inter.allgather((os.uname().nodename, os.getpid(), *master.registration))
     master.joined(worker_list(registrations), (os.uname().nodename, os.getpid()), time.time())
     pids = [pid for host, pid in registrations if host == os.uname().nodename]
     try:

@@ -24,6 +24,7 @@ import sys
 from ..job import states
 from ..job.folder import JobDir
 from ..job.spec import JobSpec
+from ..watch import ended_early_reason
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -116,12 +117,7 @@ def supervise(job_dir: str, argv: Sequence[str], requeue: Callable[[], str | Non
             print(f"t2mpi.restart: job {jd.job_id} FAILED: {launch.never_started}", flush=True)
         state = jd.read_state()
         if state is None or state.get("state") not in states.ENDED:
-            last = launch.last_line()
-            state = jd.settle(
-                states.FAILED,
-                f"the MPI launch exited with status {returncode} before the job ended" + (f": {last}" if last else ""),
-                by="batch",
-            )
+            state = jd.settle(states.FAILED, ended_early_reason(launch), by="batch")
         action, why = next_step(state, jd.restarts()["count"], max_restarts)
         if action == DONE:
             return 0 if state["state"] == states.COMPLETED else 1
