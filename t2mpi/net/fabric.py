@@ -43,8 +43,12 @@ class NotHereError(FabricError):
 # ---- what the node has (sysfs) -----------------------------------------------------------
 
 
-def scan(sysfs: str = "/sys") -> Fabric:
-    """The ports and interfaces under `sysfs` (nothing else is read: ucx and ofi stay None)."""
+def scan(sysfs: str = "/sys", interfaces: list[str] | None = None) -> Fabric:
+    """The ports under `sysfs`, and the network interfaces this process has (nothing else is read:
+    ucx and ofi stay None). `interfaces`: their names; None: what the kernel gives this process
+    (its own network namespace, socket.if_nameindex) when sysfs is /sys, else the names under
+    sysfs. sysfs gives only the attributes of those names: a container or a namespace entered
+    without remounting /sys shows the host's interfaces there, which this process cannot use."""
     ib_ports, opa = [], []
     ib_root = os.path.join(sysfs, "class", "infiniband")
     for device in _entries(ib_root):
@@ -54,11 +58,21 @@ def scan(sysfs: str = "/sys") -> Fabric:
     for device in _entries(os.path.join(sysfs, "class", "hfi1")):
         if device.startswith("hfi1_") and device[5:].isdigit() and device not in known:
             opa.append(Port(device, None, "", "", "", None))  # the adapter, no port seen
-    nets = [
-        _net_interface(os.path.join(sysfs, "class", "net", name), name)
-        for name in _entries(os.path.join(sysfs, "class", "net"))
-    ]
+    net_root = os.path.join(sysfs, "class", "net")
+    if interfaces is None:
+        interfaces = own_interfaces() if os.path.abspath(sysfs) == "/sys" else _entries(net_root)
+    nets = [_net_interface(os.path.join(net_root, name), name) for name in sorted(interfaces)]
     return Fabric(ib_ports, opa, nets, None, None)
+
+
+def own_interfaces() -> list[str]:
+    """The names of this process's network interfaces (its network namespace's)."""
+    import socket
+
+    try:
+        return sorted(name for _index, name in socket.if_nameindex())
+    except OSError:
+        return []
 
 
 def _entries(folder: str) -> list[str]:
@@ -103,6 +117,11 @@ def _device_ports(folder: str, device: str) -> list[Port]:
 
 
 def _net_interface(folder: str, name: str) -> NetIf:
+    if not os.path.isdir(folder):  # not in this sysfs (another namespace's): the kernel's flags
+        flags = interface_flags(name)
+        up = flags is not None and flags & IFF_UP and flags & IFF_RUNNING
+        loopback = name == "lo" or (flags is not None and bool(flags & IFF_LOOPBACK))
+        return NetIf(name, "up" if up else "down" if flags is not None else "unknown", None, loopback, False)
     loopback = name == "lo" or _read(os.path.join(folder, "type")) == "772"  # ARPHRD_LOOPBACK
     return NetIf(
         name,
@@ -111,6 +130,23 @@ def _net_interface(folder: str, name: str) -> NetIf:
         loopback,
         os.path.exists(os.path.join(folder, "device")),
     )
+
+
+IFF_UP, IFF_LOOPBACK, IFF_RUNNING = 0x1, 0x8, 0x40
+
+
+def interface_flags(name: str) -> int | None:
+    """The interface's flags (SIOCGIFFLAGS) in this process's network namespace, or None."""
+    import fcntl
+    import socket
+    import struct
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:  # never bound: no port
+        try:
+            raw = fcntl.ioctl(sock.fileno(), 0x8913, struct.pack("256s", name.encode()[:15]))
+        except OSError:
+            return None
+    return struct.unpack_from("H", raw, 16)[0]
 
 
 def ipv4_address(name: str) -> str | None:
