@@ -183,9 +183,12 @@ def no_process_left(folder: Path) -> None:
 
 
 @pytest.fixture
-def login_view(tmp_path):
-    """What a login node with an interface of its own sees in /sys/class/net: a fast, physical
-    `dmz0` the compute nodes lack (mounted over /sys/class/net for one command on head only)."""
+def login_view(tmp_path, cluster):
+    """A login node with an interface of its own that the compute nodes lack: a real `dmz0` in head's
+    network namespace (one end of a veth pair whose other end is there too; a documentation-range
+    address, 192.0.2.1/24, that routes nowhere), and what head sees of it in /sys/class/net: fast and
+    physical (mounted over /sys/class/net for one command on head only, as the namespace was entered
+    without remounting /sys). The kernel's list of head's interfaces names dmz0; sysfs describes it."""
     net = tmp_path / "login-net"
     for name, facts in {
         "dmz0": {"operstate": "up", "speed": "100000", "type": "1"},
@@ -195,7 +198,18 @@ def login_view(tmp_path):
         for key, value in facts.items():
             (net / name / key).write_text(value + "\n")
     (net / "dmz0" / "device").mkdir()
-    return net
+    on("head", "ip", "link", "del", "dmz0", cwd=tmp_path)  # one a killed earlier run left, if any
+    for step in (
+        ["ip", "link", "add", "dmz0", "type", "veth", "peer", "name", "dmz0p"],
+        ["ip", "addr", "add", "192.0.2.1/24", "dev", "dmz0"],
+        ["ip", "link", "set", "dmz0p", "up"],
+        ["ip", "link", "set", "dmz0", "up"],
+    ):
+        made = on("head", *step, cwd=tmp_path)
+        assert made.returncode == 0, f"{' '.join(step)} on head: {made.stderr}"
+    yield net
+    gone = on("head", "ip", "link", "del", "dmz0", cwd=tmp_path)
+    assert gone.returncode == 0, gone.stderr
 
 
 def on_login_view(net: Path, *args: str, cwd: Path):
