@@ -322,19 +322,30 @@ SCRATCH = """
         def execute(self, ctx):
             with open(os.path.join(ctx.scratch_dir, "part"), "w") as f:
                 f.write("x")
+            if ctx.config.get("fail") == "kill":
+                ctx.comm.Barrier()  # both have written their part
+                if ctx.worker_id == 1:
+                    os.kill(os.getpid(), 9)  # no code of its own runs at its end
+                ctx.comm.Barrier()  # worker 0: here until the job's end ends it
             if ctx.config.get("fail"):
                 raise RuntimeError("on purpose")
             return ctx.scratch_dir
 """
 
 
-@pytest.mark.parametrize("fail, keep", [(False, False), (True, False), (False, True)])
+@pytest.mark.parametrize("fail, keep", [(False, False), (True, False), ("kill", False), (False, True)])
 def test_a_workers_scratch_goes_when_it_ends_unless_kept(work, fail, keep):
     scratch = work / "scratch"
     job = write_job(work, "scratch", SCRATCH, scratch_dir=str(scratch), keep_scratch=keep, config={"fail": fail})
     done = t2mpi("run", str(job), cwd=work, timeout=120)
     assert done.returncode == (1 if fail else 0), done.stderr
-    left = sorted(p.relative_to(scratch).as_posix() for p in scratch.rglob("*")) if scratch.exists() else []
+
+    def left():
+        return sorted(p.relative_to(scratch).as_posix() for p in scratch.rglob("*")) if scratch.exists() else []
+
+    if fail == "kill":  # SIGKILLed workers: their watchers (t2mpi/reaper.py) remove the folders
+        wait_for(lambda: left() == [], 30, "the killed workers' scratch to go")
+    left = left()
     if keep:
         parts = [p for p in left if p.endswith("/part")]
         assert len(parts) == 2 and all(re.fullmatch(r"t2mpi-[^/]+/worker-[01]/part", p) for p in parts), left

@@ -62,15 +62,18 @@ def spill_counter(data: Any, ex: Any) -> Callable[[int], None]:
 
 def private_folder(scratch_dir: str | None) -> str:
     """A new folder of this process's own under the scratch folder (the temporary folder without
-    one), removed at exit if still there."""
+    one), removed at exit if still there, or after this process was killed."""
     import atexit
     import shutil
     import tempfile
+
+    from ..reaper import remove_at_end
 
     base = scratch_dir or tempfile.gettempdir()
     os.makedirs(base, mode=0o700, exist_ok=True)
     folder = tempfile.mkdtemp(prefix="t2mpi-spill-", dir=base)
     atexit.register(shutil.rmtree, folder, True)
+    remove_at_end(folder)  # also when this process is killed (t2mpi/reaper.py)
     return folder
 
 

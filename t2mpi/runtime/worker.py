@@ -155,7 +155,12 @@ class WorkerContext:
         import tempfile
 
         base = self._spec.scratch_dir or tempfile.gettempdir()
-        return _private_dir(base, f"t2mpi-{self.job_id}", f"worker-{self.worker_id}")
+        names = (base, f"t2mpi-{self.job_id}", f"worker-{self.worker_id}")
+        if not self._spec.keep_scratch:  # goes even if this worker is killed (t2mpi/reaper.py)
+            from ..reaper import remove_at_end
+
+            remove_at_end(os.path.join(*names), with_parent=True)
+        return _private_dir(*names)
 
     @cached_property
     def log(self) -> WorkerLog:
