@@ -14,7 +14,9 @@
 #
 # Environment: T2MPI_MULTI_DIR (state dir, default /var/tmp/t2mpi-slurm-multi),
 # T2MPI_MULTI_NODES (N, default 3), T2MPI_MULTI_NET (first three octets, default 10.77.0:
-# head .10, nK .10+K), T2MPI_SLURM_START_TIMEOUT / T2MPI_SLURM_STOP_TIMEOUT (60 / 30 s).
+# head .10, nK .10+K), T2MPI_MULTI_IFNAME (each host's interface, default nic0: a name the machine
+# itself lacks, so the machine's interfaces, which a host's /sys/class/net lists, never name it),
+# T2MPI_SLURM_START_TIMEOUT / T2MPI_SLURM_STOP_TIMEOUT (60 / 30 s).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -26,6 +28,8 @@ readonly CONF=$STATE_DIR/etc/slurm.conf
 readonly HOSTS_FILE=$STATE_DIR/etc/hosts
 readonly NODES_FILE=$STATE_DIR/etc/nodes          # the compute nodes of the running cluster
 readonly NET=${T2MPI_MULTI_NET:-10.77.0}
+readonly IFNAME=${T2MPI_MULTI_IFNAME:-nic0}
+[[ $IFNAME =~ ^[A-Za-z][A-Za-z0-9_.-]{0,14}$ ]] || { echo "$PROG: T2MPI_MULTI_IFNAME: '$IFNAME' is not an interface name" >&2; exit 2; }
 readonly BRIDGE=t2mpibr0
 readonly NS_PREFIX=t2mpi-                         # namespaces t2mpi-head, t2mpi-n1, ...
 readonly VETH_PREFIX=t2mpiv-                      # host ends t2mpiv-head, t2mpiv-n1, ...
@@ -93,10 +97,10 @@ make_network() {
     for host in head $(node_names); do
         addr=$(address_of "$host")
         ip netns add "$NS_PREFIX$host"
-        ip link add "$(veth_of "$host")" type veth peer name eth0 netns "$NS_PREFIX$host"
+        ip link add "$(veth_of "$host")" type veth peer name "$IFNAME" netns "$NS_PREFIX$host"
         ip link set "$(veth_of "$host")" master "$BRIDGE" up
-        nsenter --net="/run/netns/$NS_PREFIX$host" ip addr add "$addr/24" dev eth0
-        nsenter --net="/run/netns/$NS_PREFIX$host" ip link set eth0 up
+        nsenter --net="/run/netns/$NS_PREFIX$host" ip addr add "$addr/24" dev "$IFNAME"
+        nsenter --net="/run/netns/$NS_PREFIX$host" ip link set "$IFNAME" up
         nsenter --net="/run/netns/$NS_PREFIX$host" ip link set lo up
     done
 }

@@ -35,6 +35,7 @@ NSRSH = str(ROOT / "slurm" / "nsrsh")
 MPI = detect(str(Path(PYTHON).parent / "mpiexec"))
 NODES = ["n1", "n2", "n3"]
 NET = os.environ.get("T2MPI_MULTI_NET", "10.77.0")
+IFNAME = os.environ.get("T2MPI_MULTI_IFNAME", "nic0")  # every host's interface (not the machine's)
 ADDRESS = {"head": f"{NET}.10", **{f"n{k}": f"{NET}.{10 + k}" for k in (1, 2, 3)}}
 KMEANS = ["--set", "config.points=30000", "--set", "config.iterations=10"]
 
@@ -125,15 +126,15 @@ def test_workers_span_the_nodes_and_talk_over_their_interfaces(work, cluster):
         assert Path(r["scratch"], "written-on").read_text() == host
         assert not Path(r["scratch"]).resolve().is_relative_to(folder.resolve())
         # TCP over the node's own interface (the same name on every node), never lo, never head
-        assert r["addrs"]["eth0"] == [ADDRESS[host]]
+        assert r["addrs"][IFNAME] == [ADDRESS[host]]
         remote = set(r["peers"]) - {ADDRESS[host], "127.0.0.1"}
         assert remote and remote <= {ADDRESS[n] for n in NODES if n != host}, r["peers"]
     assert len({r["scratch"] for r in out.values()}) == 3
     iface = {w["id"]: w["network"] for w in state["workers"]}
     key = "OMPI_MCA_btl_tcp_if_include" if MPI.flavour == OPENMPI else "FI_TCP_IFACE"
-    assert all(net[key] == "eth0" for net in iface.values()), iface
+    assert all(net[key] == IFNAME for net in iface.values()), iface
     chosen = json.loads((folder / "network.json").read_text())  # on the job's first node, when it started
-    assert (chosen["host"], chosen["env"][key]) == ("n1", "eth0")
+    assert (chosen["host"], chosen["env"][key]) == ("n1", IFNAME)
     script = (folder / "job.sh").read_text()
     assert ADDRESS["head"] not in script and "head" not in script.replace("#!/bin/bash", "")
     # status and logs say which worker ran where
@@ -253,9 +254,9 @@ def test_the_login_nodes_interface_never_reaches_the_compute_nodes(work, cluster
     folder = only_job(work)
     state = state_of(folder)
     assert state["state"] == "COMPLETED", state
-    assert [w["network"][key] for w in state["workers"]] == ["eth0"] * 3
+    assert [w["network"][key] for w in state["workers"]] == [IFNAME] * 3
     chosen = json.loads((folder / "network.json").read_text())
-    assert (chosen["host"], chosen["env"][key]) == ("n1", "eth0")
+    assert (chosen["host"], chosen["env"][key]) == ("n1", IFNAME)
     # the script names head's interface only in a comment, never in what runs
     script = (folder / "job.sh").read_text().splitlines()
     assert [line.startswith("# ") for line in script if "dmz0" in line] == [True]
