@@ -100,6 +100,15 @@ Traceback (most recent call last):
 ValueError: no such job
 """
 
+SRUN = """\
+srun: error: Task launch for StepId=125.0 failed on node n3: Communication connection failure
+srun: error: Application launch failed: Communication connection failure
+srun: Job step aborted: Waiting up to 4 seconds for job step to finish.
+slurmstepd-n1: error: *** STEP 125.0 ON n1 CANCELLED AT 2026-12-03T12:51:36 ***
+srun: error: n1: task 0: Killed
+[mpiexec@n1] control_cb (/mpich-5.0.2/src/pm/hydra/mpiexec/pmiserv_cb.c:280): assert (!closed) failed
+[mpiexec@n1] main (/mpich-5.0.2/src/pm/hydra/mpiexec/mpiexec.c:270): process manager error waiting for completion
+"""
 OFI = "Fatal error in internal_Init_thread: Other MPI error: OFI call ep_enable failed (default nic=tcp: Bad file descriptor)"
 
 
@@ -109,6 +118,8 @@ OFI = "Fatal error in internal_Init_thread: Other MPI error: OFI call ep_enable 
         (MPICH, OFI),
         (MPICH + HYDRA, OFI),  # not Hydra's banner after it
         (OPEN_MPI, "At least one pair of MPI processes are unable to reach each other for MPI communications."),
+        (SRUN, "srun: Task launch for StepId=125.0 failed on node n3: Communication connection failure"),
+        (SRUN + MPICH, OFI),  # an MPI's own error says more
         (TRACEBACK, None),  # no MPI's: the caller keeps the last line
         ("", None),
     ],

@@ -369,6 +369,53 @@ def test_a_node_that_cannot_resolve_the_first_one_fails_an_mpich_job_at_the_star
     assert took < 10 + 40  # well before any walltime
 
 
+@pytest.fixture
+def n3_cut_off(work, cluster):
+    """n3's link to the others goes down (the machine's end of its veth pair); afterwards it comes
+    back up and n3 is idle in Slurm again before the next test."""
+    link = "t2mpiv-n3"
+
+    def n3_idle():
+        state = on("head", "sinfo", "-h", "-N", "-n", "n3", "-o", "%T", cwd=work).stdout.strip()
+        if state.startswith("down") and not state.endswith("*"):  # set down, now answering: resume it
+            on("head", "scontrol", "update", "nodename=n3", "state=resume", cwd=work)
+        return state == "idle"
+
+    wait_for(n3_idle, 180, "n3 to be idle in Slurm before its link goes down")  # done with earlier jobs
+    cut = subprocess.run(["ip", "link", "set", link, "down"], capture_output=True, text=True, timeout=30)
+    assert cut.returncode == 0, cut.stderr
+    try:
+        yield
+    finally:
+        subprocess.run(["ip", "link", "set", link, "up"], capture_output=True, text=True, timeout=30, check=True)
+        wait_for(n3_idle, 180, "n3 to be idle in Slurm again")
+
+
+def test_a_node_whose_network_is_down_as_the_job_starts_fails_it_soon_and_leaves_nothing(work, cluster, n3_cut_off):
+    """n3's link is down, and Slurm, which has not noticed yet, gives n3 to the job. The launch cannot
+    start its part there: the job ends FAILED within seconds, with the launcher's own line, and no
+    process of it stays on any node."""
+    import time
+
+    job = write_job(work, "cutoff", QUICK, timeouts={"start": 10})
+    began = time.monotonic()
+    done = t2mpi_on(
+        "head", "submit", str(job), "-n", "3", "--set", "scheduler.nodes=3", "--wait", cwd=work, timeout=150
+    )
+    took = time.monotonic() - began
+    print(f"a node cut off ({MPI.flavour}): t2mpi submit --wait ended after {took:.1f} s")
+    folder = only_job(work)
+    state = state_of(folder)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert state["state"] == "FAILED", state
+    said = "lost communication with a remote daemon" if MPI.flavour == OPENMPI else "failed on node n3"
+    assert said in state["reason"], state["reason"]
+    assert f"job {folder.name}: FAILED — {state['reason']}" in done.stderr
+    # nothing of it on any node (n3 stays COMPLETING in Slurm until it answers again: the fixture waits)
+    wait_for(lambda: not processes_mentioning(str(folder)), 30, "the job's processes on every node to go")
+    assert took < 10 + 80  # the start timeout and Slurm's message timeouts, never the walltime
+
+
 # ---------------------------------------------------------------- K-Means: 3 nodes = 1 node
 
 

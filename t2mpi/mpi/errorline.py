@@ -10,6 +10,11 @@ job's reason, not the generic abort banner that follows it.
     Open MPI: its help blocks, between lines of dashes; the first sentence of the most specific one
       ->  MPI_INIT has failed because at least one MPI process is unreachable from another.
 
+    A node the launcher could not start on (its network down): the scheduler's own launch error,
+    not the MPI's banner after it
+              srun: error: Task launch for StepId=125.0 failed on node n3: Communication connection failure
+      ->  srun: Task launch for StepId=125.0 failed on node n3: Communication connection failure
+
 mpi_error_line() is pure: a function of the lines; None when none of them is an MPI's error.
 """
 
@@ -27,12 +32,14 @@ _OMPI_GENERIC = (
     "has exited due to process",
     "Your MPI job is now going",
 )
+# a scheduler's launcher (srun, under Hydra or Open MPI's Slurm launch) that could not start a node's part
+_LAUNCH_FAILED = r"(srun): error: (Task launch for \S+ failed on node .*)"
 _WORDS = ("MPI_Init", "MPI_INIT", "Fatal error", "ep_enable failed", "OFI call", "UCX  ERROR", "UCX ERROR", "PMI")
 
 
 def mpi_error_line(lines: list[str]) -> str | None:
     """The most telling line of an MPI's error output in `lines` (stderr, oldest first), or None."""
-    found = _mpich(lines) or _open_mpi(lines) or _worded(lines)
+    found = _mpich(lines) or _open_mpi(lines) or _launch_failed(lines) or _worded(lines)
     if found is None:
         return None
     found = " ".join(found.split())
@@ -96,6 +103,15 @@ def _first_paragraph(block: list[str]) -> str:
 def _first_sentence(text: str) -> str:
     m = re.match(r"(.+?[.;])(\s|$)", text)
     return m.group(1) if m else text
+
+
+def _launch_failed(lines: list[str]) -> str | None:
+    """The first node a scheduler's launcher said it could not start on."""
+    for line in lines:
+        m = re.search(_LAUNCH_FAILED, line)
+        if m is not None:
+            return f"{m.group(1)}: {m.group(2)}"
+    return None
 
 
 def _worded(lines: list[str]) -> str | None:
