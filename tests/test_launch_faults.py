@@ -209,6 +209,54 @@ def test_a_detached_run_returns_at_once_and_outlives_a_hang_up(work):
     assert pickle.loads((jobdir / "results.pkl").read_bytes()) == {0: 0, 1: 1}
 
 
+STOPPABLE = """
+    import threading
+    from t2mpi import IWorker
+
+    class Job(IWorker):
+        def execute(self, ctx):
+            state = ctx.restored or {"i": 0}
+            for i in range(state["i"], 100000):
+                ctx.progress(None, f"step {i}")
+                if ctx.should_checkpoint():
+                    ctx.checkpoint({"i": i + 1})  # raises Preempted once committed
+                threading.Event().wait(0.02)
+            return i
+"""
+
+
+def test_following_a_detached_run_ends_when_a_stop_request_preempts_it(work):
+    """A local job that ends PREEMPTED (SIGUSR1 to its client: a checkpoint and a stop) has ended:
+    nothing requeues it, so `t2mpi status --follow` returns instead of waiting for ever."""
+    done = t2mpi("run", str(write_job(work, "stoppable", STOPPABLE)), "--detach", cwd=work, timeout=60)
+    assert done.returncode == 0, done.stderr
+    job_id = done.stdout.strip()
+    jobdir = work / "t2mpi-jobs" / job_id
+    wait_for(
+        lambda: (jobdir / "events.jsonl").exists() and sum(e["event"] == "progress" for e in events_of(jobdir)) >= 2,
+        60,
+        "the workers",
+    )
+    follow = subprocess.Popen(
+        [PYTHON, "-m", "t2mpi", "status", "--follow", job_id],
+        cwd=work,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        os.kill(json.loads((jobdir / "client.json").read_text())["pid"], signal.SIGUSR1)
+        _, err = follow.communicate(timeout=60)
+    finally:
+        if follow.poll() is None:
+            follow.kill()
+    state = state_of(jobdir)
+    assert state["state"] == "PREEMPTED", state
+    assert f"job {job_id}: PREEMPTED" in err, err
+    assert follow.returncode == 1  # it did not complete
+    wait_for(lambda: not processes_mentioning(str(work)), 30, "the detached client and its ranks to go")
+
+
 def _flavour() -> str:
     from t2mpi.mpi.launcher import recognise
 

@@ -316,15 +316,18 @@ def follow(
     files: Sequence[str],
     poll: float = 0.5,
 ) -> dict[str, Any]:
-    """Print what `files` gain until the job ends; return its final state."""
+    """Print what `files` gain until the job ends; return its final state. A local job's
+    PREEMPTED is its end too (nothing requeues it; `t2mpi restart` continues it); a batch
+    job's is not while its scheduler may requeue it."""
     offsets = dict.fromkeys(files, 0)
     last_asked = 0.0
     current: dict[str, Any] = {}
+    final = states.FINAL if jd.read_scheduler() is not None else states.ENDED
     while True:
         for path in files:
             offsets[path] = _tail(path, offsets[path], out)
         state = jd.read_state()
-        if state is not None and state.get("state") in states.FINAL:
+        if state is not None and state.get("state") in final:
             current = state
         elif time.monotonic() - last_asked >= max(poll, 2.0) or state is None:
             last_asked = time.monotonic()
@@ -332,7 +335,7 @@ def follow(
         else:
             current = state
         on_state(current)
-        if current.get("state") in states.FINAL:
+        if current.get("state") in final:
             _drain(jd, files, offsets, out)
             return current
         time.sleep(poll)
