@@ -270,8 +270,14 @@ def _plan(args: argparse.Namespace) -> int:
     return 0
 
 
+TERMINATED_EXIT = 128 + signal.SIGTERM  # 143, the shell's status for a SIGTERM
+
+
 def _terminate(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
+    """SIGTERM (kill, a process manager): end every rank, as Ctrl-C does, and say it was SIGTERM."""
+    from .errors import Interrupted
+
+    raise Interrupted("terminated (SIGTERM)", TERMINATED_EXIT)
 
 
 HANG_UP_EXIT = 128 + signal.SIGHUP  # 129, the shell's status for a hang-up
@@ -337,10 +343,10 @@ def _follow_submitted(jd: Any, files: list[str] | None = None) -> int:
             lambda state: status.events([], state),
             [jd.batch_out] if files is None else files,
         )
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         status.close()
         print(f"t2mpi: stopped following; the job goes on (t2mpi cancel {jd.job_id} ends it)", file=sys.stderr)
-        return 130
+        return getattr(exc, "exit_code", 130)
     status.close()
     print(
         console.summary(final)

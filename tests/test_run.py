@@ -191,6 +191,16 @@ def test_barrier_timeout_names_the_missing_worker(work):
     assert "BarrierError: barrier 1 timed out; workers not there: 0" in done.stderr
 
 
+def test_sigterm_to_the_client_ends_every_rank_and_says_it_was_sigterm(work):
+    code, err, family, ranks, jobdir = interrupt_run(work, signum=signal.SIGTERM)
+    assert ranks == 3
+    assert code == 143, err
+    assert "t2mpi: terminated (SIGTERM); every rank was ended" in err
+    assert gone(family) == []
+    state = state_of(jobdir)
+    assert (state["state"], state["reason"]) == ("KILLED", "terminated (SIGTERM)")
+
+
 def test_sigint_to_the_client_ends_every_rank(work):
     code, err, family, ranks, jobdir = interrupt_run(work)
     assert ranks == 3  # master and two workers were running
