@@ -1,6 +1,6 @@
-"""A keyed shuffle or a sort larger than its memory budget (issue #14): reduce_by_key over many
-distinct string keys on 2 workers (--workload reduce), or a global sort_by of the same pairs
-(--workload sort), run with a budget of a quarter of what the shuffle holds (it spills) and with no
+"""A keyed shuffle, a sort or a join larger than its memory budget (issue #14): reduce_by_key over
+many distinct string keys on 2 workers (--workload reduce), a global sort_by of the same pairs
+(--workload sort), or their inner join with one row per distinct key (--workload join), run with a budget of a quarter of what the shuffle holds (it spills) and with no
 budget (it holds everything), interleaved; peak RSS per worker, bytes spilled, wall time.
 
 (each side) mpiexec -n W python bench/spill.py --side BUDGET_MIB --workload W
@@ -43,6 +43,9 @@ def side(budget_mib: int, total: int, workload: str) -> None:
     ds = data.from_function(lambda i, n: keys(i, n, total))
     if workload == "sort":
         out = ds.sort_by(lambda kv: kv[0])
+    elif workload == "join":
+        dims = data.from_function(lambda i, n: ((f"key-{j:012d}", 2) for j in range(i, total // 2, n)))
+        out = ds.join(dims).map(lambda kv: (kv[0], kv[1][0] * kv[1][1]))
     else:
         out = ds.reduce_by_key(lambda a, b: b + a)  # not known.py's a + b: the general (not inline-add) path
     distinct = checksum = 0
@@ -66,12 +69,16 @@ def main() -> None:
     parser.add_argument("--budget-mib", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--workload", choices=("reduce", "sort"), default="reduce")
+    parser.add_argument("--workload", choices=("reduce", "sort", "join"), default="reduce")
     parser.add_argument("--side", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.side is not None:
         return side(args.side, args.pairs, args.workload)
-    what = "reduce_by_key with a lambda" if args.workload == "reduce" else "sort_by(lambda kv: kv[0]) of the pairs"
+    what = {
+        "reduce": "reduce_by_key with a lambda",
+        "sort": "sort_by(lambda kv: kv[0]) of the pairs",
+        "join": "an inner join of the pairs with one row per key",
+    }[args.workload]
     print(f"Spilling {args.workload} (issue #14): MPI {mpi_flavour()}, {args.workers} workers, {args.pairs:,} pairs")
     print(f"over {args.pairs // 2:,} distinct keys; {what}; {args.rounds} interleaved rounds")
     runs: dict[str, list] = {f"budget {args.budget_mib} MiB": [], "no budget": []}

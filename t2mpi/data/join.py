@@ -4,7 +4,10 @@ there, by hash (an index of the right side) or by sort (both sides sorted by key
 When both sides are Columns with integer keys on every worker, an inner join stays in numpy: each
 side moves as one Alltoallv of (key, value) rows, the right side is sorted by key, and each left row
 finds its matches with searchsorted. The result is Columns whose values are records with the fields
-"left" and "right"; it iterates as (key, (left, right)) like any join."""
+"left" and "right"; it iterates as (key, (left, right)) like any join.
+
+With a memory budget on the Data, the object path is grace.py's: sent in rounds, partitioned on
+disk by a hash of the key, and joined a partition at a time."""
 
 from __future__ import annotations
 
@@ -54,6 +57,13 @@ def join(left: DataSet, right: DataSet, how: str, method: str, where: Where) -> 
             rrows = ex.alltoallv(where, lambda: _by_destination(rpart, ex.size))
             out = _columns_inner(lrows, rrows)
             return lambda: out
+
+        if left.data.memory_budget is not None:  # both sides cogrouped by a spilling combine
+            lpart, rpart = held
+            held.clear()
+            from .grace import spilling_join
+
+            return spilling_join(left.data, where, lpart, rpart, how, method, dest)
 
         def batches():
             lpart, rpart = held
