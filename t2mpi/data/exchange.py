@@ -252,9 +252,10 @@ class Exchange:
         if not isinstance(root, int) or not 0 <= root < self.size:
             raise DataError(f"{where}: root {root!r} is not a worker (0..{self.size - 1})")
 
-    def alltoallv(self, where: Where, produce: Callable[[], tuple[Any, list[int]]]) -> Any:
+    def alltoallv(self, where: Where, produce: Callable[[], tuple[Any, list[int]]], by_source: bool = False) -> Any:
         """produce() -> (array grouped by destination along axis 0, rows for each worker); returns the
-        rows every worker sent here, concatenated in worker order. One Alltoallv of the raw buffer."""
+        rows every worker sent here, concatenated in worker order (by_source=True: and the rows
+        from each worker). One Alltoallv of the raw buffer."""
         self._step(where)
         import numpy as np
 
@@ -269,7 +270,9 @@ class Exchange:
         shapes = {(m[0], tuple(m[1])) for _, m in got}
         if len(shapes) != 1:
             raise DataError(f"{where}: workers hold arrays of different dtypes or row shapes: {sorted(shapes)}")
-        return self._rows(block, counts, [m[2] for _, m in got])
+        rows_in = [m[2] for _, m in got]
+        out = self._rows(block, counts, rows_in)
+        return (out, rows_in) if by_source else out
 
     def _rows(self, block: Any, counts: Sequence[int], rows_in: Sequence[int], count_rows: bool = True) -> Any:
         """block's rows, grouped by destination (counts), sent; rows_in[d] rows come from worker d.

@@ -15,7 +15,7 @@ from __future__ import annotations
 import bisect
 import itertools
 
-from . import runs
+from . import npruns, runs
 from .errors import DataError
 from .spill import spill_counter
 
@@ -183,6 +183,12 @@ def sort_by(ds: DataSet, key: Any, ascending: bool, where: Where) -> DataSet:
                 return ("objects", None, None, picked)
             part = materialize(part)
             found = block_keys(where, part, key) if is_block(part) else None
+            if found is not None and files is not None:  # sent in rounds, sorted where it lands
+                kind = found[0]
+                held[:] = [part]
+                picked = npruns.samples(part, kind_keys, SAMPLES_PER_WORKER * ex.size)
+                picked = picked if kind == "numbers" else [r.tobytes() for r in picked]
+                return ("block", kind, part.dtype.str, picked, len(part))
             if found is not None:
                 kind, keys = found
                 order = key_order(kind, keys)
@@ -207,7 +213,15 @@ def sort_by(ds: DataSet, key: Any, ascending: bool, where: Where) -> DataSet:
                 files.discard()
             raise
         if len({m[:3] for m in metas}) == 1 and metas[0][0] == "block":
-            return _blocks(ex, where, held, metas[0][1], cut_at, kind_keys, ascending)
+            if files is None:
+                return _blocks(ex, where, held, metas[0][1], cut_at, kind_keys, ascending)
+            per = npruns.round_rows(budget, held[0].dtype.itemsize)
+            rounds = max(-(-m[4] // per) for m in metas)
+            block = held.pop()
+            out = npruns.exchange_sorted(
+                ex, where, block, kind_keys, cut_at, ascending, budget, rounds, ds.data.scratch_dir, files.on_spilled
+            )
+            return lambda: out
         objects = metas[ex.rank][0] == "objects"
         if files is None:
             return _objects(ex, where, held[0] if objects else held[0].tolist(), key, cut_at, ascending)
