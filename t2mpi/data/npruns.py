@@ -98,7 +98,7 @@ class Runs:
         self.held: list[list[Any]] = [[] for _ in range(size)]
         self.held_bytes = 0
         self.folder: str | None = None
-        self.written: list[list[tuple[str, int, int]]] = [[] for _ in range(size)]  # per source: path, offset, rows
+        self.written: list[list[tuple[Any, ...]]] = [[] for _ in range(size)]  # per source: path, offset, rows, dtype
 
     def add(self, got: Any, rows_in: list[int]) -> None:
         at = 0
@@ -111,31 +111,38 @@ class Runs:
             self.spill()
 
     def spill(self) -> None:
-        import numpy as np
 
         self.folder = self.folder or private_folder(self.scratch_dir)
         for source, pieces in enumerate(self.held):
             if not pieces:
                 continue
-            run = self.sort(np.concatenate(pieces))
+            run = self.sort(joined(pieces))
             self.held[source] = []
             path = os.path.join(self.folder, f"run-{source:05d}-{len(self.written[source]):05d}.npy")
             offset, nbytes = write_npy(path, [run], len(run), run.dtype)
-            self.written[source].append((path, offset, len(run)))
+            self.written[source].append((path, offset, len(run), run.dtype))
             self.on_spilled(nbytes)
         self.held_bytes = 0
 
     def tail(self, source: int) -> Any:
         """What a source's rows still held come to, sorted (None when there are none)."""
-        import numpy as np
 
         pieces, self.held[source] = self.held[source], []
-        return self.sort(np.concatenate(pieces)) if pieces else None
+        return self.sort(joined(pieces)) if pieces else None
 
     def discard(self) -> None:
         if self.folder is not None:
             shutil.rmtree(self.folder, ignore_errors=True)
         self.held = [[] for _ in self.held]
+
+
+def joined(pieces: list[Any]) -> Any:
+    """Arrays of one dtype concatenated in that dtype (np.concatenate alone makes a structured
+    dtype's fields native-endian)."""
+    import numpy as np
+
+    out = np.empty(sum(len(p) for p in pieces), dtype=pieces[0].dtype)
+    return np.concatenate(pieces, out=out)
 
 
 def write_npy(path: str, pieces: Any, rows: int, dtype: Any) -> tuple[int, int]:
@@ -149,7 +156,7 @@ def write_npy(path: str, pieces: Any, rows: int, dtype: Any) -> tuple[int, int]:
         offset = f.tell()
         written = 0
         for piece in pieces:
-            np.ascontiguousarray(piece).tofile(f)
+            np.ascontiguousarray(piece, dtype=dtype).tofile(f)
             written += piece.nbytes
         if written != rows * np.dtype(dtype).itemsize:
             raise RuntimeError(f"{path}: wrote {written} bytes of rows, expected {rows} rows")
@@ -217,7 +224,7 @@ def merged(runs: list[_Run], kind_keys: Callable[[Any], tuple[str, Any]], sort: 
         before = [r.take(_cut_index(keys_of(r.rows_here), cut, ascending, False)) for r in alive]
         before = [b for b in before if len(b)]
         if before:
-            yield sort(np.concatenate(before)) if len(before) > 1 else before[0]
+            yield sort(joined(before)) if len(before) > 1 else before[0]
         for r in alive:  # the rows equal to the cut, run by run (a run's ties may span its chunks)
             while r.load():
                 n = _cut_index(keys_of(r.rows_here), cut, ascending, True)
@@ -241,7 +248,6 @@ def exchange_sorted(
 ) -> Any:
     """This worker's sorted partition after the rounds: an array in memory when nothing was
     written, else a read-only np.memmap of the merged runs."""
-    import numpy as np
 
     from .sort import stable_sorted
 
@@ -258,7 +264,7 @@ def exchange_sorted(
             del got
         if held.folder is None:
             pieces = [p for ps in held.held for p in ps]
-            return sort(np.concatenate(pieces)) if pieces else block[:0].copy()
+            return sort(joined(pieces)) if pieces else block[:0].copy()
         return _merge_to_memmap(held, kind_keys, sort, ascending, budget, block.dtype, on_spilled)
     finally:
         held.discard()
@@ -269,15 +275,15 @@ def _merge_to_memmap(
 ) -> Any:
     import numpy as np
 
-    runs: list[tuple[Any, int]] = []
+    runs: list[tuple[Any, int, Any]] = []
     for source, written in enumerate(held.written):
-        runs += [((path, offset), rows) for path, offset, rows in written]
+        runs += [((path, offset), rows, run_dtype) for path, offset, rows, run_dtype in written]
         tail = held.tail(source)
         if tail is not None:
-            runs.append((tail, len(tail)))
-    total = sum(rows for _, rows in runs)
+            runs.append((tail, len(tail), tail.dtype))
+    total = sum(rows for _, rows, _ in runs)
     chunk = max(1, budget // SHARE // max(1, dtype.itemsize) // max(1, len(runs)))
-    readers = [_Run(source, rows, chunk, dtype) for source, rows in runs]
+    readers = [_Run(source, rows, chunk, run_dtype) for source, rows, run_dtype in runs]
     path = os.path.join(held.folder, "merged.npy")
     _, nbytes = write_npy(path, merged(readers, kind_keys, sort, ascending), total, dtype)
     on_spilled(nbytes)
