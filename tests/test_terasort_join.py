@@ -8,7 +8,7 @@ import random
 
 import numpy as np
 import pytest
-from conftest import JOBS, t2mpi
+from conftest import JOBS, events_of, only_job, t2mpi
 
 from t2mpi.data import gensort
 
@@ -58,6 +58,31 @@ def test_terasort_sorts_an_input_folder_bytewise_by_key(work):
     assert done.returncode == 0, done.stderr
     got = read_parts(out)
     assert [got[i : i + 100] for i in range(0, len(got), 100)] == sorted_by_key(raw.tobytes())
+
+
+def test_terasort_past_its_data_memory_spills_and_still_sorts(work):
+    """resources.data_memory of 200 KiB, 350 kB of records per worker: the numpy sort goes in rounds
+    and spills sorted runs (t2mpi/data/npruns.py); the output is still every record, in key order,
+    and the scratch folder is left empty."""
+    rng = np.random.default_rng(8)
+    raw = rng.integers(0, 256, size=(7000, 100), dtype=np.uint8)
+    raw[:800, :10] = raw[0, :10]  # equal keys across many rounds and runs: their order must be kept
+    raw[800:1500, :9] = 0xFF
+    folder = work / "input"
+    folder.mkdir()
+    (folder / "a").write_bytes(raw.tobytes())
+    out, scratch = work / "sorted", work / "scratch"
+    done = t2mpi(
+        "run", str(JOBS / "terasort.yaml"), "-n", "2", "--set", f"config.input={folder}",
+        "--set", f"config.output={out}", "--set", "resources.data_memory=200K", "--set", f"scratch_dir={scratch}",
+        cwd=work, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    got = read_parts(out)
+    assert [got[i : i + 100] for i in range(0, len(got), 100)] == sorted_by_key(raw.tobytes())
+    ends = [e for e in events_of(only_job(work)) if e["event"] == "operation_end" and e["operation"] == "sort_by"]
+    assert len(ends) == 2 and all(e["bytes_spilled"] > 0 for e in ends)
+    assert not scratch.exists() or [p for p in scratch.rglob("*") if p.is_file()] == []
 
 
 def test_join_example_sums_the_inner_join_per_group_like_one_process(work):
