@@ -3,6 +3,10 @@ many distinct string keys on 2 workers (--workload reduce), a global sort_by of 
 (--workload sort), or their inner join with one row per distinct key (--workload join), run with a budget of a quarter of what the shuffle holds (it spills) and with no
 budget (it holds everything), interleaved; peak RSS per worker, bytes spilled, wall time.
 
+(--workload terasort) a sort_by("key") of --pairs gensort records, 100 bytes each (the numpy sort of
+byte records, t2mpi/data/npruns.py); its peak RSS is taken when the sort has returned, before the
+mapped output is read.
+
 (each side) mpiexec -n W python bench/spill.py --side BUDGET_MIB --workload W
 Goal: past its budget, a worker's peak RSS stays within the budget plus a small margin over the
 interpreter and its input.
@@ -29,6 +33,30 @@ def keys(rank: int, size: int, total: int):
         yield (f"key-{(i * 7919) % (total // 2):012d}", 1)
 
 
+def terasort_side(data, comm, total: int) -> tuple:
+    """gensort records sorted by key: (records, an order-free checksum, peak RSS when the sort has
+    returned (MiB), this worker's first and last key); the output is checked in order, a chunk at a
+    time (reading a mapped partition adds its pages to the RSS, so the peak is taken before)."""
+    import numpy as np
+
+    from t2mpi.data import gensort
+
+    records = data.from_function(lambda i, n: gensort.records(total * i // n, total * (i + 1) // n, 1))
+    part = records.sort_by("key").partition()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    weights = np.arange(1, 101, dtype=np.uint64)
+    checksum, previous = 0, None
+    for lo in range(0, len(part), 100_000):
+        chunk = np.array(part[lo : lo + 100_000])
+        keys = chunk["key"]
+        if len(keys) and (np.any(keys[1:] < keys[:-1]) or (previous is not None and keys[0] < previous)):
+            sys.exit(f"spill: worker {comm.rank}: the sort's output is out of order near record {lo}")
+        previous = keys[-1] if len(keys) else previous
+        checksum += int((chunk.view(np.uint8).reshape(-1, 100).astype(np.uint64) * weights).sum())
+    ends = (bytes(part[0]["key"]), bytes(part[-1]["key"])) if len(part) else None
+    return len(part), checksum, peak, ends
+
+
 def side(budget_mib: int, total: int, workload: str) -> None:
     from mpi4py import MPI
 
@@ -40,6 +68,16 @@ def side(budget_mib: int, total: int, workload: str) -> None:
     scratch = tempfile.mkdtemp(prefix="t2mpi-bench-spill-")
     data = Data(comm, memory_budget=budget_mib << 20 if budget_mib else None, scratch_dir=scratch)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if workload == "terasort":
+        count, checksum, peak, ends = terasort_side(data, comm, total)
+        got = comm.gather((count, checksum, peak, base, data.spilled_bytes, ends), root=0)
+        os.rmdir(scratch)
+        if comm.rank == 0:
+            keys = [k for w in got if w[5] for k in w[5]]
+            if keys != sorted(keys):
+                sys.exit("spill: the workers' key ranges are out of order")
+            print("RESULT " + json.dumps([w[:5] for w in got]), flush=True)
+        return
     ds = data.from_function(lambda i, n: keys(i, n, total))
     if workload == "sort":
         out = ds.sort_by(lambda kv: kv[0])
@@ -69,7 +107,7 @@ def main() -> None:
     parser.add_argument("--budget-mib", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--workload", choices=("reduce", "sort", "join"), default="reduce")
+    parser.add_argument("--workload", choices=("reduce", "sort", "join", "terasort"), default="reduce")
     parser.add_argument("--side", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.side is not None:
@@ -78,9 +116,14 @@ def main() -> None:
         "reduce": "reduce_by_key with a lambda",
         "sort": "sort_by(lambda kv: kv[0]) of the pairs",
         "join": "an inner join of the pairs with one row per key",
+        "terasort": "sort_by('key') of gensort's 100-byte records (the numpy sort)",
     }[args.workload]
-    print(f"Spilling {args.workload} (issue #14): MPI {mpi_flavour()}, {args.workers} workers, {args.pairs:,} pairs")
-    print(f"over {args.pairs // 2:,} distinct keys; {what}; {args.rounds} interleaved rounds")
+    print(f"Spilling {args.workload} (issue #14): MPI {mpi_flavour()}, {args.workers} workers")
+    if args.workload == "terasort":
+        print(f"({args.pairs:,} records, {args.pairs * 100 / args.workers / 2**20:.0f} MiB per worker); {what}")
+    else:
+        print(f"{args.pairs:,} pairs over {args.pairs // 2:,} distinct keys; {what}")
+    print(f"{args.rounds} interleaved rounds")
     runs: dict[str, list] = {f"budget {args.budget_mib} MiB": [], "no budget": []}
     for _ in range(args.rounds):
         for name, budget in ((f"budget {args.budget_mib} MiB", args.budget_mib), ("no budget", 0)):
