@@ -4,7 +4,8 @@ many distinct string keys on 2 workers (--workload reduce), a global sort_by of 
 budget (it holds everything), interleaved; peak RSS per worker, bytes spilled, wall time.
 
 (--workload terasort) a sort_by("key") of --pairs gensort records, 100 bytes each (the numpy sort of
-byte records, t2mpi/data/npruns.py); its peak RSS is taken when the sort has returned, before the
+byte records, t2mpi/data/npruns.py), each worker's records made before it starts: the figure is the
+peak RSS the sort added to that (VmHWM, reset through /proc/self/clear_refs), taken before the
 mapped output is read.
 
 (each side) mpiexec -n W python bench/spill.py --side BUDGET_MIB --workload W
@@ -34,16 +35,20 @@ def keys(rank: int, size: int, total: int):
 
 
 def terasort_side(data, comm, total: int) -> tuple:
-    """gensort records sorted by key: (records, an order-free checksum, peak RSS when the sort has
-    returned (MiB), this worker's first and last key); the output is checked in order, a chunk at a
-    time (reading a mapped partition adds its pages to the RSS, so the peak is taken before)."""
+    """gensort records sorted by key: (records, an order-free checksum, the peak RSS the sort added
+    to what the process held with its input made (MiB), this worker's first and last key). The
+    output is checked in order a chunk at a time, after the peak is taken (reading a mapped
+    partition adds its pages to the RSS)."""
     import numpy as np
 
     from t2mpi.data import gensort
 
-    records = data.from_function(lambda i, n: gensort.records(total * i // n, total * (i + 1) // n, 1))
-    part = records.sort_by("key").partition()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    block = gensort.records(total * comm.rank // comm.size, total * (comm.rank + 1) // comm.size, 1)
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # the peak RSS from here: the sort's, not gensort's temporaries
+    held = _status("VmRSS")
+    part = data.from_function(lambda i, n: block).sort_by("key").partition()
+    peak = _status("VmHWM") - held
     weights = np.arange(1, 101, dtype=np.uint64)
     checksum, previous = 0, None
     for lo in range(0, len(part), 100_000):
@@ -54,7 +59,14 @@ def terasort_side(data, comm, total: int) -> tuple:
         previous = keys[-1] if len(keys) else previous
         checksum += int((chunk.view(np.uint8).reshape(-1, 100).astype(np.uint64) * weights).sum())
     ends = (bytes(part[0]["key"]), bytes(part[-1]["key"])) if len(part) else None
-    return len(part), checksum, peak, ends
+    return len(part), checksum, peak, held, ends
+
+
+def _status(field: str) -> float:
+    """A /proc/self/status figure in MiB."""
+    with open("/proc/self/status") as f:
+        line = next(x for x in f if x.startswith(field + ":"))
+    return int(line.split()[1]) / 1024
 
 
 def side(budget_mib: int, total: int, workload: str) -> None:
@@ -69,8 +81,8 @@ def side(budget_mib: int, total: int, workload: str) -> None:
     data = Data(comm, memory_budget=budget_mib << 20 if budget_mib else None, scratch_dir=scratch)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if workload == "terasort":
-        count, checksum, peak, ends = terasort_side(data, comm, total)
-        got = comm.gather((count, checksum, peak, base, data.spilled_bytes, ends), root=0)
+        count, checksum, peak, held, ends = terasort_side(data, comm, total)
+        got = comm.gather((count, checksum, peak, held, data.spilled_bytes, ends), root=0)
         os.rmdir(scratch)
         if comm.rank == 0:
             keys = [k for w in got if w[5] for k in w[5]]
@@ -144,9 +156,16 @@ def main() -> None:
         bases = [max(w[3] for w in r[1]) for r in rs]
         spilled = [sum(w[4] for w in r[1]) / 2**20 for r in rs]
         print(f"  {name:18s} {describe('wall', [r[0] for r in rs])}")
+        spill_line = f"spilled {statistics.median(spilled):.0f} MiB in all"
+        if args.workload == "terasort":
+            print(
+                f"  {'':18s} peak RSS the sort added per worker: median {statistics.median(peaks):.0f} MiB "
+                f"(over {statistics.median(bases):.0f} MiB held with the input made); {spill_line}"
+            )
+            continue
         print(
             f"  {'':18s} peak RSS per worker: median {statistics.median(peaks):.0f} MiB "
-            f"(before the shuffle {statistics.median(bases):.0f} MiB); spilled {statistics.median(spilled):.0f} MiB in all"
+            f"(before the shuffle {statistics.median(bases):.0f} MiB); {spill_line}"
         )
 
 

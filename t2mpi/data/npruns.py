@@ -113,11 +113,15 @@ class Runs:
     def spill(self) -> None:
 
         self.folder = self.folder or private_folder(self.scratch_dir)
-        for source, pieces in enumerate(self.held):
+        for source in range(len(self.held)):
+            pieces = self.held[source]
             if not pieces:
                 continue
-            run = self.sort(joined(pieces))
             self.held[source] = []
+            rows = joined(pieces)
+            del pieces  # what arrived goes as soon as it is copied out
+            run = self.sort(rows)
+            del rows
             path = os.path.join(self.folder, f"run-{source:05d}-{len(self.written[source]):05d}.npy")
             offset, nbytes = write_npy(path, [run], len(run), run.dtype)
             self.written[source].append((path, offset, len(run), run.dtype))
