@@ -25,8 +25,8 @@ if TYPE_CHECKING:
 class Data:
     """The dataflow API of one communicator: sources, and side inputs through broadcast.
 
-    scratch_dir and memory_budget (bytes) are where and how much a shuffle may hold; kept for the
-    spilling shuffles, which are not implemented yet."""
+    memory_budget (bytes, None: no bound) is how much a shuffle, sort or join may hold before it
+    spills to scratch_dir (None: the system's temporary folder); see docs/data.md."""
 
     def __init__(
         self,
@@ -52,7 +52,7 @@ class Data:
         self.size = self.exchange.size
         self.scratch_dir = scratch_dir
         self.memory_budget = memory_budget
-        self.spilled_bytes = 0  # what keyed shuffles wrote to scratch_dir past memory_budget, in all
+        self.spilled_bytes = 0  # what shuffles, sorts and joins wrote to scratch_dir past memory_budget, in all
         self.job_dir = job_dir
         self.persist_names = Names(checkpoint_version)
         try:

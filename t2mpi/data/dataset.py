@@ -334,7 +334,9 @@ class DataSet:
         """A global sort, stable: a sample-based range partition, then a local sort; partitions in
         worker order concatenate to the sorted whole. key: a function, or for numpy record blocks a
         field name. Numeric blocks and blocks of fixed-size byte records (dtype S, V, or bytes
-        fields, ordered bytewise unsigned) sort in numpy and move as raw rows (see sort.py)."""
+        fields, ordered bytewise unsigned) sort in numpy and move as raw rows (see sort.py); past
+        the memory budget they go in rounds and merge from sorted runs on disk into a read-only
+        np.memmap partition (npruns.py)."""
         return sorting.sort_by(self, key, ascending, self._where("sort_by", call_site()))
 
     # -- actions ----------------------------------------------------------------------------------
