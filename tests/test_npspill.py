@@ -109,10 +109,10 @@ def test_byte_records_past_the_budget_are_bytewise_unsigned_and_stable(
 
 
 def test_a_spilled_sort_feeds_the_writers_the_cache_and_count(tmp_path):
-    """The mapped partition of a spilled sort goes through write_records, write_npy, cache, count
-    and collect like an array; the files hold the sorted records."""
+    """The mapped partition of a spilled sort goes through write_records, write_npy, write_text,
+    cache, count and collect like an array; the files hold the sorted records."""
     rng = np.random.default_rng(4)
-    raw = rng.integers(0, 256, size=(3000, 20), dtype=np.uint8)
+    raw = rng.integers(1, 256, size=(3000, 20), dtype=np.uint8)
     block = raw.reshape(-1).view([("key", "S4"), ("rest", "V16")])
     scratch = tmp_path / "scratch"
 
@@ -120,9 +120,13 @@ def test_a_spilled_sort_feeds_the_writers_the_cache_and_count(tmp_path):
         ordered = data.array(block).sort_by("key").cache()
         ordered.write_records(str(tmp_path / "records"))
         ordered.write_npy(str(tmp_path / "npy"))
+        ordered.write_text(str(tmp_path / "text"))
         return ordered.count(), ordered.collect(), data.spilled_bytes, type(ordered.partition())
 
     results = on_partitions(2, job, memory_budget=8000, scratch_dir=str(scratch))
+    text = [line for p in sorted((tmp_path / "text").iterdir()) for line in p.read_text().splitlines()]
+    in_memory = np.sort(block, order="key", kind="stable")  # numpy's order of S4 keys (no NULs here)
+    assert not (raw[:, :4] == 0).any() and text == [str(x) for x in in_memory]
     want = [bytes(r) for r in sorted(raw, key=lambda r: bytes(r[:4]))]
     for count, collected, spilled, kind in results:
         assert count == 3000 and spilled > 0 and kind is np.memmap
