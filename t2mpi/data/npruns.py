@@ -57,7 +57,8 @@ def samples(block: Any, kind_keys: Callable[[Any], tuple[str, Any]], want: int) 
 
 
 class Sender:
-    """The sending side: the block's rows [lo, hi) of round r, grouped by destination."""
+    """The sending side: round r is the block's rows [r * per, (r + 1) * per), grouped by destination
+    (stable: each destination's rows in input order)."""
 
     def __init__(
         self,
@@ -90,10 +91,8 @@ class Sender:
 class Runs:
     """The receiving side: rows kept per source, written as sorted runs past budget / SHARE."""
 
-    def __init__(
-        self, where: Where, sort: Callable[[Any], Any], budget: int, scratch_dir: str | None, on_spilled: Any, size: int
-    ):
-        self.where, self.sort, self.budget, self.scratch_dir = where, sort, budget, scratch_dir
+    def __init__(self, sort: Callable[[Any], Any], budget: int, scratch_dir: str | None, on_spilled: Any, size: int):
+        self.sort, self.budget, self.scratch_dir = sort, budget, scratch_dir
         self.on_spilled = on_spilled
         self.held: list[list[Any]] = [[] for _ in range(size)]
         self.held_bytes = 0
@@ -111,7 +110,7 @@ class Runs:
             self.spill()
 
     def spill(self) -> None:
-
+        """Each source's held rows, sorted, to a run file of their own."""
         self.folder = self.folder or private_folder(self.scratch_dir)
         for source in range(len(self.held)):
             pieces = self.held[source]
@@ -119,7 +118,7 @@ class Runs:
                 continue
             self.held[source] = []
             rows = joined(pieces)
-            del pieces  # what arrived goes as soon as it is copied out
+            del pieces  # a round's buffer goes once every source's rows in it are copied out
             run = self.sort(rows)
             del rows
             path = os.path.join(self.folder, f"run-{source:05d}-{len(self.written[source]):05d}.npy")
@@ -130,7 +129,6 @@ class Runs:
 
     def tail(self, source: int) -> Any:
         """What a source's rows still held come to, sorted (None when there are none)."""
-
         pieces, self.held[source] = self.held[source], []
         return self.sort(joined(pieces)) if pieces else None
 
@@ -252,7 +250,6 @@ def exchange_sorted(
 ) -> Any:
     """This worker's sorted partition after the rounds: an array in memory when nothing was
     written, else a read-only np.memmap of the merged runs."""
-
     from .sort import stable_sorted
 
     def sort(rows: Any) -> Any:
@@ -260,7 +257,7 @@ def exchange_sorted(
 
     per = round_rows(budget, block.dtype.itemsize)
     sender = Sender(block, kind_keys, cut_at, ascending, per, ex.size)
-    held = Runs(where, sort, budget, scratch_dir, on_spilled, ex.size)
+    held = Runs(sort, budget, scratch_dir, on_spilled, ex.size)
     try:
         for r in range(rounds):
             got, rows_in = ex.alltoallv(where, lambda r=r: sender.round(r), by_source=True)
@@ -291,5 +288,4 @@ def _merge_to_memmap(
     path = os.path.join(held.folder, "merged.npy")
     _, nbytes = write_npy(path, merged(readers, kind_keys, sort, ascending), total, dtype)
     on_spilled(nbytes)
-    out = np.load(path, mmap_mode="r")
-    return out  # the caller removes the folder: the mapping keeps the rows until its last view goes
+    return np.load(path, mmap_mode="r")  # the caller removes the file: the mapping keeps the rows
