@@ -1,7 +1,8 @@
 """TeraSort through the data API: 100-byte records (a 10-byte key, a 90-byte payload, as gensort
 makes them) read from a folder, or made from a seed (t2mpi.data.gensort); sorted by key bytewise
 unsigned with a sample-based range partition; written as one part-NNNNN file of raw records per
-worker. The part files, concatenated in name order, hold every input record, sorted by key."""
+worker. The part files, concatenated in name order, hold every input record, sorted by key. Past
+resources.data_memory the sort goes in rounds and spills sorted runs (t2mpi/data/npruns.py)."""
 
 from __future__ import annotations
 
