@@ -138,6 +138,27 @@ def test_a_spilled_sort_feeds_the_writers_the_cache_and_count(tmp_path):
     assert list(scratch.iterdir()) == []
 
 
+def test_a_numpy_sort_that_fails_writing_its_runs_leaves_no_file(tmp_path, monkeypatch):
+    """The disk fills up at the third run: the error comes out of sort_by, the runs already
+    written are removed."""
+    from t2mpi.data import npruns
+
+    calls = []
+    write = npruns.write_npy
+
+    def failing(path, *args):
+        calls.append(path)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device", path)
+        return write(path, *args)
+
+    monkeypatch.setattr(npruns, "write_npy", failing)
+    x = np.arange(500)[::-1].copy()
+    with pytest.raises(OSError, match="No space left"):
+        on_partitions(1, lambda data: data.array(x).sort_by().partition(), memory_budget=400, scratch_dir=str(tmp_path))
+    assert len(calls) == 3 and list(tmp_path.iterdir()) == []
+
+
 def test_without_a_budget_the_block_sort_is_unchanged(tmp_path):
     x = np.random.default_rng(2).integers(0, 50, 2000)
 
