@@ -165,6 +165,9 @@ class Engine:
     def _restore(self, nodes: list[Any], sources: list[Any], hooks: Hooks) -> None:
         restored = hooks.restored() if hooks.restored is not None else None
         if not isinstance(restored, dict) or STATE_KEY not in restored:
+            for n in nodes:
+                if getattr(n, "is_sink", False):
+                    n.fresh()
             return
         state = restored[STATE_KEY]
         kinds = [type(n).__name__ for n in nodes]

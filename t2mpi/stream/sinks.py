@@ -50,6 +50,9 @@ class Sink(Node):
         super().__init__(where, [parent], parent.kind)
         self.count = 0
 
+    def fresh(self) -> None:
+        """The run starts with no checkpoint to go on from."""
+
     def checkpointed(self, version: int) -> None:
         """A checkpoint `version` was written: the records since the last one are its epoch."""
 
@@ -126,10 +129,17 @@ class FileSink(Sink):
     def state(self) -> Any:
         return (self.epoch, list(self.pending), self.count)
 
+    def fresh(self) -> None:
+        """No checkpoint was committed: nothing of an earlier attempt was, either."""
+        self._remove_uncommitted()
+
     def restore(self, state: Any) -> None:
         """Restarted from a committed checkpoint: its epochs are committed; later ones are not."""
         self.epoch, self.pending, self.count = state
         self.committed(max((v for _, v in self.pending), default=0))
+        self._remove_uncommitted()
+
+    def _remove_uncommitted(self) -> None:
         prefix = f".part-{self.worker:05d}-"
         for n in os.listdir(self.folder):
             if n.startswith(prefix) and n.endswith(".tmp"):
