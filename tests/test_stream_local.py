@@ -79,11 +79,17 @@ def test_sessions_grow_and_merge_when_a_time_bridges_them():
     [
         (lambda s, d: s.files(str(d / "nowhere")), "files at test_stream_local.py:"),
         (lambda s, d: s.generator(lambda p, n, o: []).window(tumbling(seconds=1)), "give event_time="),
-        (lambda s, d: s.generator(lambda p, n, o: []).window(tumbling(seconds=1), event_time=0, lateness=-1), "lateness must be"),
+        (
+            lambda s, d: s.generator(lambda p, n, o: []).window(tumbling(seconds=1), event_time=0, lateness=-1),
+            "lateness must be",
+        ),
         (lambda s, d: tumbling(seconds=0), "tumbling: seconds must be a number of seconds > 0, got 0"),
         (lambda s, d: sliding(seconds=2, every=3), "every=3 is longer than the window"),
         (lambda s, d: count_window(0), "count_window: n must be an int >= 1"),
-        (lambda s, d: s.generator(lambda p, n, o: []).window(session(gap=1), event_time=0, on_bad="drop"), "on_bad must"),
+        (
+            lambda s, d: s.generator(lambda p, n, o: []).window(session(gap=1), event_time=0, on_bad="drop"),
+            "on_bad must",
+        ),
     ],
 )
 def test_bad_definitions_are_one_line_errors_naming_what_and_where(tmp_path, make, message):
@@ -93,7 +99,9 @@ def test_bad_definitions_are_one_line_errors_naming_what_and_where(tmp_path, mak
 
 
 def test_a_missing_folder_names_itself(tmp_path):
-    with pytest.raises(DataError, match=r"files at test_stream_local.py:\d+ on worker 0 of 1 .*: no folder or file '.*nowhere'"):
+    with pytest.raises(
+        DataError, match=r"files at test_stream_local.py:\d+ on worker 0 of 1 .*: no folder or file '.*nowhere'"
+    ):
         StreamContext(OneWorker()).files(str(tmp_path / "nowhere"))
 
 
@@ -126,7 +134,12 @@ lines = st.lists(
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(lines, min_size=1, max_size=4), st.sampled_from([1.0, 2.5, 10.0]), st.sampled_from([0.0, 0.5, 3.0]), st.integers(1, 8))
+@given(
+    st.lists(lines, min_size=1, max_size=4),
+    st.sampled_from([1.0, 2.5, 10.0]),
+    st.sampled_from([0.0, 0.5, 3.0]),
+    st.integers(1, 8),
+)
 def test_one_worker_matches_the_reference(tmp_path_factory, files, window, disorder, batch):
     folder = tmp_path_factory.mktemp("wc")
     (folder / "in").mkdir()
@@ -134,6 +147,8 @@ def test_one_worker_matches_the_reference(tmp_path_factory, files, window, disor
         (folder / "in" / f"f{i:02d}.txt").write_text("".join(line + "\n" for line in f))
     want, want_late = wordcount(files, window, disorder, batch)
     got, late, summary = run_wordcount(folder, window, disorder, batch)
-    assert sorted((show_time(ws), w, n) for ws, w, n in got) == sorted((show_time(ws), w, n) for (ws, w), n in want.items())
+    assert sorted((show_time(ws), w, n) for ws, w, n in got) == sorted(
+        (show_time(ws), w, n) for (ws, w), n in want.items()
+    )
     assert sorted(late) == sorted(want_late)
     assert sum(n for *_, n in got) + len(late) == sum(map(len, files)) == summary["events_in"]

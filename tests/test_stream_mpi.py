@@ -53,7 +53,9 @@ def run_wordcount(work, inp, out, workers, window, disorder, batch, *extra, time
         "config.checkpoint_every": 0.05,
     }
     args = [x for k, v in sets.items() for x in ("--set", f"{k}={v}")]
-    return t2mpi("run", str(JOBS / "stream_wordcount.yaml"), "-q", "-n", str(workers), *args, *extra, cwd=work, timeout=timeout)
+    return t2mpi(
+        "run", str(JOBS / "stream_wordcount.yaml"), "-q", "-n", str(workers), *args, *extra, cwd=work, timeout=timeout
+    )
 
 
 def timed_lines(r, n, spread, words):
@@ -79,7 +81,10 @@ def test_wordcount_on_workers_matches_the_reference(work, seed, n_files, workers
     import random
 
     r = random.Random(seed)
-    files = [timed_lines(r, r.randrange(0, 80), spread, "abcdefg") + r.sample(["", "x y", "nan z"], r.randrange(0, 2)) for _ in range(n_files)]
+    files = [
+        timed_lines(r, r.randrange(0, 80), spread, "abcdefg") + r.sample(["", "x y", "nan z"], r.randrange(0, 2))
+        for _ in range(n_files)
+    ]
     tag = f"{seed}-{n_files}-{workers}-{batch}"
     inp, out = work / f"in-{tag}", work / f"out-{tag}"
     write_input(inp, files)

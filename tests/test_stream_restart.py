@@ -24,7 +24,7 @@ WINDOW, DISORDER, BATCH = 2.5, 0.5, 5
 
 def big_input(work, seed):
     r = random.Random(seed)
-    files = [timed_lines(r, 12000, 3.0, "abcdefgh") for _ in range(3)]
+    files = [timed_lines(r, 30000, 3.0, "abcdefgh") for _ in range(3)]
     write_input(work / "in", files)
     return files
 
@@ -46,7 +46,7 @@ def committed(jd):
     return JobDir(str(jd)).committed_version() or 0
 
 
-@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("seed", [1])
 def test_workers_killed_at_random_points_give_the_uninterrupted_output(work, seed):
     files = big_input(work, seed)
     plain = run_wordcount(work, work / "in", work / "plain", 2, WINDOW, DISORDER, BATCH, timeout=300)
@@ -62,6 +62,7 @@ def test_workers_killed_at_random_points_give_the_uninterrupted_output(work, see
         jd = wait_for(lambda: next((d for d in job_dirs(work) if d != plain_dir), None), 60, "the job folder")
         killed: set[int] = set()
         for k in range(kills):
+
             def running():
                 try:
                     workers = state_of(jd)["workers"]
@@ -73,8 +74,8 @@ def test_workers_killed_at_random_points_give_the_uninterrupted_output(work, see
                 return None
 
             pids = wait_for(running, 120, f"attempt {k + 1}'s workers")
-            target = committed(jd) + r.randint(1, 12)
-            wait_for(lambda: committed(jd) >= target, 120, f"checkpoint {target}")
+            target = committed(jd) + r.randint(1, 6)
+            wait_for(lambda target=target: committed(jd) >= target, 120, f"checkpoint {target}")
             victim = pids[r.randrange(len(pids))]
             killed.update(pids)
             os.kill(victim, signal.SIGKILL)
@@ -93,7 +94,7 @@ def test_a_stop_request_checkpoints_ends_preempted_and_restart_goes_on(work):
     popen = {"cwd": work, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
     with started_client(argv(work, work / "out"), signal.SIGUSR1, **popen) as client:
         jd = wait_for(lambda: (job_dirs(work) or [None])[0], 60, "the job folder")
-        wait_for(lambda: committed(jd) >= 5, 120, "checkpoint 5")
+        wait_for(lambda: committed(jd) >= 2, 120, "checkpoint 2")
         client.send_signal(signal.SIGUSR1)
         _, err = client.communicate(timeout=120)
     assert client.returncode == 1, err

@@ -71,7 +71,9 @@ def reduce(fn: Callable[[Any, Any], Any]) -> Aggregate:
     return _folding("reduce", fn, None, None)
 
 
-def aggregate(init: Callable[[], Any], add: Callable[[Any, Any], Any], result: Callable[[Any], Any] | None) -> Aggregate:
+def aggregate(
+    init: Callable[[], Any], add: Callable[[Any, Any], Any], result: Callable[[Any], Any] | None
+) -> Aggregate:
     for what, fn in (("init", init), ("add", add), ("result", result)):
         if fn is not None and not callable(fn):
             raise DataError(f"aggregate: {what} must be a function, got {type(fn).__name__}")

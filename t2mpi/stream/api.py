@@ -14,8 +14,8 @@ import math
 
 from ..data.errors import DataError, Where, call_site
 from . import aggregates, operators, sinks, sources
-from .windows import CountWindow
 from .windowing import LateOut, Window
+from .windows import CountWindow
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -69,7 +69,9 @@ class StreamContext:
     # -- sources -------------------------------------------------------------------------------
     def files(self, folder: str, follow: bool = False) -> Stream:
         """The lines of the files in `folder` (a partition per file, spread over the workers)."""
-        return self._source("files", lambda w: sources.FilesSource(w, str(folder), follow, self.rank, self.size), "records")
+        return self._source(
+            "files", lambda w: sources.FilesSource(w, str(folder), follow, self.rank, self.size), "records"
+        )
 
     def log(self, path: str, follow: bool = False) -> Stream:
         """A replayable append-only log: a file, or a folder of them, read by byte offsets."""
@@ -162,9 +164,13 @@ class Stream:
     ) -> WindowBuilder:
         where = self._where("window")
         if not hasattr(windower, "kind"):
-            raise DataError(f"{where}: expects tumbling(...), sliding(...), session(...) or count_window(...), got {windower!r}")
+            raise DataError(
+                f"{where}: expects tumbling(...), sliding(...), session(...) or count_window(...), got {windower!r}"
+            )
         if event_time is None and not isinstance(windower, CountWindow):
-            raise DataError(f"{where}: {windower!r} is an event-time window; give event_time= (a function or a field name)")
+            raise DataError(
+                f"{where}: {windower!r} is an event-time window; give event_time= (a function or a field name)"
+            )
         for what, value in (("disorder", disorder), ("lateness", lateness)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or math.isinf(value):
                 raise DataError(f"{where}: {what} must be a number of seconds >= 0, got {value!r}")
@@ -177,7 +183,9 @@ class Stream:
             node = self.ctx.add(operators.KeyBy(where, node, lambda r: None, None, self.ctx.size)).node
         elif node.kind == "columns" and node.key_column is None:
             raise DataError(f"{where}: a window on numpy batches needs key_by(column) first")
-        return WindowBuilder(self.ctx, where, node, windower, (event_time, float(disorder), float(lateness), idle_timeout, on_bad))
+        return WindowBuilder(
+            self.ctx, where, node, windower, (event_time, float(disorder), float(lateness), idle_timeout, on_bad)
+        )
 
     # -- sinks ---------------------------------------------------------------------------------
     def sink_files(self, folder: Any) -> None:
@@ -214,7 +222,9 @@ class KeyedStream(Stream):
     def reduce(self, fn: Callable[[Any, Any], Any]) -> KeyedStream:
         """The running reduce of each key's records: (key, value so far) per record."""
         init, step = operators.running_reduce(fn)
-        return KeyedStream(self.ctx, self.ctx.add(operators.StatefulMap(self._where("reduce"), self.node, init, step)).node)
+        return KeyedStream(
+            self.ctx, self.ctx.add(operators.StatefulMap(self._where("reduce"), self.node, init, step)).node
+        )
 
     def join(self, other: KeyedStream, windower: Any, event_time: Any = None, **options: Any) -> Stream:
         """Pairs (window_start, key, (a, b)) of a record of this stream and one of `other` with the
@@ -249,7 +259,9 @@ class WindowBuilder:
     def reduce(self, fn: Callable[[Any, Any], Any]) -> Windowed:
         return self._make(aggregates.reduce(fn))
 
-    def aggregate(self, init: Callable[[], Any], add: Callable[[Any, Any], Any], result: Callable[[Any], Any] | None = None) -> Windowed:
+    def aggregate(
+        self, init: Callable[[], Any], add: Callable[[Any, Any], Any], result: Callable[[Any], Any] | None = None
+    ) -> Windowed:
         return self._make(aggregates.aggregate(init, add, result))
 
     def process(self, fn: Callable[[float, Any, list[Any]], Any]) -> Windowed:

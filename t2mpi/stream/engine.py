@@ -98,9 +98,14 @@ class Engine:
             self.round(nodes)
             now = time.monotonic()
             asked = bool(hooks.asked and hooks.asked())
-            due = hooks.checkpoint is not None and checkpoint_every is not None and now - last_checkpoint >= checkpoint_every
+            due = (
+                hooks.checkpoint is not None
+                and checkpoint_every is not None
+                and now - last_checkpoint >= checkpoint_every
+            )
             done = all(s.done for s in sources)
-            flags = self.exchange.allgather(where, self.guarded(lambda: (asked, due, done)))
+            mine = (asked, due, done)
+            flags = self.exchange.allgather(where, self.guarded(lambda mine=mine: mine))
             if waiting is not None and now - last_poll >= 0.2:
                 last_poll = now
                 committed = hooks.committed()
@@ -158,7 +163,9 @@ class Engine:
                     s.committed(committed)
                 return
             if time.monotonic() > deadline:
-                raise DataError(f"run: checkpoint {version} was not committed within {timeout:g} s; its output stays uncommitted")
+                raise DataError(
+                    f"run: checkpoint {version} was not committed within {timeout:g} s; its output stays uncommitted"
+                )
             time.sleep(delay)  # polling the job folder's commit record, with a backoff
             delay = min(delay * 2, 0.05)
 

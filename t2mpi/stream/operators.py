@@ -110,7 +110,9 @@ class Narrow(Node):
         if self.op == "flat_map":
             raise DataError(f"{self.where}: flat_map is for records; on numpy batches use map(batch -> batch)")
         if not isinstance(got, dict):
-            raise DataError(f"{self.where}: map on numpy batches must return a dict of columns, got {type(got).__name__}")
+            raise DataError(
+                f"{self.where}: map on numpy batches must return a dict of columns, got {type(got).__name__}"
+            )
         return got
 
 
@@ -156,6 +158,7 @@ class KeyBy(Node):
         self.key = key
         self.key_column = key if columns else None
         self.dest = destination(where, partitioner, size)
+        self.key_function = _field(key) if isinstance(key, str) else key
         self.size = size
 
     def step(self, chunks: list[tuple[int, Any]], engine: Any) -> list[tuple[int, Any]]:
@@ -168,13 +171,7 @@ class KeyBy(Node):
             if type(records) is dict:
                 self._split_columns(p, records, out)
                 continue
-            key = self.key
-            if isinstance(key, str):
-                name = key
-
-                def key(r: Any) -> Any:
-                    return r[name]
-
+            key = self.key_function
             per = [[] for _ in range(self.size)]
             dest = self.dest
             try:
@@ -197,7 +194,9 @@ class KeyBy(Node):
         if keys is None:
             raise DataError(f"{self.where}: the batch has no column {self.key!r} (it has {sorted(batch)})")
         if keys.dtype.kind not in "iu":
-            raise DataError(f"{self.where}: key column {self.key!r} is {keys.dtype}; numpy batches are keyed by integers")
+            raise DataError(
+                f"{self.where}: key column {self.key!r} is {keys.dtype}; numpy batches are keyed by integers"
+            )
         order, counts = destination_order(keys, self.size)
         start = 0
         for d, n in enumerate(counts):
@@ -205,6 +204,10 @@ class KeyBy(Node):
                 rows = slice(start, start + n) if order is None else order[start : start + n]
                 out[d].append((p, {name: col[rows] for name, col in batch.items()}))
             start += n
+
+
+def _field(name: str) -> Callable[[Any], Any]:
+    return lambda r: r[name]
 
 
 class Partition(KeyBy):

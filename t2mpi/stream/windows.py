@@ -53,7 +53,9 @@ class Sliding(Tumbling):
 
     def __init__(self, size: float, every: float):
         if every > size:
-            raise DataError(f"sliding: every={every:g} is longer than the window ({size:g} s); windows would leave gaps")
+            raise DataError(
+                f"sliding: every={every:g} is longer than the window ({size:g} s); windows would leave gaps"
+            )
         self.size, self.every = size, every
 
     def __repr__(self) -> str:
