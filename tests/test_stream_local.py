@@ -63,6 +63,13 @@ def test_the_watermark_is_the_smallest_maximum_minus_the_disorder_and_never_goes
     assert wm.advance([math.inf] * 3) == math.inf
 
 
+def test_an_idle_partition_counts_as_caught_up_with_the_newest_time():
+    wm = Watermark(3, disorder=0.5)
+    assert wm.advance([5.0, 2.0, 9.0], [False, True, False]) == 4.5  # 2 no longer holds it back
+    assert wm.advance([5.0, 2.0, 9.0], [True, True, True]) == 8.5  # all idle: up to the newest time
+    assert wm.advance([math.inf, 2.0, 9.0], [False, True, True]) == 8.5  # not beyond it
+
+
 def test_sessions_grow_and_merge_when_a_time_bridges_them():
     sessions: list = []
     merge_sessions(sessions, 1.0, 2.0)

@@ -62,7 +62,7 @@ class StreamContext:
     def _source(self, op: str, make: Callable[[Where], sources.Source], kind: str) -> Stream:
         where = self.where(op, call_site())
         source = make(where)
-        source.base = sum(s.n for s in self.sources)
+        source.index = len(self.sources)
         self.sources.append(source)
         return self.add(operators.SourceNode(where, source, kind))
 

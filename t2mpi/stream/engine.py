@@ -94,6 +94,7 @@ class Engine:
         last_checkpoint = last_poll = last_status = time.monotonic()
         waiting: int | None = None  # a checkpoint version the sinks wait on
         status = _Status(self, sources, nodes)
+        idle_wait, last_read = 0.0, -1
         while True:
             self.round(nodes)
             now = time.monotonic()
@@ -104,8 +105,14 @@ class Engine:
                 and now - last_checkpoint >= checkpoint_every
             )
             done = all(s.done for s in sources)
-            mine = (asked, due, done)
+            found = [s.discover() for s in sources] if stream.rank == 0 else None
+            read = sum(s.records_in for s in sources)
+            mine = (asked, due, done, found, read != last_read)
+            last_read = read
             flags = self.exchange.allgather(where, self.guarded(lambda mine=mine: mine))
+            for s, names in zip(sources, flags[0][3]):
+                if names:
+                    s.grow(names)
             if waiting is not None and now - last_poll >= 0.2:
                 last_poll = now
                 committed = hooks.committed()
@@ -117,6 +124,9 @@ class Engine:
                 last_status = now
                 hooks.progress(status.line(now))
             if all(f[2] for f in flags):
+                break
+            idle_wait = self._idle_wait(any(f[4] for f in flags), idle_wait)
+            if any(f[0] for f in flags) and hooks.checkpoint is None:  # outside a job: stop here
                 break
             if any(f[0] for f in flags) or any(f[1] for f in flags):
                 waiting = self._checkpoint(nodes, sources, sinks, hooks)
@@ -132,6 +142,15 @@ class Engine:
         if hooks.progress is not None:
             hooks.progress(status.line(time.monotonic()))
         return self._summary(nodes, sources, where)
+
+    def _idle_wait(self, read_any: bool, wait: float) -> float:
+        """After a round that read nothing on any worker (sources that follow, waiting for more), a
+        pause that grows to 50 ms, so that waiting costs no core; a record anywhere resets it."""
+        if read_any:
+            return 0.0
+        wait = min(max(wait * 2, 0.001), 0.05)
+        time.sleep(wait)
+        return wait
 
     def _checkpoint(self, nodes: list[Any], sources: list[Any], sinks: list[Any], hooks: Hooks) -> int:
         version = hooks.next_version()

@@ -24,15 +24,16 @@ if TYPE_CHECKING:
 
 
 class Source:
-    """A source's partitions on this worker. base: the index of its partition 0 among all the
-    partitions of the job's sources (a record carries its partition's global index)."""
+    """A source's partitions on this worker. index: the source's place among the job's sources; a
+    chunk of records carries (index, partition), its partition's name in every worker."""
 
     name = "source"
 
     def __init__(self, where: Where, n_partitions: int, rank: int, size: int):
         self.where = where
         self.n = n_partitions
-        self.base = 0
+        self.index = 0
+        self.rank, self.size = rank, size
         self.mine = [p for p in range(n_partitions) if p % size == rank]
         self.offsets = dict.fromkeys(self.mine, 0)
         self.ended = dict.fromkeys(self.mine, False)
@@ -62,7 +63,7 @@ class Source:
                 self.offsets[p] += n if self.counts_rows else 0
                 self.last_record[p] = now
                 self.records_in += n
-                out.append((self.base + p, records))
+                out.append(((self.index, p), records))
         return out
 
     counts_rows = True  # the offset counts records (files count bytes themselves)
@@ -79,6 +80,13 @@ class Source:
 
     def close(self) -> None:
         pass
+
+    def discover(self) -> list[str]:
+        """New partitions seen here (worker 0 asks; the engine tells every worker the same)."""
+        return []
+
+    def grow(self, names: list[str]) -> None:
+        """Add partitions named by discover() on worker 0."""
 
 
 def _rows(records: Any) -> int:
@@ -138,19 +146,21 @@ class FilesSource(Source):
 
     def __init__(self, where: Where, path: str, follow: bool, rank: int, size: int):
         if os.path.isdir(path):
-            files = sorted(
-                os.path.join(path, n)
-                for n in os.listdir(path)
-                if not n.startswith(".") and os.path.isfile(os.path.join(path, n))
-            )
+            files = _listing(path)
         elif os.path.isfile(path):
             files = [path]
         else:
             raise DataError(f"{where}: no folder or file {path!r}")
+        self.path = path
         self.files = files
+        self.looked = time.monotonic()
         self.follow = follow
         self.handles: dict[int, Any] = {}
         super().__init__(where, len(files), rank, size)
+
+    @property
+    def done(self) -> bool:
+        return not self.follow and all(self.ended.values())
 
     def take(self, p: int, batch: int) -> tuple[list[str], bool]:
         f = self.handles.get(p)
@@ -172,10 +182,42 @@ class FilesSource(Source):
         return lines, len(lines) < batch and not self.follow
 
     def restore(self, state: dict[int, Any]) -> None:
-        super().restore(state)
+        files, offsets = state
+        self.grow(files[len(self.files) :])
+        super().restore(offsets)
         self.close()
+
+    def state(self) -> Any:
+        return (list(self.files), super().state())
+
+    def discover(self) -> list[str]:
+        """Files new in the folder (follow=True; looked for at most twice a second)."""
+        now = time.monotonic()
+        if not self.follow or not os.path.isdir(self.path) or now - self.looked < 0.5:
+            return []
+        self.looked = now
+        known = set(self.files)
+        return [f for f in _listing(self.path) if f not in known]
+
+    def grow(self, names: list[str]) -> None:
+        now = time.monotonic()
+        for name in names:
+            p = len(self.files)
+            self.files.append(name)
+            self.n += 1
+            if p % self.size == self.rank:
+                self.mine.append(p)
+                self.offsets[p], self.ended[p], self.last_record[p] = 0, False, now
 
     def close(self) -> None:
         for f in self.handles.values():
             f.close()
         self.handles.clear()
+
+
+def _listing(folder: str) -> list[str]:
+    return sorted(
+        os.path.join(folder, n)
+        for n in os.listdir(folder)
+        if not n.startswith(".") and os.path.isfile(os.path.join(folder, n))
+    )

@@ -66,7 +66,7 @@ class Window(Node):
         self.value_col = agg.col
         self.open: dict[Any, Any] = {}  # window start -> {key: accumulator} (sessions: key -> sessions)
         self.fired: set[Any] = set()  # emitted windows still within lateness
-        self.maxima: dict[int, float] = {}  # partition -> the largest event time seen here
+        self.maxima: dict[Any, float] = {}  # (source, partition) -> the largest event time seen here
         self.watermark: Watermark | None = None
         self.late_out: list[tuple[int, Any]] = []
         self.late_count = 0
@@ -80,7 +80,7 @@ class Window(Node):
             self.watermark.value = getattr(self, "restored_watermark", -math.inf)
         self.late_out = []
 
-        def local() -> list[float]:
+        def local() -> tuple[list[float], list[bool]]:
             engine.raise_failure()
             for p, records in chunks:
                 if type(records) is dict:
@@ -90,21 +90,24 @@ class Window(Node):
             return self._local_maxima(srcs)
 
         got = engine.exchange.allgather(self.where, local)
-        maxima = [max(col) for col in zip(*got)] if got and got[0] else []
-        return self._emit(self.watermark.advance(maxima))
+        maxima = [max(col) for col in zip(*(m for m, _ in got))] if got and got[0][0] else []
+        idle = [any(col) for col in zip(*(i for _, i in got))] if got and got[0][1] else []
+        return self._emit(self.watermark.advance(maxima, idle))
 
-    def _local_maxima(self, srcs: list[Any]) -> list[float]:
+    def _local_maxima(self, srcs: list[Any]) -> tuple[list[float], list[bool]]:
+        """(the largest event time seen here per partition, +inf for the ended ones this worker
+        reads; whether this worker's partition is idle)."""
         now = time.monotonic()
-        out = []
+        maxima, idle = [], []
         for s in srcs:
             for p in range(s.n):
-                m = self.maxima.get(s.base + p, -math.inf)
-                if p in s.ended and (
-                    s.ended[p] or (self.idle_timeout is not None and now - s.last_record[p] >= self.idle_timeout)
-                ):
+                m = self.maxima.get((s.index, p), -math.inf)
+                mine = p in s.ended
+                if mine and s.ended[p]:
                     m = math.inf
-                out.append(m)
-        return out
+                maxima.append(m)
+                idle.append(mine and self.idle_timeout is not None and now - s.last_record[p] >= self.idle_timeout)
+        return maxima, idle
 
     def _bad(self, record: Any, why: str) -> None:
         if self.on_bad == "fail":

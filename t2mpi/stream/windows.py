@@ -7,8 +7,9 @@ start every 5 s (a time is in size/every of them); `session(gap=5)`, a key's win
 `gap` seconds without an event; `count_window(100)`, a key's windows of 100 records each.
 
 The watermark (the issue's contract): the smallest, over the input partitions, of the largest event
-time read there, minus `disorder`; a partition that ended, or that gave no record for
-`idle_timeout` processing seconds, does not hold it back. It never goes back.
+time read there, minus `disorder`; a partition that ended does not hold it back, nor one that gave
+no record for `idle_timeout` processing seconds (it counts as caught up with the newest event time
+read anywhere). It never goes back.
 """
 
 from __future__ import annotations
@@ -135,9 +136,14 @@ class Watermark:
         self.disorder = disorder
         self.value = -math.inf
 
-    def advance(self, maxima: list[float]) -> float:
-        """maxima[p]: the largest event time read in partition p so far (+inf: p ended or is idle,
-        -inf: nothing read yet). Returns the new watermark (never smaller than before)."""
+    def advance(self, maxima: list[float], idle: list[bool] | None = None) -> float:
+        """maxima[p]: the largest event time read in partition p so far (+inf: p ended, -inf:
+        nothing read yet); idle[p]: p gave nothing for idle_timeout. An idle partition counts as
+        caught up with the newest event time read anywhere: it does not hold the watermark back,
+        nor push it past what was read. Returns the new watermark (never smaller than before)."""
+        if idle and any(idle):
+            newest = max((m for m in maxima if m != math.inf), default=-math.inf)
+            maxima = [newest if i and m != math.inf else m for m, i in zip(maxima, idle)]
         low = min(maxima) if maxima else math.inf
         if low != -math.inf:
             self.value = max(self.value, low - self.disorder if low != math.inf else math.inf)
