@@ -109,3 +109,115 @@ def test_wordcount_runs_as_it_is_with_late_lines(work):
     windows, late, _ = read_output(work / "stream-wordcount-output")
     assert (windows, late) == expected(files, 10.0, 1.0, 20)
     assert late  # this input has lines later than the disorder allows
+
+
+OPERATORS = """
+    import numpy as np
+    from t2mpi import IWorker
+    from t2mpi.stream import sliding, tumbling
+
+    N = 900
+
+    def events(p, n, offset):
+        return ({"ts": (i * n + p) * 0.01, "key": (i * 7 + p) % 11, "value": i % 5} for i in range(offset, N))
+
+    def batches(p, n, offset):
+        for a in range(offset, N, 128):
+            i = np.arange(a, min(a + 128, N))
+            yield {"ts": (i * n + p) * 0.01, "key": (i * 7 + p) % 11, "value": (i % 5).astype(float)}
+
+    def buys(p, n, offset):
+        return ({"at": (i * n + p) * 0.05, "user": (i * 3 + p) % 11, "item": f"i{i}-{p}"} for i in range(offset, N // 5))
+
+    class Job(IWorker):
+        def execute(self, ctx):
+            s = ctx.stream
+            keyed = s.generator(events).key_by("key")
+            counts = keyed.window(tumbling(seconds=1), event_time="ts", disorder=0.5).count().collect()
+            slid = keyed.window(sliding(seconds=2, every=1), event_time="ts", disorder=0.5).sum("value").collect()
+            running = keyed.stateful_map(lambda: 0, lambda st, r: (st + 1, st + 1))
+            hundreds = running.filter(lambda kv: kv[1] % 50 == 0).collect()
+            vector = s.batches(batches).key_by("key").window(tumbling(seconds=1), event_time="ts", disorder=0.5)
+            vcounts = vector.count().collect()
+            joined = keyed.join(s.generator(buys).key_by("user"), tumbling(seconds=5), event_time=("ts", "at"),
+                                disorder=0.5)
+            pairs = joined.map(lambda r: (r[0], r[1], r[2][0]["ts"], r[2][1]["item"])).collect()
+            summary = s.run(batch=int(ctx.config["batch"]))
+            return {"counts": counts.records, "slid": slid.records, "hundreds": hundreds.records,
+                    "vcounts": vcounts.records, "pairs": pairs.records, "summary": summary}
+"""
+
+
+def operators_expected(n):
+    import math
+    from collections import Counter, defaultdict
+
+    ev = [{"ts": (i * n + p) * 0.01, "key": (i * 7 + p) % 11, "value": i % 5} for p in range(n) for i in range(900)]
+    counts = Counter((math.floor(e["ts"] / 1.0) * 1.0, e["key"]) for e in ev)
+    slid = defaultdict(float)
+    for e in ev:
+        for start in (math.floor(e["ts"]) - 1.0, math.floor(e["ts"]) * 1.0):
+            slid[(start, e["key"])] += e["value"]
+    per_key = Counter(e["key"] for e in ev)
+    hundreds = sorted((k, c) for k, total in per_key.items() for c in range(50, total + 1, 50))
+    buys = [{"at": (i * n + p) * 0.05, "user": (i * 3 + p) % 11, "item": f"i{i}-{p}"} for p in range(n) for i in range(180)]
+    pairs = sorted(
+        (math.floor(e["ts"] / 5) * 5.0, e["key"], e["ts"], b["item"])
+        for e in ev
+        for b in buys
+        if e["key"] == b["user"] and math.floor(e["ts"] / 5) == math.floor(b["at"] / 5)
+    )
+    return counts, slid, hundreds, pairs, len(ev)
+
+
+@pytest.mark.parametrize("workers, batch", [(3, 40), (2, 7)])
+def test_the_operators_across_workers_match_a_plain_computation(work, workers, batch):
+    import pickle
+
+    from conftest import events_of, only_job, write_job
+
+    job = write_job(work, "ops", OPERATORS, workers=workers, config={"batch": batch})
+    done = t2mpi("run", str(job), "-q", cwd=work, timeout=300)
+    assert done.returncode == 0, done.stderr
+    jd = only_job(work)
+    results = pickle.loads((jd / "results.pkl").read_bytes())
+    counts, slid, hundreds, pairs, n_events = operators_expected(workers)
+    got = results[0]
+    assert all(r == got for r in results.values())  # collect gives every worker every record
+    assert {(ws, k): c for ws, k, c in got["counts"]} == dict(counts) and len(got["counts"]) == len(counts)
+    assert {(ws, k) for ws, k, _ in got["slid"]} == set(slid)
+    assert all(abs(v - slid[(ws, k)]) < 1e-9 for ws, k, v in got["slid"])
+    assert sorted(got["hundreds"]) == hundreds
+    assert {(ws, k): c for ws, k, c in got["vcounts"]} == dict(counts)
+    assert sorted(got["pairs"]) == pairs
+    summary = got["summary"]
+    assert summary["late"] == 0 and len(summary["workers"]) == workers
+    assert summary["events_in"] == 2 * n_events + n_events // 5
+    status = [e["message"] for e in events_of(jd) if e["event"] == "progress" and e["message"].startswith("stream:")]
+    assert status and all("ev/s in" in m and "watermark" in m and "blocked" in m for m in status)
+
+
+FAILING = """
+    from t2mpi import IWorker
+
+    class Job(IWorker):
+        def execute(self, ctx):
+            s = ctx.stream
+            def boom(r):
+                if ctx.worker_id == 1 and r == 30:
+                    raise ValueError("no thirty")
+                return r
+            s.generator(lambda p, n, o: iter(range(o, 100))).map(boom).key_by(lambda r: r % 3).collect()
+            return s.run(batch=8)
+"""
+
+
+def test_a_user_function_failing_on_one_worker_fails_the_job_on_every_worker_without_a_hang(work):
+    from conftest import only_job, state_of, write_job
+
+    job = write_job(work, "failing", FAILING, workers=2)
+    done = t2mpi("run", str(job), "-q", cwd=work, timeout=120)
+    assert done.returncode == 1
+    state = state_of(only_job(work))
+    assert state["state"] == "FAILED"
+    assert "map at failing.py:" in state["reason"] and "ValueError: no thirty" in state["reason"]
