@@ -159,3 +159,14 @@ def test_one_worker_matches_the_reference(tmp_path_factory, files, window, disor
     )
     assert sorted(late) == sorted(want_late)
     assert sum(n for *_, n in got) + len(late) == sum(map(len, files)) == summary["events_in"]
+
+
+def test_an_alltoall_can_hand_a_worker_its_own_payload_unpickled():
+    from t2mpi.data.errors import Where
+    from t2mpi.data.exchange import Exchange
+
+    ex = Exchange(OneWorker())
+    where = Where("key_by", "x.py:1", 0, 1)
+    mine = [object()]  # cannot be pickled by value equality: identity tells
+    assert ex.alltoall(where, lambda: [mine], keep_own=True)[0] is mine
+    assert ex.alltoall(where, lambda: [[1, 2]])[0] == [1, 2]

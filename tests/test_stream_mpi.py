@@ -160,7 +160,9 @@ def operators_expected(n):
             slid[(start, e["key"])] += e["value"]
     per_key = Counter(e["key"] for e in ev)
     hundreds = sorted((k, c) for k, total in per_key.items() for c in range(50, total + 1, 50))
-    buys = [{"at": (i * n + p) * 0.05, "user": (i * 3 + p) % 11, "item": f"i{i}-{p}"} for p in range(n) for i in range(180)]
+    buys = [
+        {"at": (i * n + p) * 0.05, "user": (i * 3 + p) % 11, "item": f"i{i}-{p}"} for p in range(n) for i in range(180)
+    ]
     pairs = sorted(
         (math.floor(e["ts"] / 5) * 5.0, e["key"], e["ts"], b["item"])
         for e in ev

@@ -158,11 +158,12 @@ class KeyBy(Node):
         self.key = key
         self.key_column = key if columns else None
         self.dest = destination(where, partitioner, size)
+        self.hashed = partitioner is None
         self.key_function = _field(key) if isinstance(key, str) else key
         self.size = size
 
     def step(self, chunks: list[tuple[int, Any]], engine: Any) -> list[tuple[int, Any]]:
-        got = engine.exchange.alltoall(self.where, engine.guarded(lambda: self._split(chunks)))
+        got = engine.exchange.alltoall(self.where, engine.guarded(lambda: self._split(chunks)), keep_own=True)
         return [c for part in got for c in part]
 
     def _split(self, chunks: list[tuple[int, Any]]) -> list[list[tuple[int, Any]]]:
@@ -173,11 +174,17 @@ class KeyBy(Node):
                 continue
             key = self.key_function
             per = [[] for _ in range(self.size)]
-            dest = self.dest
             try:
-                for r in records:
-                    k = key(r)
-                    per[dest(k)].append((k, r))
+                if self.hashed:  # the portable hash inline: an int key is its own hash
+                    size, other = self.size, self.dest
+                    for r in records:
+                        k = key(r)
+                        per[hash(k) % size if type(k) is int else other(k)].append((k, r))
+                else:
+                    dest = self.dest
+                    for r in records:
+                        k = key(r)
+                        per[dest(k)].append((k, r))
             except DataError:
                 raise
             except Exception as exc:

@@ -15,7 +15,7 @@ import time
 
 from ..data.errors import DataError
 from .operators import Node
-from .windows import CountWindow, Session, Watermark, merge_sessions
+from .windows import CountWindow, Session, Tumbling, Watermark, merge_sessions
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -125,6 +125,8 @@ class Window(Node):
         clock, wm, lateness, agg = self.clock, self.watermark.value, self.lateness, self.agg
         sessions = isinstance(self.windower, Session)
         top = self.maxima.get(p, -math.inf)
+        if type(self.windower) is Tumbling and agg.name == "count" and not self.fired:
+            return self._count_tumbling(p, pairs, top)
         for key, record in pairs:
             try:
                 ts = float(clock(record))
@@ -156,6 +158,42 @@ class Window(Node):
                 self._late(record, late)
         self.maxima[p] = top
 
+    def _count_tumbling(self, p: Any, pairs: list[Any], top: float) -> None:
+        """_add_records for a tumbling count with no window emitted yet that is still open: the
+        common case, with the window and the count inline."""
+        clock, wm, size, lateness, floor, isfinite = (
+            self.clock,
+            self.watermark.value,
+            self.windower.size,
+            self.lateness,
+            math.floor,
+            math.isfinite,
+        )
+        open_windows = self.open
+        last_start, accs = None, None
+        for key, record in pairs:
+            try:
+                ts = float(clock(record))
+            except Exception as exc:
+                self._bad(record, f"{type(exc).__name__}: {exc}")
+                continue
+            if not isfinite(ts):
+                self._bad(record, f"not a finite time: {ts!r}")
+                continue
+            if ts > top:
+                top = ts
+            start = floor(ts / size) * size
+            if start + size + lateness <= wm:
+                self._late(record, start)
+                continue
+            if start != last_start:
+                accs = open_windows.get(start)
+                if accs is None:
+                    accs = open_windows[start] = {}
+                last_start = start
+            accs[key] = accs.get(key, 0) + 1
+        self.maxima[p] = top
+
     def _add_session(self, key: Any, record: Any, ts: float, wm: float) -> None:
         gap = self.windower.gap
         sessions = self.open.setdefault(key, [])
@@ -178,6 +216,8 @@ class Window(Node):
     def _add_columns(self, p: int, batch: dict[str, Any]) -> None:
         import numpy as np
 
+        from ..data.columns import reduce_columns
+
         ts = batch.get(self.event_col)
         if ts is None:
             raise DataError(f"{self.where}: the batch has no column {self.event_col!r} (it has {sorted(batch)})")
@@ -194,18 +234,29 @@ class Window(Node):
             return
         self.maxima[p] = max(self.maxima.get(p, -math.inf), float(ts.max()))
         keys = batch[self.key_column]
-        values = np.ones(len(ts), dtype=np.int64) if self.agg.name == "count" else batch[self.value_col]
+        ufunc = getattr(np, self.agg.ufunc)
+        if self.agg.name == "count":
+            values = np.ones(len(ts), dtype=np.float64)  # summed by bincount; ints when emitted
+        else:
+            values = batch.get(self.value_col)
+            if values is None:
+                raise DataError(f"{self.where}: the batch has no column {self.value_col!r} (it has {sorted(batch)})")
         wm, size, every = self.watermark.value, self.windower.size, self.windower.every
         late_rows = np.zeros(len(ts), dtype=bool)
+        base = np.floor(ts / every)
         for j in range(math.ceil(size / every)):
-            starts = (np.floor(ts / every) - j) * every
-            inside = starts + size > ts
-            closed = inside & (starts + size + self.lateness <= wm)
+            k = base - j
+            inside = k * every + size > ts
+            closed = inside & (k * every + size + self.lateness <= wm)
             late_rows |= closed
             take = inside & ~closed
-            for start in np.unique(starts[take]).tolist():
-                rows = take & (starts == start)
-                self.open.setdefault(start, []).append((keys[rows], values[rows]))
+            low, high = (int(k[take].min()), int(k[take].max())) if take.any() else (0, -1)
+            for index in range(low, high + 1):
+                rows = take & (k == index) if high > low else take
+                if not rows.any():
+                    continue
+                start = index * every
+                self.open.setdefault(start, []).append(reduce_columns(keys[rows], values[rows], ufunc))
                 if start in self.fired:
                     self.dirty.setdefault(start, set())
         if late_rows.any():
@@ -251,10 +302,13 @@ class Window(Node):
         from ..data.columns import reduce_columns
 
         parts = self.open[start]
-        keys = np.concatenate([k for k, _ in parts])
-        values = np.concatenate([v for _, v in parts])
-        keys, values = reduce_columns(keys, values, getattr(np, self.agg.ufunc))
-        self.open[start] = [(keys, values)]
+        if len(parts) > 1:
+            keys = np.concatenate([k for k, _ in parts])
+            values = np.concatenate([v for _, v in parts])
+            parts = self.open[start] = [reduce_columns(keys, values, getattr(np, self.agg.ufunc))]
+        keys, values = parts[0]
+        if self.agg.name == "count":
+            values = values.astype(np.int64)
         return {"window_start": np.full(len(keys), start), "key": keys, "value": values}
 
     def _emit_sessions(self, wm: float) -> list[tuple[int, Any]]:
