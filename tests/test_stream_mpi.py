@@ -142,9 +142,13 @@ OPERATORS = """
             joined = keyed.join(s.generator(buys).key_by("user"), tumbling(seconds=5), event_time=("ts", "at"),
                                 disorder=0.5)
             pairs = joined.map(lambda r: (r[0], r[1], r[2][0]["ts"], r[2][1]["item"])).collect()
+            small = s.generator(lambda p, n, o: iter(range(p * 10 + o, p * 10 + 10)))
+            everywhere = small.broadcast().map(lambda r: (ctx.worker_id, r)).collect()
+            placed = small.partition(lambda r: r % ctx.num_workers).map(lambda r: (ctx.worker_id, r)).collect()
             summary = s.run(batch=int(ctx.config["batch"]))
             return {"counts": counts.records, "slid": slid.records, "hundreds": hundreds.records,
-                    "vcounts": vcounts.records, "pairs": pairs.records, "summary": summary}
+                    "vcounts": vcounts.records, "pairs": pairs.records, "summary": summary,
+                    "everywhere": everywhere.records, "placed": placed.records}
 """
 
 
@@ -192,9 +196,12 @@ def test_the_operators_across_workers_match_a_plain_computation(work, workers, b
     assert sorted(got["hundreds"]) == hundreds
     assert {(ws, k): c for ws, k, c in got["vcounts"]} == dict(counts)
     assert sorted(got["pairs"]) == pairs
+    small = range(10 * workers)
+    assert sorted(got["everywhere"]) == sorted((w, r) for w in range(workers) for r in small)
+    assert sorted(got["placed"]) == sorted((r % workers, r) for r in small)
     summary = got["summary"]
     assert summary["late"] == 0 and len(summary["workers"]) == workers
-    assert summary["events_in"] == 2 * n_events + n_events // 5
+    assert summary["events_in"] == 2 * n_events + n_events // 5 + len(small)
     status = [e["message"] for e in events_of(jd) if e["event"] == "progress" and e["message"].startswith("stream:")]
     assert status and all("ev/s in" in m and "watermark" in m and "blocked" in m for m in status)
 

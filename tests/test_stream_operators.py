@@ -200,3 +200,27 @@ def test_follow_reads_appended_lines_and_new_files_and_idle_files_do_not_hold_th
     # the idle files count as caught up with the newest time read (30): [30, 40) stays open
     assert sorted(written) == [(0.0, "x", 2), (0.0, "y", 1), (10.0, "x", 2)]
     assert summary["events_in"] == 6 and summary["late"] == 0
+
+
+def test_sliding_windows_on_numpy_batches_match_the_record_path():
+    rng = np.random.default_rng(2)
+    n = 3000
+    ts = np.sort(rng.uniform(0, 50, n))
+    keys = rng.integers(0, 20, n)
+    values = rng.uniform(0, 1, n)
+
+    def batches(p, parts, offset):
+        for a in range(offset, n, 256):
+            yield {"ts": ts[a : a + 256], "key": keys[a : a + 256], "value": values[a : a + 256]}
+
+    records = [{"ts": t, "key": k, "value": v} for t, k, v in zip(ts.tolist(), keys.tolist(), values.tolist())]
+    window = sliding(seconds=4, every=1.5)
+    s = StreamContext(OneWorker())
+    vec = s.batches(batches).key_by("key").window(window, event_time="ts").max("value").collect()
+    s.run()
+    s = StreamContext(OneWorker())
+    rec = s.generator(gen(records)).key_by("key").window(window, event_time="ts").max("value").collect()
+    s.run(batch=256)
+    got = {(ws, k): v for ws, k, v in vec.records}
+    assert len(got) == len(vec.records) == len(rec.records)
+    assert got == {(ws, k): v for ws, k, v in rec.records}
