@@ -230,3 +230,30 @@ def test_a_user_function_failing_on_one_worker_fails_the_job_on_every_worker_wit
     state = state_of(only_job(work))
     assert state["state"] == "FAILED"
     assert "map at failing.py:" in state["reason"] and "ValueError: no thirty" in state["reason"]
+
+
+def test_the_click_stream_example_matches_the_reference_with_lateness_and_late_clicks(work):
+    import random
+
+    from stream_reference import counts
+
+    r = random.Random(8)
+    files = []
+    for _ in range(3):
+        t, lines = 0.0, []
+        for _ in range(400):
+            t += r.random() * 0.3
+            lines.append(
+                f"{max(0.0, t + r.choice([0, 0, 0, -3, -8, -20]) * r.random()):.2f},u{r.randrange(6)},/p{r.randrange(3)}"
+            )
+        files.append(lines + ["not-a-time,u1,/p"])
+    write_input(work / "clicks", files)
+    sets = ["config.input=clicks", "config.output=out", "config.batch=25"]
+    done = t2mpi("run", str(JOBS / "stream_clicks.yaml"), "-q", *[x for s in sets for x in ("--set", s)], cwd=work)
+    assert done.returncode == 0, done.stderr
+    emitted, late = counts(files, lambda line: tuple(line.split(",")[:2]), 10.0, 5.0, 1.0, 5.0, 25)
+    windows, got_late, _ = read_output(work / "out")
+    assert windows == sorted((show_time(ws), k, str(n)) for ws, k, n in emitted)
+    assert got_late == sorted(late)
+    assert len(emitted) > len({(ws, k) for ws, k, _ in emitted})  # some windows were written again
+    assert any(line != "not-a-time,u1,/p" for line in late)  # and some clicks came too late
