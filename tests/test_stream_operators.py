@@ -145,8 +145,16 @@ def test_numpy_batches_aggregate_vectorised_like_records():
     counts = (
         s2.batches(batches).key_by("key").window(tumbling(seconds=10), event_time="ts", disorder=1.0).count().collect()
     )
+    chunks = []
+    s2.batches(batches).key_by("key").window(tumbling(seconds=10), event_time="ts", disorder=1.0).count().sink(
+        chunks.append, batches=True
+    )
     s.run()
     s2.run()
+    assert chunks and all(
+        sorted(c) == ["key", "value", "window_start"] and c["value"].dtype.kind == "i" for c in chunks
+    )
+    assert sum(len(c["key"]) for c in chunks) == len(counts.records)
     late_rows = {(t, k) for t, k, _ in late.records}
     want_sum, want_count = defaultdict(float), Counter()
     for t, k, v in zip(ts.tolist(), keys.tolist(), values.tolist()):

@@ -193,12 +193,13 @@ class Stream:
         by tabs), each committed with its checkpoint: exactly once over restarts."""
         self.ctx.add(sinks.FileSink(self._where("sink_files"), self.node, folder, self.ctx.rank))
 
-    def sink(self, fn: Callable[[Any], Any]) -> None:
-        """fn(record) for every record (at least once over restarts)."""
+    def sink(self, fn: Callable[[Any], Any], batches: bool = False) -> None:
+        """fn(record) for every record; batches=True: fn(chunk) for every chunk of a round (a list
+        of records, or a dict of numpy columns). At least once over restarts."""
         where = self._where("sink")
         if not callable(fn):
             raise DataError(f"{where}: expects a function, got {type(fn).__name__}")
-        self.ctx.add(sinks.FunctionSink(where, self.node, fn))
+        self.ctx.add(sinks.FunctionSink(where, self.node, fn, batches))
 
     def collect(self) -> sinks.Collect:
         """Small results: after run(), .records holds every worker's records (and run()'s summary

@@ -150,15 +150,20 @@ class FileSink(Sink):
 
 
 class FunctionSink(Sink):
-    """fn(record) for each record as it comes (at least once: a restart replays since the last
-    checkpoint)."""
+    """fn(record) for each record as it comes, or fn(chunk) for each chunk with batches=True (a
+    list of records, or a dict of numpy columns); at least once: a restart replays since the last
+    checkpoint."""
 
-    def __init__(self, where: Where, parent: Node, fn: Callable[[Any], Any]):
+    def __init__(self, where: Where, parent: Node, fn: Callable[[Any], Any], batches: bool = False):
         super().__init__(where, parent)
-        self.fn = fn
+        self.fn, self.batches = fn, batches
 
     def step(self, chunks: list[tuple[int, Any]], engine: Any) -> list[tuple[int, Any]]:
         for _, records in chunks:
+            if self.batches:  # the chunk as it is: a list, or a dict of numpy columns
+                self.call(self.fn, records)
+                self.count += len(records) if type(records) is list else len(next(iter(records.values()), ()))
+                continue
             for r in records_of(records):
                 self.call(self.fn, r)
                 self.count += 1
