@@ -215,6 +215,19 @@ def test_runtime_imports_data_only_lazily() -> None:
     assert not bad, _report("t2mpi/runtime/ imports t2mpi.data at module level (import it inside the function)", bad)
 
 
+def test_stream_never_imports_client_side_net_mpi_or_runtime() -> None:
+    forbidden = ("t2mpi.cli", "t2mpi.client", "t2mpi.scheduler", "t2mpi.net", "t2mpi.mpi", "t2mpi.runtime")
+    bad = [i for i in _t2mpi_imports("stream") if _under(i.target, *forbidden)]
+    assert not bad, _report("t2mpi/stream/ imports cli, client, scheduler, net, mpi or runtime", bad)
+
+
+def test_runtime_imports_stream_only_lazily() -> None:
+    imports = [i for i in _t2mpi_imports("runtime") if _under(i.target, "t2mpi.stream")]
+    bad = [i for i in imports if i.scope in ("top", "main")]
+    assert imports, "ctx.stream should import t2mpi.stream (inside the property)"
+    assert not bad, _report("t2mpi/runtime/ imports t2mpi.stream at module level (import it inside the function)", bad)
+
+
 def _stream_windowers(path: Path, node: ast.stmt) -> bool:
     """The one exception: t2mpi/stream/__init__.py names the windowers of the issue's API
     (`from t2mpi.stream import tumbling`), from its small module of pure classes."""

@@ -144,8 +144,10 @@ class FileSink(Sink):
         for n in os.listdir(self.folder):
             if n.startswith(prefix) and n.endswith(".tmp"):
                 os.unlink(os.path.join(self.folder, n))
+        mine = f"part-{self.worker:05d}-"
         for n in os.listdir(self.folder):
-            if n.startswith(f"part-{self.worker:05d}-") and int(n.rsplit("-", 1)[1]) >= self.epoch:
+            epoch = n[len(mine) :]
+            if n.startswith(mine) and epoch.isdigit() and int(epoch) >= self.epoch:
                 os.unlink(os.path.join(self.folder, n))
 
 
