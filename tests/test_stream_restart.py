@@ -89,15 +89,26 @@ def test_workers_killed_at_random_points_give_the_uninterrupted_output(work, see
     assert not [n for n in os.listdir(work / "out" / "late") if n.startswith(".")]
 
 
-def test_a_stop_request_checkpoints_ends_preempted_and_restart_goes_on(work):
+def streaming(jd):
+    try:
+        return all(w.get("operation", "").startswith("stream.run at ") for w in state_of(jd)["workers"])
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+@pytest.mark.parametrize("signum", [signal.SIGUSR1, signal.SIGINT])
+def test_a_stop_request_checkpoints_ends_preempted_and_restart_goes_on(work, signum):
+    """SIGUSR1, or the first Ctrl-C to a job that runs a stream."""
     files = big_input(work, 3)
     popen = {"cwd": work, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
     with started_client(argv(work, work / "out"), signal.SIGUSR1, **popen) as client:
         jd = wait_for(lambda: (job_dirs(work) or [None])[0], 60, "the job folder")
-        wait_for(lambda: committed(jd) >= 2, 120, "checkpoint 2")
-        client.send_signal(signal.SIGUSR1)
+        wait_for(lambda: committed(jd) >= 2 and streaming(jd), 120, "checkpoint 2")
+        client.send_signal(signum)
         _, err = client.communicate(timeout=120)
     assert client.returncode == 1, err
+    if signum == signal.SIGINT:
+        assert "t2mpi: Ctrl-C: the stream checkpoints and stops; Ctrl-C again ends it at once" in err
     state = state_of(jd)
     assert state["state"] == "PREEMPTED", state
     stopped_at = committed(jd)
@@ -114,3 +125,17 @@ def test_a_stop_request_checkpoints_ends_preempted_and_restart_goes_on(work):
     windows, late, names = read_output(work / "out")
     assert (windows, late) == expected(files, WINDOW, DISORDER, BATCH)
     assert not [n for n in names if n.startswith(".")]
+
+
+def test_a_second_ctrl_c_ends_a_stream_at_once(work):
+    big_input(work, 4)
+    popen = {"cwd": work, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    with started_client(argv(work, work / "out", "--set", "timeouts.checkpoint=120"), **popen) as client:
+        jd = wait_for(lambda: (job_dirs(work) or [None])[0], 60, "the job folder")
+        wait_for(lambda: committed(jd) >= 1 and streaming(jd), 120, "the stream")
+        client.send_signal(signal.SIGINT)
+        wait_for(lambda: (jd / "stop").exists(), 30, "the stop request")  # the first was handled
+        client.send_signal(signal.SIGINT)
+        _, err = client.communicate(timeout=120)
+    assert client.returncode == 130, err  # the second came before the stop (the master looks once a second)
+    assert state_of(jd)["state"] == "KILLED" and "Ctrl-C" in state_of(jd)["reason"]

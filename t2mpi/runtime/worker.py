@@ -152,6 +152,7 @@ class WorkerContext:
             asked=asked,
             restored=lambda: self.restored,
             progress=lambda message: channel.progress(None, message),
+            operation=channel.operation,
         )
         return StreamContext(self.comm, hooks)
 

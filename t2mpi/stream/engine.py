@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 STATE_KEY = "t2mpi.stream"
+OPERATION = "stream.run"  # the operation a running stream reports; `t2mpi run` makes the first Ctrl-C a stop for it
 STATUS_EVERY = 3.0  # seconds between live-status samples
 
 
@@ -31,9 +32,19 @@ class Hooks:
     """What the engine needs of the job around it; outside a job every hook is None (no checkpoints,
     no stop requests)."""
 
-    def __init__(self, checkpoint=None, next_version=None, committed=None, asked=None, restored=None, progress=None):
+    def __init__(
+        self,
+        checkpoint=None,
+        next_version=None,
+        committed=None,
+        asked=None,
+        restored=None,
+        progress=None,
+        operation=None,
+    ):
         self.checkpoint, self.next_version, self.committed = checkpoint, next_version, committed
         self.asked, self.restored, self.progress = asked, restored, progress
+        self.operation = operation  # operation(name, site): what the worker is in, for the live status
 
 
 class Engine:
@@ -91,6 +102,8 @@ class Engine:
         sinks = [n for n in nodes if getattr(n, "is_sink", False)]
         self._restore(nodes, sources, hooks)
         where = stream.where("run", stream.run_site)
+        if hooks.operation is not None:
+            hooks.operation(OPERATION, stream.run_site)
         last_checkpoint = last_poll = last_status = time.monotonic()
         waiting: int | None = None  # a checkpoint version the sinks wait on
         status = _Status(self, sources, nodes)
