@@ -99,7 +99,7 @@ def _run_here(job: Any, runner: Any, quiet: bool, report_bindings: bool) -> int:
         signal.SIGUSR1, lambda signum, frame: live["jd"].request_stop("SIGUSR1 to t2mpi") if "jd" in live else None
     )
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # an ignored SIGINT stays so
-        signal.signal(signal.SIGINT, lambda signum, frame: _interrupt(live))
+        signal.signal(signal.SIGINT, lambda signum, frame: _interrupt(live))  # a stream stops first
     follower = client.Follower(
         on_stdout=output(sys.stdout), on_stderr=output(sys.stderr), on_events=events, on_start=started
     )
@@ -275,24 +275,12 @@ def _terminate(signum: int, frame: Any) -> None:
 
 
 def _interrupt(live: dict[str, Any]) -> None:
-    """Ctrl-C: a job that runs a stream (ctx.stream.run) is asked to checkpoint and stop, the
-    first time; any other job, or a second Ctrl-C, ends every rank at once."""
-    jd = live.get("jd")
-    if jd is None or live.get("interrupted") or not _streaming(jd):
+    from .client import stop_on_interrupt
+
+    if not stop_on_interrupt(live.get("jd"), live.get("interrupted", False)):
         raise KeyboardInterrupt
     live["interrupted"] = True
-    jd.request_stop("Ctrl-C to t2mpi")
     print("t2mpi: Ctrl-C: the stream checkpoints and stops; Ctrl-C again ends it at once", file=sys.stderr, flush=True)
-
-
-def _streaming(jd: Any) -> bool:
-    from .stream.engine import OPERATION
-
-    try:
-        workers = (jd.read_state() or {}).get("workers", [])
-    except (OSError, ValueError):
-        return False
-    return any(str(w.get("operation", "")).startswith(OPERATION + " at ") for w in workers)
 
 
 HANG_UP_EXIT = 128 + signal.SIGHUP  # 129, the shell's status for a hang-up

@@ -170,3 +170,35 @@ def test_an_alltoall_can_hand_a_worker_its_own_payload_unpickled():
     mine = [object()]  # cannot be pickled by value equality: identity tells
     assert ex.alltoall(where, lambda: [mine], keep_own=True)[0] is mine
     assert ex.alltoall(where, lambda: [[1, 2]])[0] == [1, 2]
+
+
+def test_the_live_status_line_reads_back_for_the_report():
+    from t2mpi import report
+    from t2mpi.stream.engine import status_figures
+
+    line = "stream: 52000 ev/s in, 1800 ev/s out, watermark 1234.500 (lag 1.250 s), 12 open windows, 8% blocked"
+    assert status_figures(line) == {
+        "in": 52000.0,
+        "out": 1800.0,
+        "watermark": 1234.5,
+        "lag": 1.25,
+        "windows": 12.0,
+        "blocked": 0.08,
+    }
+    assert status_figures("stream: 10 ev/s in, 0 ev/s out, 0% blocked") == {"in": 10.0, "out": 0.0, "blocked": 0.0}
+    assert status_figures("step 4") is None
+    events = [
+        {
+            "t": 100.0 + i,
+            "event": "progress",
+            "worker": w,
+            "fraction": None,
+            "message": line.replace("52000", str(1000 * (i + w))),
+        }
+        for i in range(4)
+        for w in (0, 1)
+    ]
+    page = report.render({"job_id": "j", "num_workers": 2, "state": "COMPLETED"}, events)
+    assert "<h2>Stream</h2>" in page and page.count('class="series"') == 4  # 2 charts x 2 workers
+    assert "events/s in, up to 4000" in page
+    assert "<h2>Stream</h2>" not in report.render({"job_id": "j", "num_workers": 1}, [])

@@ -28,6 +28,12 @@ OPERATION = "stream.run"  # the operation a running stream reports; `t2mpi run` 
 STATUS_EVERY = 3.0  # seconds between live-status samples
 
 
+def streaming(state: dict[str, Any] | None) -> bool:
+    """Whether a job's state (state.json) shows its workers running a stream."""
+    workers = (state or {}).get("workers", [])
+    return bool(workers) and any(str(w.get("operation", "")).startswith(OPERATION + " at ") for w in workers)
+
+
 class Hooks:
     """What the engine needs of the job around it; outside a job every hook is None (no checkpoints,
     no stop requests)."""
@@ -244,6 +250,29 @@ class Engine:
             "checkpoints": self.checkpoints,
             "collected": collected,
         }
+
+
+_FIGURES = None
+
+
+def status_figures(message: str) -> dict[str, float] | None:
+    """The figures of a live-status line (_Status.line), for `t2mpi report`: in, out (events/s),
+    and, when the stream has windows, watermark, lag (s) and windows; blocked (a share, 0-1)."""
+    import re
+
+    global _FIGURES
+    if _FIGURES is None:
+        _FIGURES = re.compile(
+            r"stream: (?P<in>[\d.]+) ev/s in, (?P<out>[\d.]+) ev/s out"
+            r"(?:, watermark (?P<watermark>\S+) \(lag (?P<lag>\S+) s\), (?P<windows>\d+) open windows)?"
+            r", (?P<blocked>\d+)% blocked$"
+        )
+    m = _FIGURES.match(message or "")
+    if m is None:
+        return None
+    out = {k: float(v) for k, v in m.groupdict().items() if v is not None}
+    out["blocked"] /= 100
+    return out
 
 
 class _Status:
