@@ -14,6 +14,7 @@ import math
 import time
 
 from ..data.errors import DataError
+from ..data.narrow import _short
 from .operators import Node
 from .windows import CountWindow, Session, Tumbling, Watermark, merge_sessions
 
@@ -69,6 +70,7 @@ class Window(Node):
         self.maxima: dict[Any, float] = {}  # (source, partition) -> the largest event time seen here
         self.watermark: Watermark | None = None
         self.late_out: list[tuple[int, Any]] = []
+        self.late_records: list[tuple[str, Any]] = []
         self.late_count = 0
         self.dirty: dict[Any, set[Any]] = {}
 
@@ -78,7 +80,8 @@ class Window(Node):
         if self.watermark is None:
             self.watermark = Watermark(sum(s.n for s in srcs), self.disorder)
             self.watermark.value = getattr(self, "restored_watermark", -math.inf)
-        self.late_out = []
+        self.late_out = []  # this round's late numpy rows, as chunks
+        self.late_records = []  # and late records, as (reason, record)
 
         def local() -> tuple[list[float], list[bool]]:
             engine.raise_failure()
@@ -112,35 +115,27 @@ class Window(Node):
     def _bad(self, record: Any, why: str) -> None:
         if self.on_bad == "fail":
             raise DataError(f"{self.where}: a record's event time cannot be read ({why}): {_short(record)}")
-        self.late_out.append((-1, [(f"bad event time: {why}", record)]))
+        self.late_records.append((f"bad event time: {why}", record))
         self.late_count += 1
 
     def _late(self, record: Any, start: Any) -> None:
-        self.late_out.append((-1, [(f"late: window {start!r} closed (watermark {self.watermark.value!r})", record)]))
+        self.late_records.append((f"late: window {start!r} closed (watermark {self.watermark.value!r})", record))
         self.late_count += 1
 
     def _add_records(self, p: int, pairs: list[Any]) -> None:
         if self.counting:
             return self._add_counted(pairs)
-        clock, wm, lateness, agg = self.clock, self.watermark.value, self.lateness, self.agg
-        sessions = isinstance(self.windower, Session)
-        top = self.maxima.get(p, -math.inf)
-        if type(self.windower) is Tumbling and agg.name == "count" and not self.fired:
-            return self._count_tumbling(p, pairs, top)
-        for key, record in pairs:
-            try:
-                ts = float(clock(record))
-            except Exception as exc:
-                self._bad(record, f"{type(exc).__name__}: {exc}")
-                continue
-            if math.isnan(ts) or math.isinf(ts):
-                self._bad(record, f"not a finite time: {ts!r}")
-                continue
-            if ts > top:
-                top = ts
-            if sessions:
+        wm, lateness, agg = self.watermark.value, self.lateness, self.agg
+        timed = list(self._timed(pairs))
+        if timed:
+            self.maxima[p] = max(self.maxima.get(p, -math.inf), max(ts for _, _, ts in timed))
+        if isinstance(self.windower, Session):
+            for key, record, ts in timed:
                 self._add_session(key, record, ts, wm)
-                continue
+            return None
+        if type(self.windower) is Tumbling and agg.name == "count" and not self.fired:
+            return self._count_tumbling(timed)
+        for key, record, ts in timed:
             late = None
             for start in self.windower.starts(ts):
                 end = start + self.windower.size
@@ -156,21 +151,12 @@ class Window(Node):
                     self.dirty.setdefault(start, set()).add(key)
             if late is not None:
                 self._late(record, late)
-        self.maxima[p] = top
+        return None
 
-    def _count_tumbling(self, p: Any, pairs: list[Any], top: float) -> None:
-        """_add_records for a tumbling count with no window emitted yet that is still open: the
-        common case, with the window and the count inline."""
-        clock, wm, size, lateness, floor, isfinite = (
-            self.clock,
-            self.watermark.value,
-            self.windower.size,
-            self.lateness,
-            math.floor,
-            math.isfinite,
-        )
-        open_windows = self.open
-        last_start, accs = None, None
+    def _timed(self, pairs: list[Any]) -> Any:
+        """(key, record, event time) of the pairs whose event time can be read; the others go to
+        the side output (or fail the job: on_bad="fail")."""
+        clock, isfinite = self.clock, math.isfinite
         for key, record in pairs:
             try:
                 ts = float(clock(record))
@@ -180,8 +166,15 @@ class Window(Node):
             if not isfinite(ts):
                 self._bad(record, f"not a finite time: {ts!r}")
                 continue
-            if ts > top:
-                top = ts
+            yield key, record, ts
+
+    def _count_tumbling(self, timed: list[Any]) -> None:
+        """_add_records for a tumbling count with no window emitted yet that is still open: the
+        common case, with the window and the count inline."""
+        wm, size, lateness, floor = self.watermark.value, self.windower.size, self.lateness, math.floor
+        open_windows = self.open
+        last_start, accs = None, None
+        for key, record, ts in timed:
             start = floor(ts / size) * size
             if start + size + lateness <= wm:
                 self._late(record, start)
@@ -192,7 +185,6 @@ class Window(Node):
                     accs = open_windows[start] = {}
                 last_start = start
             accs[key] = accs.get(key, 0) + 1
-        self.maxima[p] = top
 
     def _add_session(self, key: Any, record: Any, ts: float, wm: float) -> None:
         gap = self.windower.gap
@@ -360,15 +352,8 @@ class LateOut(Node):
         self.window, self.with_reason = window, with_reason
 
     def step(self, chunks: list[tuple[int, Any]], engine: Any) -> list[tuple[int, Any]]:
-        out = []
-        for p, records in self.window.late_out:
-            if type(records) is dict:
-                out.append((p, records))
-            else:
-                out.append((p, records if self.with_reason else [r for _, r in records]))
+        out = list(self.window.late_out)
+        late = self.window.late_records
+        if late:
+            out.append((-1, late if self.with_reason else [r for _, r in late]))
         return out
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
