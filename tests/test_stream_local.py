@@ -35,6 +35,9 @@ class OneWorker:
     def allgather(self, item):
         return [item]
 
+    def bcast(self, item, root=0):
+        return item
+
 
 def test_tumbling_windows_are_aligned_to_multiples_of_their_length():
     w = tumbling(seconds=10)
@@ -202,3 +205,24 @@ def test_the_live_status_line_reads_back_for_the_report():
     assert "<h2>Stream</h2>" in page and page.count('class="series"') == 4  # 2 charts x 2 workers
     assert "events/s in, up to 4000" in page
     assert "<h2>Stream</h2>" not in report.render({"job_id": "j", "num_workers": 1}, [])
+
+
+@pytest.mark.parametrize("follow", [False, True])
+def test_a_restored_files_source_keeps_the_checkpoints_files_in_their_order(tmp_path, follow):
+    from t2mpi.data.errors import Where
+    from t2mpi.stream.sources import FilesSource, file_list
+
+    where = Where("files", "x.py:1", 0, 1)
+    for name in ("b.txt", "c.txt"):
+        (tmp_path / name).write_text("1\n2\n3\n")
+    first = FilesSource(where, str(tmp_path), follow, 0, 1, file_list(where, str(tmp_path)))
+    assert [(p, r) for p, r in first.read(2)] == [((0, 0), ["1", "2"]), ((0, 1), ["1", "2"])]
+    state = first.state()
+    (tmp_path / "a.txt").write_text("9\n")  # sorts first: a fresh listing would shift every partition
+    again = FilesSource(where, str(tmp_path), follow, 0, 1, file_list(where, str(tmp_path)))
+    again.restore(state)
+    names = [os.path.basename(f) for f in again.files]
+    assert names == (["b.txt", "c.txt", "a.txt"] if follow else ["b.txt", "c.txt"])
+    got = again.read(5)
+    assert got[:2] == [((0, 0), ["3"]), ((0, 1), ["3"])]
+    assert got[2:] == ([((0, 2), ["9"])] if follow else [])

@@ -67,15 +67,21 @@ class StreamContext:
         return self.add(operators.SourceNode(where, source, kind))
 
     # -- sources -------------------------------------------------------------------------------
+    def _files(self, op: str, path: str, follow: bool) -> Stream:
+        def make(where: Where) -> sources.Source:
+            listing = self.exchange.bcast(where, lambda: sources.file_list(where, str(path)), 0)
+            return sources.FilesSource(where, str(path), follow, self.rank, self.size, listing)
+
+        return self._source(op, make, "records")
+
     def files(self, folder: str, follow: bool = False) -> Stream:
-        """The lines of the files in `folder` (a partition per file, spread over the workers)."""
-        return self._source(
-            "files", lambda w: sources.FilesSource(w, str(folder), follow, self.rank, self.size), "records"
-        )
+        """The lines of the files in `folder` (a partition per file, spread over the workers; worker
+        0 lists them, and every worker reads that list)."""
+        return self._files("files", folder, follow)
 
     def log(self, path: str, follow: bool = False) -> Stream:
         """A replayable append-only log: a file, or a folder of them, read by byte offsets."""
-        return self._source("log", lambda w: sources.FilesSource(w, str(path), follow, self.rank, self.size), "records")
+        return self._files("log", path, follow)
 
     def generator(self, fn: Callable[[int, int, int], Any]) -> Stream:
         """fn(partition, n_partitions, offset) -> an iterator of records (one partition per worker)."""

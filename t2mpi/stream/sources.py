@@ -144,13 +144,8 @@ class FilesSource(Source):
     name = "files"
     counts_rows = False
 
-    def __init__(self, where: Where, path: str, follow: bool, rank: int, size: int):
-        if os.path.isdir(path):
-            files = _listing(path)
-        elif os.path.isfile(path):
-            files = [path]
-        else:
-            raise DataError(f"{where}: no folder or file {path!r}")
+    def __init__(self, where: Where, path: str, follow: bool, rank: int, size: int, files: list[str]):
+        """files: file_list(where, path), as worker 0 saw it (every worker reads the same list)."""
         self.path = path
         self.files = files
         self.looked = time.monotonic()
@@ -181,11 +176,16 @@ class FilesSource(Source):
         self.offsets[p] = offset
         return lines, len(lines) < batch and not self.follow
 
-    def restore(self, state: dict[int, Any]) -> None:
+    def restore(self, state: Any) -> None:
+        """The checkpoint's files, in its order (partition p is the same file); with follow=True,
+        files that came since are added after them, and the rest is as the checkpoint left it."""
         files, offsets = state
-        self.grow(files[len(self.files) :])
-        super().restore(offsets)
+        since = [f for f in self.files if f not in set(files)] if self.follow else []
         self.close()
+        self.files, self.n, self.mine = [], 0, []
+        self.offsets, self.ended, self.last_record = {}, {}, {}
+        self.grow(list(files) + since)
+        super().restore(offsets)
 
     def state(self) -> Any:
         return (list(self.files), super().state())
@@ -213,6 +213,15 @@ class FilesSource(Source):
         for f in self.handles.values():
             f.close()
         self.handles.clear()
+
+
+def file_list(where: Where, path: str) -> list[str]:
+    """The files a files source reads: a folder's (sorted, not hidden ones), or the one file."""
+    if os.path.isdir(path):
+        return _listing(path)
+    if os.path.isfile(path):
+        return [path]
+    raise DataError(f"{where}: no folder or file {path!r}")
 
 
 def _listing(folder: str) -> list[str]:
