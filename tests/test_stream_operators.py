@@ -232,3 +232,36 @@ def test_sliding_windows_on_numpy_batches_match_the_record_path():
     got = {(ws, k): v for ws, k, v in vec.records}
     assert len(got) == len(vec.records) == len(rec.records)
     assert got == {(ws, k): v for ws, k, v in rec.records}
+
+
+def test_a_restart_into_another_stream_is_an_error_naming_both():
+    s = StreamContext(OneWorker())
+    s.generator(gen([1, 2])).map(str).collect()
+    checkpoint = {}
+    versions = iter(range(1, 10))
+    hooks = Hooks(
+        checkpoint=lambda state: checkpoint.update(state) or 1,
+        next_version=lambda: next(versions),
+        committed=lambda: 1,
+    )
+    s.hooks = hooks
+    s.run()
+    again = StreamContext(OneWorker(), Hooks(restored=lambda: checkpoint))
+    again.generator(gen([1, 2])).filter(bool).collect()
+    with pytest.raises(
+        DataError,
+        match=r"run at test_stream_operators.py:\d+: the checkpoint holds a stream of \['generator', 'map', 'collect'\], this job makes \['generator', 'filter', 'collect'\]",
+    ):
+        again.run()
+    same = StreamContext(OneWorker(), Hooks(restored=lambda: checkpoint))
+    out = same.generator(gen([1, 2])).map(str).collect()
+    assert same.run()["events_in"] == 0 and out.records == ["1", "2"]  # it had ended: nothing to replay
+
+
+def test_numpy_batches_are_keyed_by_an_integer_column():
+    s = StreamContext(OneWorker())
+    s.batches(lambda p, n, o: iter([{"k": np.array([0.5]), "ts": np.array([1.0])}])).key_by("k").collect()
+    with pytest.raises(DataError, match=r"key_by at test_stream_operators.py:\d+ .*: key column 'k' is float64"):
+        s.run()
+    with pytest.raises(DataError, match="on numpy batches key_by takes a column name"):
+        StreamContext(OneWorker()).batches(lambda p, n, o: iter([])).key_by(lambda b: 0)

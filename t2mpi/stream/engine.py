@@ -179,7 +179,7 @@ class Engine:
             "rounds": self.rounds,
             "sources": [s.state() for s in sources],
             "nodes": [n.state() for n in nodes],
-            "kinds": [type(n).__name__ for n in nodes],
+            "kinds": [n.where.op for n in nodes],
         }
         self.checkpoints += 1
         try:
@@ -215,10 +215,10 @@ class Engine:
                     n.fresh()
             return
         state = restored[STATE_KEY]
-        kinds = [type(n).__name__ for n in nodes]
+        kinds = [n.where.op for n in nodes]
         if state["kinds"] != kinds or len(state["sources"]) != len(sources):
             raise DataError(
-                f"run: the checkpoint holds a stream of {state['kinds']}, this job makes {kinds}; "
+                f"run at {self.stream.run_site}: the checkpoint holds a stream of {state['kinds']}, this job makes {kinds}; "
                 "a restart must build the same stream"
             )
         self.rounds = state["rounds"]
