@@ -237,7 +237,13 @@ def stop_on_interrupt(jd: JobDir | None, asked_before: bool) -> bool:
     a stream: it checkpoints and ends PREEMPTED); False: end every rank, as for any other job."""
     from .stream.engine import streaming
 
-    if jd is None or asked_before or not streaming(jd.read_state()):
+    if jd is None or asked_before:
+        return False
+    try:
+        state = jd.read_state()
+    except Exception:  # an unreadable state.json: Ctrl-C ends the job, as for any other
+        return False
+    if not streaming(state):
         return False
     jd.request_stop("Ctrl-C to t2mpi")
     return True
