@@ -22,11 +22,8 @@ if TYPE_CHECKING:
 
 def lines(records: Any) -> list[str]:
     """A chunk's records as text lines: a str as it is, a tuple as its fields joined by tabs."""
-    if type(records) is dict:
-        names = list(records)
-        records = zip(*(records[n].tolist() for n in names))
     out = []
-    for r in records:
+    for r in records_of(records):
         if type(r) is str:
             out.append(r)
         elif type(r) is tuple:
@@ -120,11 +117,9 @@ class FileSink(Sink):
             self._sync_folder()
 
     def _sync_folder(self) -> None:
-        fd = os.open(self.folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        from ..job.files import fsync_dir
+
+        fsync_dir(self.folder)
 
     def state(self) -> Any:
         return (self.epoch, list(self.pending), self.count)

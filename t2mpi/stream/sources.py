@@ -105,10 +105,14 @@ class GeneratorSource(Source):
         self.fn = fn
         self.iters: dict[int, Iterator[Any]] = {}
 
-    def take(self, p: int, batch: int) -> tuple[list[Any], bool]:
+    def iterator(self, p: int) -> Iterator[Any]:
+        """Partition p's iterator from its offset (made on first use, and after a restore)."""
         if p not in self.iters:
             self.iters[p] = iter(self.fn(p, self.n, self.offsets[p]))
-        records = list(itertools.islice(self.iters[p], batch))
+        return self.iters[p]
+
+    def take(self, p: int, batch: int) -> tuple[list[Any], bool]:
+        records = list(itertools.islice(self.iterator(p), batch))
         return records, len(records) < batch
 
 
@@ -121,9 +125,7 @@ class BatchesSource(GeneratorSource):
     def take(self, p: int, batch: int) -> tuple[dict[str, Any], bool]:
         import numpy as np
 
-        if p not in self.iters:
-            self.iters[p] = iter(self.fn(p, self.n, self.offsets[p]))
-        got = next(self.iters[p], None)
+        got = next(self.iterator(p), None)
         if got is None:
             return {}, True
         if not isinstance(got, dict) or not got:
