@@ -72,7 +72,8 @@ def _add_run(sub: Any) -> None:
         "started within timeouts.start (default 120 s) is ended: FAILED, exit 1. "
         "max_restarts in the job file re-runs a failed run from its "
         "last committed checkpoint; SIGUSR1 asks the job to checkpoint "
-        "and stop (PREEMPTED, exit 1; t2mpi restart goes on from there).",
+        "and stop (PREEMPTED, exit 1; t2mpi restart goes on from there), and so does "
+        "the first Ctrl-C to a job that runs a stream (ctx.stream; Ctrl-C again ends it at once).",
     )
     _job_options(run, "override a job file key, e.g. --set resources.cpus=2 (repeatable)")
     run.add_argument(

@@ -232,6 +232,23 @@ def _run_once(job: PreparedJob, jd: JobDir, follower: Follower) -> JobResult:
     return _result(jd, launch)
 
 
+def stop_on_interrupt(jd: JobDir | None, asked_before: bool) -> bool:
+    """Ctrl-C to `t2mpi run`: whether it became a stop request (the first one, to a job that runs
+    a stream: it checkpoints and ends PREEMPTED); False: end every rank, as for any other job."""
+    from .stream.engine import streaming
+
+    if jd is None or asked_before:
+        return False
+    try:
+        state = jd.read_state()
+    except Exception:  # an unreadable state.json: Ctrl-C ends the job, as for any other
+        return False
+    if not streaming(state):
+        return False
+    jd.request_stop("Ctrl-C to t2mpi")
+    return True
+
+
 def _size(path: str) -> int:
     try:
         return os.path.getsize(path)

@@ -100,6 +100,8 @@ def _run_here(job: Any, runner: Any, quiet: bool, report_bindings: bool) -> int:
     signal.signal(
         signal.SIGUSR1, lambda signum, frame: live["jd"].request_stop("SIGUSR1 to t2mpi") if "jd" in live else None
     )
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # an ignored SIGINT stays so
+        signal.signal(signal.SIGINT, lambda signum, frame: _interrupt(live))  # a stream stops first
     follower = client.Follower(
         on_stdout=output(sys.stdout), on_stderr=output(sys.stderr), on_events=events, on_start=started
     )
@@ -278,6 +280,15 @@ def _terminate(signum: int, frame: Any) -> None:
     from .errors import Interrupted
 
     raise Interrupted("terminated (SIGTERM)", TERMINATED_EXIT)
+
+
+def _interrupt(live: dict[str, Any]) -> None:
+    from .client import stop_on_interrupt
+
+    if not stop_on_interrupt(live.get("jd"), live.get("interrupted", False)):
+        raise KeyboardInterrupt
+    live["interrupted"] = True
+    print("t2mpi: Ctrl-C: the stream checkpoints and stops; Ctrl-C again ends it at once", file=sys.stderr, flush=True)
 
 
 HANG_UP_EXIT = 128 + signal.SIGHUP  # 129, the shell's status for a hang-up

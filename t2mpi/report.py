@@ -1,6 +1,7 @@
 """`t2mpi report`: a job folder's data operations as one self-contained HTML page (inline SVG, no
 script, no network): a Gantt timeline with one lane per worker and a bar per operation_end event, the
-bytes moved and spilled per operation, and the job's state. `render` is pure: data in, text out."""
+bytes moved and spilled per operation, the job's state, and for a stream (ctx.stream) its
+throughput and watermark lag over time, per worker. `render` is pure: data in, text out."""
 
 from __future__ import annotations
 
@@ -83,10 +84,62 @@ def render(state: dict[str, Any], events: list[dict[str, Any]]) -> str:
         x = LABEL_WIDTH + i * PLOT_WIDTH / 5
         svg.append(f'<text x="{x:.0f}" y="{axis_y}" font-size="11" text-anchor="middle">{span * i / 5:.2f} s</text>')
     svg.append("</svg>")
-    return _page(state, ops, colour, "\n".join(svg))
+    return _page(state, ops, colour, "\n".join(svg), stream_charts(events))
 
 
-def _page(state: dict[str, Any], ops: list[dict[str, Any]], colour: dict[str, str], svg: str) -> str:
+CHART_HEIGHT = 140
+
+
+def stream_charts(events: list[dict[str, Any]]) -> str:
+    """Line charts of a stream's live-status samples: events/s in, and the watermark's lag behind
+    the newest event, one line per worker (colour per worker); "" when the job ran no stream."""
+    from .stream.engine import status_figures
+
+    samples: dict[int, list[tuple[float, dict[str, float]]]] = {}
+    for e in events:
+        if e.get("event") == "progress":
+            figures = status_figures(str(e.get("message", "")))
+            if figures is not None:
+                samples.setdefault(e["worker"], []).append((e["t"], figures))
+    if not samples:
+        return ""
+    t0 = min(t for points in samples.values() for t, _ in points)
+    t1 = max(t for points in samples.values() for t, _ in points)
+    charts = []
+    for key, title in (("in", "events/s in"), ("lag", "watermark lag (s)")):
+        values = [f[key] for points in samples.values() for _, f in points if key in f and f[key] == f[key]]
+        values = [v for v in values if v != float("inf")]
+        if not values:
+            continue
+        top = max(max(values), 1e-9)
+        svg = [
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="{LABEL_WIDTH + PLOT_WIDTH + 40}" '
+            f'height="{CHART_HEIGHT + 30}" role="img" aria-label="{title} per worker">',
+            f'<text x="4" y="14" font-size="12">{escape(title)}, up to {top:.4g}</text>',
+            f'<rect x="{LABEL_WIDTH}" y="20" width="{PLOT_WIDTH}" height="{CHART_HEIGHT}" fill="#f4f4f4"/>',
+        ]
+        for n, (worker, points) in enumerate(sorted(samples.items())):
+            xy = [
+                f"{LABEL_WIDTH + (t - t0) / max(t1 - t0, 1e-6) * PLOT_WIDTH:.1f},"
+                f"{20 + CHART_HEIGHT * (1 - f[key] / top):.1f}"
+                for t, f in points
+                if key in f and f[key] != float("inf")
+            ]
+            colour = PALETTE[n % len(PALETTE)]
+            svg.append(
+                f'<polyline class="series" fill="none" stroke="{colour}" stroke-width="2" points="{" ".join(xy)}">'
+            )
+            svg.append(f"<title>worker {worker}</title></polyline>")
+            svg.append(f'<text x="4" y="{40 + 14 * n}" font-size="11" fill="{colour}">worker {worker}</text>')
+        svg.append(
+            f'<text x="{LABEL_WIDTH + PLOT_WIDTH}" y="{CHART_HEIGHT + 34}" font-size="11" text-anchor="end">{t1 - t0:.1f} s</text>'
+        )
+        svg.append("</svg>")
+        charts.append("\n".join(svg))
+    return "<h2>Stream</h2>\n" + "\n".join(charts)
+
+
+def _page(state: dict[str, Any], ops: list[dict[str, Any]], colour: dict[str, str], svg: str, stream: str) -> str:
     by_op: dict[tuple[str, str], list[float]] = {}
     for e in ops:
         row = by_op.setdefault((e["operation"], e["site"]), [0, 0, 0, 0, 0.0])
@@ -118,5 +171,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}} td:first-child,t
 <table><tr><th>operation</th><th>site</th><th>rows in</th><th>rows out</th><th>shuffled</th><th>spilled</th>
 <th>longest (s)</th></tr>
 {rows}
-</table></body></html>
+</table>
+{stream}
+</body></html>
 """

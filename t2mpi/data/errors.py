@@ -8,6 +8,7 @@ import sys
 from ..errors import T2mpiError
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
+_INSIDE = (_HERE, os.path.join(os.path.dirname(_HERE), "stream"))  # the batch and the streaming API
 
 
 class DataError(T2mpiError):
@@ -23,9 +24,10 @@ class RemoteFailure(DataError):
 
 
 def call_site() -> str:
-    """'file.py:LINE' of the first caller outside t2mpi/data (where the user wrote the operation)."""
+    """'file.py:LINE' of the first caller outside t2mpi/data and t2mpi/stream (where the user wrote
+    the operation)."""
     frame = sys._getframe(1)
-    while frame is not None and os.path.dirname(os.path.abspath(frame.f_code.co_filename)) == _HERE:
+    while frame is not None and os.path.dirname(os.path.abspath(frame.f_code.co_filename)) in _INSIDE:
         frame = frame.f_back
     if frame is None:
         return "?"

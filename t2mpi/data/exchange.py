@@ -157,13 +157,21 @@ class Exchange:
             failure = self._header(where, why)
             return [pickle.dumps((failure, None), protocol=5)] * len(messages), why
 
-    def alltoall(self, where: Where, produce: Callable[[], Sequence[Any]]) -> list[Any]:
-        """produce() -> one payload per worker; returns the payload each worker sent this one."""
+    def alltoall(self, where: Where, produce: Callable[[], Sequence[Any]], keep_own: bool = False) -> list[Any]:
+        """produce() -> one payload per worker; returns the payload each worker sent this one.
+        keep_own: this worker's own payload is handed back as it is, not pickled (the caller does
+        not share it with anything it changes later)."""
         self._step(where)
         payloads, exc = _run(produce)
         if exc is None and len(payloads) != self.size:
             payloads, exc = None, DataError(f"{where}: {len(payloads)} batches for {self.size} workers")
+        own = None
+        if keep_own and exc is None:
+            own, payloads = payloads[self.rank], [None if d == self.rank else p for d, p in enumerate(payloads)]
         got = self._alltoall_objects(where, payloads, exc)
+        if own is not None:
+            got[self.rank] = (got[self.rank][0], own)
+            payloads[self.rank] = own
         self._moved(0 if exc else sum(map(rows, payloads)), sum(rows(p) for _, p in got), 0)
         self._settle(where, exc if exc is not None else got.failed, [f for f, _ in got])
         return [p for _, p in got]

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from ..data.api import Data
     from ..job.spec import JobSpec, Resources
     from ..resources.threads import WorkerThreads
+    from ..stream.api import StreamContext
     from .master import WorkerInfo
 
 
@@ -129,6 +130,31 @@ class WorkerContext:
             checkpoint_version=self.checkpoint_version,
             on_end=on_end,
         )
+
+    @cached_property
+    def stream(self) -> StreamContext:
+        """The streaming dataflow API on this job's workers (t2mpi.stream.api.StreamContext): its
+        run() checkpoints through ctx.checkpoint and stops on the job's stop request."""
+        from ..job.folder import JobDir
+        from ..stream.api import StreamContext
+        from ..stream.engine import Hooks
+
+        channel = self._channel
+
+        def asked() -> bool:
+            channel.notices()
+            return channel.checkpoint_asked is not None
+
+        hooks = Hooks(
+            checkpoint=self.checkpoint,
+            next_version=lambda: self.checkpoint_version + 1,
+            committed=lambda: JobDir(self.job_dir).committed_version(),
+            asked=asked,
+            restored=lambda: self.restored,
+            progress=lambda message: channel.progress(None, message),
+            operation=channel.operation,
+        )
+        return StreamContext(self.comm, hooks)
 
     def close(self) -> None:
         """End what the context started (its data API's last operation, its threads); the launch
