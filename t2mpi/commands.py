@@ -11,6 +11,7 @@ import time
 
 from .errors import JobError
 from .job import states
+from .signals import hang_up, interrupt, terminate
 
 TYPE_CHECKING = False  # typing costs ~10 ms of start-up
 if TYPE_CHECKING:
@@ -94,14 +95,14 @@ def _run_here(job: Any, runner: Any, quiet: bool, report_bindings: bool) -> int:
         if live.get("status") is not None:
             live["status"].events(evs, state)
 
-    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGTERM, terminate)
     if signal.getsignal(signal.SIGHUP) != signal.SIG_IGN:  # under nohup the job goes on
-        signal.signal(signal.SIGHUP, _hang_up)
+        signal.signal(signal.SIGHUP, hang_up)
     signal.signal(
         signal.SIGUSR1, lambda signum, frame: live["jd"].request_stop("SIGUSR1 to t2mpi") if "jd" in live else None
     )
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # an ignored SIGINT stays so
-        signal.signal(signal.SIGINT, lambda signum, frame: _interrupt(live))  # a stream stops first
+        signal.signal(signal.SIGINT, lambda signum, frame: interrupt(live))  # a stream stops first
     follower = client.Follower(
         on_stdout=output(sys.stdout), on_stderr=output(sys.stderr), on_events=events, on_start=started
     )
@@ -272,36 +273,6 @@ def _plan(args: argparse.Namespace) -> int:
     return 0
 
 
-TERMINATED_EXIT = 128 + signal.SIGTERM  # 143, the shell's status for a SIGTERM
-
-
-def _terminate(signum: int, frame: Any) -> None:
-    """SIGTERM (kill, a process manager): end every rank, as Ctrl-C does, and say it was SIGTERM."""
-    from .errors import Interrupted
-
-    raise Interrupted("terminated (SIGTERM)", TERMINATED_EXIT)
-
-
-def _interrupt(live: dict[str, Any]) -> None:
-    from .client import stop_on_interrupt
-
-    if not stop_on_interrupt(live.get("jd"), live.get("interrupted", False)):
-        raise KeyboardInterrupt
-    live["interrupted"] = True
-    print("t2mpi: Ctrl-C: the stream checkpoints and stops; Ctrl-C again ends it at once", file=sys.stderr, flush=True)
-
-
-HANG_UP_EXIT = 128 + signal.SIGHUP  # 129, the shell's status for a hang-up
-
-
-def _hang_up(signum: int, frame: Any) -> None:
-    """SIGHUP (the ssh session or terminal went): end every rank, as Ctrl-C does."""
-    from .errors import Interrupted
-
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a second hang-up must not cut the ending short
-    raise Interrupted("client hung up", HANG_UP_EXIT)
-
-
 def _prepared(args: argparse.Namespace) -> Any:
     from . import client
 
@@ -345,7 +316,7 @@ def _follow_submitted(jd: Any, files: list[str] | None = None) -> int:
     from . import console
     from .scheduler import control
 
-    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGTERM, terminate)
     status = console.LiveStatus(jd.job_id)
     try:
         final = control.follow(
