@@ -59,9 +59,13 @@ def render(state: dict[str, Any], events: list[dict[str, Any]]) -> str:
             f'<rect class="lane" x="{LABEL_WIDTH}" y="{y}" width="{PLOT_WIDTH}" height="{LANE_HEIGHT}" fill="#eeeeee"/>'
         )
         svg.append(f'<text x="4" y="{y + LANE_HEIGHT * 0.65:.0f}" font-size="13">worker {w}</text>')
-    for e in ops:
-        x = LABEL_WIDTH + (e["start"] - t0) / span * PLOT_WIDTH
+    drawn_to: dict[int, float] = {}  # per lane, where its last bar ends
+    for e in sorted(ops, key=lambda e: (e["worker"], e["start"])):
+        # an operation too short to see gets 2 px, and starts after the lane's last bar (never
+        # under it), so every operation shows at least one whole pixel of its colour
+        x = max(LABEL_WIDTH + (e["start"] - t0) / span * PLOT_WIDTH, drawn_to.get(e["worker"], 0.0))
         width = max((e["end"] - e["start"]) / span * PLOT_WIDTH, 2.0)
+        drawn_to[e["worker"]] = x + width
         y = e["worker"] * (LANE_HEIGHT + LANE_GAP)
         title = (
             f"worker {e['worker']}: {e['operation']} at {e['site']}, {e['end'] - e['start']:.3f} s; "

@@ -51,6 +51,22 @@ def test_the_page_has_a_lane_per_worker_and_a_bar_per_operation_end():
     assert "<script" not in page and "src=" not in page and "href" not in page  # nothing fetched, nothing run
 
 
+def test_operations_too_short_to_see_never_hide_under_each_other():
+    """Three quick operations on one worker, next to a long one on another: each gets 2 px of its
+    own in its lane, one after the other, instead of being drawn over the previous one."""
+    import re
+
+    events = [op(0, "sort_by", "a.py:1", 0.0, 100.0)] + [
+        op(1, name, "a.py:2", 50.0 + i * 1e-4, 50.0 + (i + 1) * 1e-4)
+        for i, name in enumerate(["map", "reduce_by_key", "collect"])
+    ]
+    page = report.render(STATE, events)
+    bars = [(float(x), float(w)) for x, w in re.findall(r'<rect x="([\d.]+)" y="\d+" width="([\d.]+)" height', page)]
+    quick = bars[1:]  # worker 1's, in start order
+    assert [w for _, w in quick] == [2.0, 2.0, 2.0]
+    assert all(b[0] >= a[0] + a[1] - 0.1 for a, b in zip(quick, quick[1:])), quick
+
+
 def test_labels_are_escaped():
     page = report.render(STATE, [op(0, "map", "<script>alert(1)</script>.py:3", 0.0, 1.0)])
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;.py:3" in page
