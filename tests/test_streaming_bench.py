@@ -127,6 +127,9 @@ def test_check_refuses_wrong_output():
     sd.check(ref, starts, keys, counts, late)
     with pytest.raises(sd.CheckError, match="written more than once"):
         sd.check(ref, starts + starts[:1], keys + keys[:1], counts + counts[:1], late)
+    split = [counts[0] - 1, 1] if counts[0] > 1 else [counts[0], 0]  # a window written twice, in parts
+    loose = sd.check(ref, [starts[0], *starts], [keys[0], *keys], [split[0], split[1], *counts[1:]], late, exact=False)
+    assert "1 written again: summed" in loose
     with pytest.raises(sd.CheckError, match="not in the input"):
         sd.check(ref, starts + [starts[0] + 10_000.0], keys + [0], counts + [1], late)
     with pytest.raises(sd.CheckError, match="count"):
@@ -154,15 +157,15 @@ def test_files_hold_the_columns_and_a_folder_is_reused(tmp_path):
     cols = sd.columns(SMALL)
     for p in range(SMALL.partitions):
         mine = cols["partition"] == p
-        lines = (tmp_path / f"part-{p}.txt").read_text().splitlines()
+        lines = (tmp_path / "text" / f"part-{p}.txt").read_text().splitlines()
         ts = np.array([float(line.split()[0]) for line in lines])
         keys = np.array([int(line.split()[1]) for line in lines])
         part = sd.load_part(str(tmp_path), p)
         assert np.array_equal(ts, cols["ts"][mine]) and np.array_equal(part["ts"], cols["ts"][mine])
         assert np.array_equal(keys, cols["key"][mine]) and np.array_equal(part["key"], keys)
-    stamp = (tmp_path / "part-0.txt").stat().st_mtime_ns
+    stamp = (tmp_path / "text" / "part-0.txt").stat().st_mtime_ns
     again = sd.write(str(tmp_path), SMALL)
-    assert (tmp_path / "part-0.txt").stat().st_mtime_ns == stamp
+    assert (tmp_path / "text" / "part-0.txt").stat().st_mtime_ns == stamp
     assert np.array_equal(again.codes, ref.codes) and np.array_equal(again.low, ref.low)
     sd.save_output(str(tmp_path / "out-0.npz"), [0.0], [1], [2], 3)
     sd.save_output(str(tmp_path / "out-1.npz"), [10.0], [4], [5], 6)

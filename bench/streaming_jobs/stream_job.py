@@ -1,0 +1,178 @@
+"""The t2mpi sides of bench/streaming.py, through the streaming API (ctx.stream, t2mpi.stream).
+
+PerRecord: s.files(text/) .map(parse) .key_by(key) .window(tumbling 10 s, event_time, disorder 1 s)
+           .count(), per-record Python functions (config.checkpoint_every: s.run's, or null).
+Batches:   s.batches(numpy columns) .key_by("key") .window(..., event_time="ts") .count(): vectorised.
+Generated: s.generator(a rate-limited source, config.speed events/s, 0: as fast as it goes) through
+           PerRecord's plan; the sink notes when each output record came (emission delay) and can be
+           slow (config.sink_pause seconds per 100 records: back-pressure, peak RSS).
+
+Every side writes config.output/t2mpi-WORKER.npz (bench/streaming_data.save_output: the counts it
+wrote, the late records it saw) and returns {"seconds": s.run's wall time, "rss_mib", "summary"}.
+Generated also writes delay-WORKER.npz: when each window's output came (first, last record), and
+when each source partition first read an event at or past each window end + disorder.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+import time
+from functools import partial
+
+import numpy as np
+
+from t2mpi import IWorker
+from t2mpi.stream import tumbling
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from streaming_data import load_part, save_output  # noqa: E402
+
+
+def parse(line: str) -> tuple[float, int]:
+    ts, key = line.split()
+    return float(ts), int(key)
+
+
+def event_time(event: tuple[float, int]) -> float:
+    return event[0]
+
+
+def key_of(event: tuple[float, int]) -> int:
+    return event[1]
+
+
+def rows(record) -> tuple[list, list, list]:
+    """An output record (window_start, key, value) as three columns; a batch of them (a dict of
+    columns, or a tuple of arrays) as they are."""
+    if isinstance(record, dict):
+        cols = list(record.values())
+        return list(cols[0]), list(cols[1]), list(cols[2])
+    start, key, value = record
+    if isinstance(start, np.ndarray):
+        return list(start), list(key), list(value)
+    return [start], [key], [value]
+
+
+class Cells:
+    """A sink: the (window_start, key, count) records this worker wrote; optionally slow, and
+    noting when each window's output came."""
+
+    def __init__(self, pause: float = 0.0, timed: bool = False):
+        self.starts: list = []
+        self.keys: list = []
+        self.counts: list = []
+        self.pause, self.timed = pause, timed
+        self.came: dict[float, list[float]] = {}  # window start -> [first, last] wall time
+
+    def __call__(self, record) -> None:
+        starts, keys, counts = rows(record)
+        self.starts += starts
+        self.keys += keys
+        self.counts += counts
+        if self.timed:
+            now = time.time()
+            for start in set(starts):
+                self.came.setdefault(float(start), [now, now])[1] = now
+        if self.pause and len(self.starts) % 100 < len(starts):
+            time.sleep(self.pause)
+
+
+class Late:
+    """A sink counting the late side output's records."""
+
+    def __init__(self):
+        self.n = 0
+
+    def __call__(self, record) -> None:
+        self.n += len(record["ts"]) if isinstance(record, dict) else 1
+
+
+def read_batches(folder: str, chunk: int, partition: int, n_partitions: int, offset: int):
+    """The batches source's function: partition's numpy columns from row offset, chunk rows at a time."""
+    part = load_part(folder, partition)
+    for at in range(offset, len(part["ts"]), chunk):
+        yield {name: np.asarray(col[at : at + chunk]) for name, col in part.items()}
+
+
+CROSSED: list[tuple[int, float, float]] = []  # (partition, window end, wall time) as the generators saw it
+
+
+def generate(cfg: dict, partition: int, n_partitions: int, offset: int):
+    """Events i = partition, partition + n, ... (from offset on): event time 1 s + i / rate minus a
+    uniform [0, disorder) draw, a key uniform over cfg keys; event i is due at the source's start +
+    i / speed (speed 0: at once). Notes when this partition's largest time first passes each window
+    end + disorder: from then on the watermark may pass that end as far as this partition goes."""
+    events, rate, speed = cfg["events"], cfg["rate"], cfg["speed"]
+    window, disorder = cfg["window"], cfg["disorder"]
+    rng = np.random.default_rng([cfg["seed"], partition])
+    start = time.time()
+    largest, cross = -np.inf, window + disorder
+    block = 256
+    for first in range(partition + offset * n_partitions, events, block * n_partitions):
+        idx = np.arange(first, min(events, first + block * n_partitions), n_partitions)
+        ts = (1.0 + idx / rate - rng.random(len(idx)) * disorder).tolist()
+        keys = rng.integers(0, cfg["keys"], len(idx)).tolist()
+        if speed:
+            wait = start + first / speed - time.time()
+            if wait > 0:
+                time.sleep(wait)
+        for t, k in zip(ts, keys):
+            if t > largest:
+                largest = t
+                while largest >= cross:
+                    CROSSED.append((partition, cross - disorder, time.time()))
+                    cross += window
+            yield t, k
+
+
+def finish(ctx, cells: Cells, late: Late, summary, took: float) -> dict:
+    out = ctx.config["output"]
+    os.makedirs(out, exist_ok=True)
+    save_output(os.path.join(out, f"t2mpi-{ctx.worker_id}.npz"), cells.starts, cells.keys, cells.counts, late.n)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"seconds": took, "rss_mib": rss, "summary": summary}
+
+
+def count_windows(ctx, keyed, event_time, sink: Cells) -> tuple[Late, object, float]:
+    """keyed .window(tumbling, event_time, disorder) .count() into sink, the late side output counted;
+    run the stream: (late counter, run's summary, run's wall seconds)."""
+    cfg = ctx.config
+    win = keyed.window(tumbling(seconds=cfg["window"]), event_time=event_time, disorder=cfg["disorder"])
+    late = Late()
+    win.count().sink(sink)
+    win.late().sink(late)
+    every = cfg.get("checkpoint_every")
+    start = time.perf_counter()
+    summary = ctx.stream.run(checkpoint_every=every) if every else ctx.stream.run()
+    return late, summary, time.perf_counter() - start
+
+
+class PerRecord(IWorker):
+    def execute(self, ctx):
+        s, cells = ctx.stream, Cells()
+        keyed = s.files(os.path.join(ctx.config["input"], "text")).map(parse).key_by(key_of)
+        late, summary, took = count_windows(ctx, keyed, event_time, cells)
+        return finish(ctx, cells, late, summary, took)
+
+
+class Batches(IWorker):
+    def execute(self, ctx):
+        s, cells = ctx.stream, Cells()
+        keyed = s.batches(partial(read_batches, ctx.config["input"], ctx.config["chunk"])).key_by("key")
+        late, summary, took = count_windows(ctx, keyed, "ts", cells)
+        return finish(ctx, cells, late, summary, took)
+
+
+class Generated(IWorker):
+    def execute(self, ctx):
+        cfg = ctx.config
+        s, cells = ctx.stream, Cells(pause=cfg.get("sink_pause", 0.0), timed=True)
+        keyed = s.generator(partial(generate, cfg)).key_by(key_of)
+        late, summary, took = count_windows(ctx, keyed, event_time, cells)
+        result = finish(ctx, cells, late, summary, took)
+        crossed = np.array(CROSSED, np.float64).reshape(-1, 3)
+        came = np.array([(w, *t) for w, t in sorted(cells.came.items())], np.float64).reshape(-1, 3)
+        np.savez(os.path.join(cfg["output"], f"delay-{ctx.worker_id}.npz"), crossed=crossed, came=came)
+        return result
