@@ -178,3 +178,15 @@ def test_bad_workloads_are_refused():
         sd.Workload(lag=5.0)
     with pytest.raises(ValueError, match="rate"):
         sd.Workload(rate=0.0)
+
+
+def test_emission_delay_is_counted_from_the_last_partition_passing_a_window_end(tmp_path):
+    import streaming
+
+    # (partition, window end, wall time its largest event time passed end + disorder)
+    crossed = [(0, 10.0, 100.0), (1, 10.0, 100.5), (0, 20.0, 101.0), (1, 20.0, 100.9), (0, 30.0, 102.0)]
+    came = [(0.0, 100.52, 100.6), (10.0, 101.01, 101.2), (20.0, 102.5, 102.6)]  # (window start, first, last)
+    np.savez(tmp_path / "delay-0.npz", crossed=np.array(crossed[:3]), came=np.array(came[:1]))
+    np.savez(tmp_path / "delay-1.npz", crossed=np.array(crossed[3:]), came=np.array(came[1:]))
+    first, last = streaming.delays(str(tmp_path))
+    assert np.allclose(first, [0.02, 0.01]) and np.allclose(last, [0.1, 0.2])  # end 30: only one partition passed
