@@ -3,8 +3,8 @@ each, as Bytewax 0.21's docs say for several processes), in the .venv-bytewax Py
 
     .venv-bytewax/bin/python bench/streaming_jobs/bytewax_side.py INPUT OUTPUT [--processes 2] [--timeout S]
 
-Event times are shifted to the present (BENCH_SHIFT: now, rounded down to a multiple of 10 s; see
-bytewax_flow.py; --shift S sets it, 0 keeps the input's times). Bytewax's processes talk over TCP: they listen on ports of 127.0.0.1 only, picked free here.
+Event times are shifted a day ahead (BENCH_SHIFT: now + 1 day, rounded down to a multiple of 10 s;
+see bytewax_flow.py; --shift S sets it, 0 keeps the input's times). Bytewax's processes talk over TCP: they listen on ports of 127.0.0.1 only, picked free here.
 Prints `RESULT {json}`: seconds (in-run: the first process's start to the last sink's close),
 rss_mib (the largest process's peak); the counts are in OUTPUT/bytewax-*.npz.
 """
@@ -42,12 +42,12 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=1800.0)
     parser.add_argument(
-        "--shift", type=float, help="seconds added to the event times (default: now, a multiple of 10 s)"
+        "--shift", type=float, help="seconds added to the event times (default: now + 1 day, a multiple of 10 s)"
     )
     args = parser.parse_args()
     os.makedirs(args.output, exist_ok=True)
     addresses = ";".join(f"127.0.0.1:{p}" for p in free_ports(args.processes))
-    shift = args.shift if args.shift is not None else time.time() // 10 * 10
+    shift = args.shift if args.shift is not None else (time.time() + 86400) // 10 * 10
     env = dict(os.environ, BENCH_INPUT=args.input, BENCH_OUTPUT=args.output, BENCH_SHIFT=repr(shift), PYTHONPATH=HERE)
     argv = [sys.executable, "-m", "bytewax.run", "bytewax_flow:flow", "-a", addresses, "-i"]
     procs = [subprocess.Popen(argv + [str(i)], env=env, cwd=HERE) for i in range(args.processes)]
