@@ -11,7 +11,8 @@ a multiple of 10 s, so the windows stay aligned). Bytewax wakes a window's logic
 clock reaches the window's close time: with the input's times (1970) those are all long past, it
 wakes every key's windows on each activation and ran 3 x slower here (BENCH_SHIFT=0 shows it); with
 times from now on, the wall clock reaches them during the run and closes windows early (more late
-items, and windows written twice). A day ahead, neither happens.
+items, and windows written twice). A day ahead, neither (yet 18 of 103,914 windows were written
+twice in a 1 M-event run here: the `(written again: summed)` in the check).
 
 Bytewax's EventClock watermark is per key (each key's window state has its own clock): the key's
 largest event time minus the wait, plus the system time passed since it was seen. Items whose
