@@ -190,3 +190,43 @@ def test_emission_delay_is_counted_from_the_last_partition_passing_a_window_end(
     np.savez(tmp_path / "delay-1.npz", crossed=np.array(crossed[3:]), came=np.array(came[1:]))
     first, last = streaming.delays(str(tmp_path))
     assert np.allclose(first, [0.02, 0.01]) and np.allclose(last, [0.1, 0.2])  # end 30: only one partition passed
+
+
+def stream_job():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench" / "streaming_jobs"))
+    import stream_job
+
+    return stream_job
+
+
+GEN = {"events": 2201, "rate": 100.0, "speed": 0.0, "window": 10.0, "disorder": 1.0, "keys": 5, "seed": 1}
+
+
+def test_the_generator_source_resumes_from_any_offset_and_notes_window_ends():
+    job = stream_job()
+    job.CROSSED.clear()
+    whole = [list(job.generate(GEN, p, 2, 0)) for p in range(2)]
+    assert [len(w) for w in whole] == [1101, 1100]
+    events = sorted(whole[0] + whole[1])
+    assert all(0 <= k < 5 for _, k in events)
+    ts = np.array([t for t, _ in whole[0]])  # partition 0: events 0, 2, 4, ... at 1 s + i / 100 - [0, 1)
+    behind = 1.0 + np.arange(0, 2201, 2) / 100.0 - ts
+    assert (behind >= 0).all() and (behind < 1).all()
+    ends = sorted({end for p, end, _ in job.CROSSED if p == 0})
+    assert ends == [10.0, 20.0]  # its largest time passes 11 s and 21 s, not 31 s (its last event: 23 s - [0, 1))
+    for offset in (1, 255, 256, 700):
+        assert list(job.generate(GEN, 0, 2, offset)) == whole[0][offset:]
+
+
+def test_the_batches_source_reads_a_partition_from_an_offset(tmp_path):
+    job = stream_job()
+    sd.write(str(tmp_path), SMALL)
+    part = sd.load_part(str(tmp_path), 1)
+    got = list(job.read_batches(str(tmp_path), 500, 1, 2, 300))
+    assert [len(b["ts"]) for b in got] == [500, 500, 200]  # 1,500 rows in partition 1
+    assert np.array_equal(np.concatenate([b["key"] for b in got]), part["key"][300:])
+    assert job.rows((10.0, 3, 7)) == ([10.0], [3], [7])
+    assert job.rows({"window_start": np.array([0.0, 10.0]), "key": np.array([1, 2]), "count": np.array([3, 4])})[2] == [
+        3,
+        4,
+    ]

@@ -24,7 +24,6 @@ from functools import partial
 import numpy as np
 
 from t2mpi import IWorker
-from t2mpi.stream import tumbling
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from streaming_data import load_part, save_output  # noqa: E402
@@ -99,26 +98,33 @@ def read_batches(folder: str, chunk: int, partition: int, n_partitions: int, off
 CROSSED: list[tuple[int, float, float]] = []  # (partition, window end, wall time) as the generators saw it
 
 
+BLOCK = 256  # events of one partition drawn (and, rate-limited, released) together
+
+
 def generate(cfg: dict, partition: int, n_partitions: int, offset: int):
-    """Events i = partition, partition + n, ... (from offset on): event time 1 s + i / rate minus a
-    uniform [0, disorder) draw, a key uniform over cfg keys; event i is due at the source's start +
-    i / speed (speed 0: at once). Notes when this partition's largest time first passes each window
-    end + disorder: from then on the watermark may pass that end as far as this partition goes."""
+    """This partition's events (from its offset-th on): events i = partition, partition + n, ... of
+    cfg events, event time 1 s + i / rate minus a uniform [0, disorder) draw, a key uniform over cfg
+    keys, the same from any offset (each block of BLOCK has its own seed); event i is due at the
+    source's start + i / speed (speed 0: at once). Notes in CROSSED when this partition's largest
+    time first passes each window end + disorder: from then on the watermark may pass that end as
+    far as this partition goes."""
     events, rate, speed = cfg["events"], cfg["rate"], cfg["speed"]
     window, disorder = cfg["window"], cfg["disorder"]
-    rng = np.random.default_rng([cfg["seed"], partition])
+    mine = len(range(partition, events, n_partitions))
     start = time.time()
     largest, cross = -np.inf, window + disorder
-    block = 256
-    for first in range(partition + offset * n_partitions, events, block * n_partitions):
-        idx = np.arange(first, min(events, first + block * n_partitions), n_partitions)
+    for block in range(offset // BLOCK, -(-mine // BLOCK)):
+        rng = np.random.default_rng([cfg["seed"], partition, block])
+        j = np.arange(block * BLOCK, min(mine, (block + 1) * BLOCK))
+        idx = partition + j * n_partitions
         ts = (1.0 + idx / rate - rng.random(len(idx)) * disorder).tolist()
         keys = rng.integers(0, cfg["keys"], len(idx)).tolist()
+        skip = max(0, offset - block * BLOCK)
         if speed:
-            wait = start + first / speed - time.time()
+            wait = start + (idx[0] - offset * n_partitions) / speed - time.time()
             if wait > 0:
                 time.sleep(wait)
-        for t, k in zip(ts, keys):
+        for t, k in zip(ts[skip:], keys[skip:]):
             if t > largest:
                 largest = t
                 while largest >= cross:
@@ -138,6 +144,8 @@ def finish(ctx, cells: Cells, late: Late, summary, took: float) -> dict:
 def count_windows(ctx, keyed, event_time, sink: Cells) -> tuple[Late, object, float]:
     """keyed .window(tumbling, event_time, disorder) .count() into sink, the late side output counted;
     run the stream: (late counter, run's summary, run's wall seconds)."""
+    from t2mpi.stream import tumbling
+
     cfg = ctx.config
     win = keyed.window(tumbling(seconds=cfg["window"]), event_time=event_time, disorder=cfg["disorder"])
     late = Late()
