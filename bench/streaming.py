@@ -84,7 +84,10 @@ def peer_side(name: str, venv: str, script: str, data: str, out: str, notes: lis
     return Run(Side(name, [python, os.path.join(JOBS, script), data, out], printed_result), out, exact=False)
 
 
-def sides(data: str, work: str, checkpoint: float) -> tuple[dict[str, Run], list[str]]:
+SIDES = ("per-record", "bytewax", "spark", "numpy", "mpi4py", "checkpoint")
+
+
+def sides(data: str, work: str, checkpoint: float, chosen: list[str]) -> tuple[dict[str, Run], list[str]]:
     out = lambda name: os.path.join(work, "out", name)  # noqa: E731
     notes: list[str] = []
     runs = {
@@ -110,7 +113,7 @@ def sides(data: str, work: str, checkpoint: float) -> tuple[dict[str, Run], list
             f"config.checkpoint_every={checkpoint}",
         ),
     }
-    return {k: v for k, v in runs.items() if v is not None}, notes
+    return {k: v for k, v in runs.items() if v is not None and k in chosen}, notes
 
 
 def measure(runs: dict[str, Run], ref: Reference, env: dict[str, str], rounds: int, timeout: float) -> None:
@@ -272,6 +275,9 @@ def main() -> None:
     )
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds one run of one side may take")
     parser.add_argument("--only", default="throughput,delay,memory", help="comma-separated: throughput, delay, memory")
+    parser.add_argument(
+        "--sides", default=",".join(SIDES), help=f"throughput sides, comma-separated: {', '.join(SIDES)}"
+    )
     parser.add_argument("--checkpoint-every", type=float, default=5.0)
     parser.add_argument("--delay-events", type=int, default=1_000_000, help="events of the unthrottled generator run")
     parser.add_argument("--delay-seconds", type=float, default=20.0, help="length of the half-rate run")
@@ -282,6 +288,9 @@ def main() -> None:
     only = {s.strip() for s in args.only.split(",") if s.strip()}
     if unknown := only - {"throughput", "delay", "memory"}:
         parser.error(f"--only: unknown {', '.join(sorted(unknown))}; choose from throughput, delay, memory")
+    chosen = [s.strip() for s in args.sides.split(",") if s.strip()]
+    if unknown := set(chosen) - set(SIDES):
+        parser.error(f"--sides: unknown {', '.join(sorted(unknown))}; choose from {', '.join(SIDES)}")
     from t2mpi.job.spec import THREAD_LIMIT_VARS
 
     env = dict(os.environ, **{var: "1" for var in THREAD_LIMIT_VARS})
@@ -295,7 +304,7 @@ def main() -> None:
     try:
         if "throughput" in only:
             data, ref = make_data(args)
-            runs, notes = sides(data, work, args.checkpoint_every)
+            runs, notes = sides(data, work, args.checkpoint_every, chosen)
             for line in notes:
                 print(f"  {line}")
             measure(runs, ref, env, args.rounds, args.timeout)
