@@ -35,6 +35,7 @@ import dataclasses
 import json
 import os
 import sys
+import time
 
 import numpy as np
 
@@ -226,6 +227,64 @@ def load_outputs(paths: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
     parts = [np.load(p) for p in paths]
     joined = [np.concatenate([z[name] for z in parts]) for name in ("window_starts", "keys", "counts")]
     return joined[0], joined[1], joined[2], sum(int(z["late"]) for z in parts)
+
+
+# The generated workload (bench/streaming.py's emission delay and memory runs), made as it is read.
+CROSSED: list[tuple[int, float, float]] = []  # (partition, window end, wall time) as generate saw it
+
+
+BLOCK = 256  # events of one partition drawn (and, rate-limited, released) together
+
+
+def generate(cfg: dict, partition: int, n_partitions: int, offset: int):
+    """This partition's events (from its offset-th on): events i = partition, partition + n, ... of
+    cfg events, event time 1 s + i / rate minus a uniform [0, disorder) draw, a key uniform over cfg
+    keys, the same from any offset (each block of BLOCK has its own seed); event i is due at the
+    source's start + i / speed (speed 0: at once). Notes in CROSSED when this partition's largest
+    time first passes each window end + disorder: from then on the watermark may pass that end as
+    far as this partition goes."""
+    events, rate, speed = cfg["events"], cfg["rate"], cfg["speed"]
+    window, disorder = cfg["window"], cfg["disorder"]
+    mine = len(range(partition, events, n_partitions))
+    start = time.time()
+    largest, cross = -np.inf, window + disorder
+    for block in range(offset // BLOCK, -(-mine // BLOCK)):
+        rng = np.random.default_rng([cfg["seed"], partition, block])
+        j = np.arange(block * BLOCK, min(mine, (block + 1) * BLOCK))
+        idx = partition + j * n_partitions
+        ts = (1.0 + idx / rate - rng.random(len(idx)) * disorder).tolist()
+        keys = rng.integers(0, cfg["keys"], len(idx)).tolist()
+        skip = max(0, offset - block * BLOCK)
+        if speed:
+            wait = start + (idx[0] - offset * n_partitions) / speed - time.time()
+            if wait > 0:
+                time.sleep(wait)
+        for t, k in zip(ts[skip:], keys[skip:]):
+            if t > largest:
+                largest = t
+                while largest >= cross:
+                    CROSSED.append((partition, cross - disorder, time.time()))
+                    cross += window
+            yield t, k
+
+
+class Arrivals:
+    """A sink's notes: when the records of each window (by its start) came, the first and the last."""
+
+    def __init__(self):
+        self.came: dict[float, list[float]] = {}
+
+    def note(self, window_starts) -> None:
+        now = time.time()
+        for start in set(window_starts):
+            self.came.setdefault(float(start), [now, now])[1] = now
+
+
+def save_delays(path: str, arrivals: Arrivals) -> None:
+    """What streaming.delays reads: this process's CROSSED and a sink's arrivals."""
+    crossed = np.array(CROSSED, np.float64).reshape(-1, 3)
+    came = np.array([(w, *t) for w, t in sorted(arrivals.came.items())], np.float64).reshape(-1, 3)
+    np.savez(path, crossed=crossed, came=came)
 
 
 def main() -> None:

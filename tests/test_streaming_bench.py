@@ -203,19 +203,18 @@ GEN = {"events": 2201, "rate": 100.0, "speed": 0.0, "window": 10.0, "disorder": 
 
 
 def test_the_generator_source_resumes_from_any_offset_and_notes_window_ends():
-    job = stream_job()
-    job.CROSSED.clear()
-    whole = [list(job.generate(GEN, p, 2, 0)) for p in range(2)]
+    sd.CROSSED.clear()
+    whole = [list(sd.generate(GEN, p, 2, 0)) for p in range(2)]
     assert [len(w) for w in whole] == [1101, 1100]
     events = sorted(whole[0] + whole[1])
     assert all(0 <= k < 5 for _, k in events)
     ts = np.array([t for t, _ in whole[0]])  # partition 0: events 0, 2, 4, ... at 1 s + i / 100 - [0, 1)
     behind = 1.0 + np.arange(0, 2201, 2) / 100.0 - ts
     assert (behind >= 0).all() and (behind < 1).all()
-    ends = sorted({end for p, end, _ in job.CROSSED if p == 0})
+    ends = sorted({end for p, end, _ in sd.CROSSED if p == 0})
     assert ends == [10.0, 20.0]  # its largest time passes 11 s and 21 s, not 31 s (its last event: 23 s - [0, 1))
     for offset in (1, 255, 256, 700):
-        assert list(job.generate(GEN, 0, 2, offset)) == whole[0][offset:]
+        assert list(sd.generate(GEN, 0, 2, offset)) == whole[0][offset:]
 
 
 def test_the_batches_source_reads_a_partition_from_an_offset(tmp_path):

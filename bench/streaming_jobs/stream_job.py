@@ -26,7 +26,7 @@ import numpy as np
 from t2mpi import IWorker
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from streaming_data import load_part, save_output  # noqa: E402
+from streaming_data import Arrivals, generate, load_part, save_delays, save_output  # noqa: E402
 
 
 def parse(line: str) -> tuple[float, int]:
@@ -62,18 +62,16 @@ class Cells:
         self.starts: list = []
         self.keys: list = []
         self.counts: list = []
-        self.pause, self.timed = pause, timed
-        self.came: dict[float, list[float]] = {}  # window start -> [first, last] wall time
+        self.pause = pause
+        self.came = Arrivals() if timed else None
 
     def __call__(self, record) -> None:
         starts, keys, counts = rows(record)
         self.starts += starts
         self.keys += keys
         self.counts += counts
-        if self.timed:
-            now = time.time()
-            for start in set(starts):
-                self.came.setdefault(float(start), [now, now])[1] = now
+        if self.came is not None:
+            self.came.note(starts)
         if self.pause and len(self.starts) % 100 < len(starts):
             time.sleep(self.pause)
 
@@ -93,44 +91,6 @@ def read_batches(folder: str, chunk: int, partition: int, n_partitions: int, off
     part = load_part(folder, partition)
     for at in range(offset, len(part["ts"]), chunk):
         yield {name: np.asarray(col[at : at + chunk]) for name, col in part.items()}
-
-
-CROSSED: list[tuple[int, float, float]] = []  # (partition, window end, wall time) as the generators saw it
-
-
-BLOCK = 256  # events of one partition drawn (and, rate-limited, released) together
-
-
-def generate(cfg: dict, partition: int, n_partitions: int, offset: int):
-    """This partition's events (from its offset-th on): events i = partition, partition + n, ... of
-    cfg events, event time 1 s + i / rate minus a uniform [0, disorder) draw, a key uniform over cfg
-    keys, the same from any offset (each block of BLOCK has its own seed); event i is due at the
-    source's start + i / speed (speed 0: at once). Notes in CROSSED when this partition's largest
-    time first passes each window end + disorder: from then on the watermark may pass that end as
-    far as this partition goes."""
-    events, rate, speed = cfg["events"], cfg["rate"], cfg["speed"]
-    window, disorder = cfg["window"], cfg["disorder"]
-    mine = len(range(partition, events, n_partitions))
-    start = time.time()
-    largest, cross = -np.inf, window + disorder
-    for block in range(offset // BLOCK, -(-mine // BLOCK)):
-        rng = np.random.default_rng([cfg["seed"], partition, block])
-        j = np.arange(block * BLOCK, min(mine, (block + 1) * BLOCK))
-        idx = partition + j * n_partitions
-        ts = (1.0 + idx / rate - rng.random(len(idx)) * disorder).tolist()
-        keys = rng.integers(0, cfg["keys"], len(idx)).tolist()
-        skip = max(0, offset - block * BLOCK)
-        if speed:
-            wait = start + (idx[0] - offset * n_partitions) / speed - time.time()
-            if wait > 0:
-                time.sleep(wait)
-        for t, k in zip(ts[skip:], keys[skip:]):
-            if t > largest:
-                largest = t
-                while largest >= cross:
-                    CROSSED.append((partition, cross - disorder, time.time()))
-                    cross += window
-            yield t, k
 
 
 def finish(ctx, cells: Cells, late: Late, summary, took: float) -> dict:
@@ -180,7 +140,5 @@ class Generated(IWorker):
         keyed = s.generator(partial(generate, cfg)).key_by(key_of)
         late, summary, took = count_windows(ctx, keyed, event_time, cells)
         result = finish(ctx, cells, late, summary, took)
-        crossed = np.array(CROSSED, np.float64).reshape(-1, 3)
-        came = np.array([(w, *t) for w, t in sorted(cells.came.items())], np.float64).reshape(-1, 3)
-        np.savez(os.path.join(cfg["output"], f"delay-{ctx.worker_id}.npz"), crossed=crossed, came=came)
+        save_delays(os.path.join(cfg["output"], f"delay-{ctx.worker_id}.npz"), cells.came)
         return result
