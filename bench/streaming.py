@@ -17,7 +17,8 @@ Emission delay: a rate-limited generator source at half the rate the same job re
 each source partition notes the wall time at which its largest event time first passed a window's
 end + disorder, so the watermark (their minimum) passed the end at the latest of those; the sink
 notes when each window's records came; delay = that minus this, per window (its first and its last
-record), p50 and p99. Memory: peak RSS (the largest worker's) under a slow sink, for two run
+record), p50 and p99; Bytewax's too where measured, with event time = the wall clock (its
+EventClock assumes it; a negative delay: written before the contract's watermark passed). Memory: peak RSS (the largest worker's) under a slow sink, for two run
 lengths. Checkpoint cost: the per-record side with checkpoint_every=5 against without.
 Goals (issue #15): per-record >= 10 x Bytewax, numpy path >= 0.5 x mpi4py, delay p99 < 100 ms,
 peak RSS flat with the run's length.
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import json
 import os
 import shutil
 import statistics
@@ -39,10 +41,11 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import BIN, PYTHON, ROOT, interleave, mpi_flavour, mpiexec  # noqa: E402
 from dataflow_sides import JobSide, Side, SideError, become_subreaper, printed_result  # noqa: E402
-from streaming_data import CheckError, Reference, check, load_outputs  # noqa: E402
+from streaming_data import DISORDER, WINDOW, CheckError, Reference, check, load_outputs  # noqa: E402
 
 JOBS = os.path.join(ROOT, "bench", "streaming_jobs")
 JOB = os.path.join(JOBS, "stream.yaml")
+BYTEWAX = ".venv-bytewax"
 WORKERS = 2
 
 
@@ -92,7 +95,7 @@ def sides(data: str, work: str, checkpoint: float, chosen: list[str]) -> tuple[d
     notes: list[str] = []
     runs = {
         "per-record": t2mpi_side("t2mpi per-record (files, map(parse))", "PerRecord", data, out("rec"), work),
-        "bytewax": peer_side("Bytewax 0.21, 2 processes", ".venv-bytewax", "bytewax_side.py", data, out("bw"), notes),
+        "bytewax": peer_side("Bytewax 0.21, 2 processes", BYTEWAX, "bytewax_side.py", data, out("bw"), notes),
         "spark": peer_side("PySpark Structured Streaming", ".venv-pyspark", "spark_side.py", data, out("sp"), notes),
         "numpy": t2mpi_side("t2mpi numpy batches", "Batches", data, out("np"), work),
         "mpi4py": Run(
@@ -166,18 +169,38 @@ def goal(what: str, num: Run | None, den: Run | None, events: int, target: float
     print(f"  {what:<44} {inner:7.2f} x in-run ({whole:.2f} x whole)   goal >= {target:g} x: {met}")
 
 
-def generated(work: str, env: dict[str, str], timeout: float, name: str, *sets: str) -> tuple[dict, str]:
-    """One t2mpi run of the generator source: (its in-run figures, its output folder), checked:
-    every event counted, none late (the generator has no stragglers)."""
-    out = os.path.join(work, "out", name)
+def gen_config(args, **over) -> dict:
+    """A config of streaming_data.generate (and the Generated job): args' sizes, then over."""
+    cfg = {"events": 0, "rate": args.window_events / WINDOW, "speed": 0.0, "window": WINDOW, "disorder": DISORDER}
+    return {**cfg, "keys": 10_000, "seed": args.seed, "sink_pause": 0.0, **over}
+
+
+def t2mpi_generated(name: str, work: str, out: str, cfg: dict) -> Side:
+    sets = [f"config.{key}={value}" for key, value in cfg.items()]
+    return JobSide(f"t2mpi generator ({name})", t2mpi_run("Generated", "-", out, *sets), in_run, work)
+
+
+def bytewax_generated(name: str, work: str, out: str, cfg: dict) -> Side:
+    argv = [os.path.join(ROOT, BYTEWAX, "bin", "python"), os.path.join(JOBS, "bytewax_side.py"), "-", out]
+    return Side(f"Bytewax generator ({name})", argv + ["--generate", json.dumps(cfg)], printed_result)
+
+
+def generated(make, name: str, work: str, cfg: dict, env: dict[str, str], timeout: float) -> tuple[dict, str]:
+    """One run of a generator side (make: t2mpi_generated or bytewax_generated): (its in-run
+    figures, its output folder), checked: every event counted once, in a window or late; and for
+    t2mpi none late (the generator has no stragglers; Bytewax's watermark follows its own rules)."""
+    out = os.path.join(work, "out", name.replace(" ", "-"))
     shutil.rmtree(out, ignore_errors=True)
-    side = JobSide(f"t2mpi generator ({name})", t2mpi_run("Generated", "-", out, *sets), in_run, work)
+    side = make(name, work, out, cfg)
     _, result = side.run(env, ROOT, timeout)
-    starts, keys, counts, late = load_outputs(sorted(glob.glob(os.path.join(out, "t2mpi-*.npz"))))
-    events = int(next(s.split("=", 1)[1] for s in sets if s.startswith("config.events=")))
-    if late or int(counts.sum()) != events:
-        raise CheckError(f"{name}: {int(counts.sum()):,} events in windows and {late:,} late, of {events:,} made")
-    return result, out
+    starts, keys, counts, late = load_outputs(
+        sorted(glob.glob(os.path.join(out, "t2mpi-*.npz"))) or sorted(glob.glob(os.path.join(out, "bytewax-*.npz")))
+    )
+    if int(counts.sum()) + late != cfg["events"] or (late and make is t2mpi_generated):
+        raise CheckError(
+            f"{side.name}: {int(counts.sum()):,} events in windows and {late:,} late, of {cfg['events']:,} made"
+        )
+    return {**result, "late": late}, out
 
 
 def delays(out: str) -> tuple[np.ndarray, np.ndarray]:
@@ -192,50 +215,66 @@ def delays(out: str) -> tuple[np.ndarray, np.ndarray]:
         if len(mine) < partitions:
             continue  # the watermark never passed it: written when the stream ended
         passed = mine[:, 2].max()
-        window = came[came[:, 0] == end - 10.0]
+        window = came[came[:, 0] == end - WINDOW]
         if len(window):
             first.append(window[:, 1].min() - passed)
             last.append(window[:, 2].max() - passed)
     return np.array(first), np.array(last)
 
 
-def delay_section(args, work: str, env: dict[str, str]) -> None:
-    common = [f"config.rate={args.window_events / 10.0}", f"config.seed={args.seed}"]
-    n = args.delay_events
-    full, _ = generated(work, env, args.timeout, "unthrottled", f"config.events={n}", "config.speed=0", *common)
-    top = n / full["seconds"]
-    speed = top / 2
-    events = int(speed * args.delay_seconds)
-    _, out = generated(
-        work, env, args.timeout, "half rate", f"config.events={events}", f"config.speed={speed}", *common
-    )
+def print_delays(label: str, out: str, goal: bool) -> None:
     first, last = delays(out)
-    print(
-        f"  generator source unthrottled: {top:,.0f} events/s ({n:,} events); at half that, {speed:,.0f} events/s "
-        f"for {args.delay_seconds:g} s, {args.window_events:,} events per 10 s window: {len(last)} windows closed"
-    )
-    if len(last):
-        ms = lambda a, q: 1000 * float(np.percentile(a, q))  # noqa: E731
-        print(f"  emission delay, a window's first record: p50 {ms(first, 50):7.1f} ms  p99 {ms(first, 99):7.1f} ms")
-        print(
-            f"  emission delay, a window's last record:  p50 {ms(last, 50):7.1f} ms  p99 {ms(last, 99):7.1f} ms   "
-            f"goal p99 < 100 ms: {'met' if ms(last, 99) < 100 else 'NOT met'}"
+    if not len(last):
+        print(f"  {label}: no window closed while the sources ran (run longer: --delay-seconds)")
+        return
+    ms = lambda a, q: 1000 * float(np.percentile(a, q))  # noqa: E731
+    for what, d in (("first", first), ("last", last)):
+        line = (
+            f"  {label}, a window's {what} record: p50 {ms(d, 50):8.1f} ms  p99 {ms(d, 99):8.1f} ms  ({len(d)} windows)"
         )
+        if goal and what == "last":
+            line += f"   goal p99 < 100 ms: {'met' if ms(d, 99) < 100 else 'NOT met'}"
+        print(line)
 
 
-def memory_section(args, work: str, env: dict[str, str]) -> None:
+def delay_section(args, work: str, env: dict[str, str], chosen: list[str]) -> None:
+    """t2mpi, and Bytewax where measured: the generator unthrottled, then at half that rate."""
+    engines = [("t2mpi", t2mpi_generated, args.delay_events, {})]
+    if "bytewax" in chosen and os.path.exists(os.path.join(ROOT, BYTEWAX, "bin", "python")):
+        engines.append(("Bytewax", bytewax_generated, args.bytewax_delay_events, {"live": True}))
+    failed = []
+    for engine, make, n, live in engines:
+        try:
+            delay_of(args, work, env, engine, make, n, live)
+        except (SideError, CheckError) as exc:
+            print(f"  streaming: delay: {engine}: {exc}", flush=True)
+            failed.append(engine)
+    if failed:
+        raise CheckError(f"no emission delay from {', '.join(failed)}")
+
+
+def delay_of(args, work: str, env: dict[str, str], engine: str, make, n: int, live: dict) -> None:
+    full, _ = generated(make, f"{engine} unthrottled", work, gen_config(args, events=n), env, args.timeout)
+    speed = n / full["seconds"] / 2
+    seconds = args.bytewax_delay_seconds if live else args.delay_seconds
+    cfg = gen_config(args, events=int(speed * seconds), speed=speed, **live)
+    if live:
+        cfg["rate"] = speed  # event time is the wall clock: Bytewax's EventClock assumes it
+    half, out = generated(make, f"{engine} half rate", work, cfg, env, args.timeout)
+    print(
+        f"  {engine}: the generator unthrottled {2 * speed:,.0f} events/s ({n:,} events); at half that for "
+        f"{seconds:g} s, {cfg['rate'] * WINDOW:,.0f} events per window"
+        + (" (event time = wall clock)" if live else "")
+        + (f", {half['late']:,} late" if half["late"] else "")
+    )
+    print_delays(f"{engine} emission delay", out, goal=not live)
+
+
+def memory_section(args, work: str, env: dict[str, str], chosen: list[str]) -> None:
     rss = []
     for events in (args.memory_events, 2 * args.memory_events):
-        result, _ = generated(
-            work,
-            env,
-            args.timeout,
-            f"slow sink {events}",
-            f"config.events={events}",
-            "config.speed=0",
-            f"config.sink_pause={args.sink_pause}",
-            f"config.rate={args.window_events / 10.0}",
-        )
+        cfg = gen_config(args, events=events, sink_pause=args.sink_pause)
+        result, _ = generated(t2mpi_generated, f"slow sink {events}", work, cfg, env, args.timeout)
         rss.append(result["rss_mib"])
         print(
             f"  slow sink ({args.sink_pause * 1e4:g} us a record), {events:,} events: {events / result['seconds']:,.0f} "
@@ -281,6 +320,8 @@ def main() -> None:
     parser.add_argument("--checkpoint-every", type=float, default=5.0)
     parser.add_argument("--delay-events", type=int, default=1_000_000, help="events of the unthrottled generator run")
     parser.add_argument("--delay-seconds", type=float, default=20.0, help="length of the half-rate run")
+    parser.add_argument("--bytewax-delay-events", type=int, default=200_000, help="Bytewax's unthrottled run")
+    parser.add_argument("--bytewax-delay-seconds", type=float, default=40.0, help="Bytewax's half-rate run (live)")
     parser.add_argument("--window-events", type=int, default=100_000, help="generator: events per 10 s window")
     parser.add_argument("--memory-events", type=int, default=1_000_000, help="the shorter slow-sink run")
     parser.add_argument("--sink-pause", type=float, default=0.005, help="slow sink: seconds it sleeps per 100 records")
@@ -321,7 +362,7 @@ def main() -> None:
             if section in only:
                 print(f"\n{'Emission delay' if section == 'delay' else 'Memory under a slow sink'}:")
                 try:
-                    run(args, work, env)
+                    run(args, work, env, chosen)
                 except (SideError, CheckError) as exc:
                     print(f"  streaming: {section}: {exc}")
                     failed.append(section)

@@ -240,19 +240,21 @@ def generate(cfg: dict, partition: int, n_partitions: int, offset: int):
     """This partition's events (from its offset-th on): events i = partition, partition + n, ... of
     cfg events, event time 1 s + i / rate minus a uniform [0, disorder) draw, a key uniform over cfg
     keys, the same from any offset (each block of BLOCK has its own seed); event i is due at the
-    source's start + i / speed (speed 0: at once). Notes in CROSSED when this partition's largest
-    time first passes each window end + disorder: from then on the watermark may pass that end as
-    far as this partition goes."""
-    events, rate, speed = cfg["events"], cfg["rate"], cfg["speed"]
-    window, disorder = cfg["window"], cfg["disorder"]
+    source's start + i / speed (speed 0: at once). With cfg live (and a speed), event time is the
+    wall clock instead: the source's start + i / speed minus the draw. Notes in CROSSED when this
+    partition's largest time first passes each window end + disorder: from then on the watermark
+    may pass that end as far as this partition goes."""
+    events, speed = cfg["events"], cfg["speed"]
+    window, disorder, rate = cfg["window"], cfg["disorder"], cfg["rate"]
     mine = len(range(partition, events, n_partitions))
     start = time.time()
-    largest, cross = -np.inf, window + disorder
+    base, step = (start, 1.0 / speed) if cfg.get("live") else (1.0, 1.0 / rate)
+    largest, cross = -np.inf, (base // window + 1) * window + disorder
     for block in range(offset // BLOCK, -(-mine // BLOCK)):
         rng = np.random.default_rng([cfg["seed"], partition, block])
         j = np.arange(block * BLOCK, min(mine, (block + 1) * BLOCK))
         idx = partition + j * n_partitions
-        ts = (1.0 + idx / rate - rng.random(len(idx)) * disorder).tolist()
+        ts = (base + idx * step - rng.random(len(idx)) * disorder).tolist()
         keys = rng.integers(0, cfg["keys"], len(idx)).tolist()
         skip = max(0, offset - block * BLOCK)
         if speed:

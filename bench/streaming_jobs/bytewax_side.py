@@ -2,9 +2,13 @@
 each, as Bytewax 0.21's docs say for several processes), in the .venv-bytewax Python.
 
     .venv-bytewax/bin/python bench/streaming_jobs/bytewax_side.py INPUT OUTPUT [--processes 2] [--timeout S]
+        [--generate JSON] [--shift S]
 
 Event times are shifted a day ahead (BENCH_SHIFT: now + 1 day, rounded down to a multiple of 10 s;
-see bytewax_flow.py; --shift S sets it, 0 keeps the input's times). Bytewax's processes talk over TCP: they listen on ports of 127.0.0.1 only, picked free here.
+see bytewax_flow.py; --shift S sets it, 0 keeps the input's times). --generate: the generated
+workload instead of INPUT's files (bytewax_flow.py); a live one (event time = wall clock) is not
+shifted. Bytewax's processes talk over TCP: they
+listen on ports of 127.0.0.1 only, picked free here.
 Prints `RESULT {json}`: seconds (in-run: the first process's start to the last sink's close),
 rss_mib (the largest process's peak); the counts are in OUTPUT/bytewax-*.npz.
 """
@@ -41,14 +45,18 @@ def main() -> None:
     parser.add_argument("output")
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=1800.0)
+    parser.add_argument("--generate", help="a JSON config of streaming_data.generate: read that instead of INPUT")
     parser.add_argument(
         "--shift", type=float, help="seconds added to the event times (default: now + 1 day, a multiple of 10 s)"
     )
     args = parser.parse_args()
     os.makedirs(args.output, exist_ok=True)
     addresses = ";".join(f"127.0.0.1:{p}" for p in free_ports(args.processes))
-    shift = args.shift if args.shift is not None else (time.time() + 86400) // 10 * 10
+    live = bool(args.generate and json.loads(args.generate).get("live"))
+    shift = args.shift if args.shift is not None else 0.0 if live else (time.time() + 86400) // 10 * 10
     env = dict(os.environ, BENCH_INPUT=args.input, BENCH_OUTPUT=args.output, BENCH_SHIFT=repr(shift), PYTHONPATH=HERE)
+    if args.generate:
+        env["BENCH_GENERATE"] = args.generate
     argv = [sys.executable, "-m", "bytewax.run", "bytewax_flow:flow", "-a", addresses, "-i"]
     procs = [subprocess.Popen(argv + [str(i)], env=env, cwd=HERE) for i in range(args.processes)]
     try:
