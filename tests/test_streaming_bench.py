@@ -224,8 +224,8 @@ def test_the_batches_source_reads_a_partition_from_an_offset(tmp_path):
     got = list(job.read_batches(str(tmp_path), 500, 1, 2, 300))
     assert [len(b["ts"]) for b in got] == [500, 500, 200]  # 1,500 rows in partition 1
     assert np.array_equal(np.concatenate([b["key"] for b in got]), part["key"][300:])
-    assert job.rows((10.0, 3, 7)) == ([10.0], [3], [7])
-    assert job.rows({"window_start": np.array([0.0, 10.0]), "key": np.array([1, 2]), "count": np.array([3, 4])})[2] == [
-        3,
-        4,
-    ]
+    cells = job.Cells(pause=0.0, timed=True)
+    cells((10.0, 3, 7))
+    cells((0.0, 4, 1))
+    assert (cells.starts, cells.keys, cells.counts) == ([10.0, 0.0], [3, 4], [7, 1])
+    assert sorted(cells.came.came) == [0.0, 10.0]
