@@ -217,15 +217,19 @@ def test_the_generator_source_resumes_from_any_offset_and_notes_window_ends():
         assert list(sd.generate(GEN, 0, 2, offset)) == whole[0][offset:]
 
 
-def test_the_batches_source_reads_a_partition_from_an_offset(tmp_path):
+def test_the_batches_source_reads_from_an_offset_and_the_sinks_take_both_kinds_of_chunk(tmp_path):
     job = stream_job()
     sd.write(str(tmp_path), SMALL)
     part = sd.load_part(str(tmp_path), 1)
     got = list(job.read_batches(str(tmp_path), 500, 1, 2, 300))
     assert [len(b["ts"]) for b in got] == [500, 500, 200]  # 1,500 rows in partition 1
     assert np.array_equal(np.concatenate([b["key"] for b in got]), part["key"][300:])
-    cells = job.Cells(pause=0.0, timed=True)
-    cells((10.0, 3, 7))
-    cells((0.0, 4, 1))
-    assert (cells.starts, cells.keys, cells.counts) == ([10.0, 0.0], [3, 4], [7, 1])
-    assert sorted(cells.came.came) == [0.0, 10.0]
+    cells, late = job.Cells(pause=0.0, timed=True), job.Late()
+    cells([(10.0, 3, 7), (0.0, 4, 1)])
+    cells({"window_start": np.array([20.0]), "key": np.array([5]), "value": np.array([2])})
+    cells([])
+    assert [c.tolist() for c in cells.columns()] == [[10.0, 0.0, 20.0], [3, 4, 5], [7, 1, 2]]
+    assert sorted(cells.came.came) == [0.0, 10.0, 20.0]
+    late([(1.5, 2)])
+    late({"ts": np.array([1.0, 2.0]), "key": np.array([1, 2])})
+    assert late.n == 3

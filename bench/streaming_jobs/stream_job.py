@@ -43,35 +43,40 @@ def key_of(event: tuple[float, int]) -> int:
 
 
 class Cells:
-    """A sink: the (window_start, key, count) records this worker wrote; optionally slow (pause
-    seconds every 100 records), and noting when each window's output came."""
+    """A sink of whole chunks (sink(fn, batches=True): a list of (window_start, key, value)
+    records, or numpy columns of those names): the counts this worker wrote; optionally slow (pause
+    seconds per 100 records), and noting when each window's output came."""
 
     def __init__(self, pause: float = 0.0, timed: bool = False):
-        self.starts: list = []
-        self.keys: list = []
-        self.counts: list = []
+        self.chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self.pause = pause
         self.came = Arrivals() if timed else None
 
-    def __call__(self, record) -> None:
-        start, key, count = record  # (window_start, key, value), one call a record
-        self.starts.append(start)
-        self.keys.append(key)
-        self.counts.append(count)
+    def __call__(self, chunk) -> None:
+        if isinstance(chunk, dict):
+            cols = (np.asarray(chunk["window_start"]), np.asarray(chunk["key"]), np.asarray(chunk["value"]))
+        else:
+            cols = tuple(np.array(c) for c in zip(*chunk)) if len(chunk) else (np.empty(0),) * 3
+        self.chunks.append(cols)
         if self.came is not None:
-            self.came.note((start,))
-        if self.pause and len(self.starts) % 100 == 0:
-            time.sleep(self.pause)
+            self.came.note(np.unique(cols[0]).tolist())
+        if self.pause:
+            time.sleep(self.pause * len(cols[0]) / 100)
+
+    def columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if not self.chunks:
+            return np.empty(0), np.empty(0, np.int64), np.empty(0, np.int64)
+        return tuple(np.concatenate(c) for c in zip(*self.chunks))
 
 
 class Late:
-    """A sink counting the late side output's records."""
+    """A sink of whole chunks counting the late side output's records."""
 
     def __init__(self):
         self.n = 0
 
-    def __call__(self, record) -> None:
-        self.n += 1
+    def __call__(self, chunk) -> None:
+        self.n += len(next(iter(chunk.values()))) if isinstance(chunk, dict) else len(chunk)
 
 
 def read_batches(folder: str, chunk: int, partition: int, n_partitions: int, offset: int):
@@ -84,7 +89,7 @@ def read_batches(folder: str, chunk: int, partition: int, n_partitions: int, off
 def finish(ctx, cells: Cells, late: Late, summary, took: float) -> dict:
     out = ctx.config["output"]
     os.makedirs(out, exist_ok=True)
-    save_output(os.path.join(out, f"t2mpi-{ctx.worker_id}.npz"), cells.starts, cells.keys, cells.counts, late.n)
+    save_output(os.path.join(out, f"t2mpi-{ctx.worker_id}.npz"), *cells.columns(), late.n)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"seconds": took, "rss_mib": rss, "summary": summary}
 
@@ -97,8 +102,8 @@ def count_windows(ctx, keyed, event_time, sink: Cells) -> tuple[Late, object, fl
     cfg = ctx.config
     counted = keyed.window(tumbling(seconds=cfg["window"]), event_time=event_time, disorder=cfg["disorder"]).count()
     late = Late()
-    counted.sink(sink)
-    counted.late().sink(late)
+    counted.sink(sink, batches=True)
+    counted.late().sink(late, batches=True)
     start = time.perf_counter()
     summary = ctx.stream.run(checkpoint_every=cfg.get("checkpoint_every"))  # None: no checkpoints
     return late, summary, time.perf_counter() - start
