@@ -49,9 +49,12 @@ BYTEWAX = ".venv-bytewax"
 WORKERS = 2
 
 
+BATCH: list[str] = []  # --batch: config.batch=N for every t2mpi run
+
+
 def t2mpi_run(worker: str, data: str, out: str, *sets: str) -> list[str]:
     argv = [os.path.join(BIN, "t2mpi"), "run", JOB, "-n", str(WORKERS), "--quiet"]
-    for item in (f"worker=stream_job:{worker}", f"config.input={data}", f"config.output={out}", *sets):
+    for item in (f"worker=stream_job:{worker}", f"config.input={data}", f"config.output={out}", *BATCH, *sets):
         argv += ["--set", item]
     return argv
 
@@ -318,6 +321,7 @@ def main() -> None:
         "--sides", default=",".join(SIDES), help=f"throughput sides, comma-separated: {', '.join(SIDES)}"
     )
     parser.add_argument("--checkpoint-every", type=float, default=5.0)
+    parser.add_argument("--batch", type=int, help="t2mpi: records a round takes from each source partition (s.run's)")
     parser.add_argument("--delay-events", type=int, default=1_000_000, help="events of the unthrottled generator run")
     parser.add_argument("--delay-seconds", type=float, default=20.0, help="length of the half-rate run")
     parser.add_argument("--bytewax-delay-events", type=int, default=200_000, help="Bytewax's unthrottled run")
@@ -332,13 +336,16 @@ def main() -> None:
     chosen = [s.strip() for s in args.sides.split(",") if s.strip()]
     if unknown := set(chosen) - set(SIDES):
         parser.error(f"--sides: unknown {', '.join(sorted(unknown))}; choose from {', '.join(SIDES)}")
+    if args.batch is not None:
+        BATCH.append(f"config.batch={args.batch}")
     from t2mpi.job.spec import THREAD_LIMIT_VARS
 
     env = dict(os.environ, **{var: "1" for var in THREAD_LIMIT_VARS})
     become_subreaper()
     print(
         f"Streaming benchmark (issue #15): {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}, MPI {mpi_flavour()}, "
-        f"Python {sys.version.split()[0]}, {WORKERS} workers, {args.rounds} interleaved rounds"
+        f"Python {sys.version.split()[0]}, {WORKERS} workers, {args.rounds} interleaved rounds, "
+        f"t2mpi batch {args.batch or 'default'}"
     )
     work = tempfile.mkdtemp(prefix="t2mpi-bench-streaming-")
     failed = []

@@ -105,7 +105,9 @@ def count_windows(ctx, keyed, event_time, sink: Cells) -> tuple[Late, object, fl
     counted.sink(sink, batches=True)
     counted.late().sink(late, batches=True)
     start = time.perf_counter()
-    summary = ctx.stream.run(checkpoint_every=cfg.get("checkpoint_every"))  # None: no checkpoints
+    summary = ctx.stream.run(
+        checkpoint_every=cfg.get("checkpoint_every"), batch=cfg.get("batch")
+    )  # None: none, default
     return late, summary, time.perf_counter() - start
 
 
