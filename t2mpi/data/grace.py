@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import itertools
 import os
-import pickle
 
 from .keyed import buckets_of
 from .narrow import pairs
-from .spill import SHARE, SPILL_FILES, item_bytes, private_folder, read_batches, spill_counter
+from .spill import SHARE, SPILL_FILES, append_batches, item_bytes, private_folder, read_removing, spill_counter
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -129,10 +128,7 @@ class _Partitions:
         for p, sides in enumerate(self.held):
             for side, rows in enumerate(sides):
                 if rows:
-                    with open(os.path.join(folder, f"{p:02d}-{side}"), "ab") as f:
-                        start = f.tell()
-                        pickle.dump(rows, f, protocol=pickle.HIGHEST_PROTOCOL)
-                        written += f.tell() - start
+                    written += append_batches(os.path.join(folder, f"{p:02d}-{side}"), [rows])
         self.held = [([], []) for _ in range(SPILL_FILES)]
         self.rows = 0
         self.on_spilled(written)
@@ -148,12 +144,7 @@ class _Partitions:
             self.held[p] = ([], [])
 
     def _read(self, p: int, side: int) -> Iterator[Any]:
-        path = os.path.join(self.folder or "", f"{p:02d}-{side}")
-        if not os.path.exists(path):
-            return
-        for rows in read_batches(path):
-            yield from rows
-        os.unlink(path)
+        return read_removing(os.path.join(self.folder or "", f"{p:02d}-{side}"))
 
     def discard(self) -> None:
         import shutil

@@ -21,10 +21,9 @@ import bisect
 import heapq
 import itertools
 import os
-import pickle
 
 from .errors import DataError
-from .spill import SHARE, item_bytes, private_folder, read_batches
+from .spill import SHARE, append_batches, item_bytes, private_folder, read_removing
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -46,22 +45,15 @@ class RunFiles:
 
     def append(self, name: str, items: list[Any]) -> None:
         self.folder = self.folder or private_folder(self.scratch_dir)
-        with open(os.path.join(self.folder, name), "ab") as f:
-            start = f.tell()
-            for i in range(0, len(items), BATCH):
-                pickle.dump(items[i : i + BATCH], f, protocol=pickle.HIGHEST_PROTOCOL)
-            written = f.tell() - start
-        self.on_spilled(written)
+        path = os.path.join(self.folder, name)
+        self.on_spilled(append_batches(path, (items[i : i + BATCH] for i in range(0, len(items), BATCH))))
 
     def has(self, name: str) -> bool:
         return self.folder is not None and os.path.exists(os.path.join(self.folder, name))
 
     def read(self, name: str) -> Iterator[Any]:
         """The run's elements in order; its file is removed once read."""
-        path = os.path.join(self.folder or "", name)
-        for batch in read_batches(path):
-            yield from batch
-        os.unlink(path)
+        return read_removing(os.path.join(self.folder or "", name))
 
     def discard(self) -> None:
         import shutil

@@ -161,10 +161,7 @@ class Spiller:
         written = 0
         for i, items in enumerate(parts):
             if items:
-                with open(os.path.join(folder, f"part-{i:02d}"), "ab") as f:
-                    start = f.tell()
-                    pickle.dump(items, f, protocol=pickle.HIGHEST_PROTOCOL)
-                    written += f.tell() - start
+                written += append_batches(os.path.join(folder, f"part-{i:02d}"), [items])
         self.spilled_bytes += written
         if self.on_spilled is not None:
             self.on_spilled(written)
@@ -198,6 +195,25 @@ class Spiller:
         if self.folder is not None:
             shutil.rmtree(self.folder, ignore_errors=True)
         self.held = {}
+
+
+def append_batches(path: str, batches: Iterable[Any]) -> int:
+    """Each batch pickled onto the end of a spill file; the bytes written."""
+    with open(path, "ab") as f:
+        start = f.tell()
+        for batch in batches:
+            pickle.dump(batch, f, protocol=pickle.HIGHEST_PROTOCOL)
+        return f.tell() - start
+
+
+def read_removing(path: str) -> Iterator[Any]:
+    """The elements of a spill file's batches in order; the file is removed once read (a file
+    that is not there has none)."""
+    if not os.path.exists(path):
+        return
+    for batch in read_batches(path):
+        yield from batch
+    os.unlink(path)
 
 
 def read_batches(path: str) -> Iterator[Any]:
