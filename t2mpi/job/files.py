@@ -44,6 +44,18 @@ def write_atomic(path: str, data: bytes | Callable[[BinaryIO], None]) -> None:
 MIN_FREE = 1 << 20  # bytes a new job folder's filesystem must have free: its state, events and logs
 
 
+def keep_cache(path: str, data: object) -> None:
+    """A small JSON cache file (its folder made 0700), written atomically; best effort: a cache
+    that cannot be written only costs the next run what the cache saves."""
+    import json
+
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        write_atomic(path, json.dumps(data).encode())
+    except OSError:
+        pass
+
+
 def check_room(jobs_dir: str, restarting: str | None = None) -> None:
     """A job folder is not made (nor the job `restarting` run again in one) where its state could
     not be written: a read-only filesystem, or one with less than MIN_FREE bytes free."""

@@ -142,15 +142,9 @@ def _read_cache(cache_file: str | None) -> dict:
 
 def _write_cache(cache_file: str, known: dict) -> None:
     """Best effort: a cache that cannot be written only costs the next run a --version."""
-    import json
+    from ..job.files import keep_cache
 
-    from ..job.folder import write_atomic
-
-    try:
-        os.makedirs(os.path.dirname(cache_file), mode=0o700, exist_ok=True)
-        write_atomic(cache_file, json.dumps(known).encode())
-    except OSError:
-        pass
+    keep_cache(cache_file, known)
 
 
 def rank_environment(spec: JobSpec, network: dict[str, str] | None = None) -> dict[str, str]:

@@ -157,13 +157,9 @@ def _read(path: str | None, key: str) -> dict | None:
 
 def _write(path: str, kept: dict) -> None:
     """Best effort: a plan that cannot be kept is made again next time."""
-    from ..job.folder import write_atomic
+    from ..job.files import keep_cache
 
-    try:
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        write_atomic(path, json.dumps(kept).encode())
-    except OSError:
-        pass
+    keep_cache(path, kept)
 
 
 def _read_text(path: str) -> str:
