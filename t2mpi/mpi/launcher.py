@@ -99,14 +99,17 @@ def detect(path: str, cache: str | None = "~/.cache/t2mpi/launchers.json") -> Mp
         raise LaunchError(f"MPI launcher {path} does not answer --version: {exc}") from None
     flavour, version = recognise(done.stdout + done.stderr)
     if cache_file and flavour != UNKNOWN:
+        from ..job.files import keep_cache
+
         known[real] = {"key": key, "flavour": flavour, "version": version}
-        _write_cache(cache_file, known)
+        keep_cache(cache_file, known)  # best effort: a miss costs a --version
     return MpiLauncher(path, flavour, version)
 
 
 def components(mpi: MpiLauncher, cache: str | None = "~/.cache/t2mpi/launchers.json") -> dict:
     """What the MPI was built with (t2mpi.mpi.build.mpi_components: ompi_info, mpichversion),
     remembered like detect()'s answer while the launcher is the same file."""
+    from ..job.files import keep_cache
     from .build import mpi_components
 
     real, key = _file_key(mpi.path)
@@ -118,7 +121,7 @@ def components(mpi: MpiLauncher, cache: str | None = "~/.cache/t2mpi/launchers.j
     found = mpi_components(mpi.flavour, mpi.path)
     if cache_file:
         known[real] = {**hit, "key": key, "flavour": mpi.flavour, "version": mpi.version, "components": found}
-        _write_cache(cache_file, known)
+        keep_cache(cache_file, known)  # best effort: a miss costs another query
     return found
 
 
@@ -138,13 +141,6 @@ def _read_cache(cache_file: str | None) -> dict:
         return data if isinstance(data, dict) else {}
     except (OSError, ValueError):
         return {}
-
-
-def _write_cache(cache_file: str, known: dict) -> None:
-    """Best effort: a cache that cannot be written only costs the next run a --version."""
-    from ..job.files import keep_cache
-
-    keep_cache(cache_file, known)
 
 
 def rank_environment(spec: JobSpec, network: dict[str, str] | None = None) -> dict[str, str]:

@@ -46,7 +46,9 @@ def node_plan(count: int, resources, policy: str, near: str = "none", cache: str
         return known
     made = make_plan(count, resources, policy, near_numa)
     if path is not None:
-        _write(path, {"key": key, "plan": made})
+        from ..job.files import keep_cache
+
+        keep_cache(path, {"key": key, "plan": made})  # best effort: one that cannot be kept is made again
     return made
 
 
@@ -153,13 +155,6 @@ def _read(path: str | None, key: str) -> dict | None:
     except (OSError, ValueError):
         return None
     return kept["plan"] if isinstance(kept, dict) and kept.get("key") == key else None
-
-
-def _write(path: str, kept: dict) -> None:
-    """Best effort: a plan that cannot be kept is made again next time."""
-    from ..job.files import keep_cache
-
-    keep_cache(path, kept)
 
 
 def _read_text(path: str) -> str:
