@@ -29,7 +29,7 @@ class StreamContext:
     """ctx.stream: the sources of one stream job, and run(). batch: the records a round reads from
     each source partition (numpy batches: one batch per round)."""
 
-    def __init__(self, comm: Any, hooks: Hooks | None = None, batch: int = 10_000):
+    def __init__(self, comm: Any, hooks: Hooks | None = None, batch: int = 1_000):
         from ..data.exchange import Exchange
         from .engine import Hooks
 

@@ -10,6 +10,8 @@ shuffle, broadcast) runs its local side inside one of the batch package's guarde
 
 from __future__ import annotations
 
+import operator
+
 from ..data.errors import DataError
 from ..data.keyed import destination
 
@@ -94,7 +96,7 @@ class Narrow(Node):
         fn = self.fn
         try:
             if self.op == "map":
-                return [fn(r) for r in records]
+                return list(map(fn, records))
             if self.op == "filter":
                 return [r for r in records if fn(r)]
             return [y for r in records for y in fn(r)]
@@ -172,27 +174,37 @@ class KeyBy(Node):
             if type(records) is dict:
                 self._split_columns(p, records, out)
                 continue
-            key = self.key_function
-            per = [[] for _ in range(self.size)]
             try:
-                if self.hashed:  # the portable hash inline: an int key is its own hash
-                    size, other = self.size, self.dest
-                    for r in records:
-                        k = key(r)
-                        per[hash(k) % size if type(k) is int else other(k)].append((k, r))
-                else:
-                    dest = self.dest
-                    for r in records:
-                        k = key(r)
-                        per[dest(k)].append((k, r))
+                keys = list(map(self.key_function, records))
             except DataError:
                 raise
             except Exception as exc:
                 raise self.where.failed(exc) from exc
-            for d, pairs in enumerate(per):
-                if pairs:
-                    out[d].append((p, pairs))
+            self._split_pairs(p, keys, records, out)
         return out
+
+    def _split_pairs(self, p: int, keys: list[Any], records: list[Any], out: list[list[tuple[int, Any]]]) -> None:
+        """(key, record) pairs to their workers' lists: the destinations in one pass (an int key is
+        its own portable hash), then the pairs grouped by destination, stable, in C."""
+        import numpy as np
+
+        pairs = list(zip(keys, records))
+        size, n = self.size, len(pairs)
+        if self.hashed and {type(k) for k in keys} == {int}:
+            d = None if size == 1 else np.fromiter(map(hash, keys), dtype=np.int64, count=n) % size
+        else:  # the portable hash, or the user's partitioner (checked)
+            d = np.fromiter(map(self.dest, keys), dtype=np.int64, count=n)
+        if size == 1 or n < 2:
+            if n:
+                out[0 if d is None else int(d[0])].append((p, pairs))
+            return
+        order = np.argsort(d, kind="stable").tolist()
+        grouped = operator.itemgetter(*order)(pairs)
+        start = 0
+        for dest, count in enumerate(np.bincount(d, minlength=size).tolist()):
+            if count:
+                out[dest].append((p, list(grouped[start : start + count])))
+            start += count
 
     def _split_columns(self, p: int, batch: dict[str, Any], out: list[list[tuple[int, Any]]]) -> None:
         from ..data.columns import destination_order

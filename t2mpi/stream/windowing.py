@@ -11,6 +11,7 @@ records updated within `lateness` is emitted again with its new value.
 from __future__ import annotations
 
 import math
+import operator
 import time
 
 from ..data.errors import DataError
@@ -25,6 +26,17 @@ if TYPE_CHECKING:
 
     from ..data.errors import Where
     from .aggregates import Aggregate
+
+try:
+    from _collections import _count_elements  # what Counter.update counts with, in C
+except ImportError:  # pragma: no cover (other Pythons)
+
+    def _count_elements(mapping: dict, iterable: Any) -> None:
+        for e in iterable:
+            mapping[e] = mapping.get(e, 0) + 1
+
+
+_first, _second = operator.itemgetter(0), operator.itemgetter(1)
 
 
 def event_clock(where: Where, event_time: Any) -> Callable[[Any], float]:
@@ -126,16 +138,17 @@ class Window(Node):
         if self.counting:
             return self._add_counted(pairs)
         wm, lateness, agg = self.watermark.value, self.lateness, self.agg
-        timed = list(self._timed(pairs))
-        if timed:
-            self.maxima[p] = max(self.maxima.get(p, -math.inf), max(ts for _, _, ts in timed))
+        pairs, times = self._timed(pairs)
+        if times:
+            self.maxima[p] = max(self.maxima.get(p, -math.inf), max(times))
+        timed = zip(pairs, times)
         if isinstance(self.windower, Session):
-            for key, record, ts in timed:
+            for (key, record), ts in timed:
                 self._add_session(key, record, ts, wm)
             return None
         if type(self.windower) is Tumbling and agg.name == "count" and not self.fired:
-            return self._count_tumbling(timed)
-        for key, record, ts in timed:
+            return self._count_tumbling(pairs, times)
+        for (key, record), ts in timed:
             late = None
             for start in self.windower.starts(ts):
                 end = start + self.windower.size
@@ -153,38 +166,63 @@ class Window(Node):
                 self._late(record, late)
         return None
 
-    def _timed(self, pairs: list[Any]) -> Any:
-        """(key, record, event time) of the pairs whose event time can be read; the others go to
-        the side output (or fail the job: on_bad="fail")."""
-        clock, isfinite = self.clock, math.isfinite
-        for key, record in pairs:
+    def _timed(self, pairs: list[Any]) -> tuple[list[Any], list[float]]:
+        """(the pairs whose event time can be read, their event times as floats); the others go to
+        the side output (or fail the job: on_bad="fail"). First in one pass (a finite sum means
+        every time is a finite number), else record by record."""
+        clock = self.clock
+        try:
+            times = list(map(clock, map(_second, pairs)))
+            if not math.isfinite(sum(times)):
+                raise ValueError
+        except Exception:
+            return self._timed_each(pairs)
+        if {type(t) for t in times} != {float}:
             try:
-                ts = float(clock(record))
+                times = list(map(float, times))
+            except Exception:
+                return self._timed_each(pairs)
+        return pairs, times
+
+    def _timed_each(self, pairs: list[Any]) -> tuple[list[Any], list[float]]:
+        clock, isfinite = self.clock, math.isfinite
+        good, times = [], []
+        for pair in pairs:
+            try:
+                ts = float(clock(pair[1]))
             except Exception as exc:
-                self._bad(record, f"{type(exc).__name__}: {exc}")
+                self._bad(pair[1], f"{type(exc).__name__}: {exc}")
                 continue
             if not isfinite(ts):
-                self._bad(record, f"not a finite time: {ts!r}")
+                self._bad(pair[1], f"not a finite time: {ts!r}")
                 continue
-            yield key, record, ts
+            good.append(pair)
+            times.append(ts)
+        return good, times
 
-    def _count_tumbling(self, timed: list[Any]) -> None:
+    def _count_tumbling(self, pairs: list[Any], times: list[float]) -> None:
         """_add_records for a tumbling count with no window emitted yet that is still open: the
-        common case, with the window and the count inline."""
-        wm, size, lateness, floor = self.watermark.value, self.windower.size, self.lateness, math.floor
-        open_windows = self.open
-        last_start, accs = None, None
-        for key, record, ts in timed:
-            start = floor(ts / size) * size
-            if start + size + lateness <= wm:
-                self._late(record, start)
-                continue
-            if start != last_start:
-                accs = open_windows.get(start)
-                if accs is None:
-                    accs = open_windows[start] = {}
-                last_start = start
-            accs[key] = accs.get(key, 0) + 1
+        common case, vectorised: the windows and the late mask in numpy, the keys counted in C."""
+        import numpy as np
+
+        wm, size, lateness = self.watermark.value, self.windower.size, self.lateness
+        starts = np.floor(np.array(times, dtype=np.float64) / size) * size
+        late = starts + size + lateness <= wm
+        if late.any():
+            for i in np.flatnonzero(late).tolist():
+                self._late(pairs[i][1], float(starts[i]))
+            keep = np.flatnonzero(~late).tolist()
+            pairs, starts = [pairs[i] for i in keep], starts[~late]
+        if not pairs:
+            return
+        keys = list(map(_first, pairs))
+        low, high = float(starts.min()), float(starts.max())
+        if low == high:  # the round in one window
+            _count_elements(self.open.setdefault(low, {}), keys)
+            return
+        for start in np.unique(starts).tolist():
+            at = np.flatnonzero(starts == start).tolist()
+            _count_elements(self.open.setdefault(start, {}), [keys[i] for i in at])
 
     def _add_session(self, key: Any, record: Any, ts: float, wm: float) -> None:
         gap = self.windower.gap
