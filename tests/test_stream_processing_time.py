@@ -167,6 +167,33 @@ def test_the_clock_never_goes_back_and_the_live_status_shows_it():
     assert figures["watermark"] == 20.0 and figures["lag"] == 0.0
 
 
+def test_a_checkpoint_holds_the_open_windows_and_the_clock():
+    from t2mpi.stream.engine import Hooks
+
+    class Stop(Exception):
+        pass
+
+    saved, rounds = [], iter(range(100))
+
+    def checkpoint(state):
+        saved.append(state)
+        raise Stop  # as a stop request's checkpoint ends a job (Preempted)
+
+    def stream(hooks):
+        s = StreamContext(OneWorker(), hooks)
+        keyed = s.generator(lambda p, n, o: iter([("a", i) for i in range(o, 6)])).key_by(lambda r: r[0])
+        return s, keyed.window(tumbling(seconds=2), time="processing").count().collect()
+
+    first, _ = stream(
+        Hooks(checkpoint=checkpoint, next_version=lambda: 1, committed=lambda: 0, asked=lambda: next(rounds) == 2)
+    )
+    with pytest.raises(Stop):
+        first.run(batch=1, clock=lambda: 1.0)  # three records in window [0, 2), then the stop
+    again, got = stream(Hooks(restored=lambda: saved[-1]))
+    again.run(batch=1, clock=lambda: -3.0)  # a clock behind the checkpoint's counts as the checkpoint's
+    assert got.records == [(0.0, "a", 6)]
+
+
 @pytest.mark.parametrize(
     "options, message",
     [
