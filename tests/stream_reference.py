@@ -91,3 +91,38 @@ def wordcount(files, window, disorder, batch):
 
 def show_time(t: float) -> str:
     return str(int(t)) if float(t).is_integer() else repr(t)
+
+
+def processing_time(rounds, readings, kind, size, every=None):
+    """Processing-time windows (one worker's view): rounds[r] the (key, value) records that reach
+    the window in round r, readings[r] the clock then (the window's clock never goes back); every
+    record is in the window(s) of its round's clock, a window is emitted in the first round whose
+    clock reached its end (tumbling, sliding: start + size; session of gap `size`: last + gap), and
+    the last round (the sources ended) emits every open one. Returns [(round, start, key, values)]."""
+    now, out = -math.inf, []
+    windows: dict[float, dict] = {}  # start -> {key: [values]}
+    sessions: dict = {}  # key -> [[first, last, [values]], ...]
+    for r, (records, reading) in enumerate(zip(rounds, readings)):
+        now = max(now, reading)
+        for key, value in records:
+            if kind == "session":
+                mine = sessions.setdefault(key, [])
+                if mine and now < mine[-1][1] + size:  # times never go back: only the newest can grow
+                    mine[-1][1] = now
+                    mine[-1][2].append(value)
+                else:
+                    mine.append([now, now, [value]])
+                continue
+            step = every or size
+            k = math.floor(now / step)
+            for j in range(k - math.ceil(size / step), k + 1):
+                if j * step <= now < j * step + size:
+                    windows.setdefault(j * step, {}).setdefault(key, []).append(value)
+        end = r == len(rounds) - 1
+        for start in sorted(windows):
+            if end or start + size <= now:
+                out += [(r, start, key, values) for key, values in windows.pop(start).items()]
+        for key, mine in sessions.items():
+            out += [(r, s[0], key, s[2]) for s in mine if end or s[1] + size <= now]
+            mine[:] = [s for s in mine if not (end or s[1] + size <= now)]
+    return out

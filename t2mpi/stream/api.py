@@ -11,6 +11,7 @@ run(). Every worker makes the same calls in the same order (SPMD), as with ctx.d
 from __future__ import annotations
 
 import math
+import time as _time
 
 from ..data.errors import DataError, Where, call_site
 from . import aggregates, operators, sinks, sources
@@ -37,6 +38,7 @@ class StreamContext:
         self.rank, self.size = self.exchange.rank, self.exchange.size
         self.hooks = hooks or Hooks()
         self.batch = batch
+        self.clock: Callable[[], float] = _time.time  # the processing-time clock (read on worker 0)
         self.nodes: list[operators.Node] = []
         self.sources: list[sources.Source] = []
         self.run_site = "?"
@@ -94,14 +96,21 @@ class StreamContext:
         return self._source("batches", lambda w: sources.BatchesSource(w, fn, self.rank, self.size), "columns")
 
     # -- running -------------------------------------------------------------------------------
-    def run(self, checkpoint_every: float | None = 5.0, batch: int | None = None) -> dict[str, Any]:
+    def run(
+        self, checkpoint_every: float | None = 5.0, batch: int | None = None, clock: Callable[[], float] | None = None
+    ) -> dict[str, Any]:
         """Run every round until every source ends (or a stop request: checkpoint, then PREEMPTED).
-        Returns a summary: events in/out per worker, late records, rounds, checkpoints, collected."""
+        clock: the processing-time windows' clock, seconds (time.time by default; worker 0 reads
+        it). Returns a summary: events in/out per worker, late records, rounds, checkpoints, collected."""
         from .engine import Engine
 
         self.run_site = call_site()
         if self.ran:
             raise DataError(f"run at {self.run_site}: this stream ran already; make a new job for another")
+        if clock is not None:
+            if not callable(clock):
+                raise DataError(f"run at {self.run_site}: clock must be a function giving seconds, got {clock!r}")
+            self.clock = clock
         if batch is not None:
             if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
                 raise DataError(f"run at {self.run_site}: batch must be an int >= 1, got {batch!r}")
@@ -110,6 +119,26 @@ class StreamContext:
             raise DataError(f"run at {self.run_site}: checkpoint_every must be > 0 seconds or None")
         self.ran = True
         return Engine(self).run(self.nodes, checkpoint_every, self.hooks)
+
+
+def _processing_only(where: Where, windower: Any, event_time: Any, *options: Any) -> None:
+    """A processing-time window's definition: none of the event clock's options (at their defaults)."""
+    if isinstance(windower, CountWindow):
+        raise DataError(f"{where}: {windower!r} counts records and needs no clock; leave out time='processing'")
+    given = [
+        name
+        for name, value, default in zip(
+            ("event_time", "disorder", "lateness", "idle_timeout", "on_bad"),
+            (event_time, *options),
+            (None, 0.0, 0.0, None, "side"),
+        )
+        if value != default
+    ]
+    if given:
+        raise DataError(
+            f"{where}: a processing-time window takes no {', '.join(given)} (each record is in the window of the "
+            "time it reaches the window, and nothing is late); leave it out, or use time='event'"
+        )
 
 
 def _callable(op: str, fn: Any) -> None:
@@ -167,13 +196,21 @@ class Stream:
         lateness: float = 0.0,
         idle_timeout: float | None = None,
         on_bad: str = "side",
+        time: str = "event",
     ) -> WindowBuilder:
+        """Windows by event time (event_time=, the watermark), or by processing time
+        (time="processing": the time each record reaches the window, on the stream's clock)."""
         where = self._where("window")
         if not hasattr(windower, "kind"):
             raise DataError(
                 f"{where}: expects tumbling(...), sliding(...), session(...) or count_window(...), got {windower!r}"
             )
-        if event_time is None and not isinstance(windower, CountWindow):
+        if time not in ("event", "processing"):
+            raise DataError(f"{where}: time must be 'event' or 'processing', got {time!r}")
+        processing = time == "processing"
+        if processing:
+            _processing_only(where, windower, event_time, disorder, lateness, idle_timeout, on_bad)
+        elif event_time is None and not isinstance(windower, CountWindow):
             raise DataError(
                 f"{where}: {windower!r} is an event-time window; give event_time= (a function or a field name)"
             )
@@ -189,9 +226,8 @@ class Stream:
             node = self.ctx.add(operators.KeyBy(where, node, lambda r: None, None, self.ctx.size)).node
         elif node.kind == "columns" and node.key_column is None:
             raise DataError(f"{where}: a window on numpy batches needs key_by(column) first")
-        return WindowBuilder(
-            self.ctx, where, node, windower, (event_time, float(disorder), float(lateness), idle_timeout, on_bad)
-        )
+        options = (event_time, float(disorder), float(lateness), idle_timeout, on_bad, processing)
+        return WindowBuilder(self.ctx, where, node, windower, options)
 
     # -- sinks ---------------------------------------------------------------------------------
     def sink_files(self, folder: Any) -> None:
@@ -235,7 +271,8 @@ class KeyedStream(Stream):
 
     def join(self, other: KeyedStream, windower: Any, event_time: Any = None, **options: Any) -> Stream:
         """Pairs (window_start, key, (a, b)) of a record of this stream and one of `other` with the
-        same key in the same window (event_time: one for both, or a (for_this, for_other) pair)."""
+        same key in the same window (event_time: one for both, or a (for_this, for_other) pair;
+        or time="processing", without event_time: the records that reach it in the same window)."""
         from .join import windowed_join
 
         return windowed_join(self, other, windower, event_time, options)

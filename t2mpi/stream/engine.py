@@ -298,7 +298,7 @@ class _Status:
         windows = [n for n in self.nodes if isinstance(n, Window) and n.watermark is not None]
         if windows:
             wm = min(w.watermark.value for w in windows)
-            newest = max((m for w in windows for m in w.maxima.values()), default=-math.inf)
+            newest = max(w.newest() for w in windows)  # a processing-time window's is its clock: lag 0
             lag = newest - wm if math.isfinite(wm) and math.isfinite(newest) else math.inf
             text += f", watermark {wm:.3f} (lag {lag:.3f} s), {sum(w.open_windows() for w in windows)} open windows"
         return text + f", {100 * min(blocked, 1.0):.0f}% blocked"

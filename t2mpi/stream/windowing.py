@@ -1,11 +1,16 @@
 """The window operator: event-time windows per key, the watermark, allowed lateness and the late
-side output.
+side output; and processing-time windows, on the clock that worker 0 reads.
 
 Each round: the records that came (after their shuffle) are put in their windows, or, when a window
 of theirs closed more than `lateness` ago, in the side output; then one guarded allgather combines
 each partition's largest event time over the workers, the watermark advances (windows.Watermark),
 and the windows whose end it reached are emitted as (window_start, key, value). A window late
 records updated within `lateness` is emitted again with its new value.
+
+A processing-time window (processing=True) reads no time from its records: its one guarded
+allgather carries worker 0's reading of the stream's clock (never going back) and whether the
+sources ended; every record of the round goes into the window of that time, and the windows whose
+end the clock passed are emitted. The clock stands where the watermark does, so nothing is late.
 """
 
 from __future__ import annotations
@@ -62,18 +67,21 @@ class Window(Node):
         lateness: float,
         idle_timeout: float | None,
         on_bad: str,
+        processing: bool = False,
     ):
         super().__init__(where, [parent], "records")
         self.windower, self.agg = windower, agg
         self.counting = isinstance(windower, CountWindow)
-        self.clock = None if self.counting else event_clock(where, event_time)
+        self.processing = processing
+        self.time_of = None if self.counting or processing else event_clock(where, event_time)
         self.event_col = event_time if isinstance(event_time, str) else None
         self.disorder, self.lateness, self.idle_timeout, self.on_bad = disorder, lateness, idle_timeout, on_bad
         self.columns = parent.kind == "columns"
-        if self.columns and (agg.ufunc is None or self.event_col is None or not hasattr(windower, "starts")):
+        timed_by_column = processing or self.event_col is not None
+        if self.columns and (agg.ufunc is None or not timed_by_column or not hasattr(windower, "starts")):
             raise DataError(
-                f"{where}: on numpy batches a window takes event_time as a column name and count/sum/min/max "
-                f"over tumbling or sliding windows (map the batches to records for {agg.name})"
+                f"{where}: on numpy batches a window takes event_time as a column name (or time='processing') "
+                f"and count/sum/min/max over tumbling or sliding windows (map the batches to records for {agg.name})"
             )
         self.key_column = parent.key_column
         self.value_col = agg.col
@@ -94,6 +102,8 @@ class Window(Node):
             self.watermark.value = getattr(self, "restored_watermark", -math.inf)
         self.late_out = []  # this round's late numpy rows, as chunks
         self.late_records = []  # and late records, as (reason, record)
+        if self.processing:
+            return self._processing_step(chunks, engine, srcs)
 
         def local() -> tuple[list[float], list[bool]]:
             engine.raise_failure()
@@ -108,6 +118,45 @@ class Window(Node):
         maxima = [max(col) for col in zip(*(m for m, _ in got))] if got and got[0][0] else []
         idle = [any(col) for col in zip(*(i for _, i in got))] if got and got[0][1] else []
         return self._emit(self.watermark.advance(maxima, idle))
+
+    def _processing_step(self, chunks: list[tuple[int, Any]], engine: Any, srcs: list[Any]) -> list[tuple[int, Any]]:
+        """A round on the processing clock: worker 0's reading and whether every upstream
+        partition ended, agreed in one guarded allgather; then the round's records go into the
+        windows of that time (a failure there waits for the round's next collective)."""
+        clock = engine.stream.clock if engine.exchange.rank == 0 else None
+
+        def local() -> tuple[float | None, list[bool]]:
+            reading = float(clock()) if clock is not None else None
+            if reading is not None and not math.isfinite(reading):
+                raise DataError(f"{self.where}: the processing clock gave {reading!r}, not a finite time")
+            return reading, [p in s.ended and s.ended[p] for s in srcs for p in range(s.n)]
+
+        got = engine.exchange.allgather(self.where, engine.guarded(local))
+        now = max(self.watermark.value, got[0][0])
+        self.watermark.value = now
+        try:
+            for _, records in chunks:
+                if type(records) is not dict:
+                    self._place(records, [now] * len(records))
+                elif records:
+                    self._place_columns(records, _same_time(records, now))
+        except DataError as exc:
+            engine.failure = exc
+            return []
+        except Exception as exc:
+            engine.failure = self.where.failed(exc)
+            engine.failure.__cause__ = exc
+            return []
+        if all(any(col) for col in zip(*(e for _, e in got))):
+            now = math.inf  # every source ended: every open window is emitted
+        return self._emit(now)
+
+    def newest(self) -> float:
+        """The newest time this window saw: the largest event time read (the processing clock
+        for a processing-time window), for the live status's lag."""
+        if self.processing:
+            return self.watermark.value if self.watermark else -math.inf
+        return max(self.maxima.values(), default=-math.inf)
 
     def _local_maxima(self, srcs: list[Any]) -> tuple[list[float], list[bool]]:
         """(the largest event time seen here per partition, +inf for the ended ones this worker
@@ -137,10 +186,15 @@ class Window(Node):
     def _add_records(self, p: int, pairs: list[Any]) -> None:
         if self.counting:
             return self._add_counted(pairs)
-        wm, lateness, agg = self.watermark.value, self.lateness, self.agg
         pairs, times = self._timed(pairs)
         if times:
             self.maxima[p] = max(self.maxima.get(p, -math.inf), max(times))
+        return self._place(pairs, times)
+
+    def _place(self, pairs: list[Any], times: list[float]) -> None:
+        """Put each (key, record) pair, at its time, in its windows, or in the side output when one
+        of them was dropped already."""
+        wm, lateness, agg = self.watermark.value, self.lateness, self.agg
         timed = zip(pairs, times)
         if isinstance(self.windower, Session):
             for (key, record), ts in timed:
@@ -170,9 +224,9 @@ class Window(Node):
         """(the pairs whose event time can be read, their event times as floats); the others go to
         the side output (or fail the job: on_bad="fail"). First in one pass (a finite sum means
         every time is a finite number), else record by record."""
-        clock = self.clock
+        time_of = self.time_of
         try:
-            times = list(map(clock, map(_second, pairs)))
+            times = list(map(time_of, map(_second, pairs)))
             if not math.isfinite(sum(times)):
                 raise ValueError
         except Exception:
@@ -185,11 +239,11 @@ class Window(Node):
         return pairs, times
 
     def _timed_each(self, pairs: list[Any]) -> tuple[list[Any], list[float]]:
-        clock, isfinite = self.clock, math.isfinite
+        time_of, isfinite = self.time_of, math.isfinite
         good, times = [], []
         for pair in pairs:
             try:
-                ts = float(clock(pair[1]))
+                ts = float(time_of(pair[1]))
             except Exception as exc:
                 self._bad(pair[1], f"{type(exc).__name__}: {exc}")
                 continue
@@ -246,8 +300,6 @@ class Window(Node):
     def _add_columns(self, p: int, batch: dict[str, Any]) -> None:
         import numpy as np
 
-        from ..data.columns import reduce_columns
-
         ts = batch.get(self.event_col)
         if ts is None:
             raise DataError(f"{self.where}: the batch has no column {self.event_col!r} (it has {sorted(batch)})")
@@ -263,6 +315,14 @@ class Window(Node):
         if not len(ts):
             return
         self.maxima[p] = max(self.maxima.get(p, -math.inf), float(ts.max()))
+        self._place_columns(batch, ts)
+
+    def _place_columns(self, batch: dict[str, Any], ts: Any) -> None:
+        """_place for a batch whose rows have the times `ts`: reduced per window with numpy."""
+        import numpy as np
+
+        from ..data.columns import reduce_columns
+
         keys = batch[self.key_column]
         ufunc = getattr(np, self.agg.ufunc)
         if self.agg.name == "count":
@@ -395,3 +455,10 @@ class LateOut(Node):
         if late:
             out.append((-1, late if self.with_reason else [r for _, r in late]))
         return out
+
+
+def _same_time(batch: dict[str, Any], now: float) -> Any:
+    """A time column of `now` for every row of a batch (a processing-time window's)."""
+    import numpy as np
+
+    return np.full(len(next(iter(batch.values()))), now)

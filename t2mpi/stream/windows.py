@@ -1,10 +1,11 @@
 """Windowers and the watermark: small pure classes, driven without MPI by the window operator and
 by tests.
 
-A windower says which windows an event time falls in: `tumbling(seconds=10)` windows [k*10, k*10+10)
-aligned to multiples of the length from time 0; `sliding(seconds=10, every=5)` windows of 10 s that
-start every 5 s (a time is in size/every of them); `session(gap=5)`, a key's windows that close after
-`gap` seconds without an event; `count_window(100)`, a key's windows of 100 records each.
+A windower says which windows a time (an event time, or the processing clock's) falls in:
+`tumbling(seconds=10)` windows [k*10, k*10+10) aligned to multiples of the length from time 0;
+`sliding(seconds=10, every=5)` windows of 10 s that start every 5 s (a time is in size/every of
+them); `session(gap=5)`, a key's windows that close after `gap` seconds without an event;
+`count_window(100)`, a key's windows of 100 records each.
 
 The watermark (the issue's contract): the smallest, over the input partitions, of the largest event
 time read there, minus `disorder`; a partition that ended does not hold it back, nor one that gave
