@@ -6,8 +6,9 @@ side moves as one Alltoallv of (key, value) rows, the right side is sorted by ke
 finds its matches with searchsorted. The result is Columns whose values are records with the fields
 "left" and "right"; it iterates as (key, (left, right)) like any join.
 
-With a memory budget on the Data, the object path is grace.py's: sent in rounds, partitioned on
-disk by a hash of the key, and joined a partition at a time."""
+With a memory budget on the Data, both paths send in rounds, partition on disk by a hash of the key
+past the budget, and join a partition at a time: the numpy one in npgrace.py, the object one in
+grace.py."""
 
 from __future__ import annotations
 
@@ -47,12 +48,18 @@ def join(left: DataSet, right: DataSet, how: str, method: str, where: Where) -> 
 
         def local():
             held[:] = [lrun(), rrun()]
-            return _columns_meta(*held) if how == "inner" else None
+            meta = _columns_meta(*held) if how == "inner" else None
+            return (meta, (len(held[0]), len(held[1])) if meta else None)
 
         metas = ex.allgather(where, local)
-        if metas[0] is not None and len(set(metas)) == 1:
+        if metas[0][0] is not None and len({m for m, _ in metas}) == 1:
             lpart, rpart = held
             held.clear()
+            if left.data.memory_budget is not None:  # sent in rounds, partitioned on disk past the budget
+                from .npgrace import most_rows, spilling_columns_join
+
+                joined = spilling_columns_join(left.data, where, lpart, rpart, most_rows(metas))
+                return lambda: joined
             lrows = ex.alltoallv(where, lambda: _by_destination(lpart, ex.size))
             rrows = ex.alltoallv(where, lambda: _by_destination(rpart, ex.size))
             out = _columns_inner(lrows, rrows)
