@@ -99,18 +99,23 @@ class Partitions:
 
         if not self.held:
             return
-        rows = self.all()
         folder = self.folder = self.folder or private_folder(self.scratch_dir)
-        parts = partition_of(rows["key"])
-        rows = rows[np.argsort(parts, kind="stable")]  # 8-bit: a radix sort; each partition in arrival order
-        at = 0
-        for p, n in enumerate(np.bincount(parts, minlength=SPILL_FILES).tolist()):
-            if n:
-                with open(os.path.join(folder, f"part-{p:02d}"), "ab") as f:
-                    rows[at : at + n].tofile(f)
-                self.rows_in[p] += n
-            at += n
-        self.on_spilled(len(rows) * self.dtype.itemsize)
+        pieces, self.held, self.held_bytes = self.held, [], 0
+        written = 0
+        while pieces:  # a piece at a time, in arrival order: no copy of all that was held
+            rows = pieces.pop(0)
+            parts = partition_of(rows["key"])
+            rows = rows[np.argsort(parts, kind="stable")]  # 8-bit: a radix sort; each partition in arrival order
+            at = 0
+            for p, n in enumerate(np.bincount(parts, minlength=SPILL_FILES).tolist()):
+                if n:
+                    with open(os.path.join(folder, f"part-{p:02d}"), "ab") as f:
+                        rows[at : at + n].tofile(f)
+                    self.rows_in[p] += n
+                at += n
+            written += rows.nbytes
+            del rows
+        self.on_spilled(written)
 
     def chunks(self, p: int, per: int) -> Iterator[Any]:
         """Partition p's rows from its file, at most `per` rows at a time; the file is removed once read."""
@@ -234,7 +239,7 @@ def spilling_columns_join(data: Any, where: Where, lpart: Any, rpart: Any, rows:
         right.spill()  # both sides wholly on disk, partitioned alike
         empty = _columns_inner(left.all(), right.all())  # no rows: the output's dtypes
         out.add(empty.keys, empty.values)
-        per = round_rows(budget, left.dtype.itemsize)
+        per = round_rows(budget // SHARE, left.dtype.itemsize)  # the join of a chunk holds ~4 x its rows
         for p in range(SPILL_FILES):
             rrows = right.whole(p)
             for lrows in left.chunks(p, per):
