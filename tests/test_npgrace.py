@@ -9,7 +9,7 @@ import operator
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from test_data_local import checksum, on_partitions
 
@@ -152,3 +152,32 @@ def test_keys_spread_over_every_partition():
     counts = np.bincount(npgrace.partition_of(keys), minlength=npgrace.SPILL_FILES)
     assert len(counts) == npgrace.SPILL_FILES and counts.min() > 0.8 * len(keys) / npgrace.SPILL_FILES
     assert npgrace.partition_of(np.array([-1, -(2**63)], dtype=np.int64)).max() < npgrace.SPILL_FILES
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    lkeys=st.lists(st.integers(-20, 90) | st.sampled_from([2**62, -(2**63)]), max_size=60),
+    rkeys=st.lists(st.integers(-10, 30), max_size=40, unique=True) | st.lists(st.integers(-10, 30), max_size=40),
+    stride=st.integers(1, 3),
+    spread=st.sampled_from([1, 2, 3, 1000]),
+)
+@example(lkeys=[3, 2, 5, -1, 9], rkeys=[0, 1, 2, 4], stride=2, spread=2)  # left keys off the right keys' stride
+@example(lkeys=[4, 1, 4, 2**62], rkeys=[1, 4, 2, 4], stride=1, spread=1)  # equal right keys: the sort
+def test_the_columns_join_of_records_is_the_nested_loop_join(lkeys, rkeys, stride, spread):
+    """join._columns_inner, by its table of dense unique right keys (right keys spread by `spread`,
+    left keys on and off that stride) or by its sort: left rows in order, each with its matches in
+    right order."""
+    from t2mpi.data.join import _columns_inner
+
+    left = np.zeros(len(lkeys), dtype=[("key", "<i8"), ("value", "<i4")])
+    left["key"], left["value"] = lkeys, np.arange(len(lkeys))
+    right = np.zeros(len(rkeys), dtype=[("key", "<i8"), ("value", "<f8")])
+    right["key"], right["value"] = [k * spread for k in rkeys], np.arange(len(rkeys)) / 2
+    got = _columns_inner(left, right, stride)
+    want = [
+        (lk, i, j / 2)
+        for i, lk in enumerate(left["key"].tolist())
+        for j, rk in enumerate(right["key"].tolist())
+        if lk == rk
+    ]
+    assert list(zip(got.keys.tolist(), got.values["left"].tolist(), got.values["right"].tolist())) == want

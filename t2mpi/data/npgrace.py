@@ -234,7 +234,7 @@ def spilling_columns_join(data: Any, where: Where, lpart: Any, rpart: Any, rows:
         _send(ex, where, lpart, rows[0], budget, left, lambda c: _by_destination(c, ex.size))
         _send(ex, where, rpart, rows[1], budget, right, lambda c: _by_destination(c, ex.size))
         if left.folder is None and right.folder is None:
-            return _columns_inner(left.all(), right.all())
+            return _columns_inner(left.all(), right.all(), ex.size)
         left.spill()
         right.spill()  # both sides wholly on disk, partitioned alike
         empty = _columns_inner(left.all(), right.all())  # no rows: the output's dtypes
