@@ -13,7 +13,8 @@ All of it is done by numpy, with no Python code per row.
   spill_counter.
 - Nothing written: the held rows are joined or reduced in memory, as without a budget. Otherwise
   one partition at a time: a reduction reads its rows and reduces them; a join reads its right
-  rows and streams its left rows past them, budget / SHARE bytes at a time.
+  rows and streams its left rows past them, budget / SHARE**2 bytes at a time (a chunk's join holds
+  a few times its rows).
 - The output (ColumnsOut) is held up to budget / SHARE bytes; past that, it goes to two raw files
   (keys, values) and the partition is Columns of two read-only np.memmap of them, unlinked at once:
   their space is freed when the partition's last view goes, and nothing is left if the process is
