@@ -8,6 +8,11 @@ byte records, t2mpi/data/npruns.py), each worker's records made before it starts
 peak RSS the sort added to that (VmHWM, reset through /proc/self/clear_refs), taken before the
 mapped output is read.
 
+(--workload npjoin) the numpy path of jobs/join.py (t2mpi/data/npgrace.py): --pairs facts (int64 keys
+over 1.1 x the dimension keys, int64 values) joined as Columns with --pairs / 4 dimension rows (key,
+group over --pairs / 8 groups), re-keyed by group and summed by reduce_by_key(add); each worker's
+input columns are made before the peak RSS is reset, so the figure is what the join and the sum added.
+
 (each side) mpiexec -n W python bench/spill.py --side BUDGET_MIB --workload W
 Goal: past its budget, a worker's peak RSS stays within the budget plus a small margin over the
 interpreter and its input.
@@ -62,6 +67,34 @@ def terasort_side(data, comm, total: int) -> tuple:
     return len(part), checksum, peak, held, ends
 
 
+def npjoin_side(data, comm, total: int) -> tuple:
+    """Columns facts joined with dims, summed per group: (groups, an order-free checksum of the
+    sums, the peak RSS the join and sum added to the input (MiB), the RSS held with the input made,
+    bytes spilled, and the RSS of mapped files at the end (MiB): the pages of a spilled join's output
+    that the sum read, file-backed, which the kernel can drop)."""
+    import operator
+
+    import numpy as np
+
+    from t2mpi.data.columns import Columns
+
+    rank, size, dims = comm.rank, comm.size, max(1, total // 4)
+    rng = np.random.default_rng(rank)
+    fact_keys = rng.integers(0, dims + dims // 10, size=total // size)
+    facts = Columns(fact_keys, (fact_keys * 7919) % 1000)
+    dim_keys = np.arange(rank, dims, size)
+    dim_rows = Columns(dim_keys, dim_keys % max(1, total // 8))
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    held, held_file = _status("VmRSS"), _status("RssFile")
+    joined = data.from_function(lambda i, n: facts).join(data.from_function(lambda i, n: dim_rows))
+    sums = joined.map_partitions(lambda c: Columns(c.values["right"], c.values["left"])).reduce_by_key(operator.add)
+    part = sums.partition()
+    peak, mapped = _status("VmHWM") - held, _status("RssFile") - held_file
+    checksum = int((np.asarray(part.keys, dtype=np.int64) * 31 + np.asarray(part.values) * 17).sum())
+    return len(part), checksum, peak, held, data.spilled_bytes, mapped
+
+
 def _status(field: str) -> float:
     """A /proc/self/status figure in MiB."""
     with open("/proc/self/status") as f:
@@ -80,6 +113,12 @@ def side(budget_mib: int, total: int, workload: str) -> None:
     scratch = tempfile.mkdtemp(prefix="t2mpi-bench-spill-")
     data = Data(comm, memory_budget=budget_mib << 20 if budget_mib else None, scratch_dir=scratch)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if workload == "npjoin":
+        got = comm.gather(npjoin_side(data, comm, total), root=0)
+        os.rmdir(scratch)
+        if comm.rank == 0:
+            print("RESULT " + json.dumps(got), flush=True)
+        return
     if workload == "terasort":
         count, checksum, peak, held, ends = terasort_side(data, comm, total)
         got = comm.gather((count, checksum, peak, held, data.spilled_bytes, ends), root=0)
@@ -119,7 +158,7 @@ def main() -> None:
     parser.add_argument("--budget-mib", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--workload", choices=("reduce", "sort", "join", "terasort"), default="reduce")
+    parser.add_argument("--workload", choices=("reduce", "sort", "join", "terasort", "npjoin"), default="reduce")
     parser.add_argument("--side", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.side is not None:
@@ -129,9 +168,12 @@ def main() -> None:
         "sort": "sort_by(lambda kv: kv[0]) of the pairs",
         "join": "an inner join of the pairs with one row per key",
         "terasort": "sort_by('key') of gensort's 100-byte records (the numpy sort)",
+        "npjoin": "a Columns inner join, re-keyed by group, reduce_by_key(add) (the numpy paths)",
     }[args.workload]
     print(f"Spilling {args.workload} (issue #14): MPI {mpi_flavour()}, {args.workers} workers")
-    if args.workload == "terasort":
+    if args.workload == "npjoin":
+        print(f"{args.pairs:,} facts, {args.pairs // 4:,} dimension rows, {args.pairs // 8:,} groups; {what}")
+    elif args.workload == "terasort":
         print(f"({args.pairs:,} records, {args.pairs * 100 / args.workers / 2**20:.0f} MiB per worker); {what}")
     else:
         print(f"{args.pairs:,} pairs over {args.pairs // 2:,} distinct keys; {what}")
@@ -157,11 +199,14 @@ def main() -> None:
         spilled = [sum(w[4] for w in r[1]) / 2**20 for r in rs]
         print(f"  {name:18s} {describe('wall', [r[0] for r in rs])}")
         spill_line = f"spilled {statistics.median(spilled):.0f} MiB in all"
-        if args.workload == "terasort":
+        if args.workload in ("terasort", "npjoin"):
             print(
-                f"  {'':18s} peak RSS the sort added per worker: median {statistics.median(peaks):.0f} MiB "
+                f"  {'':18s} peak RSS the {'sort' if args.workload == 'terasort' else 'join and sum'} added per worker: median {statistics.median(peaks):.0f} MiB "
                 f"(over {statistics.median(bases):.0f} MiB held with the input made); {spill_line}"
             )
+            if args.workload == "npjoin":
+                mapped = statistics.median(max(w[5] for w in r[1]) for r in rs)
+                print(f"  {'':18s} of it, pages of mapped files at the end: {mapped:.0f} MiB per worker")
             continue
         print(
             f"  {'':18s} peak RSS per worker: median {statistics.median(peaks):.0f} MiB "

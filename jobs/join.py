@@ -1,7 +1,8 @@
 """A join and a group sum through the data API: facts (key,value) joined with dims (key,group) on
 key, the joined values summed per group. Both CSVs are read by byte ranges on every worker as
 integer-keyed numpy columns, so the join (one Alltoallv of rows per side, then searchsorted) and the
-sum per group (np.unique + reduceat, one Alltoallv) stay in numpy. Worker 0 writes the CSV
+sum per group (np.unique + reduceat, one Alltoallv) stay in numpy; past resources.data_memory both
+go in rounds and spill by a hash of the key (t2mpi/data/npgrace.py). Worker 0 writes the CSV
 `group,sum`, sorted by group."""
 
 from __future__ import annotations

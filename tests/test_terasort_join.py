@@ -108,3 +108,38 @@ def test_join_example_sums_the_inner_join_per_group_like_one_process(work):
     for g, s in rows:
         assert float(s) == pytest.approx(want[int(g)], rel=1e-9, abs=1e-9)
     assert not list(out.parent.glob("*.tmp-*"))
+
+
+def test_join_example_past_its_data_memory_spills_and_still_sums_like_one_process(work):
+    """resources.data_memory of 64 KiB, 40 000 facts (about 640 kB of rows over 2 workers): the numpy
+    join and the Columns reduction go in rounds and spill their partitions (t2mpi/data/npgrace.py);
+    the sums are still the single process's, and the scratch folder is left empty."""
+    rng = np.random.default_rng(11)
+    dim_keys = rng.permutation(5000)[:4000]
+    groups = rng.integers(0, 3000, size=len(dim_keys))  # many groups: the reduction spills too
+    fact_keys, values = rng.integers(0, 5500, size=40_000).tolist(), (rng.integers(-999, 999, size=40_000) / 8).tolist()
+    (work / "dims.csv").write_text(
+        "key,group\n" + "".join(f"{k},{g}\n" for k, g in zip(dim_keys.tolist(), groups.tolist()))
+    )
+    (work / "facts.csv").write_text("key,value\n" + "".join(f"{k},{v!r}\n" for k, v in zip(fact_keys, values)))
+    out, scratch = work / "out" / "sums.csv", work / "scratch"
+    done = t2mpi(
+        "run", str(JOBS / "join.yaml"), "-n", "2", "--set", f"config.facts={work / 'facts.csv'}",
+        "--set", f"config.dims={work / 'dims.csv'}", "--set", f"config.output={out}",
+        "--set", "resources.data_memory=64K", "--set", f"scratch_dir={scratch}", cwd=work, timeout=180,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    group_of = dict(zip(dim_keys.tolist(), groups.tolist()))
+    want = collections.defaultdict(float)
+    for k, v in zip(fact_keys, values):
+        if k in group_of:
+            want[group_of[k]] += v  # eighths: exact in any order
+    rows = [line.split(",") for line in out.read_text().splitlines()[1:]]
+    assert [int(g) for g, _ in rows] == sorted(want)
+    assert {int(g): float(s) for g, s in rows} == want
+    ends = [e for e in events_of(only_job(work)) if e["event"] == "operation_end"]
+    spilled = {e["operation"]: 0 for e in ends}
+    for e in ends:
+        spilled[e["operation"]] += e["bytes_spilled"]
+    assert spilled["join"] > 0 and spilled["reduce_by_key"] > 0, spilled
+    assert not scratch.exists() or [p for p in scratch.rglob("*") if p.is_file()] == []

@@ -2,7 +2,8 @@
 
 A partition of Columns iterates as (key, value) pairs of Python scalars, so every operation accepts it;
 reduce_by_key with add, mul, max or min over integer keys takes the vectorised path: a local
-np.unique + ufunc.reduceat, a hash partition by key % workers, and one Alltoallv per column."""
+np.unique + ufunc.reduceat, a hash partition by key % workers, and one Alltoallv per column (under a
+memory budget, in rounds that spill past it: npgrace.py)."""
 
 from __future__ import annotations
 

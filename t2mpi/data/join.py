@@ -6,8 +6,9 @@ side moves as one Alltoallv of (key, value) rows, the right side is sorted by ke
 finds its matches with searchsorted. The result is Columns whose values are records with the fields
 "left" and "right"; it iterates as (key, (left, right)) like any join.
 
-With a memory budget on the Data, the object path is grace.py's: sent in rounds, partitioned on
-disk by a hash of the key, and joined a partition at a time."""
+With a memory budget on the Data, both paths send in rounds, partition on disk by a hash of the key
+past the budget, and join a partition at a time: the numpy one in npgrace.py, the object one in
+grace.py."""
 
 from __future__ import annotations
 
@@ -47,15 +48,21 @@ def join(left: DataSet, right: DataSet, how: str, method: str, where: Where) -> 
 
         def local():
             held[:] = [lrun(), rrun()]
-            return _columns_meta(*held) if how == "inner" else None
+            meta = _columns_meta(*held) if how == "inner" else None
+            return (meta, (len(held[0]), len(held[1])) if meta else None)
 
         metas = ex.allgather(where, local)
-        if metas[0] is not None and len(set(metas)) == 1:
+        if metas[0][0] is not None and len({m for m, _ in metas}) == 1:
             lpart, rpart = held
             held.clear()
+            if left.data.memory_budget is not None:  # sent in rounds, partitioned on disk past the budget
+                from .npgrace import most_rows, spilling_columns_join
+
+                joined = spilling_columns_join(left.data, where, lpart, rpart, most_rows(metas))
+                return lambda: joined
             lrows = ex.alltoallv(where, lambda: _by_destination(lpart, ex.size))
             rrows = ex.alltoallv(where, lambda: _by_destination(rpart, ex.size))
-            out = _columns_inner(lrows, rrows)
+            out = _columns_inner(lrows, rrows, ex.size)
             return lambda: out
 
         if left.data.memory_budget is not None:  # both sides cogrouped by a spilling combine
@@ -109,35 +116,66 @@ def _by_destination(part: Any, size: int) -> tuple[Any, list[int]]:
     return rows, counts
 
 
-def _columns_inner(lrows: Any, rrows: Any) -> Any:
+def _columns_inner(lrows: Any, rrows: Any, stride: int = 1) -> Any:
     """The inner join of (key, value) record arrays: each left row with every right row of its key,
-    left rows in arrival order, each one's matches in the right side's arrival order."""
+    left rows in arrival order, each one's matches in the right side's arrival order. stride: the
+    spacing the right keys likely keep (a worker's keys are its rank modulo the workers)."""
     import numpy as np
 
     from .columns import Columns
 
-    order = np.argsort(rrows["key"], kind="stable")
-    rkeys, rvalues = rrows["key"][order], rrows["value"][order]
-    lkeys = lrows["key"]
-    lo = np.searchsorted(rkeys, lkeys, side="left")
-    if len(rkeys) < 2 or not np.any(rkeys[1:] == rkeys[:-1]):  # unique right keys: one match at most
-        found = lo < len(rkeys)
-        found[found] = rkeys[lo[found]] == lkeys[found]
-        lpick = np.flatnonzero(found)
-        rpick = lo[lpick]
+    lkeys, lvalues, rvalues = lrows["key"], lrows["value"], rrows["value"]
+    lpick_rpick = _table_lookup(rrows["key"], lkeys, stride)
+    if lpick_rpick is not None:
+        lpick, rpick = lpick_rpick
     else:
-        counts = np.searchsorted(rkeys, lkeys, side="right") - lo
-        lpick = np.repeat(np.arange(len(lkeys)), counts)
-        # the right row of each output row: its left row's first match, plus its place among them
-        starts = np.repeat(lo, counts)
-        within = np.arange(len(lpick)) - np.repeat(np.cumsum(counts) - counts, counts)
-        rpick = starts + within
-    lvalues = lrows["value"]
+        order = np.argsort(rrows["key"], kind="stable")
+        rkeys, rvalues = rrows["key"][order], rvalues[order]
+        lo = np.searchsorted(rkeys, lkeys, side="left")
+        if len(rkeys) < 2 or not np.any(rkeys[1:] == rkeys[:-1]):  # unique right keys: one match at most
+            np.minimum(lo, max(0, len(rkeys) - 1), out=lo)
+            lpick = rkeys[lo] == lkeys if len(rkeys) else np.zeros(len(lkeys), dtype=bool)
+            rpick = lo[lpick]
+        else:
+            counts = np.searchsorted(rkeys, lkeys, side="right") - lo
+            lpick = np.repeat(np.arange(len(lkeys)), counts)
+            # the right row of each output row: its left row's first match, plus its place among them
+            starts = np.repeat(lo, counts)
+            within = np.arange(len(lpick)) - np.repeat(np.cumsum(counts) - counts, counts)
+            rpick = starts + within
     values = np.empty(
-        len(lpick), dtype=[("left", lvalues.dtype, lvalues.shape[1:]), ("right", rvalues.dtype, rvalues.shape[1:])]
+        len(rpick), dtype=[("left", lvalues.dtype, lvalues.shape[1:]), ("right", rvalues.dtype, rvalues.shape[1:])]
     )
     values["left"], values["right"] = lvalues[lpick], rvalues[rpick]
     return Columns(lkeys[lpick], values)
+
+
+def _table_lookup(rkeys: Any, lkeys: Any, stride: int) -> tuple[Any, Any] | None:
+    """(a mask of the left rows that match, each one's right row) through a table indexed by
+    (key - lowest) // stride, when the right keys are unique and fill at least a quarter of its
+    slots (a gather per left row instead of a binary search); else None."""
+    import numpy as np
+
+    n = len(rkeys)
+    if not n or not len(lkeys):
+        return None
+    low, high = int(rkeys.min()), int(rkeys.max())
+    span = (high - low) // stride + 1
+    if span > 4 * n + 1024:
+        return None
+    table = np.full(span, -1, dtype=np.intp)
+    table[(rkeys - low) // stride] = np.arange(n)
+    if np.count_nonzero(table >= 0) != n:  # equal keys (or keys off the stride) share a slot
+        return None
+    inside = (lkeys >= low) & (lkeys <= high)
+    at = table[(np.where(inside, lkeys, low) - low) // stride]
+    found = inside & (at >= 0)
+    rpick = at[found]
+    if stride > 1:  # a left key off the stride lands in its neighbour's slot
+        same = rkeys[rpick] == lkeys[found]
+        found[found] = same
+        rpick = rpick[same]
+    return found, rpick
 
 
 # -- Python objects -----------------------------------------------------------------------------

@@ -213,6 +213,16 @@ def combine_by_key(
 
         run = parent()
         held: list[Any] = []
+        if budget is not None and not counting:  # Columns reduced in numpy, in rounds, spilling past it
+            from .npgrace import columns_reduce
+
+            reduced = columns_reduce(ds.data, where, run, create, merge_value, merge_combiners, held)
+            if reduced is not None:
+                return lambda: reduced
+            made = held.pop()
+
+            def run():  # the partition, as columns_reduce's allgather made it
+                return made
 
         def local():
             part = run()
