@@ -26,7 +26,7 @@ from collections.abc import Callable
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import describe, interleave, mpi_flavour  # noqa: E402
 from dataflow_sides import Side, SideError, become_subreaper  # noqa: E402
-from dataflow_workloads import SIZES, WORKLOADS, Workload  # noqa: E402
+from dataflow_workloads import CHOSEN, PEERS, SIZES, WORKLOADS, Workload  # noqa: E402
 
 GOAL = {"kmeans": 1.05}
 DEFAULT_GOAL = 1.25
@@ -132,7 +132,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=14)
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds one run of one side may take")
     parser.add_argument("--only", default=",".join(WORKLOADS), help=f"comma-separated: {', '.join(WORKLOADS)}")
+    parser.add_argument(
+        "--peers",
+        default="all",
+        help="peers to run where their venvs exist: all, none, or comma-separated (PySpark,Dask)",
+    )
     args = parser.parse_args()
+    chosen = set(PEERS) if args.peers == "all" else {p.strip() for p in args.peers.split(",") if p.strip()} - {"none"}
+    if chosen - set(PEERS):
+        parser.error(f"--peers: unknown {', '.join(sorted(chosen - set(PEERS)))}; choose from {', '.join(PEERS)}")
+    CHOSEN.clear()
+    CHOSEN.update(chosen)
     only = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = sorted(set(only) - set(WORKLOADS))
     if unknown:

@@ -27,6 +27,7 @@ PEERS = {  # name: (side venv, its script, the APIs per workload)
     "Dask": (".venv-dask", "dask_side.py", {"wordcount": ("df", "bag"), "sort": ("df",), "join": ("df",)}),
 }
 API_NAMES = {"df": "DataFrame", "rdd": "RDD", "bag": "bag"}
+CHOSEN = set(PEERS)  # --peers: the peers to run where their venvs exist
 KMEANS_DATA_JOB = os.path.join(ROOT, "jobs", "kmeans_data.yaml")
 KMEANS = {"dims": 16, "clusters": 16}  # the issue's 1 M x 16, K=16; points and iterations from the sizes
 
@@ -54,6 +55,8 @@ def peer_sides(workload: str, w: int, work: str, inputs: list[str]) -> tuple[lis
     """The peers' sides where their venvs exist, and a line for each peer that is not measured."""
     sides, notes = [], []
     for peer, (venv, script, apis) in PEERS.items():
+        if peer not in CHOSEN:
+            continue
         python = os.path.join(ROOT, venv, "bin", "python")
         if not os.path.exists(python):
             notes.append(f"{peer}: not measured (no side venv {os.path.join(ROOT, venv)}; make it: bench/peers.sh)")
