@@ -92,12 +92,17 @@ class Engine:
     def _local(self, node: Any, chunks: list[Any]) -> list[Any]:
         if self.failure is not None:
             return []
+        return self.attempt(node.where, node.step, chunks, self)
+
+    def attempt(self, where: Any, fn: Any, *args: Any) -> Any:
+        """fn(*args), a node's local work: a failure is kept (named at `where`) for the round's
+        next collective to carry to every worker, and [] is returned (the node gives nothing)."""
         try:
-            return node.step(chunks, self)
+            return fn(*args)
         except DataError as exc:
             self.failure = exc
         except Exception as exc:
-            self.failure = node.where.failed(exc)
+            self.failure = where.failed(exc)
             self.failure.__cause__ = exc
         return []
 

@@ -168,15 +168,17 @@ class FilesSource(Source):
             f = self.handles[p] = open(self.files[p], "rb")  # noqa: SIM115 (kept open across rounds)
         f.seek(self.offsets[p])
         size = max(4096, int(batch * self.line_bytes.get(p, 64.0) * 1.1))
-        data, at_end = b"", False
-        while data.count(b"\n") < batch:
+        data, newlines, at_end = b"", 0, False
+        while newlines < batch:
             more = f.read(size)
             if not more:
                 at_end = True
                 break
             data += more
-        cut = _nth_newline(data, batch)
-        if cut < 0:  # fewer than batch whole lines: all of them (and, at the end of a file that ends, a
+            newlines += more.count(b"\n")
+        if newlines >= batch:
+            cut = _nth_newline(data, batch)
+        else:  # fewer than batch whole lines: all of them (and, at the end of a file that ends, a
             whole = at_end and not self.follow  # last line without a newline)
             cut = len(data) if whole else data.rfind(b"\n") + 1
         block = data[:cut]
@@ -231,9 +233,7 @@ class FilesSource(Source):
 
 
 def _nth_newline(data: bytes, n: int) -> int:
-    """The offset just past data's n-th newline, or -1 when it has fewer."""
-    if data.count(b"\n") < n:
-        return -1
+    """The offset just past data's n-th newline (data has at least n)."""
     at = -1
     if n > 64:  # most of the way by splitting (in C), the rest by find
         head = data.split(b"\n", n - 1)

@@ -134,18 +134,16 @@ class Window(Node):
         got = engine.exchange.allgather(self.where, engine.guarded(local))
         now = max(self.watermark.value, got[0][0])
         self.watermark.value = now
-        try:
+
+        def place() -> bool:
             for _, records in chunks:
                 if type(records) is not dict:
                     self._place(records, [now] * len(records))
                 elif records:
                     self._place_columns(records, _same_time(records, now))
-        except DataError as exc:
-            engine.failure = exc
-            return []
-        except Exception as exc:
-            engine.failure = self.where.failed(exc)
-            engine.failure.__cause__ = exc
+            return True
+
+        if not engine.attempt(self.where, place):  # a failure, kept for the round's next collective
             return []
         if all(any(col) for col in zip(*(e for _, e in got))):
             now = math.inf  # every source ended: every open window is emitted
@@ -265,8 +263,8 @@ class Window(Node):
         if late.any():
             for i in np.flatnonzero(late).tolist():
                 self._late(pairs[i][1], float(starts[i]))
-            keep = np.flatnonzero(~late).tolist()
-            pairs, starts = [pairs[i] for i in keep], starts[~late]
+            on_time = ~late
+            pairs, starts = [pairs[i] for i in np.flatnonzero(on_time).tolist()], starts[on_time]
         if not pairs:
             return
         keys = list(map(_first, pairs))
