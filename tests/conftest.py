@@ -110,12 +110,16 @@ def missing(what: str) -> NoReturn:
 def wait_for(predicate, timeout: float, what: str):
     """Poll `predicate` until it returns something true; fail the test after `timeout` s."""
     deadline = time.monotonic() + timeout
+    value = None
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(0.05)
-    pytest.fail(f"timed out after {timeout} s waiting for {what}")
+    last = repr(value)
+    pytest.fail(
+        f"timed out after {timeout} s waiting for {what} (last: {last[:300]}{'...' if len(last) > 300 else ''})"
+    )
 
 
 def gone(procs: list[psutil.Process], timeout: float = 10) -> list[psutil.Process]:

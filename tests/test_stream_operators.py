@@ -265,3 +265,41 @@ def test_numpy_batches_are_keyed_by_an_integer_column():
         s.run()
     with pytest.raises(DataError, match="on numpy batches key_by takes a column name"):
         StreamContext(OneWorker()).batches(lambda p, n, o: iter([])).key_by(lambda b: 0)
+
+
+def test_output_is_published_while_the_newest_checkpoint_is_still_being_committed(tmp_path):
+    """Checkpoints every round, and the job's commit always one behind the newest (as under load,
+    where committing takes longer than the checkpoint interval): the committed epochs' parts are
+    published while the stream runs, not only once it ends."""
+    out = tmp_path / "out"
+    taken: list[int] = []
+    ended = []
+
+    def published():
+        return [n for n in os.listdir(out) if n.startswith("part-")] if out.is_dir() else []
+
+    def source(p, n, o):
+        deadline = time.monotonic() + 30  # a bound: the bug kept every part unpublished forever
+        i = o
+        while not published() and time.monotonic() < deadline:
+            yield f"line {i}"
+            i += 1
+        ended.append(bool(published()))
+
+    def checkpoint(state):
+        return taken[-1]
+
+    def committed():
+        if not taken:
+            return None
+        return taken[-1] if ended else taken[-1] - 1
+
+    hooks = Hooks(
+        checkpoint=checkpoint, next_version=lambda: taken.append(len(taken) + 1) or taken[-1], committed=committed
+    )
+    s = StreamContext(OneWorker(), hooks)
+    s.generator(source).sink_files(out)
+    summary = s.run(checkpoint_every=0.001, batch=1)
+    assert ended == [True]  # the source saw a part published while it still ran
+    lines = [line for n in sorted(published()) for line in (out / n).read_text().splitlines()]
+    assert lines == [f"line {i}" for i in range(summary["events_in"])]  # none lost, none twice

@@ -140,10 +140,11 @@ class Engine:
             if waiting is not None and now - last_poll >= 0.2:
                 last_poll = now
                 committed = hooks.committed()
-                if committed is not None and committed >= waiting:
-                    for s in sinks:
+                if committed is not None:  # each sink publishes what it committed, though the newest
+                    for s in sinks:  # checkpoint may still be on its way (under load, always one is)
                         s.committed(committed)
-                    waiting = None
+                    if committed >= waiting:
+                        waiting = None
             if hooks.progress is not None and now - last_status >= STATUS_EVERY:
                 last_status = now
                 hooks.progress(status.line(now))
