@@ -208,12 +208,14 @@ def _runs(job: PreparedJob, jd: JobDir, follower: Follower) -> JobResult:
 
 def _run_once(job: PreparedJob, jd: JobDir, follower: Follower) -> JobResult:
     from .errors import Interrupted
+    from .mpi.sessions import clear_stale
     from .procs import end_session, start
     from .watch import follow
 
     jd.write_client(os.uname().nodename, os.getpid())  # a master: client ends the job if this dies
 
     offset = _size(jd.events_file)
+    clear_stale()  # what a killed Open MPI launcher left would stop this one (t2mpi.mpi.sessions)
     proc = start(job.argv(str(jd.path)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     try:
         launch = follow(

@@ -14,6 +14,7 @@ import time
 
 import pytest
 from conftest import (
+    JOBS,
     PYTHON,
     SLEEPY,
     events_of,
@@ -309,3 +310,28 @@ def test_the_batch_supervisor_gives_the_mpis_error_line_as_the_reason_too(work):
     state = jd.read_state()
     assert state["state"] == "FAILED" and said in state["reason"], state["reason"]
     wait_for(lambda: not processes_mentioning(str(work)), 30, "no process of the job left")
+
+
+def test_a_killed_open_mpi_launchers_leftovers_do_not_stop_the_next_launch(work):
+    """A killed Open MPI launcher leaves its session folder ($TMPDIR/ompi.<pid>); a new one given
+    that pid (the pids wrap round) found its rendezvous file and would not start ("The PMIx
+    server's listener thread failed to start", exit 213). Leftovers of this user for the next
+    3,000 pids: t2mpi run removes those of no running process first, and the job runs. (Under
+    MPICH nothing reads them; the run and the clean-up are checked all the same.)"""
+    tmp = work / "tmp"
+    tmp.mkdir()
+    host = os.uname().nodename
+    pid_max = int(open("/proc/sys/kernel/pid_max").read())
+    planted = []
+    for k in range(1, 3000):
+        pid = (os.getpid() + k) % pid_max
+        folder = tmp / f"ompi.{pid}"
+        if pid > 300 and not folder.exists():
+            folder.mkdir(mode=0o700)
+            (folder / f"pmix.{host}.tool").write_text("")  # any file at that name stopped prterun
+            planted.append(folder)
+    done = t2mpi("run", str(JOBS / "hello.yaml"), "-n", "2", "-q", cwd=work, env=dict(os.environ, TMPDIR=str(tmp)))
+    assert done.returncode == 0, done.stderr
+    assert state_of(only_job(work))["state"] == "COMPLETED"
+    left = [f for f in planted if f.exists()]
+    assert len(left) < len(planted) / 2, f"{len(left)} of {len(planted)} leftovers are still there"

@@ -149,10 +149,12 @@ def _launch(jd: JobDir, argv: Sequence[str], start_timeout: float, signals: _Sig
     seconds is ended (t2mpi.watch). Returns its t2mpi.watch.Launch."""
     import subprocess
 
+    from ..mpi.sessions import clear_stale
     from ..procs import start
     from ..watch import follow, writer
 
     offset = os.path.getsize(jd.events_file) if os.path.exists(jd.events_file) else 0
+    clear_stale()  # what a killed Open MPI launcher left would stop this one (t2mpi.mpi.sessions)
     proc = start(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     signals.launch = proc.pid
     if signals.terminated:  # cancelled while it started
