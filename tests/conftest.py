@@ -129,8 +129,12 @@ def gone(procs: list[psutil.Process], timeout: float = 10) -> list[psutil.Proces
 
 
 def mpiexec(nprocs: int) -> list[str]:
-    """This venv's MPI launcher with the options t2mpi would use, for direct launches."""
+    """This venv's MPI launcher with the options t2mpi would use, for direct launches. As t2mpi's
+    own launches do, it first clears what killed Open MPI launchers left (t2mpi.mpi.sessions)."""
     from t2mpi.mpi import launcher
+    from t2mpi.mpi.sessions import clear_stale
+
+    clear_stale()
 
     found = launcher.detect(str(Path(PYTHON).parent / "mpiexec"))
     return launcher.mpiexec_args(found, nprocs, launcher.Host.here(), {})
