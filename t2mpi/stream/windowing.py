@@ -319,8 +319,6 @@ class Window(Node):
         """_place for a batch whose rows have the times `ts`: reduced per window with numpy."""
         import numpy as np
 
-        from ..data.columns import reduce_columns
-
         keys = batch[self.key_column]
         ufunc = getattr(np, self.agg.ufunc)
         if self.agg.name == "count":
@@ -330,24 +328,31 @@ class Window(Node):
             if values is None:
                 raise DataError(f"{self.where}: the batch has no column {self.value_col!r} (it has {sorted(batch)})")
         wm, size, every = self.watermark.value, self.windower.size, self.windower.every
-        late_rows = np.zeros(len(ts), dtype=bool)
+        late_rows = None
         base = np.floor(ts / every)
+        last = _last_closed(wm, every, size, self.lateness)  # windows k <= last have closed
         for j in range(math.ceil(size / every)):
-            k = base - j
+            k = base - j if j else base
             inside = k * every + size > ts
-            closed = inside & (k * every + size + self.lateness <= wm)
-            late_rows |= closed
-            take = inside & ~closed
-            low, high = (int(k[take].min()), int(k[take].max())) if take.any() else (0, -1)
-            for index in range(low, high + 1):
-                rows = take & (k == index) if high > low else take
-                if not rows.any():
-                    continue
+            closed = k <= last if last is not None else k * every + size + self.lateness <= wm
+            if closed.any():
+                closed &= inside
+                late_rows = closed if late_rows is None else late_rows | closed
+                take = inside & ~closed
+            else:
+                take = inside
+            if take.all():
+                parts = _per_window(k.astype(np.int64), keys, values, ufunc, self.agg.name == "count")
+            elif take.any():
+                parts = _per_window(k[take].astype(np.int64), keys[take], values[take], ufunc, self.agg.name == "count")
+            else:
+                parts = []
+            for index, part in parts:
                 start = index * every
-                self.open.setdefault(start, []).append(reduce_columns(keys[rows], values[rows], ufunc))
+                self.open.setdefault(start, []).append(part)
                 if start in self.fired:
                     self.dirty.setdefault(start, set())
-        if late_rows.any():
+        if late_rows is not None and late_rows.any():
             self.late_out.append((-1, {n: c[late_rows] for n, c in batch.items()}))
             self.late_count += int(late_rows.sum())
 
@@ -460,3 +465,55 @@ def _same_time(batch: dict[str, Any], now: float) -> Any:
     import numpy as np
 
     return np.full(len(next(iter(batch.values()))), now)
+
+
+def _last_closed(wm: float, every: float, size: float, lateness: float) -> float | None:
+    """The largest window index k whose window has closed under the watermark wm: k * every + size
+    + lateness <= wm, computed as a row's test computes it (the expression grows with k, so one
+    scalar stands for the test of every row); -inf when none has, inf when all have; None where
+    the indices are too large to be exact in a float (each row is then tested)."""
+    if not math.isfinite(wm):
+        return wm
+    k = math.floor((wm - size - lateness) / every)
+    if abs(k) > 1 << 50:
+        return None
+    while k * every + size + lateness > wm:
+        k -= 1
+    while (k + 1) * every + size + lateness <= wm:
+        k += 1
+    return float(k)
+
+
+def _per_window(index: Any, keys: Any, values: Any, ufunc: Any, counting: bool) -> list[tuple[int, Any]]:
+    """The rows of a batch reduced per (window index, key): [(index, (keys, values)), ...], each
+    window's keys sorted and distinct. Small dense integer keys summed (or counted) in one
+    bincount over (window, key) cells, as a hand-written program does; others sorted by window
+    once, then reduced window by window."""
+    import numpy as np
+
+    from ..data.columns import reduce_columns
+
+    low, high = int(index.min()), int(index.max())
+    span = high - low + 1
+    if ufunc is np.add and values.ndim == 1 and values.dtype == np.float64 and keys.dtype.kind in "iu":
+        kmin, kmax = int(keys.min()), int(keys.max())
+        width = kmax + 1
+        if kmin >= 0 and span * width <= max(1 << 16, 4 * len(keys)):
+            cells = (index - low) * width + keys.astype(np.int64, copy=False)  # uint64 + int64 is a float
+            counts = np.bincount(cells, minlength=span * width).reshape(span, width)
+            sums = (
+                counts if counting else np.bincount(cells, weights=values, minlength=span * width).reshape(span, width)
+            )
+            out = []
+            for j in range(span):
+                present = np.flatnonzero(counts[j])
+                if len(present):
+                    out.append((low + j, (present.astype(keys.dtype), sums[j][present].astype(np.float64))))
+            return out
+    if span == 1:
+        return [(low, reduce_columns(keys, values, ufunc))]
+    order = np.argsort(index, kind="stable")
+    index, keys, values = index[order], keys[order], values[order]
+    cuts = np.flatnonzero(index[1:] != index[:-1]) + 1
+    bounds = [0, *cuts.tolist(), len(index)]
+    return [(int(index[a]), reduce_columns(keys[a:b], values[a:b], ufunc)) for a, b in zip(bounds[:-1], bounds[1:])]
