@@ -11,7 +11,7 @@ cost. Every run's output is checked against the reference (counts, late), not on
 Peers run only where their side venv exists (bench/peers.sh makes them); otherwise a line says why.
 
 Throughput: events / seconds, medians over --rounds interleaved rounds, two figures: "in-run" (the
-engine's own run: t2mpi's s.run(), the mpi4py loop between barriers, Bytewax from its processes'
+engine's own run: t2mpi's s.run() from a barrier, the mpi4py loop between barriers, Bytewax from its processes'
 start to its sinks' close, Spark's query) and "whole" (the whole command, launch included).
 Emission delay: a rate-limited generator source at half the rate the same job reaches unthrottled;
 each source partition notes the wall time at which its largest event time first passed a window's

@@ -104,6 +104,7 @@ def count_windows(ctx, keyed, event_time, sink: Cells) -> tuple[Late, object, fl
     late = Late()
     counted.sink(sink, batches=True)
     counted.late().sink(late, batches=True)
+    ctx.comm.Barrier()  # the clock starts together on every worker, as the mpi4py side's does
     start = time.perf_counter()
     summary = ctx.stream.run(
         checkpoint_every=cfg.get("checkpoint_every"), batch=cfg.get("batch")
