@@ -89,6 +89,62 @@ def test_workers_killed_at_random_points_give_the_uninterrupted_output(work, see
     assert not [n for n in os.listdir(work / "out" / "late") if n.startswith(".")]
 
 
+PROCESSING = """
+    from t2mpi import IWorker
+    from t2mpi.stream import tumbling
+
+    class Job(IWorker):
+        def execute(self, ctx):
+            c, s = ctx.config, ctx.stream
+            words = s.files(c["input"]).key_by(lambda line: line)
+            counts = words.window(tumbling(seconds=0.2), time="processing").count()
+            counts.map(lambda w: f"{w[0]!r}\\t{w[1]}\\t{w[2]}").sink_files(c["output"])
+            return s.run(checkpoint_every=0.05, batch=5)
+"""
+
+
+def test_a_worker_killed_under_processing_time_windows_loses_and_repeats_no_record(work):
+    """Processing-time windows on the real clock: a restart replays into other windows than the
+    first attempt's (docs/streaming.md), but every line is counted once over all the output."""
+    from collections import Counter
+
+    from conftest import write_job
+
+    r = random.Random(5)
+    files = [[r.choice("abcdefgh") for _ in range(20000)] for _ in range(3)]
+    write_input(work / "in", files)
+    job = write_job(work, "clock", PROCESSING, config={"input": str(work / "in"), "output": str(work / "out")})
+    sets = ["--set", "max_restarts=1", "--set", "timeouts.heartbeat=3"]
+    popen = {"cwd": work, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    with started_client([PYTHON, "-m", "t2mpi", "run", str(job), "-q", *sets], **popen) as client:
+        jd = wait_for(lambda: (job_dirs(work) or [None])[0], 60, "the job folder")
+        out = work / "out"
+
+        def published():  # windows of the first attempt that a restart must not write again
+            return out.is_dir() and len([n for n in os.listdir(out) if n.startswith("part-")]) >= 4
+
+        wait_for(lambda: published() and streaming(jd), 120, "committed parts of the first attempt")
+        os.kill(state_of(jd)["workers"][1]["pid"], signal.SIGKILL)
+        _, err = client.communicate(timeout=300)
+    assert client.returncode == 0, err
+    history = json.loads((jd / "restarts.json").read_text())["history"]
+    assert [h["state"] for h in history] == ["FAILED"]
+    names = sorted(os.listdir(work / "out"))
+    assert names and not [n for n in names if n.startswith(".")]  # every part committed
+    cells = Counter()
+    for name in names:
+        for line in (work / "out" / name).read_text().splitlines():
+            start, word, n = line.split("\t")
+            cells[(float(start), word)] += 1
+            assert cells[(float(start), word)] == 1, f"window {start} of {word!r} written twice"
+    totals = Counter()
+    for name in names:
+        for line in (work / "out" / name).read_text().splitlines():
+            _, word, n = line.split("\t")
+            totals[word] += int(n)
+    assert totals == Counter(w for f in files for w in f)  # none lost, none counted twice
+
+
 def streaming(jd):
     try:
         return all(w.get("operation", "").startswith("stream.run at ") for w in state_of(jd)["workers"])
