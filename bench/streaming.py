@@ -75,6 +75,7 @@ class Run:
         self.side, self.out, self.exact = side, out, exact
         self.whole: list[float] = []
         self.inner: list[float] = []
+        self.checkpoints: list[int] = []  # t2mpi sides: the checkpoints each run took
         self.checked = ""
 
 
@@ -138,6 +139,9 @@ def measure(runs: dict[str, Run], ref: Reference, env: dict[str, str], rounds: i
                 return float("nan")
             run.whole.append(took)
             run.inner.append(result["seconds"])
+            workers = result.get("summary")
+            if isinstance(workers, dict) and workers:
+                run.checkpoints.append(next(iter(workers.values()))["summary"]["checkpoints"])
             return took
 
         return once
@@ -363,7 +367,15 @@ def main() -> None:
             ck, plain = runs.get("checkpoint"), runs.get("per-record")
             if ck and plain and ck.inner and plain.inner:
                 share = 1 - rate(args.events, ck.inner) / rate(args.events, plain.inner)
-                print(f"  checkpoint cost (every {args.checkpoint_every:g} s): {100 * share:.1f} % of the throughput")
+                taken = min(ck.checkpoints, default=0) - 1  # the last one, as the stream ends, every run takes
+                where = f"every {args.checkpoint_every:g} s, {taken} in a run of {statistics.median(ck.inner):.1f} s"
+                if taken < 1:
+                    print(
+                        f"  checkpoint cost ({where}): not measured, the run is shorter than the interval "
+                        "(give more --events or a smaller --checkpoint-every)"
+                    )
+                else:
+                    print(f"  checkpoint cost ({where}): {100 * share:.1f} % of the throughput")
             failed += [r.side.name for r in runs.values() if r.side.failed]
         for section, run in (("delay", delay_section), ("memory", memory_section)):
             if section in only:
