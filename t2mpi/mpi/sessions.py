@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 
 from ..procs import alive
 
@@ -52,7 +53,7 @@ def clear_stale(base: str | None = None) -> list[str]:
             st = os.lstat(path)
         except OSError:
             continue
-        if st.st_uid != uid or not os.path.isdir(path) or os.path.islink(path) or alive(int(pid)):
+        if st.st_uid != uid or not stat.S_ISDIR(st.st_mode) or alive(int(pid)):  # lstat: a link is no folder
             continue
         shutil.rmtree(path, ignore_errors=True)
         if not os.path.lexists(path):
