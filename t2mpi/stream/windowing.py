@@ -342,9 +342,9 @@ class Window(Node):
             else:
                 take = inside
             if take.all():
-                parts = _per_window(k.astype(np.int64), keys, values, ufunc, self.agg.name == "count")
+                parts = _per_window(k.astype(np.int64), keys, values, ufunc)
             elif take.any():
-                parts = _per_window(k[take].astype(np.int64), keys[take], values[take], ufunc, self.agg.name == "count")
+                parts = _per_window(k[take].astype(np.int64), keys[take], values[take], ufunc)
             else:
                 parts = []
             for index, part in parts:
@@ -484,36 +484,31 @@ def _last_closed(wm: float, every: float, size: float, lateness: float) -> float
     return float(k)
 
 
-def _per_window(index: Any, keys: Any, values: Any, ufunc: Any, counting: bool) -> list[tuple[int, Any]]:
+def _per_window(index: Any, keys: Any, values: Any, ufunc: Any) -> list[tuple[int, Any]]:
     """The rows of a batch reduced per (window index, key): [(index, (keys, values)), ...], each
-    window's keys sorted and distinct. Small dense integer keys summed (or counted) in one
-    bincount over (window, key) cells, as a hand-written program does; others sorted by window
-    once, then reduced window by window."""
+    window's keys sorted and distinct. Non-negative integer keys are reduced in one pass over
+    (window, key) cell codes (data.columns.reduce_columns: one bincount where the cells are few, as
+    a hand-written program does); other keys are sorted by window once, then reduced window by
+    window."""
     import numpy as np
 
     from ..data.columns import reduce_columns
 
     low, high = int(index.min()), int(index.max())
-    span = high - low + 1
-    if ufunc is np.add and values.ndim == 1 and values.dtype == np.float64 and keys.dtype.kind in "iu":
-        kmin, kmax = int(keys.min()), int(keys.max())
-        width = kmax + 1
-        if kmin >= 0 and span * width <= max(1 << 16, 4 * len(keys)):
-            cells = (index - low) * width + keys.astype(np.int64, copy=False)  # uint64 + int64 is a float
-            counts = np.bincount(cells, minlength=span * width).reshape(span, width)
-            sums = (
-                counts if counting else np.bincount(cells, weights=values, minlength=span * width).reshape(span, width)
-            )
-            out = []
-            for j in range(span):
-                present = np.flatnonzero(counts[j])
-                if len(present):
-                    out.append((low + j, (present.astype(keys.dtype), sums[j][present].astype(np.float64))))
-            return out
-    if span == 1:
+    if high == low:
         return [(low, reduce_columns(keys, values, ufunc))]
-    order = np.argsort(index, kind="stable")
-    index, keys, values = index[order], keys[order], values[order]
+    if keys.dtype.kind in "iu" and int(keys.min()) >= 0 and (high - low + 1) * (int(keys.max()) + 1) < 1 << 62:
+        width = int(keys.max()) + 1
+        cells, values = reduce_columns((index - low) * width + keys.astype(np.int64, copy=False), values, ufunc)
+        index = cells // width
+        keys, reduce = (cells - index * width).astype(keys.dtype), None
+        index += low
+    else:
+        order = np.argsort(index, kind="stable")
+        index, keys, values, reduce = index[order], keys[order], values[order], reduce_columns
     cuts = np.flatnonzero(index[1:] != index[:-1]) + 1
     bounds = [0, *cuts.tolist(), len(index)]
-    return [(int(index[a]), reduce_columns(keys[a:b], values[a:b], ufunc)) for a, b in zip(bounds[:-1], bounds[1:])]
+    return [
+        (int(index[a]), (keys[a:b], values[a:b]) if reduce is None else reduce(keys[a:b], values[a:b], ufunc))
+        for a, b in zip(bounds[:-1], bounds[1:])
+    ]
